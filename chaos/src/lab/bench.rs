@@ -1,0 +1,358 @@
+//! `failover-bench`: end-to-end signing throughput and latency of one signer agent in front of
+//! a three-node coordinator cluster, against raw blst signing on the same machine.
+//!
+//! The bench starts a lab ([`super::Lab`]) with three coordinators, one beacon simulator and
+//! one agent holding `n` interop validators (cheap-KDF keystores: this measures signing, not
+//! key loading), grants it authority through `failoverctl`, then sends rounds of `n`
+//! concurrent `ATTESTATION` requests, one per validator, each round with a new target epoch
+//! (`source = target - 1`). A first warm-up round opens the connections and is not counted.
+//!
+//! Invariants:
+//! - every request of a round is in flight before the round's clock can stop, and the round's
+//!   wall time runs from the first send to the last answer;
+//! - every signature counted is verified with blst afterwards (outside the timed part);
+//! - raw signing is measured with the same blst and the same kind of 32-byte signing roots,
+//!   on one thread and on every core, after the rounds, while the cluster idles.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use failover_common::eth;
+use failover_common::interop;
+use failover_common::types::Root;
+use tokio::task::JoinSet;
+
+use super::duties::{attestation_duty, send_duty, AgentEndpoint, DutyRecord, DutySim};
+use super::summary::{reason_label, verify_signatures};
+use super::{AgentSpec, KdfChoice, Lab, LabConfig, Role};
+
+/// Bench parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchOptions {
+    /// Lab directory (wiped).
+    pub dir: PathBuf,
+    /// Validators, and requests per round.
+    pub validators: u64,
+    /// Timed rounds (plus one warm-up round).
+    pub rounds: u64,
+    /// Signatures per thread for the raw blst measurement.
+    pub raw_signatures: u64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("./bench-data"),
+            validators: 1_000,
+            rounds: 5,
+            raw_signatures: 2_000,
+        }
+    }
+}
+
+/// Outcome of one round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundStats {
+    /// `warm-up` or the round number.
+    pub label: String,
+    /// Target epoch of the round's attestations.
+    pub target_epoch: u64,
+    /// Requests sent.
+    pub requests: usize,
+    /// 200 answers.
+    pub signed: usize,
+    /// Other answers, as `status label × count`.
+    pub failures: Vec<String>,
+    /// First send to last answer.
+    pub wall: Duration,
+    /// Latency of each request (send to answer), sorted.
+    pub latencies: Vec<Duration>,
+}
+
+impl RoundStats {
+    /// Signatures per second over the round's wall time.
+    pub fn throughput(&self) -> f64 {
+        self.signed as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The `q`-quantile (0 ≤ q ≤ 1) of sorted latencies; zero when empty.
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (q * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Raw blst signing throughput.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawSigning {
+    /// Signatures per second on one thread.
+    pub single: f64,
+    /// Signatures per second on `threads` threads.
+    pub all: f64,
+    /// Threads used for `all` (available parallelism).
+    pub threads: usize,
+}
+
+/// Measures raw blst signing: `per_thread` signatures on one thread, then on every core.
+pub fn raw_signing(per_thread: u64) -> RawSigning {
+    let sign_n = |seed: u64| {
+        let sk = interop::secret_key(seed);
+        for i in 0..per_thread {
+            let mut root = [0u8; 32];
+            root[..8].copy_from_slice(&i.to_le_bytes());
+            root[8..16].copy_from_slice(&seed.to_le_bytes());
+            std::hint::black_box(eth::sign(&sk, &Root(root)));
+        }
+    };
+    let t = Instant::now();
+    sign_n(0);
+    let single = per_thread as f64 / t.elapsed().as_secs_f64();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for k in 0..threads {
+            s.spawn(move || sign_n(k as u64 + 1));
+        }
+    });
+    let all = (per_thread * threads as u64) as f64 / t.elapsed().as_secs_f64();
+    RawSigning {
+        single,
+        all,
+        threads,
+    }
+}
+
+/// The whole bench result.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    /// Validators (requests per round).
+    pub validators: u64,
+    /// Keystore KDF, described.
+    pub kdf: String,
+    /// Warm-up round first, then the timed rounds.
+    pub rounds: Vec<RoundStats>,
+    /// Signatures checked with blst after the rounds, and how many failed.
+    pub verified: (usize, usize),
+    /// Raw blst signing.
+    pub raw: RawSigning,
+}
+
+/// Starts the bench lab, runs the rounds and the raw measurement, stops the lab.
+///
+/// Errors: the lab did not start or the grant failed; failures of single requests are counted
+/// in the report instead.
+pub async fn run(opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchReport> {
+    let mut cfg = LabConfig::three_regions(opts.dir.clone());
+    cfg.validators = opts.validators;
+    cfg.kdf = KdfChoice::Pbkdf2Cheap;
+    cfg.beacon_regions = vec!["eu".into()];
+    cfg.agents = vec![AgentSpec {
+        id: "agent-eu".into(),
+        region: "eu".into(),
+        role: Role::Active,
+    }];
+    let lab = Lab::start(cfg, progress).await?;
+    let result = measure(&lab, opts, progress).await;
+    lab.stop().await;
+    result
+}
+
+async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchReport> {
+    lab.grant_initial().await?;
+    progress("authority granted to agent-eu");
+    let agent = AgentEndpoint {
+        id: lab.manifest.agents[0].id.clone(),
+        url: lab.manifest.agents[0].url.clone(),
+    };
+    let sim = DutySim::connect(
+        &lab.manifest.beacon_nodes[0].url,
+        vec![agent.clone()],
+        lab.manifest.validators.clone(),
+        lab.clock(),
+    )
+    .await?;
+    let fork_info = sim.fork_info();
+    let spe = lab.config.slots_per_epoch;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(opts.validators as usize)
+        .build()
+        .context("build the bench HTTP client")?;
+
+    let mut rounds = Vec::new();
+    let mut all_records: Vec<DutyRecord> = Vec::new();
+    for r in 0..=opts.rounds {
+        let target_epoch = r + 1;
+        let duties: Vec<_> = lab
+            .manifest
+            .validators
+            .iter()
+            .map(|v| {
+                let slot = target_epoch * spe + v.index % spe;
+                Arc::new(attestation_duty(v, slot, &fork_info, spe))
+            })
+            .collect();
+        let mut set = JoinSet::new();
+        let t = Instant::now();
+        for d in duties {
+            let (http, agent) = (http.clone(), agent.clone());
+            set.spawn(async move { send_duty(&http, &agent, &d).await });
+        }
+        let mut records = Vec::with_capacity(opts.validators as usize);
+        while let Some(rec) = set.join_next().await {
+            records.push(rec.context("a bench request task failed")?);
+        }
+        let wall = t.elapsed();
+        let mut latencies: Vec<Duration> = records
+            .iter()
+            .map(|r| Duration::from_micros(r.received_us.saturating_sub(r.sent_us)))
+            .collect();
+        latencies.sort();
+        let mut failures = std::collections::BTreeMap::<String, usize>::new();
+        for rec in records.iter().filter(|r| r.status != 200) {
+            *failures
+                .entry(format!("{} {}", rec.status, reason_label(&rec.reason)))
+                .or_default() += 1;
+        }
+        let stats = RoundStats {
+            label: if r == 0 {
+                "warm-up".into()
+            } else {
+                r.to_string()
+            },
+            target_epoch,
+            requests: records.len(),
+            signed: records.iter().filter(|r| r.status == 200).count(),
+            failures: failures
+                .into_iter()
+                .map(|(k, n)| format!("{k} ×{n}"))
+                .collect(),
+            wall,
+            latencies,
+        };
+        progress(&format!(
+            "round {}: {} of {} signed in {:.3} s",
+            stats.label,
+            stats.signed,
+            stats.requests,
+            wall.as_secs_f64()
+        ));
+        rounds.push(stats);
+        all_records.extend(records);
+    }
+    let (ok, failed) = verify_signatures(&all_records);
+    progress("measuring raw blst signing");
+    let raw = tokio::task::spawn_blocking({
+        let n = opts.raw_signatures;
+        move || raw_signing(n)
+    })
+    .await
+    .context("raw signing measurement")?;
+    Ok(BenchReport {
+        validators: opts.validators,
+        kdf: lab.manifest.keystore_kdf.clone(),
+        rounds,
+        verified: (ok, failed.len()),
+        raw,
+    })
+}
+
+impl BenchReport {
+    /// True when the timed rounds produced signatures and every signature verified.
+    pub fn healthy(&self) -> bool {
+        self.verified.1 == 0 && self.rounds.iter().skip(1).any(|r| r.signed > 0)
+    }
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "failover-bench: 1 signer agent, 3 coordinators (Raft, fsynced RocksDB), {} validators",
+            self.validators
+        )?;
+        writeln!(f, "keystores: {}", self.kdf)?;
+        writeln!(
+            f,
+            "each round: {} concurrent ATTESTATION requests, one per validator, new target epoch\n",
+            self.validators
+        )?;
+        writeln!(
+            f,
+            "{:<8} {:>6} {:>8} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8}",
+            "ROUND",
+            "TARGET",
+            "REQUESTS",
+            "SIGNED",
+            "WALL_S",
+            "SIG/S",
+            "P50_MS",
+            "P99_MS",
+            "MAX_MS"
+        )?;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        for r in &self.rounds {
+            writeln!(
+                f,
+                "{:<8} {:>6} {:>8} {:>7} {:>8.3} {:>9.0} {:>8.1} {:>8.1} {:>8.1}{}",
+                r.label,
+                r.target_epoch,
+                r.requests,
+                r.signed,
+                r.wall.as_secs_f64(),
+                r.throughput(),
+                ms(percentile(&r.latencies, 0.5)),
+                ms(percentile(&r.latencies, 0.99)),
+                ms(r.latencies.last().copied().unwrap_or_default()),
+                if r.failures.is_empty() {
+                    String::new()
+                } else {
+                    format!("  refused: {}", r.failures.join(", "))
+                }
+            )?;
+        }
+        let timed: Vec<&RoundStats> = self.rounds.iter().skip(1).collect();
+        let signed: usize = timed.iter().map(|r| r.signed).sum();
+        let wall: f64 = timed.iter().map(|r| r.wall.as_secs_f64()).sum();
+        let mut lat: Vec<Duration> = timed.iter().flat_map(|r| r.latencies.clone()).collect();
+        lat.sort();
+        let e2e = signed as f64 / wall.max(1e-9);
+        writeln!(
+            f,
+            "{:<8} {:>6} {:>8} {:>7} {:>8.3} {:>9.0} {:>8.1} {:>8.1} {:>8.1}",
+            "timed",
+            "",
+            timed.iter().map(|r| r.requests).sum::<usize>(),
+            signed,
+            wall,
+            e2e,
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99)),
+            ms(lat.last().copied().unwrap_or_default())
+        )?;
+        writeln!(
+            f,
+            "\nsignatures verified with blst afterwards: {} ok, {} failed",
+            self.verified.0, self.verified.1
+        )?;
+        writeln!(f, "\nraw blst signing on this machine")?;
+        writeln!(f, "  1 thread      {:>8.0} sig/s", self.raw.single)?;
+        writeln!(
+            f,
+            "  {:<2} threads    {:>8.0} sig/s",
+            self.raw.threads, self.raw.all
+        )?;
+        writeln!(
+            f,
+            "\nend-to-end / raw: {:.2} of one thread, {:.2} of all {} threads",
+            e2e / self.raw.single,
+            e2e / self.raw.all,
+            self.raw.threads
+        )
+    }
+}

@@ -1,0 +1,871 @@
+//! The local lab: real beacon-sim, coordinator and signer-agent processes on loopback, operated
+//! through `failoverctl` and driven by a simulated validator client.
+//!
+//! [`Lab::start`] brings up, in order and each waited for (`READY <url>` lines, health
+//! endpoints, a Raft leader, agent registration):
+//! 1. one `beacon-sim` per beacon region, all with the same genesis time and genesis
+//!    validators root, so they agree on slots and finality;
+//! 2. one `coordinator` per region (node 1 bootstraps the cluster), with the operators (random
+//!    tokens, stored hashed), the agents, one approval under the two-person rule, and every
+//!    beacon node as a finality source;
+//! 3. the signer agents, each with its own copy of the same EIP-2335 keystores of the interop
+//!    validators `0..n`.
+//!
+//! [`scenario`] then runs the planned-handover drill and [`summary`] judges it.
+//!
+//! Invariants:
+//! - the lab builds nothing: it runs the binaries next to its own executable ([`Binaries`]);
+//! - every process the lab starts is stopped by [`Lab::stop`], or killed when the [`Lab`] is
+//!   dropped (an error half-way through start leaves nothing running);
+//! - the lab directory is wiped at start, and only if it is empty or was made by the lab
+//!   (it holds the marker file `.failover-lab`) and no lab is running in it;
+//! - secrets (operator, agent and cluster tokens, keystore passwords) are written only inside
+//!   the lab directory, mode 0600; coordinators only see token hashes.
+
+pub mod bench;
+pub mod ctl;
+pub mod duties;
+pub mod keys;
+pub mod procs;
+pub mod scenario;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use coordinator::config::{
+    token_hash, AgentCfg, BeaconCfg, ChainCfg, Config as CoordinatorConfig, HandoverCfg,
+    OperatorCfg, Peer, RaftCfg,
+};
+use coordinator::http::StatusView;
+use failover_common::types::Root;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use ctl::{Failoverctl, Operator};
+pub use duties::{DutySim, SlotClock};
+pub use keys::{KdfChoice, Validator};
+pub use procs::{Binaries, Proc};
+pub use summary::Summary;
+
+/// Name of the marker file that makes a directory wipeable by the lab.
+pub const MARKER: &str = ".failover-lab";
+
+/// The manifest file of a running lab, inside the lab directory.
+pub const MANIFEST: &str = "lab.json";
+
+/// Role of a signer agent at the start of the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Receives the initial grant of signing authority.
+    Active,
+    /// Holds the same keys but no authority.
+    Standby,
+}
+
+impl Role {
+    /// `active` or `standby`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Active => "active",
+            Role::Standby => "standby",
+        }
+    }
+}
+
+/// One signer agent to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSpec {
+    /// Agent id, e.g. `agent-eu`.
+    pub id: String,
+    /// Region label.
+    pub region: String,
+    /// Initial role; exactly one agent of a lab is active.
+    pub role: Role,
+}
+
+/// What to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabConfig {
+    /// Lab directory (wiped and recreated).
+    pub dir: PathBuf,
+    /// Number of interop validators `0..validators`.
+    pub validators: u64,
+    /// Keystore KDF cost.
+    pub kdf: KdfChoice,
+    /// Slot length (seconds).
+    pub seconds_per_slot: f64,
+    /// `SLOTS_PER_EPOCH`.
+    pub slots_per_epoch: u64,
+    /// Epochs by which the beacon simulators' finality trails the head.
+    pub finality_lag_epochs: u64,
+    /// One coordinator per region, node ids 1, 2, 3… in this order; node 1 bootstraps.
+    pub coordinator_regions: Vec<String>,
+    /// One beacon simulator per region.
+    pub beacon_regions: Vec<String>,
+    /// The signer agents.
+    pub agents: Vec<AgentSpec>,
+    /// Operator names; the first requests handovers, the second approves.
+    pub operators: Vec<String>,
+    /// Agent record deadline (ms): past it an unanswered record is a 503.
+    pub record_deadline_ms: u64,
+}
+
+impl LabConfig {
+    /// The three-region lab: beacon nodes and coordinators in eu, us and ap, `agent-eu`
+    /// active and `agent-us` standby, operators alice and bob, 64 validators, 0.5 s slots,
+    /// 8-slot epochs, finality two epochs behind the head, standard PBKDF2 keystores.
+    pub fn three_regions(dir: PathBuf) -> Self {
+        let regions: Vec<String> = ["eu", "us", "ap"].iter().map(|s| s.to_string()).collect();
+        Self {
+            dir,
+            validators: 64,
+            kdf: KdfChoice::Pbkdf2Standard,
+            seconds_per_slot: 0.5,
+            slots_per_epoch: 8,
+            finality_lag_epochs: 2,
+            coordinator_regions: regions.clone(),
+            beacon_regions: regions,
+            agents: vec![
+                AgentSpec {
+                    id: "agent-eu".into(),
+                    region: "eu".into(),
+                    role: Role::Active,
+                },
+                AgentSpec {
+                    id: "agent-us".into(),
+                    region: "us".into(),
+                    role: Role::Standby,
+                },
+            ],
+            operators: vec!["alice".into(), "bob".into()],
+            record_deadline_ms: 2_000,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        ensure!(self.validators > 0, "need at least one validator");
+        ensure!(
+            self.seconds_per_slot > 0.0,
+            "seconds per slot must be positive"
+        );
+        ensure!(self.slots_per_epoch > 0, "slots per epoch must be positive");
+        ensure!(
+            !self.coordinator_regions.is_empty(),
+            "need at least one coordinator"
+        );
+        ensure!(
+            !self.beacon_regions.is_empty(),
+            "need at least one beacon node"
+        );
+        ensure!(
+            self.agents
+                .iter()
+                .filter(|a| a.role == Role::Active)
+                .count()
+                == 1,
+            "exactly one agent must be active"
+        );
+        ensure!(
+            self.operators.len() >= 2,
+            "need two operators (two-person rule)"
+        );
+        Ok(())
+    }
+}
+
+/// A coordinator of a running lab (in `lab.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorInfo {
+    /// Raft node id.
+    pub id: u64,
+    /// Region.
+    pub region: String,
+    /// Base URL.
+    pub url: String,
+    /// OS process id.
+    pub pid: u32,
+    /// RocksDB directory.
+    pub data_dir: PathBuf,
+    /// Config file.
+    pub config: PathBuf,
+    /// Log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+/// A signer agent of a running lab (in `lab.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// Agent id.
+    pub id: String,
+    /// Region.
+    pub region: String,
+    /// Base URL of its Web3Signer API.
+    pub url: String,
+    /// OS process id.
+    pub pid: u32,
+    /// Role at start.
+    pub role: Role,
+    /// Config file.
+    pub config: PathBuf,
+    /// Log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+/// A beacon simulator of a running lab (in `lab.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeaconInfo {
+    /// Region.
+    pub region: String,
+    /// Base URL of its Beacon API.
+    pub url: String,
+    /// OS process id.
+    pub pid: u32,
+    /// Log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+/// Everything needed to use a running lab: `DIR/lab.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Process id of the `failover-lab` process that owns the lab; `failover-lab down`
+    /// signals it.
+    pub lab_pid: u32,
+    /// The lab directory.
+    pub dir: PathBuf,
+    /// Unix time of genesis (seconds).
+    pub genesis_time: u64,
+    /// Genesis validators root of the simulated chain.
+    pub genesis_validators_root: Root,
+    /// Slot length (seconds).
+    pub seconds_per_slot: f64,
+    /// `SLOTS_PER_EPOCH`.
+    pub slots_per_epoch: u64,
+    /// Keystore KDF, described.
+    pub keystore_kdf: String,
+    /// Coordinators, node 1 first.
+    pub coordinators: Vec<CoordinatorInfo>,
+    /// Signer agents.
+    pub agents: Vec<AgentInfo>,
+    /// Beacon simulators.
+    pub beacon_nodes: Vec<BeaconInfo>,
+    /// Operators with their clear-text tokens.
+    pub operators: Vec<Operator>,
+    /// Validators.
+    pub validators: Vec<Validator>,
+    /// Binaries used.
+    pub binaries: Binaries,
+}
+
+impl Manifest {
+    /// Reads `dir/lab.json`.
+    ///
+    /// Errors: missing or unreadable file.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("read {} (is a lab running there?)", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
+    }
+
+    /// Every child process id with its binary, agents first (they stop cleanly before the
+    /// coordinators they talk to), then coordinators, then beacon nodes.
+    pub fn child_pids(&self) -> Vec<(String, u32, PathBuf)> {
+        let mut out = Vec::new();
+        for a in &self.agents {
+            out.push((a.id.clone(), a.pid, self.binaries.signer_agent.clone()));
+        }
+        for c in &self.coordinators {
+            out.push((
+                format!("coordinator-{}", c.id),
+                c.pid,
+                self.binaries.coordinator.clone(),
+            ));
+        }
+        for b in &self.beacon_nodes {
+            out.push((
+                format!("beacon-{}", b.region),
+                b.pid,
+                self.binaries.beacon_sim.clone(),
+            ));
+        }
+        out
+    }
+}
+
+/// The genesis validators root of the lab chain: `sha256("failover-lab genesis")`.
+pub fn lab_genesis_validators_root() -> Root {
+    Root(Sha256::digest(b"failover-lab genesis").into())
+}
+
+/// A random 32-byte token as 64 hex digits.
+pub fn random_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// A running lab.
+#[derive(Debug)]
+pub struct Lab {
+    /// What was started.
+    pub config: LabConfig,
+    /// Where everything is.
+    pub manifest: Manifest,
+    /// The operator CLI, pointed at every coordinator.
+    pub ctl: Failoverctl,
+    procs: Vec<Proc>,
+    http: reqwest::Client,
+}
+
+impl Lab {
+    /// Wipes `config.dir`, writes keys and configs, starts every process and waits until the
+    /// cluster has a leader and every agent is healthy and registered. `progress` receives one
+    /// line per step.
+    ///
+    /// Errors: a binary is missing, the directory is not safe to wipe, or a process failed to
+    /// start or to become ready (the error carries the tail of its log). Processes already
+    /// started are killed.
+    pub async fn start(config: LabConfig, progress: &dyn Fn(&str)) -> Result<Lab> {
+        config.validate()?;
+        let binaries = Binaries::locate()?;
+        let dir = prepare_dir(&config.dir)?;
+        let logs = dir.join("logs");
+        let secrets = dir.join("secrets");
+        for d in [&logs, &secrets] {
+            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+        }
+        let gvr = lab_genesis_validators_root();
+        let genesis_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("read the clock")?
+            .as_secs();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .context("build the lab HTTP client")?;
+
+        // Validator keys, written once and copied to every agent.
+        let validators = keys::validators(config.validators);
+        let t = Instant::now();
+        let master = dir.join("keys");
+        keys::write_keystores(
+            &validators,
+            config.kdf,
+            &master.join("keystores"),
+            &master.join("passwords"),
+        )?;
+        progress(&format!(
+            "wrote {} keystores ({}) in {:.1} s",
+            validators.len(),
+            config.kdf.describe(),
+            t.elapsed().as_secs_f64()
+        ));
+
+        let operators: Vec<Operator> = config
+            .operators
+            .iter()
+            .map(|name| Operator {
+                name: name.clone(),
+                token: random_token(),
+            })
+            .collect();
+        let mut lab = Lab {
+            manifest: Manifest {
+                lab_pid: std::process::id(),
+                dir: dir.clone(),
+                genesis_time,
+                genesis_validators_root: gvr,
+                seconds_per_slot: config.seconds_per_slot,
+                slots_per_epoch: config.slots_per_epoch,
+                keystore_kdf: config.kdf.describe(),
+                coordinators: vec![],
+                agents: vec![],
+                beacon_nodes: vec![],
+                operators,
+                validators,
+                binaries: binaries.clone(),
+            },
+            ctl: Failoverctl::new(&binaries.failoverctl, vec![], &dir.join("failoverctl.log")),
+            config,
+            procs: vec![],
+            http,
+        };
+        lab.start_beacons(&logs).await?;
+        progress(&format!(
+            "{} beacon simulators ready",
+            lab.manifest.beacon_nodes.len()
+        ));
+        lab.start_coordinators(&logs, &secrets).await?;
+        progress(&format!(
+            "{} coordinators ready, leader elected",
+            lab.manifest.coordinators.len()
+        ));
+        let urls = lab.coordinator_urls();
+        lab.ctl = Failoverctl::new(&binaries.failoverctl, urls, &dir.join("failoverctl.log"));
+        let t = Instant::now();
+        lab.start_agents(&logs, &secrets, &master).await?;
+        progress(&format!(
+            "{} signer agents healthy and registered ({:.1} s, keystores decrypted)",
+            lab.manifest.agents.len(),
+            t.elapsed().as_secs_f64()
+        ));
+        Ok(lab)
+    }
+
+    async fn start_beacons(&mut self, logs: &Path) -> Result<()> {
+        let c = &self.config;
+        for region in &c.beacon_regions {
+            let name = format!("beacon-{region}");
+            let args = vec![
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--seconds-per-slot".into(),
+                c.seconds_per_slot.to_string(),
+                "--slots-per-epoch".into(),
+                c.slots_per_epoch.to_string(),
+                "--genesis-validators-root".into(),
+                self.manifest.genesis_validators_root.to_string(),
+                "--genesis-time".into(),
+                self.manifest.genesis_time.to_string(),
+                "--finality-lag-epochs".into(),
+                c.finality_lag_epochs.to_string(),
+            ];
+            let log = logs.join(format!("{name}.log"));
+            self.procs.push(Proc::spawn(
+                &name,
+                &self.manifest.binaries.beacon_sim,
+                &args,
+                &log,
+            )?);
+        }
+        let n = c.beacon_regions.len();
+        let start = self.procs.len() - n;
+        for (i, region) in self.config.beacon_regions.clone().iter().enumerate() {
+            let p = &mut self.procs[start + i];
+            let url = p.wait_ready(Duration::from_secs(20)).await?;
+            self.manifest.beacon_nodes.push(BeaconInfo {
+                region: region.clone(),
+                url,
+                pid: p.pid(),
+                log: p.log.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn start_coordinators(&mut self, logs: &Path, secrets: &Path) -> Result<()> {
+        let dir = self.manifest.dir.clone();
+        let cluster_token_file = secrets.join("cluster.token");
+        keys::write_secret(&cluster_token_file, &random_token())?;
+        let peers: Vec<Peer> = self
+            .config
+            .coordinator_regions
+            .iter()
+            .enumerate()
+            .map(|(i, region)| {
+                Ok(Peer {
+                    id: i as u64 + 1,
+                    url: format!("http://127.0.0.1:{}", procs::free_port()?),
+                    region: region.clone(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let agent_tokens = self.agent_tokens(secrets)?;
+        let mut started = Vec::new();
+        for peer in &peers {
+            let node_dir = dir.join(format!("coordinator-{}", peer.id));
+            std::fs::create_dir_all(&node_dir)
+                .with_context(|| format!("create {}", node_dir.display()))?;
+            let cfg = CoordinatorConfig {
+                node_id: peer.id,
+                listen: peer.url.trim_start_matches("http://").to_string(),
+                data_dir: node_dir.join("db"),
+                cluster_token_file: cluster_token_file.clone(),
+                bootstrap: peer.id == 1,
+                peers: peers.clone(),
+                operators: self
+                    .manifest
+                    .operators
+                    .iter()
+                    .map(|o| OperatorCfg {
+                        name: o.name.clone(),
+                        token_sha256: token_hash(&o.token),
+                    })
+                    .collect(),
+                agents: agent_tokens
+                    .iter()
+                    .map(|(id, token)| AgentCfg {
+                        id: id.clone(),
+                        token_sha256: token_hash(token),
+                    })
+                    .collect(),
+                chain: ChainCfg {
+                    genesis_validators_root: self.manifest.genesis_validators_root,
+                    slots_per_epoch: self.config.slots_per_epoch,
+                },
+                beacon: BeaconCfg {
+                    urls: self
+                        .manifest
+                        .beacon_nodes
+                        .iter()
+                        .map(|b| b.url.clone())
+                        .collect(),
+                    poll_interval_ms: 500,
+                    timeout_ms: 1_000,
+                    min_agreeing: 0,
+                },
+                handover: HandoverCfg {
+                    approvals_required: 1,
+                    two_person_rule: true,
+                    break_glass_approvals: 2,
+                },
+                raft: RaftCfg {
+                    heartbeat_ms: 100,
+                    election_min_ms: 1_000,
+                    election_max_ms: 2_000,
+                    ..RaftCfg::default()
+                },
+                max_batch: 4096,
+            };
+            cfg.validate().map_err(|e| {
+                anyhow::anyhow!("the lab built an invalid coordinator config:\n{e}")
+            })?;
+            let cfg_path = node_dir.join("coordinator.toml");
+            let text = toml::to_string(&cfg).context("serialize a coordinator config")?;
+            std::fs::write(&cfg_path, text)
+                .with_context(|| format!("write {}", cfg_path.display()))?;
+            let name = format!("coordinator-{}", peer.id);
+            let args = vec![
+                "run".into(),
+                "--config".into(),
+                cfg_path.display().to_string(),
+            ];
+            let log = logs.join(format!("{name}.log"));
+            self.procs.push(Proc::spawn(
+                &name,
+                &self.manifest.binaries.coordinator,
+                &args,
+                &log,
+            )?);
+            started.push((
+                peer.clone(),
+                cfg_path,
+                node_dir.join("db"),
+                self.procs.len() - 1,
+            ));
+        }
+        for (peer, config, data_dir, idx) in started {
+            let p = &mut self.procs[idx];
+            let url = p.wait_ready(Duration::from_secs(30)).await?;
+            self.manifest.coordinators.push(CoordinatorInfo {
+                id: peer.id,
+                region: peer.region,
+                url,
+                pid: p.pid(),
+                data_dir,
+                config,
+                log: p.log.clone(),
+            });
+        }
+        self.wait_status("a Raft leader", Duration::from_secs(30), |s| {
+            s.leader_id.is_some()
+        })
+        .await
+    }
+
+    /// Tokens of every agent, generated once and kept in `secrets/<agent>.token`.
+    fn agent_tokens(&self, secrets: &Path) -> Result<Vec<(String, String)>> {
+        self.config
+            .agents
+            .iter()
+            .map(|a| {
+                let path = secrets.join(format!("{}.token", a.id));
+                if let Ok(t) = std::fs::read_to_string(&path) {
+                    return Ok((a.id.clone(), t));
+                }
+                let t = random_token();
+                keys::write_secret(&path, &t)?;
+                Ok((a.id.clone(), t))
+            })
+            .collect()
+    }
+
+    async fn start_agents(&mut self, logs: &Path, secrets: &Path, master: &Path) -> Result<()> {
+        let mut started = Vec::new();
+        for spec in self.config.agents.clone() {
+            let agent_dir = self.manifest.dir.join(&spec.id);
+            let keystores = agent_dir.join("keystores");
+            let passwords = agent_dir.join("passwords");
+            keys::copy_dir(&master.join("keystores"), &keystores)?;
+            keys::copy_dir(&master.join("passwords"), &passwords)?;
+            let cfg_path = agent_dir.join("signer-agent.toml");
+            let text = self.agent_config(
+                &spec,
+                &secrets.join(format!("{}.token", spec.id)),
+                &keystores,
+                &passwords,
+            )?;
+            std::fs::write(&cfg_path, text)
+                .with_context(|| format!("write {}", cfg_path.display()))?;
+            let args = vec![
+                "run".into(),
+                "--config".into(),
+                cfg_path.display().to_string(),
+            ];
+            let log = logs.join(format!("{}.log", spec.id));
+            self.procs.push(Proc::spawn(
+                &spec.id,
+                &self.manifest.binaries.signer_agent,
+                &args,
+                &log,
+            )?);
+            started.push((spec, cfg_path, self.procs.len() - 1));
+        }
+        // Keystore decryption dominates agent start-up; allow for the standard KDF costs.
+        let ready_timeout = Duration::from_secs(60 + self.config.validators / 2);
+        for (spec, config, idx) in started {
+            let p = &mut self.procs[idx];
+            let url = p.wait_ready(ready_timeout).await?;
+            self.manifest.agents.push(AgentInfo {
+                id: spec.id,
+                region: spec.region,
+                url,
+                pid: p.pid(),
+                role: spec.role,
+                config,
+                log: p.log.clone(),
+            });
+        }
+        for a in self.manifest.agents.clone() {
+            self.wait_healthy(&a, Duration::from_secs(30)).await?;
+        }
+        let ids: Vec<String> = self.manifest.agents.iter().map(|a| a.id.clone()).collect();
+        self.wait_status("every agent registered", Duration::from_secs(30), |s| {
+            ids.iter().all(|id| s.agents.iter().any(|a| &a.id == id))
+        })
+        .await
+    }
+
+    /// The signer-agent config file of `spec`.
+    fn agent_config(
+        &self,
+        spec: &AgentSpec,
+        token_file: &Path,
+        keystores: &Path,
+        passwords: &Path,
+    ) -> Result<String> {
+        let cfg = signer_agent::Config {
+            agent_id: spec.id.clone(),
+            region: spec.region.clone(),
+            listen: "127.0.0.1:0".parse().expect("a literal socket address"),
+            coordinators: self.coordinator_urls(),
+            coordinator_token_file: token_file.to_path_buf(),
+            genesis_validators_root: Some(self.manifest.genesis_validators_root),
+            keystores_dir: keystores.to_path_buf(),
+            passwords_dir: passwords.to_path_buf(),
+            record_deadline_ms: self.config.record_deadline_ms,
+            max_batch: 4096,
+            ..signer_agent::Config::default()
+        };
+        cfg.validate()
+            .context("the lab built an invalid signer-agent config")?;
+        toml::to_string(&cfg).context("serialize a signer-agent config")
+    }
+
+    async fn wait_healthy(&self, agent: &AgentInfo, timeout: Duration) -> Result<()> {
+        let url = format!("{}/healthcheck", agent.url.trim_end_matches('/'));
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match self.http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!(
+            "{} is not healthy after {timeout:?}: GET {url} answered {last}; see {}",
+            agent.id,
+            agent.log.display()
+        )
+    }
+
+    /// Polls `GET /v1/status` on every coordinator (as the first operator) until one answer
+    /// satisfies `done`.
+    ///
+    /// Errors: `timeout` passed; the error names `what` and the last answer.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&StatusView) -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            for c in &self.manifest.coordinators {
+                match self.status_of(&c.url).await {
+                    Ok(s) if done(&s) => return Ok(()),
+                    Ok(s) => {
+                        last = format!(
+                            "node {} leader {:?} holder {:?} agents {:?}",
+                            s.node_id,
+                            s.leader_id,
+                            s.holder,
+                            s.agents.iter().map(|a| a.id.as_str()).collect::<Vec<_>>()
+                        )
+                    }
+                    Err(e) => last = format!("{e:#}"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("waited {timeout:?} for {what}; last status: {last}")
+    }
+
+    async fn status_of(&self, url: &str) -> Result<StatusView> {
+        let op = &self.manifest.operators[0];
+        let res = self
+            .http
+            .get(format!("{}/v1/status", url.trim_end_matches('/')))
+            .bearer_auth(&op.token)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}/v1/status"))?;
+        let status = res.status();
+        let text = res.text().await.context("read status")?;
+        ensure!(status.is_success(), "{url}/v1/status: {status}: {text}");
+        serde_json::from_str(&text).with_context(|| format!("parse status from {url}"))
+    }
+
+    /// Base URLs of the coordinators, node 1 first.
+    pub fn coordinator_urls(&self) -> Vec<String> {
+        self.manifest
+            .coordinators
+            .iter()
+            .map(|c| c.url.clone())
+            .collect()
+    }
+
+    /// The chain clock shared by every beacon simulator.
+    pub fn clock(&self) -> SlotClock {
+        SlotClock {
+            genesis_time: self.manifest.genesis_time,
+            seconds_per_slot: self.config.seconds_per_slot,
+            slots_per_epoch: self.config.slots_per_epoch,
+        }
+    }
+
+    /// Operator `i` (0 = the requester, 1 = the approver).
+    pub fn operator(&self, i: usize) -> &Operator {
+        &self.manifest.operators[i]
+    }
+
+    /// The agent that starts as active.
+    pub fn active_agent(&self) -> &AgentInfo {
+        self.manifest
+            .agents
+            .iter()
+            .find(|a| a.role == Role::Active)
+            .expect("validated: exactly one active agent")
+    }
+
+    /// Grants authority to the active agent through `failoverctl`, as the operators would:
+    /// the first operator requests, the second approves (there is no holder yet, so the
+    /// finality gate is epoch 0). Returns the handover id once the cluster names the agent as
+    /// holder.
+    ///
+    /// Errors: a failoverctl step failed or the grant did not show up in the status.
+    pub async fn grant_initial(&self) -> Result<u64> {
+        let active = self.active_agent().id.clone();
+        let id = self
+            .ctl
+            .handover(
+                self.operator(0),
+                self.operator(1),
+                &active,
+                "lab start: initial grant",
+                Duration::from_secs(60),
+            )
+            .await
+            .context("initial grant")?;
+        self.wait_status(
+            &format!("{active} to hold authority"),
+            Duration::from_secs(20),
+            |s| s.holder.as_deref() == Some(active.as_str()),
+        )
+        .await?;
+        Ok(id)
+    }
+
+    /// Writes `DIR/lab.json` and returns its path.
+    ///
+    /// Errors: the file cannot be written.
+    pub fn write_manifest(&self) -> Result<PathBuf> {
+        let path = self.manifest.dir.join(MANIFEST);
+        let text = serde_json::to_string_pretty(&self.manifest).context("serialize lab.json")?;
+        keys::write_secret(&path, &text)?;
+        Ok(path)
+    }
+
+    /// Names and exit statuses of lab processes that have exited on their own.
+    pub fn exited(&mut self) -> Vec<String> {
+        self.procs
+            .iter_mut()
+            .filter_map(|p| {
+                p.try_exited()
+                    .map(|s| format!("{} ({s}; log {})", p.name, p.log.display()))
+            })
+            .collect()
+    }
+
+    /// Stops every process: agents first, then coordinators, then beacon simulators, each
+    /// with SIGTERM and a 5 s grace period before SIGKILL.
+    pub async fn stop(mut self) {
+        let mut procs = std::mem::take(&mut self.procs);
+        procs.reverse();
+        for p in procs.iter_mut() {
+            p.stop(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// Makes `dir` an empty lab directory and returns its absolute path.
+///
+/// Errors: `dir` holds files but no lab marker (it is not ours to wipe), a lab process is
+/// still running there, or the directory cannot be (re)created.
+fn prepare_dir(dir: &Path) -> Result<PathBuf> {
+    if dir.exists() {
+        let has_marker = dir.join(MARKER).exists();
+        let empty = std::fs::read_dir(dir)
+            .with_context(|| format!("list {}", dir.display()))?
+            .next()
+            .is_none();
+        if !has_marker && !empty {
+            bail!(
+                "refusing to wipe {}: it is not empty and was not made by failover-lab (no {MARKER} file)",
+                dir.display()
+            );
+        }
+        if let Ok(m) = Manifest::read(dir) {
+            if m.lab_pid != std::process::id() && procs::alive(m.lab_pid) {
+                bail!(
+                    "a lab (pid {}) is still running in {}; stop it with `failover-lab down --dir {}`",
+                    m.lab_pid,
+                    dir.display(),
+                    dir.display()
+                );
+            }
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("wipe {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    std::fs::write(
+        dir.join(MARKER),
+        "made by failover-lab; wiped at every start\n",
+    )
+    .with_context(|| format!("write the marker in {}", dir.display()))?;
+    std::fs::canonicalize(dir).with_context(|| format!("resolve {}", dir.display()))
+}

@@ -1,0 +1,238 @@
+//! The planned-handover drill run by `failover-lab`:
+//!
+//! 1. initial grant to the active agent (operator 0 requests, operator 1 approves);
+//! 2. the duty simulator starts and signs through both agents;
+//! 3. after `epochs_before_handover` epochs, a planned handover active → standby through
+//!    `failoverctl`: request, `wait --state awaiting_approval` (finality has caught up with the
+//!    fenced holder's last message), approve by the other operator, wait for `completed`;
+//! 4. duties continue for `epochs_after_handover` epochs, then stop;
+//! 5. the [`Summary`] judges the recorded history.
+//!
+//! Invariants:
+//! - duties never pause for the handover: the drill shows what a validator client sees;
+//! - a failed step does not hide the evidence: it is recorded as a failed check, duties are
+//!   still stopped and judged, and the summary is still printed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::duties::{AgentEndpoint, DutyRecord, DutySim};
+use super::summary::{Summary, SummaryInput};
+use super::{Lab, Role};
+
+/// Knobs of the drill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioOptions {
+    /// Run the duty simulator.
+    pub duties: bool,
+    /// Run the planned handover.
+    pub handover: bool,
+    /// Epochs of duties before the handover is requested.
+    pub epochs_before_handover: u64,
+    /// Epochs of duties after the handover completed.
+    pub epochs_after_handover: u64,
+    /// Longest wait for each handover state (finality, completion).
+    pub handover_wait: Duration,
+}
+
+impl Default for ScenarioOptions {
+    fn default() -> Self {
+        Self {
+            duties: true,
+            handover: true,
+            epochs_before_handover: 2,
+            epochs_after_handover: 3,
+            handover_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Runs the drill on a started lab (the initial grant must not have happened yet) and returns
+/// the summary. `progress` receives one line per step.
+///
+/// Errors: only when the initial grant fails (nothing can be judged then); later failures
+/// become failed checks in the summary.
+pub async fn run(
+    lab: &mut Lab,
+    opts: &ScenarioOptions,
+    progress: &dyn Fn(&str),
+) -> Result<Summary> {
+    let started = Instant::now();
+    let grant = lab.grant_initial().await?;
+    let active = lab.active_agent().id.clone();
+    progress(&format!(
+        "initial grant: handover {grant} to {active} requested by {}, approved by {}",
+        lab.operator(0).name,
+        lab.operator(1).name
+    ));
+    let standby = lab
+        .manifest
+        .agents
+        .iter()
+        .find(|a| a.role == Role::Standby)
+        .map(|a| a.id.clone());
+
+    let clock = lab.clock();
+    let mut run_errors = Vec::new();
+    let duties = if opts.duties {
+        let endpoints = lab
+            .manifest
+            .agents
+            .iter()
+            .map(|a| AgentEndpoint {
+                id: a.id.clone(),
+                url: a.url.clone(),
+            })
+            .collect();
+        let sim = DutySim::connect(
+            &lab.manifest.beacon_nodes[0].url,
+            endpoints,
+            lab.manifest.validators.clone(),
+            clock,
+        )
+        .await
+        .context("connect the duty simulator")?;
+        progress(&format!(
+            "duty simulator started at slot {} (epoch {}), signing through {} agents",
+            clock.now_slot() + 1,
+            clock.epoch_of(clock.now_slot() + 1),
+            lab.manifest.agents.len()
+        ));
+        Some(sim.start())
+    } else {
+        None
+    };
+
+    let mut handover_id = None;
+    if let (true, Some(to)) = (opts.handover, standby) {
+        if duties.is_some() {
+            tokio::time::sleep(clock.epoch_duration() * opts.epochs_before_handover as u32).await;
+        }
+        progress(&format!(
+            "slot {}: {} requests a planned handover {active} -> {to}",
+            clock.now_slot(),
+            lab.operator(0).name
+        ));
+        let t = Instant::now();
+        match planned_handover(lab, &to, opts.handover_wait, progress).await {
+            Ok(id) => {
+                handover_id = Some(id);
+                progress(&format!(
+                    "slot {}: handover {id} completed in {:.1} s",
+                    clock.now_slot(),
+                    t.elapsed().as_secs_f64()
+                ));
+            }
+            Err(e) => {
+                progress(&format!("handover failed: {e:#}"));
+                run_errors.push(format!("planned handover: {e:#}"));
+            }
+        }
+        if duties.is_some() {
+            tokio::time::sleep(clock.epoch_duration() * opts.epochs_after_handover as u32).await;
+        }
+    }
+
+    let records: Vec<DutyRecord> = match duties {
+        Some(d) => d.stop().await?,
+        None => vec![],
+    };
+    let path = lab.manifest.dir.join("duties.jsonl");
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("duty records serialize"))
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n")
+        .with_context(|| format!("write {}", path.display()))?;
+    progress(&format!(
+        "duties stopped: {} requests recorded in {} ({:.0} s since start of drill)",
+        records.len(),
+        path.display(),
+        started.elapsed().as_secs_f64()
+    ));
+
+    let op = lab.operator(0);
+    let mut handover = None;
+    if let Some(id) = handover_id.or(last_requested(lab).await) {
+        match lab.ctl.show(op, id).await {
+            Ok(h) => handover = Some(h),
+            Err(e) => run_errors.push(format!("failoverctl handover show {id}: {e:#}")),
+        }
+    }
+    let final_holder = match lab.ctl.status(op).await {
+        Ok(s) => s.holder,
+        Err(e) => {
+            run_errors.push(format!("failoverctl status: {e:#}"));
+            None
+        }
+    };
+    for gone in lab.exited() {
+        run_errors.push(format!("process exited during the drill: {gone}"));
+    }
+    Ok(Summary::build(SummaryInput {
+        validators: lab.manifest.validators.len(),
+        kdf: lab.manifest.keystore_kdf.clone(),
+        agents: lab
+            .manifest
+            .agents
+            .iter()
+            .map(|a| (a.id.clone(), a.role.as_str().to_string()))
+            .collect(),
+        records,
+        handover,
+        final_holder,
+        run_errors,
+    }))
+}
+
+/// The operator procedure: operator 0 requests, waits for approval to be possible, operator 1
+/// approves, operator 0 waits for completion. Each step is a `failoverctl` process.
+async fn planned_handover(
+    lab: &Lab,
+    to: &str,
+    wait: Duration,
+    progress: &dyn Fn(&str),
+) -> Result<u64> {
+    let (alice, bob) = (lab.operator(0), lab.operator(1));
+    let clock = lab.clock();
+    let h = lab
+        .ctl
+        .request(alice, to, "planned maintenance of the active region")
+        .await
+        .with_context(|| format!("{} requests the handover", alice.name))?;
+    progress(&format!(
+        "slot {}: handover {} requested, {} fenced, required epoch {}",
+        clock.now_slot(),
+        h.id,
+        h.from.as_deref().unwrap_or("nobody"),
+        h.required_epoch
+    ));
+    lab.ctl
+        .wait(alice, h.id, "awaiting_approval", wait)
+        .await
+        .context("wait for finality (awaiting_approval)")?;
+    progress(&format!(
+        "slot {}: finality covers epoch {}; {} approves",
+        clock.now_slot(),
+        h.required_epoch,
+        bob.name
+    ));
+    lab.ctl
+        .approve(bob, h.id)
+        .await
+        .with_context(|| format!("{} approves", bob.name))?;
+    lab.ctl
+        .wait(alice, h.id, "completed", wait)
+        .await
+        .context("wait for completion")?;
+    Ok(h.id)
+}
+
+/// The id of the newest handover, so a failed drill still shows how far it got.
+async fn last_requested(lab: &Lab) -> Option<u64> {
+    let s = lab.ctl.status(lab.operator(0)).await.ok()?;
+    let last = s.handovers.iter().map(|h| h.id).max()?;
+    // The initial grant alone is not the planned handover.
+    (s.handovers.len() > 1).then_some(last)
+}

@@ -1,0 +1,517 @@
+//! The end-of-run summary and the lab's independent checks.
+//!
+//! The checks judge the whole signature history that the duty simulator recorded, without
+//! trusting the system under test:
+//! - **signatures verify**: every signature an agent returned verifies with blst against the
+//!   validator's public key and the signing root the simulator computed from the message;
+//! - **nothing slashable**: no two returned signatures of one validator are slashable with each
+//!   other: double proposal (same slot, different root), double vote (same target, different
+//!   root) or surround vote in either direction. This is a plain pairwise comparison written
+//!   here, not the coordinator's slashing module (DESIGN.md I3). Identical messages (same
+//!   signing root) are never a conflict;
+//! - **authority never overlapped**: every signature of the old holder was requested before the
+//!   first signature of the new holder came back (DESIGN.md I1, I5). Both times are taken on
+//!   this machine's clock by the simulator, and causality orders them: the old holder's record
+//!   commits before the fence, the new holder's after the grant;
+//! - **handover completed**: `failoverctl` reports the handover `completed` and the cluster
+//!   names the target as holder;
+//! - **new holder signs**: the target returned signatures after the handover.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write as _};
+
+use coordinator::state::{Handover, HandoverState};
+use failover_common::eth;
+
+use super::duties::{DutyKind, DutyRecord};
+
+/// One named check and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What is checked, as a sentence.
+    pub name: String,
+    /// Whether it held.
+    pub ok: bool,
+    /// Counts, or the first counter-examples.
+    pub detail: String,
+}
+
+/// A pair of returned signatures of one validator that are slashable together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlashablePair {
+    /// Validator index.
+    pub validator: u64,
+    /// `double_proposal`, `double_vote`, or `surround_vote`.
+    pub offence: &'static str,
+    /// The first message, described (`block slot 12 root 0x…`, `attestation 3→4 root 0x…`).
+    pub first: String,
+    /// The second message, described.
+    pub second: String,
+}
+
+fn describe(r: &DutyRecord) -> String {
+    match r.kind {
+        DutyKind::Block => format!(
+            "block slot {} root {} via {}",
+            r.slot, r.signing_root, r.agent
+        ),
+        DutyKind::Attestation => format!(
+            "attestation {}→{} root {} via {}",
+            r.source_epoch.unwrap_or_default(),
+            r.target_epoch.unwrap_or_default(),
+            r.signing_root,
+            r.agent
+        ),
+    }
+}
+
+/// Every slashable pair among the signed (status 200) records: a straightforward pairwise
+/// comparison per validator. Messages with equal signing roots never conflict.
+pub fn slashable_pairs(records: &[DutyRecord]) -> Vec<SlashablePair> {
+    let mut by_validator: BTreeMap<u64, Vec<&DutyRecord>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.status == 200) {
+        by_validator.entry(r.validator).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (validator, signed) in by_validator {
+        for (i, a) in signed.iter().enumerate() {
+            for b in &signed[i + 1..] {
+                if a.kind != b.kind || a.signing_root == b.signing_root {
+                    continue;
+                }
+                let offence = match a.kind {
+                    DutyKind::Block => (a.slot == b.slot).then_some("double_proposal"),
+                    DutyKind::Attestation => {
+                        let (s1, t1) = (a.source_epoch.unwrap_or(0), a.target_epoch.unwrap_or(0));
+                        let (s2, t2) = (b.source_epoch.unwrap_or(0), b.target_epoch.unwrap_or(0));
+                        if t1 == t2 {
+                            Some("double_vote")
+                        } else if (s1 < s2 && t2 < t1) || (s2 < s1 && t1 < t2) {
+                            Some("surround_vote")
+                        } else {
+                            None
+                        }
+                    }
+                };
+                if let Some(offence) = offence {
+                    out.push(SlashablePair {
+                        validator,
+                        offence,
+                        first: describe(a),
+                        second: describe(b),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Verifies every signed record's signature against its pubkey and the simulator's signing
+/// root, on all cores. Returns `(verified, failures)`, failures described.
+pub fn verify_signatures(records: &[DutyRecord]) -> (usize, Vec<String>) {
+    let signed: Vec<&DutyRecord> = records.iter().filter(|r| r.status == 200).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = signed.len().div_ceil(threads).max(1);
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = signed
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .filter_map(|r| match &r.signature {
+                            None => Some(format!(
+                                "{}: no signature in a 200 answer ({})",
+                                describe(r),
+                                r.reason
+                            )),
+                            Some(sig) if !eth::verify(&r.pubkey, &r.signing_root, sig) => {
+                                Some(format!("{}: signature does not verify", describe(r)))
+                            }
+                            Some(_) => None,
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("verify worker panicked"))
+            .collect()
+    });
+    (signed.len() - failures.len(), failures)
+}
+
+/// A short stable label for a refusal body, for grouping.
+///
+/// For the agent's JSON error body `{code, message, holder?, refusal?}` it is the `code`,
+/// then the slashing refusal's `reason`, the holder, or (for `unavailable` and
+/// `bad_request`) the message with numbers and hex masked. Any other text is masked whole.
+pub fn reason_label(reason: &str) -> String {
+    let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(reason) else {
+        return mask(reason);
+    };
+    let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(String::from);
+    let Some(code) = text(m.get("code")) else {
+        return mask(reason);
+    };
+    let mut label = code.clone();
+    if let Some(r) = text(m.get("refusal").and_then(|r| r.get("reason"))) {
+        let _ = write!(label, ": {r}");
+    }
+    if let Some(h) = text(m.get("holder")) {
+        let _ = write!(label, " (holder {h})");
+    }
+    if matches!(code.as_str(), "unavailable" | "bad_request") {
+        if let Some(msg) = text(m.get("message")) {
+            let _ = write!(label, ": {}", mask(&msg));
+        }
+    }
+    label
+}
+
+/// Replaces `0x…` hex and digit runs by `0x…` and `N`, and cuts to 80 characters.
+fn mask(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '0' && chars.peek() == Some(&'x') {
+            chars.next();
+            while chars.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
+                chars.next();
+            }
+            out.push_str("0x…");
+        } else if c.is_ascii_digit() {
+            while chars.peek().is_some_and(|c| c.is_ascii_digit()) {
+                chars.next();
+            }
+            out.push('N');
+        } else {
+            out.push(c);
+        }
+    }
+    match out.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &out[..i]),
+        None => out,
+    }
+}
+
+/// The old holder's last signature request vs the new holder's first signature answer.
+///
+/// Returns `Ok(detail)` when every `from` signature was requested before the first `to`
+/// signature came back (or one side has none), `Err(detail)` otherwise.
+pub fn authority_overlap(records: &[DutyRecord], from: &str, to: &str) -> Result<String, String> {
+    let last_old = records
+        .iter()
+        .filter(|r| r.agent == from && r.status == 200)
+        .max_by_key(|r| r.sent_us);
+    let first_new = records
+        .iter()
+        .filter(|r| r.agent == to && r.status == 200)
+        .min_by_key(|r| r.received_us);
+    match (last_old, first_new) {
+        (Some(old), Some(new)) if old.sent_us < new.received_us => Ok(format!(
+            "{from}'s last signed request was sent {:.3} s before {to}'s first signature arrived",
+            (new.received_us - old.sent_us) as f64 / 1e6
+        )),
+        (Some(old), Some(new)) => Err(format!(
+            "{from} signed {} (sent {:.3} s after {to}'s first signature, {}, arrived)",
+            describe(old),
+            (old.sent_us - new.received_us) as f64 / 1e6,
+            describe(new)
+        )),
+        _ => Ok(format!("{from} or {to} returned no signature at all")),
+    }
+}
+
+/// What the summary is built from.
+#[derive(Debug, Clone)]
+pub struct SummaryInput {
+    /// Number of validators.
+    pub validators: usize,
+    /// Keystore KDF description.
+    pub kdf: String,
+    /// `(agent id, role)` in display order.
+    pub agents: Vec<(String, String)>,
+    /// Every duty record.
+    pub records: Vec<DutyRecord>,
+    /// The planned handover as `failoverctl handover show` reported it at the end, if one ran.
+    pub handover: Option<Handover>,
+    /// The authority holder `failoverctl status` reported at the end.
+    pub final_holder: Option<String>,
+    /// Errors of the run itself (a step that failed), each also a failed check.
+    pub run_errors: Vec<String>,
+}
+
+/// The end-of-run summary: counts, the handover timeline and the checks.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    input: SummaryInput,
+    /// Every check, in display order.
+    pub checks: Vec<Check>,
+}
+
+impl Summary {
+    /// Runs the checks over `input`.
+    pub fn build(input: SummaryInput) -> Self {
+        let mut checks = Vec::new();
+        for e in &input.run_errors {
+            checks.push(Check {
+                name: "the scenario ran to the end".into(),
+                ok: false,
+                detail: e.clone(),
+            });
+        }
+        let (verified, failures) = verify_signatures(&input.records);
+        checks.push(Check {
+            name: "every returned signature verifies against the lab's signing root".into(),
+            ok: failures.is_empty(),
+            detail: if failures.is_empty() {
+                format!("{verified} verified")
+            } else {
+                format!(
+                    "{} of {} fail, e.g. {}",
+                    failures.len(),
+                    verified + failures.len(),
+                    first_few(&failures)
+                )
+            },
+        });
+        let pairs = slashable_pairs(&input.records);
+        let signed = input.records.iter().filter(|r| r.status == 200).count();
+        checks.push(Check {
+            name: "no two returned signatures of a validator are slashable".into(),
+            ok: pairs.is_empty(),
+            detail: if pairs.is_empty() {
+                format!("{signed} signatures compared pairwise per validator")
+            } else {
+                let shown: Vec<String> = pairs
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "validator {} {}: {} / {}",
+                            p.validator, p.offence, p.first, p.second
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{} slashable pairs, e.g. {}",
+                    pairs.len(),
+                    first_few(&shown)
+                )
+            },
+        });
+        if let Some(h) = &input.handover {
+            let completed = h.state == HandoverState::Completed;
+            let holder_ok = input.final_holder.as_deref() == Some(h.to.as_str());
+            checks.push(Check {
+                name: format!("handover {} completed", h.id),
+                ok: completed && holder_ok,
+                detail: format!(
+                    "state {}, holder now {}",
+                    state_name(h.state),
+                    input.final_holder.as_deref().unwrap_or("none")
+                ),
+            });
+            if let Some(from) = &h.from {
+                let overlap = authority_overlap(&input.records, from, &h.to);
+                checks.push(Check {
+                    name: format!("{from} and {} never both signed at once", h.to),
+                    ok: overlap.is_ok(),
+                    detail: overlap.unwrap_or_else(|e| e),
+                });
+            }
+            let new_sigs = input
+                .records
+                .iter()
+                .filter(|r| r.agent == h.to && r.status == 200)
+                .count();
+            checks.push(Check {
+                name: format!("{} signs after the handover", h.to),
+                ok: new_sigs > 0,
+                detail: format!("{new_sigs} signatures"),
+            });
+        }
+        Self { input, checks }
+    }
+
+    /// True when every check passed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}
+
+fn first_few(items: &[String]) -> String {
+    items.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+}
+
+fn state_name(s: HandoverState) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| format!("{s:?}"))
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inp = &self.input;
+        let recs = &inp.records;
+        writeln!(f, "SUMMARY")?;
+        writeln!(
+            f,
+            "  validators  {} (interop keys 0..{})",
+            inp.validators,
+            inp.validators.saturating_sub(1)
+        )?;
+        writeln!(f, "  keystores   {}", inp.kdf)?;
+        if let (Some(lo), Some(hi)) = (
+            recs.iter().map(|r| r.slot).min(),
+            recs.iter().map(|r| r.slot).max(),
+        ) {
+            writeln!(
+                f,
+                "  duties      slots {lo}..={hi}, {} requests to {} agents",
+                recs.len(),
+                inp.agents.len()
+            )?;
+        } else {
+            writeln!(f, "  duties      none sent")?;
+        }
+        let no_answer = recs.iter().filter(|r| r.status == 0).count();
+        if no_answer > 0 {
+            writeln!(
+                f,
+                "  no answer   {no_answer} requests (connection error or timeout)"
+            )?;
+        }
+
+        writeln!(f, "\nSIGNATURES")?;
+        writeln!(
+            f,
+            "  {:<10} {:<8} {:>7} {:>13} {:>7}",
+            "AGENT", "ROLE", "BLOCKS", "ATTESTATIONS", "TOTAL"
+        )?;
+        for (id, role) in &inp.agents {
+            let count = |k: DutyKind| {
+                recs.iter()
+                    .filter(|r| &r.agent == id && r.status == 200 && r.kind == k)
+                    .count()
+            };
+            let (b, a) = (count(DutyKind::Block), count(DutyKind::Attestation));
+            writeln!(f, "  {id:<10} {role:<8} {b:>7} {a:>13} {:>7}", a + b)?;
+        }
+
+        writeln!(f, "\nREFUSALS (by agent, status, reason)")?;
+        let mut refusals: BTreeMap<(String, u16, String), usize> = BTreeMap::new();
+        for r in recs.iter().filter(|r| r.status != 200) {
+            *refusals
+                .entry((r.agent.clone(), r.status, reason_label(&r.reason)))
+                .or_default() += 1;
+        }
+        if refusals.is_empty() {
+            writeln!(f, "  none")?;
+        }
+        for ((agent, status, label), n) in &refusals {
+            writeln!(f, "  {agent:<10} {status:>3} {n:>6}  {label}")?;
+        }
+
+        if let Some(h) = &inp.handover {
+            writeln!(
+                f,
+                "\nHANDOVER {}: {} -> {} (requested by {}, reason {:?}; state {})",
+                h.id,
+                h.from.as_deref().unwrap_or("none"),
+                h.to,
+                h.requested_by,
+                h.reason,
+                state_name(h.state)
+            )?;
+            let t0 = h
+                .timeline
+                .iter()
+                .find(|e| e.event == "requested")
+                .or(h.timeline.first())
+                .map_or(0, |e| e.at_ms);
+            let rel = |at_us: u64| (at_us as f64 / 1e3 - t0 as f64) / 1e3;
+            let approvers: HashMap<u64, &str> = h
+                .approvals
+                .iter()
+                .map(|a| (a.log_index, a.operator.as_str()))
+                .collect();
+            for e in &h.timeline {
+                let mut note = String::new();
+                if e.event == "finality_confirmed" {
+                    if let Some((cp, _)) = &h.finality_evidence {
+                        note = format!(
+                            "finalized epoch {} ≥ required epoch {}",
+                            cp.epoch, h.required_epoch
+                        );
+                    }
+                }
+                if e.event == "approved" {
+                    if let Some(op) = approvers.get(&e.log_index) {
+                        note = format!("by {op}");
+                    }
+                }
+                if e.event == "completed" {
+                    if let Some(t) = h.granted_token {
+                        note = format!("token {t}");
+                    }
+                }
+                writeln!(
+                    f,
+                    "  {:<32} log {:>6}  {:>+9.3} s  {note}",
+                    e.event,
+                    e.log_index,
+                    rel(e.at_ms * 1000)
+                )?;
+            }
+            if let Some(from) = &h.from {
+                if let Some(r) = recs
+                    .iter()
+                    .filter(|r| &r.agent == from && r.status == 200)
+                    .max_by_key(|r| r.received_us)
+                {
+                    writeln!(
+                        f,
+                        "  {:<32} {:>10}  {:>+9.3} s  slot {}",
+                        format!("last signature by {from}"),
+                        "",
+                        rel(r.received_us),
+                        r.slot
+                    )?;
+                }
+            }
+            if let Some(r) = recs
+                .iter()
+                .filter(|r| r.agent == h.to && r.status == 200)
+                .min_by_key(|r| r.received_us)
+            {
+                writeln!(
+                    f,
+                    "  {:<32} {:>10}  {:>+9.3} s  slot {}",
+                    format!("first signature by {}", h.to),
+                    "",
+                    rel(r.received_us),
+                    r.slot
+                )?;
+            }
+        }
+
+        writeln!(f, "\nCHECKS")?;
+        for c in &self.checks {
+            writeln!(
+                f,
+                "  [{}] {}: {}",
+                if c.ok { " ok " } else { "FAIL" },
+                c.name,
+                c.detail
+            )?;
+        }
+        writeln!(
+            f,
+            "\nRESULT {}",
+            if self.passed() { "PASS" } else { "FAIL" }
+        )
+    }
+}

@@ -1,0 +1,216 @@
+//! The lab's own pieces, without processes: the duty messages agree with the shared request
+//! parser, the keystores decrypt to the interop keys, and the summary's independent checks
+//! catch what they claim to catch.
+
+use chaos::lab::bench::percentile;
+use chaos::lab::duties::{
+    attestation_duty, block_duty, duties_for_slot, parse_signature, DutyKind, DutyRecord,
+};
+use chaos::lab::keys::{self, KdfChoice};
+use chaos::lab::procs::Binaries;
+use chaos::lab::summary::{authority_overlap, reason_label, slashable_pairs, verify_signatures};
+use failover_common::eth::{self, signing_task_from_json, Fork, ForkInfo, SlashableMessage};
+use failover_common::interop;
+use failover_common::keystore::Keystore;
+use failover_common::types::{Root, Version};
+
+const SPE: u64 = 8;
+
+fn fork_info() -> ForkInfo {
+    ForkInfo {
+        fork: Fork {
+            previous_version: Version([0, 0, 0, 1]),
+            current_version: Version([4, 0, 0, 1]),
+            epoch: 0,
+        },
+        genesis_validators_root: chaos::lab::lab_genesis_validators_root(),
+    }
+}
+
+/// A signed record of validator 0, as an agent's 200 answer would leave it.
+fn signed(kind: DutyKind, slot: u64, source: u64, target: u64, root_byte: u8) -> DutyRecord {
+    let signing_root = Root([root_byte; 32]);
+    let sig = eth::sign(&interop::secret_key(0), &signing_root);
+    DutyRecord {
+        agent: "agent-eu".into(),
+        kind,
+        validator: 0,
+        pubkey: interop::pubkey(0),
+        slot,
+        source_epoch: (kind == DutyKind::Attestation).then_some(source),
+        target_epoch: (kind == DutyKind::Attestation).then_some(target),
+        signing_root,
+        status: 200,
+        reason: String::new(),
+        signature: Some(sig),
+        sent_us: 1_000,
+        received_us: 2_000,
+    }
+}
+
+#[test]
+fn duty_bodies_parse_to_the_signing_root_the_lab_computed() {
+    let v = &keys::validators(3)[2];
+    for slot in [0, 7, 8, 77] {
+        let block = block_duty(v, slot, &fork_info(), SPE);
+        let task = signing_task_from_json(block.body.to_string().as_bytes()).unwrap();
+        assert_eq!(task.signing_root, block.signing_root, "block at slot {slot}");
+        assert_eq!(task.slashable, Some(SlashableMessage::Block { slot }));
+
+        let att = attestation_duty(v, slot, &fork_info(), SPE);
+        let task = signing_task_from_json(att.body.to_string().as_bytes()).unwrap();
+        assert_eq!(task.signing_root, att.signing_root, "attestation at slot {slot}");
+        let epoch = slot / SPE;
+        assert_eq!(
+            task.slashable,
+            Some(SlashableMessage::Attestation {
+                source_epoch: epoch.saturating_sub(1),
+                target_epoch: epoch
+            })
+        );
+    }
+}
+
+#[test]
+fn every_validator_attests_once_per_epoch_and_one_proposes_per_slot() {
+    let validators = keys::validators(20);
+    let mut attestations = vec![0; 20];
+    for slot in SPE * 3..SPE * 4 {
+        let duties = duties_for_slot(&validators, slot, &fork_info(), SPE);
+        assert_eq!(duties.iter().filter(|d| d.kind == DutyKind::Block).count(), 1);
+        for d in duties.iter().filter(|d| d.kind == DutyKind::Attestation) {
+            attestations[d.validator.index as usize] += 1;
+            assert_eq!((d.source_epoch, d.target_epoch), (Some(2), Some(3)));
+        }
+    }
+    assert_eq!(attestations, vec![1; 20]);
+}
+
+#[test]
+fn lab_keystores_decrypt_to_the_interop_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let validators = keys::validators(3);
+    let (ks, pw) = (dir.path().join("ks"), dir.path().join("pw"));
+    keys::write_keystores(&validators, KdfChoice::Pbkdf2Cheap, &ks, &pw).unwrap();
+    for v in &validators {
+        let name = keys::key_name(v.index);
+        let json = std::fs::read_to_string(ks.join(format!("{name}.json"))).unwrap();
+        let password = std::fs::read_to_string(pw.join(format!("{name}.txt"))).unwrap();
+        let store = Keystore::from_json(&json).unwrap();
+        assert_eq!(store.pubkey, v.pubkey);
+        let secret = store.decrypt(&password).unwrap();
+        assert_eq!(secret.expose(), &interop::secret_key(v.index).to_bytes());
+    }
+}
+
+#[test]
+fn checker_flags_a_double_vote() {
+    let recs = [
+        signed(DutyKind::Attestation, 16, 1, 2, 1),
+        signed(DutyKind::Attestation, 17, 1, 2, 2),
+    ];
+    let pairs = slashable_pairs(&recs);
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs[0].offence, "double_vote");
+}
+
+#[test]
+fn checker_flags_surround_votes_in_both_orders() {
+    let outer = signed(DutyKind::Attestation, 40, 1, 5, 1);
+    let inner = signed(DutyKind::Attestation, 24, 2, 3, 2);
+    for recs in [[outer.clone(), inner.clone()], [inner, outer]] {
+        let pairs = slashable_pairs(&recs);
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs[0].offence, "surround_vote");
+    }
+}
+
+#[test]
+fn checker_flags_a_double_proposal() {
+    let recs = [
+        signed(DutyKind::Block, 9, 0, 0, 1),
+        signed(DutyKind::Block, 9, 0, 0, 2),
+    ];
+    assert_eq!(slashable_pairs(&recs)[0].offence, "double_proposal");
+}
+
+#[test]
+fn checker_allows_identical_messages_refusals_and_ordinary_progress() {
+    let mut refused = signed(DutyKind::Attestation, 17, 1, 2, 9);
+    refused.status = 412;
+    let recs = [
+        signed(DutyKind::Attestation, 16, 1, 2, 1),
+        signed(DutyKind::Attestation, 16, 1, 2, 1),
+        signed(DutyKind::Attestation, 24, 2, 3, 3),
+        signed(DutyKind::Block, 9, 0, 0, 4),
+        signed(DutyKind::Block, 10, 0, 0, 5),
+        refused,
+    ];
+    assert!(slashable_pairs(&recs).is_empty());
+}
+
+#[test]
+fn verification_rejects_a_signature_over_another_root() {
+    let good = signed(DutyKind::Block, 9, 0, 0, 1);
+    let mut bad = signed(DutyKind::Block, 10, 0, 0, 2);
+    bad.signing_root = Root([3; 32]);
+    let (ok, failures) = verify_signatures(&[good, bad]);
+    assert_eq!(ok, 1);
+    assert_eq!(failures.len(), 1);
+    assert!(failures[0].contains("slot 10"), "{}", failures[0]);
+}
+
+#[test]
+fn overlap_check_needs_the_old_holder_to_stop_before_the_new_one_signs() {
+    let mut old = signed(DutyKind::Block, 9, 0, 0, 1);
+    let mut new = signed(DutyKind::Block, 10, 0, 0, 2);
+    new.agent = "agent-us".into();
+    (old.sent_us, old.received_us) = (100, 200);
+    (new.sent_us, new.received_us) = (150, 300);
+    assert!(authority_overlap(&[old.clone(), new.clone()], "agent-eu", "agent-us").is_ok());
+    old.sent_us = 400;
+    assert!(authority_overlap(&[old, new], "agent-eu", "agent-us").is_err());
+}
+
+#[test]
+fn refusal_labels_group_messages_that_differ_only_in_numbers() {
+    let a = reason_label(r#"{"code":"not_holder","message":"x","holder":"agent-eu"}"#);
+    assert_eq!(a, "not_holder (holder agent-eu)");
+    let b = reason_label(
+        r#"{"code":"slashing_protection","message":"x","refusal":{"reason":"double_vote","target_epoch":"3"}}"#,
+    );
+    assert_eq!(b, "slashing_protection: double_vote");
+    assert_eq!(
+        reason_label(r#"{"code":"unavailable","message":"no verdict within 2000 ms"}"#),
+        "unavailable: no verdict within N ms"
+    );
+    assert_eq!(
+        reason_label("surrounded vote 12→15 by 0xabcdef"),
+        reason_label("surrounded vote 3→4 by 0x12")
+    );
+}
+
+#[test]
+fn signatures_parse_from_json_and_text_answers() {
+    let sig = eth::sign(&interop::secret_key(1), &Root([7; 32]));
+    assert_eq!(parse_signature(&format!(r#"{{"signature":"{sig}"}}"#)), Some(sig));
+    assert_eq!(parse_signature(&sig.to_string()), Some(sig));
+    assert_eq!(parse_signature(r#"{"signature":"0x12"}"#), None);
+}
+
+#[test]
+fn missing_binaries_are_named_with_the_build_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Binaries::locate_in(&[dir.path().to_path_buf()]).unwrap_err().to_string();
+    assert!(err.contains("signer-agent"), "{err}");
+    assert!(err.contains("cargo build --workspace"), "{err}");
+}
+
+#[test]
+fn percentiles_pick_ranks_of_sorted_latencies() {
+    use std::time::Duration;
+    let ms: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+    assert_eq!(percentile(&ms, 0.5), Duration::from_millis(51));
+    assert_eq!(percentile(&ms, 0.99), Duration::from_millis(99));
+    assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+}

@@ -1,0 +1,16 @@
+//! Shared library of the failover coordinator and signer agent.
+//!
+//! - [`types`]: fixed-size byte types with `0x`-hex encoding.
+//! - [`api`]: the versioned agent/operator ↔ coordinator wire types.
+//! - [`eth`]: consensus-spec containers, domains and signing roots for Web3Signer requests.
+//! - [`keystore`]: EIP-2335 keystores.
+//! - [`interop`]: the standard interop (mock-start) validator keys.
+//! - [`beacon`]: a Beacon API client for finality, syncing and genesis.
+
+pub mod api;
+pub mod beacon;
+pub mod eth;
+pub mod interop;
+pub mod keystore;
+pub mod types;
+pub mod vectors;

@@ -1,0 +1,40 @@
+//! Locating the external conformance vectors (`shared/vectors`) for tests.
+//!
+//! Tests read the vectors in place and never copy them into the project. The folder is
+//! `$FAILOVER_VECTORS` when set, otherwise `../shared/vectors` relative to the workspace root.
+//! A missing folder or file is a test failure with a hint, never a silent skip.
+
+use std::path::{Path, PathBuf};
+
+/// Environment variable that overrides the vectors folder.
+pub const ENV: &str = "FAILOVER_VECTORS";
+
+/// Hint printed when vectors are missing.
+pub const HINT: &str = "conformance vectors not found: set FAILOVER_VECTORS to the folder \
+holding the pinned upstream files, or place them at ../shared/vectors beside the repository \
+(README.md, section \"Test vectors\", lists the upstream repositories and commits to fetch)";
+
+/// The vectors folder.
+///
+/// Panics (failing the calling test) with [`HINT`] when the folder does not exist.
+pub fn dir() -> PathBuf {
+    let dir = match std::env::var_os(ENV) {
+        Some(v) => PathBuf::from(v),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"),
+    };
+    assert!(dir.is_dir(), "{HINT} (looked in {})", dir.display());
+    dir
+}
+
+/// Path of `rel` inside the vectors folder; panics with [`HINT`] when it does not exist.
+pub fn path(rel: &str) -> PathBuf {
+    let p = dir().join(rel);
+    assert!(p.exists(), "{HINT} (missing {})", p.display());
+    p
+}
+
+/// Reads `rel` inside the vectors folder as UTF-8; panics with [`HINT`] when missing.
+pub fn read(rel: &str) -> String {
+    let p = path(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}

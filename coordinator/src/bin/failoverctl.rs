@@ -1,0 +1,361 @@
+//! `failoverctl`: the operator CLI of the failover coordinator.
+//!
+//! Talks to any coordinator over the operator HTTP API (`--coordinator`, several allowed,
+//! tried in order on connection failure). Output is a human table by default and one JSON
+//! document per command with `--output json`.
+//!
+//! Exit codes: 0 success; 1 refused by the coordinator (4xx: conflict, not found, two-person
+//! rule…); 2 usage error; 3 unavailable (no quorum, timeout, unreachable); 4 `wait` timed out.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use coordinator::http::StatusView;
+use coordinator::state::{AuditEntry, Handover};
+use failover_common::api::{AbortBody, ApiErrorBody, ApproveBody, HandoverRequestBody};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Parser)]
+#[command(name = "failoverctl", version, about = "Operate the validator failover coordinator")]
+struct Cli {
+    /// Coordinator base URL(s), comma-separated; any node works.
+    #[arg(long, env = "FAILOVER_COORDINATOR", value_delimiter = ',', global = true)]
+    coordinator: Vec<String>,
+    /// Operator bearer token.
+    #[arg(long, env = "FAILOVER_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    output: Output,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 10, global = true)]
+    timeout: u64,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Cluster status: leader, authority holder and token, finality, agents, handovers.
+    Status,
+    /// Handovers of signing authority.
+    #[command(subcommand)]
+    Handover(HandoverCmd),
+    /// The audit record of operator actions.
+    Audit {
+        /// Only entries at or after this log index.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum HandoverCmd {
+    /// Request a handover to AGENT; fences the current holder at once.
+    Request {
+        /// Target agent id.
+        #[arg(long)]
+        to: String,
+        /// Why (kept in the audit record).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Approve handover ID (refused before finality covers the fenced holder's last message).
+    Approve {
+        /// Handover id.
+        id: u64,
+        /// Break-glass: approve without finality (needs more approvals; audited loudly).
+        #[arg(long)]
+        break_glass: bool,
+    },
+    /// Abort handover ID; the old holder stays fenced.
+    Abort {
+        /// Handover id.
+        id: u64,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List handovers.
+    List,
+    /// Show one handover.
+    Show {
+        /// Handover id.
+        id: u64,
+    },
+    /// Wait until handover ID reaches STATE (awaiting_approval, completed, aborted).
+    Wait {
+        /// Handover id.
+        id: u64,
+        /// State to wait for.
+        #[arg(long)]
+        state: String,
+        /// Give up after this many seconds (exit code 4).
+        #[arg(long = "wait-timeout", default_value_t = 300)]
+        wait_timeout: u64,
+    },
+}
+
+enum Failure {
+    Refused(String),
+    Usage(String),
+    Unavailable(String),
+    Timeout(String),
+}
+
+impl Failure {
+    fn exit(&self) -> ExitCode {
+        let (code, msg) = match self {
+            Failure::Refused(m) => (1, m),
+            Failure::Usage(m) => (2, m),
+            Failure::Unavailable(m) => (3, m),
+            Failure::Timeout(m) => (4, m),
+        };
+        eprintln!("failoverctl: {msg}");
+        ExitCode::from(code)
+    }
+}
+
+struct Client {
+    urls: Vec<String>,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, Failure> {
+        let mut last = String::from("no coordinator URL given");
+        for url in &self.urls {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", url.trim_end_matches('/')))
+                .bearer_auth(&self.token);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            match req.send() {
+                Err(e) if e.is_connect() => {
+                    last = format!("{url}: unreachable ({e})");
+                    continue;
+                }
+                Err(e) => return Err(Failure::Unavailable(format!("{url}: {e}"))),
+                Ok(res) => {
+                    let status = res.status();
+                    let text = res.text().unwrap_or_default();
+                    if status.is_success() {
+                        return serde_json::from_str(&text)
+                            .map_err(|e| Failure::Unavailable(format!("unreadable answer from {url}: {e}")));
+                    }
+                    let msg = match serde_json::from_str::<ApiErrorBody>(&text) {
+                        Ok(b) => format!("{} ({}): {}", status.as_u16(), b.code, b.message),
+                        Err(_) => format!("{}: {text}", status.as_u16()),
+                    };
+                    return Err(if status.is_server_error() {
+                        Failure::Unavailable(msg)
+                    } else {
+                        Failure::Refused(msg)
+                    });
+                }
+            }
+        }
+        Err(Failure::Unavailable(last))
+    }
+}
+
+fn print_json<T: Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serialize"));
+}
+
+fn fmt_state(h: &Handover) -> String {
+    serde_json::to_value(h.state)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn print_handovers(hs: &[Handover]) {
+    println!(
+        "{:<6} {:<12} {:<12} {:<18} {:>8} {:>9} {:<12} REASON",
+        "ID", "FROM", "TO", "STATE", "REQ_EP", "APPROVALS", "REQUESTED_BY"
+    );
+    for h in hs {
+        println!(
+            "{:<6} {:<12} {:<12} {:<18} {:>8} {:>9} {:<12} {}",
+            h.id,
+            h.from.as_deref().unwrap_or("-"),
+            h.to,
+            fmt_state(h),
+            h.required_epoch,
+            h.approvals.len(),
+            h.requested_by,
+            h.reason
+        );
+    }
+}
+
+fn print_handover(h: &Handover) {
+    print_handovers(std::slice::from_ref(h));
+    for e in &h.timeline {
+        println!("  {:<22} log index {:<8} at {} ms", e.event, e.log_index, e.at_ms);
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let token = cli
+        .token
+        .clone()
+        .ok_or_else(|| Failure::Usage("no token: pass --token or set FAILOVER_TOKEN".into()))?;
+    if cli.coordinator.is_empty() {
+        return Err(Failure::Usage(
+            "no coordinator: pass --coordinator URL or set FAILOVER_COORDINATOR".into(),
+        ));
+    }
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(cli.timeout))
+        .build()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let c = Client {
+        urls: cli.coordinator.clone(),
+        token,
+        http,
+    };
+    let json = cli.output == Output::Json;
+    let none: Option<&()> = None;
+    match cli.cmd {
+        Cmd::Status => {
+            let s: StatusView = c.call(reqwest::Method::GET, "/v1/status", none)?;
+            if json {
+                print_json(&s);
+            } else {
+                println!("node        {} ({})", s.node_id, s.region);
+                println!(
+                    "leader      {}",
+                    s.leader_id.map_or("none".into(), |l| format!("{l} {}", s.leader_url.clone().unwrap_or_default()))
+                );
+                println!("term        {}", s.term);
+                println!(
+                    "log         last {} applied {}",
+                    s.last_log_index.unwrap_or(0),
+                    s.applied_index.unwrap_or(0)
+                );
+                println!("holder      {}", s.holder.as_deref().unwrap_or("none (fenced)"));
+                println!("token       {}", s.token);
+                println!(
+                    "finalized   {}",
+                    s.finality.as_ref().map_or("none".into(), |f| format!(
+                        "epoch {} root {}",
+                        f.checkpoint.epoch, f.checkpoint.root
+                    ))
+                );
+                println!("validators  {}", s.validators);
+                println!("\nMEMBERS");
+                for m in &s.members {
+                    println!("  {:<4} {:<6} {}", m.id, m.region.as_deref().unwrap_or("?"), m.url);
+                }
+                println!("\nAGENTS");
+                for a in &s.agents {
+                    println!(
+                        "  {:<12} {:<6} keys {:<6} records {:<8} heartbeat {}",
+                        a.id,
+                        a.region,
+                        a.pubkeys,
+                        a.records_accepted,
+                        a.heartbeat_age_seconds.map_or("never".into(), |s| format!("{s:.1}s ago"))
+                    );
+                }
+                println!("\nHANDOVERS");
+                print_handovers(&s.handovers);
+            }
+        }
+        Cmd::Audit { since } => {
+            let a: Vec<AuditEntry> = c.call(reqwest::Method::GET, &format!("/v1/audit?since={since}"), none)?;
+            if json {
+                print_json(&a);
+            } else {
+                println!("{:<8} {:<14} {:<10} {:<28} {:<6} OUTCOME / DETAIL", "INDEX", "AT_MS", "OPERATOR", "ACTION", "HO");
+                for e in &a {
+                    println!(
+                        "{:<8} {:<14} {:<10} {:<28} {:<6} {} {}",
+                        e.log_index,
+                        e.at_ms,
+                        e.operator,
+                        e.action,
+                        e.handover.map_or("-".into(), |h| h.to_string()),
+                        e.outcome,
+                        e.detail
+                    );
+                }
+            }
+        }
+        Cmd::Handover(h) => match h {
+            HandoverCmd::Request { to, reason } => {
+                let body = HandoverRequestBody { to, reason };
+                let h: Handover = c.call(reqwest::Method::POST, "/v1/handovers", Some(&body))?;
+                if json { print_json(&h) } else { print_handover(&h) }
+            }
+            HandoverCmd::Approve { id, break_glass } => {
+                let body = ApproveBody { break_glass };
+                let h: Handover = c.call(reqwest::Method::POST, &format!("/v1/handovers/{id}/approve"), Some(&body))?;
+                if json { print_json(&h) } else { print_handover(&h) }
+            }
+            HandoverCmd::Abort { id, reason } => {
+                let body = AbortBody { reason };
+                let h: Handover = c.call(reqwest::Method::POST, &format!("/v1/handovers/{id}/abort"), Some(&body))?;
+                if json { print_json(&h) } else { print_handover(&h) }
+            }
+            HandoverCmd::List => {
+                let hs: Vec<Handover> = c.call(reqwest::Method::GET, "/v1/handovers", none)?;
+                if json { print_json(&hs) } else { print_handovers(&hs) }
+            }
+            HandoverCmd::Show { id } => {
+                let h: Handover = c.call(reqwest::Method::GET, &format!("/v1/handovers/{id}"), none)?;
+                if json { print_json(&h) } else { print_handover(&h) }
+            }
+            HandoverCmd::Wait { id, state, wait_timeout } => {
+                let deadline = Instant::now() + Duration::from_secs(wait_timeout);
+                loop {
+                    match c.call::<(), Handover>(reqwest::Method::GET, &format!("/v1/handovers/{id}"), none) {
+                        Ok(h) if fmt_state(&h) == state => {
+                            if json { print_json(&h) } else { print_handover(&h) }
+                            return Ok(());
+                        }
+                        Ok(h) if !h.state.is_open() => {
+                            return Err(Failure::Refused(format!(
+                                "handover {id} ended as {} before reaching {state}",
+                                fmt_state(&h)
+                            )))
+                        }
+                        Ok(_) | Err(Failure::Unavailable(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                    if Instant::now() > deadline {
+                        return Err(Failure::Timeout(format!("handover {id} did not reach {state} in {wait_timeout}s")));
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+        },
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => f.exit(),
+    }
+}

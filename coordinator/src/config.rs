@@ -1,0 +1,316 @@
+//! Coordinator configuration: a strict TOML file (unknown keys are errors), then environment
+//! overrides, then command-line flags (see the `coordinator` binary).
+//!
+//! Invariants checked by [`Config::validate`]:
+//! - this node appears in `peers` exactly once, peer ids and URLs are unique;
+//! - every token is given as a SHA-256 hash (64 hex digits), never in clear, except the
+//!   cluster token which each node must send to its peers and so reads from a file;
+//! - `approvals_required ≥ 1`, `break_glass_approvals ≥ approvals_required`;
+//! - election timeouts are larger than the heartbeat interval.
+
+use std::path::PathBuf;
+
+use failover_common::types::Root;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::state::HandoverPolicy;
+use crate::NodeId;
+
+/// A Raft peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Raft node id (unique, ≥ 1).
+    pub id: NodeId,
+    /// Base URL of its HTTP listener, e.g. `http://10.0.1.5:7100`.
+    pub url: String,
+    /// Region label, e.g. `eu`.
+    pub region: String,
+}
+
+/// An operator allowed to use the operator API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorCfg {
+    /// Name recorded in the audit trail.
+    pub name: String,
+    /// SHA-256 of the operator's bearer token, 64 lowercase hex digits.
+    pub token_sha256: String,
+}
+
+/// A signer agent allowed to use the agent API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentCfg {
+    /// Agent id.
+    pub id: String,
+    /// SHA-256 of the agent's bearer token, 64 lowercase hex digits.
+    pub token_sha256: String,
+}
+
+/// Raft timing (milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftCfg {
+    /// Leader heartbeat interval (ms). About 3 × the cross-region RTT.
+    pub heartbeat_ms: u64,
+    /// Minimum election timeout (ms). About 10 × the heartbeat.
+    pub election_min_ms: u64,
+    /// Maximum election timeout (ms).
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many applied entries.
+    pub snapshot_every: u64,
+    /// Entries kept in the log after a snapshot, for lagging followers.
+    pub keep_logs: u64,
+    /// Deadline for one client write, including forwarding (ms). Past it the outcome is
+    /// unknown and the caller answers 503.
+    pub write_timeout_ms: u64,
+}
+
+impl Default for RaftCfg {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 150,
+            election_min_ms: 1500,
+            election_max_ms: 3000,
+            snapshot_every: 20_000,
+            keep_logs: 5_000,
+            write_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Handover policy (DESIGN.md "Handover").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HandoverCfg {
+    /// Distinct operator approvals needed.
+    pub approvals_required: u32,
+    /// The requester's own approval does not count.
+    pub two_person_rule: bool,
+    /// Distinct break-glass approvals needed to skip the finality gate.
+    pub break_glass_approvals: u32,
+}
+
+impl Default for HandoverCfg {
+    fn default() -> Self {
+        Self {
+            approvals_required: 1,
+            two_person_rule: true,
+            break_glass_approvals: 3,
+        }
+    }
+}
+
+/// The chain this cluster protects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainCfg {
+    /// Genesis validators root; beacon nodes reporting another one are ignored.
+    pub genesis_validators_root: Root,
+    /// `SLOTS_PER_EPOCH` (32 on mainnet).
+    #[serde(default = "default_slots_per_epoch")]
+    pub slots_per_epoch: u64,
+}
+
+fn default_slots_per_epoch() -> u64 {
+    32
+}
+
+/// Beacon nodes polled for finality.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BeaconCfg {
+    /// Beacon API base URLs.
+    pub urls: Vec<String>,
+    /// Poll interval (ms).
+    pub poll_interval_ms: u64,
+    /// Per-request timeout (ms).
+    pub timeout_ms: u64,
+    /// Usable nodes that must agree; 0 means a majority of `urls`.
+    pub min_agreeing: usize,
+}
+
+impl Default for BeaconCfg {
+    fn default() -> Self {
+        Self {
+            urls: vec![],
+            poll_interval_ms: 2_000,
+            timeout_ms: 2_000,
+            min_agreeing: 0,
+        }
+    }
+}
+
+/// The whole coordinator configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's Raft id; must appear in `peers`.
+    pub node_id: NodeId,
+    /// Address to listen on, e.g. `0.0.0.0:7100`.
+    pub listen: String,
+    /// Directory of the RocksDB database.
+    pub data_dir: PathBuf,
+    /// File holding the shared cluster token used between coordinators (Raft RPC, forwarding).
+    pub cluster_token_file: PathBuf,
+    /// Initialise the cluster from `peers` if this node's store is empty. Set on exactly one
+    /// node; a node with data never initialises again.
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// All voting members.
+    pub peers: Vec<Peer>,
+    /// Operators.
+    #[serde(default)]
+    pub operators: Vec<OperatorCfg>,
+    /// Agents.
+    #[serde(default)]
+    pub agents: Vec<AgentCfg>,
+    /// Chain parameters.
+    pub chain: ChainCfg,
+    /// Beacon nodes.
+    #[serde(default)]
+    pub beacon: BeaconCfg,
+    /// Handover policy.
+    #[serde(default)]
+    pub handover: HandoverCfg,
+    /// Raft timing.
+    #[serde(default)]
+    pub raft: RaftCfg,
+    /// Maximum records in one agent batch.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+fn default_max_batch() -> usize {
+    4096
+}
+
+/// SHA-256 of a token as 64 lowercase hex digits (how tokens are stored in the config).
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl Config {
+    /// Parses TOML. Errors name the offending key (unknown keys are refused).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| format!("invalid coordinator config: {e}"))
+    }
+
+    /// Checks the invariants in the module doc; returns every problem found, one per line.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut errs = Vec::new();
+        if self.peers.iter().filter(|p| p.id == self.node_id).count() != 1 {
+            errs.push(format!("node_id {} must appear exactly once in peers", self.node_id));
+        }
+        let mut ids: Vec<_> = self.peers.iter().map(|p| p.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != self.peers.len() {
+            errs.push("peer ids must be unique".into());
+        }
+        if self.peers.iter().any(|p| p.id == 0) {
+            errs.push("peer ids must be ≥ 1".into());
+        }
+        for p in &self.peers {
+            if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+                errs.push(format!("peer {} url {:?} must start with http:// or https://", p.id, p.url));
+            }
+        }
+        for o in &self.operators {
+            if !is_hash(&o.token_sha256) {
+                errs.push(format!("operator {}: token_sha256 must be 64 hex digits", o.name));
+            }
+        }
+        for a in &self.agents {
+            if !is_hash(&a.token_sha256) {
+                errs.push(format!("agent {}: token_sha256 must be 64 hex digits", a.id));
+            }
+        }
+        let h = &self.handover;
+        if h.approvals_required == 0 {
+            errs.push("handover.approvals_required must be ≥ 1".into());
+        }
+        if h.break_glass_approvals < h.approvals_required {
+            errs.push("handover.break_glass_approvals must be ≥ approvals_required".into());
+        }
+        if h.two_person_rule && h.approvals_required as usize >= self.operators.len().max(1) + 1 {
+            errs.push("not enough operators to ever reach approvals_required under the two-person rule".into());
+        }
+        let r = &self.raft;
+        if r.election_min_ms <= r.heartbeat_ms * 2 || r.election_max_ms <= r.election_min_ms {
+            errs.push("raft: need heartbeat_ms * 2 < election_min_ms < election_max_ms".into());
+        }
+        if self.chain.slots_per_epoch == 0 {
+            errs.push("chain.slots_per_epoch must be ≥ 1".into());
+        }
+        if self.beacon.min_agreeing > self.beacon.urls.len() {
+            errs.push("beacon.min_agreeing exceeds the number of beacon urls".into());
+        }
+        if self.max_batch == 0 {
+            errs.push("max_batch must be ≥ 1".into());
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs.join("\n"))
+        }
+    }
+
+    /// This node's peer entry (validated to exist).
+    pub fn me(&self) -> &Peer {
+        self.peers.iter().find(|p| p.id == self.node_id).expect("validated")
+    }
+
+    /// The handover policy as carried in operator commands.
+    pub fn policy(&self) -> HandoverPolicy {
+        HandoverPolicy {
+            approvals_required: self.handover.approvals_required,
+            two_person_rule: self.handover.two_person_rule,
+            break_glass_approvals: self.handover.break_glass_approvals,
+            slots_per_epoch: self.chain.slots_per_epoch,
+        }
+    }
+
+    /// Beacon nodes that must agree (`min_agreeing`, or a majority when 0).
+    pub fn beacon_quorum(&self) -> usize {
+        if self.beacon.min_agreeing > 0 {
+            self.beacon.min_agreeing
+        } else {
+            self.beacon.urls.len() / 2 + 1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../config/coordinator.example.toml");
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let c = Config::from_toml(EXAMPLE).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.me().region, "eu");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let bad = format!("{EXAMPLE}\nsurprise = 1\n");
+        let err = Config::from_toml(&bad).unwrap_err();
+        assert!(err.contains("surprise"), "{err}");
+    }
+
+    #[test]
+    fn clear_text_tokens_are_refused() {
+        let mut c = Config::from_toml(EXAMPLE).unwrap();
+        c.operators[0].token_sha256 = "hunter2".into();
+        assert!(c.validate().unwrap_err().contains("64 hex digits"));
+    }
+}

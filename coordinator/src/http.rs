@@ -1,0 +1,560 @@
+//! The coordinator's HTTP API (axum): agent API, operator API, Raft RPC, internal
+//! forwarding, `/metrics` and `/health`.
+//!
+//! Invariants:
+//! - every `/v1` and `/raft` route is authenticated by a bearer token compared by SHA-256 hash
+//!   with the configured hashes; tokens are never logged;
+//! - an agent can only act as itself (the body's `agent` must match its token);
+//! - every error is an [`ApiErrorBody`] with a stable `code`; internal details never leak;
+//! - a write with no committed answer is a 503 `unavailable` (fail closed).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use failover_common::api::{
+    AbortBody, AgentId, ApiErrorBody, ApproveBody, AuthorityView, HandoverRequestBody, HeartbeatRequest,
+    RecordBatchRequest, RecordBatchResponse, RegisterAgentRequest, Verdict,
+};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tower_http::trace::TraceLayer;
+
+use crate::config::token_hash;
+use crate::node::{now_ms, Node, WriteError, WriteOutcome};
+use crate::state::{AuditEntry, FinalityRecord, Handover, Response};
+use crate::{NodeId, TypeConfig};
+
+/// The one error type of the API.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ApiErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ApiErrorBody {
+                code: code.into(),
+                message: message.into(),
+                holder: None,
+                token: None,
+                leader_hint: None,
+            },
+        }
+    }
+    fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", m)
+    }
+    fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or unknown bearer token")
+    }
+    fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", m)
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        let WriteError::Unavailable { message, leader_hint } = e;
+        let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        err.body.leader_hint = leader_hint;
+        err
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> HttpResponse {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Principal {
+    Operator(String),
+    Agent(AgentId),
+    Cluster,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    node: Arc<Node>,
+    tokens: Arc<HashMap<String, Principal>>,
+}
+
+impl AppState {
+    /// Builds the handler state, indexing the configured token hashes.
+    pub fn new(node: Arc<Node>) -> Self {
+        let mut tokens = HashMap::new();
+        for o in &node.config.operators {
+            tokens.insert(o.token_sha256.to_lowercase(), Principal::Operator(o.name.clone()));
+        }
+        for a in &node.config.agents {
+            tokens.insert(a.token_sha256.to_lowercase(), Principal::Agent(a.id.clone()));
+        }
+        tokens.insert(token_hash(&node.cluster_token), Principal::Cluster);
+        Self {
+            node,
+            tokens: Arc::new(tokens),
+        }
+    }
+
+    fn principal(&self, headers: &HeaderMap) -> ApiResult<Principal> {
+        let value = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(ApiError::unauthorized)?;
+        self.tokens.get(&token_hash(value)).cloned().ok_or_else(ApiError::unauthorized)
+    }
+
+    fn operator(&self, headers: &HeaderMap) -> ApiResult<String> {
+        match self.principal(headers)? {
+            Principal::Operator(n) => Ok(n),
+            _ => Err(ApiError::forbidden("this endpoint needs an operator token")),
+        }
+    }
+
+    fn agent(&self, headers: &HeaderMap) -> ApiResult<AgentId> {
+        match self.principal(headers)? {
+            Principal::Agent(a) => Ok(a),
+            _ => Err(ApiError::forbidden("this endpoint needs an agent token")),
+        }
+    }
+
+    fn cluster(&self, headers: &HeaderMap) -> ApiResult<()> {
+        match self.principal(headers)? {
+            Principal::Cluster => Ok(()),
+            _ => Err(ApiError::forbidden("this endpoint needs the cluster token")),
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn rejected_to_error(code: &str, message: String) -> ApiError {
+    let status = match code {
+        "not_found" => StatusCode::NOT_FOUND,
+        "forbidden" => StatusCode::FORBIDDEN,
+        "bad_request" => StatusCode::BAD_REQUEST,
+        _ => StatusCode::CONFLICT,
+    };
+    ApiError::new(status, code, message)
+}
+
+/// Builds the router with every route. Separate from `main` so tests can drive it.
+pub fn router(node: Arc<Node>) -> Router {
+    let state = AppState::new(node);
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
+        .route("/v1/authority", get(authority))
+        .route("/v1/handovers", get(list_handovers).post(request_handover))
+        .route("/v1/handovers/{id}", get(get_handover))
+        .route("/v1/handovers/{id}/approve", post(approve_handover))
+        .route("/v1/handovers/{id}/abort", post(abort_handover))
+        .route("/v1/audit", get(audit))
+        .route("/v1/agent/register", post(register_agent))
+        .route("/v1/agent/records", post(record_batch))
+        .route("/v1/agent/heartbeat", post(heartbeat))
+        .route("/raft/append", post(raft_append))
+        .route("/raft/vote", post(raft_vote))
+        .route("/raft/snapshot", post(raft_snapshot))
+        .route("/internal/v1/write", post(internal_write))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn health() -> &'static str {
+    "OK"
+}
+
+async fn metrics(State(s): State<AppState>) -> String {
+    let m = s.node.raft.metrics().borrow().clone();
+    {
+        let st = s.node.state.read().expect("state lock");
+        s.node.metrics.refresh(&m, s.node.id, &st.data);
+    }
+    s.node.metrics.render()
+}
+
+/// One agent as shown in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// Agent id.
+    pub id: AgentId,
+    /// Region.
+    pub region: String,
+    /// Keys it announced.
+    pub pubkeys: usize,
+    /// Accepted records in total.
+    pub records_accepted: u64,
+    /// Seconds since its last heartbeat seen by this node, if any.
+    pub heartbeat_age_seconds: Option<f64>,
+}
+
+/// One voter as shown in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: NodeId,
+    /// URL.
+    pub url: String,
+    /// Region from this node's config, if known.
+    pub region: Option<String>,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Node answering.
+    pub node_id: NodeId,
+    /// Its region.
+    pub region: String,
+    /// Leader id known to this node.
+    pub leader_id: Option<NodeId>,
+    /// Leader URL.
+    pub leader_url: Option<String>,
+    /// Current term.
+    pub term: u64,
+    /// Last log index.
+    pub last_log_index: Option<u64>,
+    /// Last applied index.
+    pub applied_index: Option<u64>,
+    /// Voters.
+    pub members: Vec<MemberStatus>,
+    /// Authority holder.
+    pub holder: Option<AgentId>,
+    /// Fencing token.
+    pub token: u64,
+    /// Agreed finality.
+    pub finality: Option<FinalityRecord>,
+    /// Registered agents.
+    pub agents: Vec<AgentStatus>,
+    /// Validators with slashing-protection history.
+    pub validators: usize,
+    /// All handovers, oldest first.
+    pub handovers: Vec<Handover>,
+}
+
+async fn status(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<StatusView>> {
+    s.operator(&headers)?;
+    let m = s.node.raft.metrics().borrow().clone();
+    let leader = s.node.leader();
+    let regions: HashMap<NodeId, String> =
+        s.node.config.peers.iter().map(|p| (p.id, p.region.clone())).collect();
+    let members = m
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, n)| MemberStatus {
+            id: *id,
+            url: n.addr.clone(),
+            region: regions.get(id).cloned(),
+        })
+        .collect();
+    let hb = s.node.heartbeats.lock().expect("heartbeats lock").clone();
+    let st = s.node.state.read().expect("state lock");
+    let agents = st
+        .data
+        .agents
+        .iter()
+        .map(|(id, a)| AgentStatus {
+            id: id.clone(),
+            region: a.region.clone(),
+            pubkeys: a.pubkeys.len(),
+            records_accepted: a.records_accepted,
+            heartbeat_age_seconds: hb.get(id).map(|h| h.at.elapsed().as_secs_f64()),
+        })
+        .collect();
+    Ok(Json(StatusView {
+        node_id: s.node.id,
+        region: s.node.config.me().region.clone(),
+        leader_id: leader.as_ref().map(|l| l.0),
+        leader_url: leader.map(|l| l.1),
+        term: m.current_term,
+        last_log_index: m.last_log_index,
+        applied_index: m.last_applied.map(|l| l.index),
+        members,
+        holder: st.data.authority.holder.clone(),
+        token: st.data.authority.token,
+        finality: st.data.finality.clone(),
+        agents,
+        validators: st.data.validators.len(),
+        handovers: st.data.handovers.values().cloned().collect(),
+    }))
+}
+
+async fn authority(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<AuthorityView>> {
+    s.principal(&headers)?;
+    let st = s.node.state.read().expect("state lock");
+    Ok(Json(AuthorityView {
+        holder: st.data.authority.holder.clone(),
+        token: st.data.authority.token,
+        applied_index: st.last_applied.map_or(0, |l| l.index),
+    }))
+}
+
+async fn list_handovers(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Vec<Handover>>> {
+    s.operator(&headers)?;
+    let st = s.node.state.read().expect("state lock");
+    Ok(Json(st.data.handovers.values().cloned().collect()))
+}
+
+async fn get_handover(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<Handover>> {
+    s.operator(&headers)?;
+    let st = s.node.state.read().expect("state lock");
+    st.data
+        .handovers
+        .get(&id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no handover {id}")))
+}
+
+async fn operator_write(s: &AppState, action: &str, cmd: crate::state::Command) -> ApiResult<Json<Handover>> {
+    let out = s.node.write(cmd).await;
+    let result = match &out {
+        Ok(WriteOutcome {
+            response: Response::Handover { .. },
+            ..
+        }) => "ok",
+        Ok(_) => "rejected",
+        Err(_) => "unavailable",
+    };
+    s.node.metrics.operator_actions.with_label_values(&[action, result]).inc();
+    match out?.response {
+        Response::Handover { handover } => Ok(Json(*handover)),
+        Response::Rejected { code, message } => Err(rejected_to_error(&code, message)),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("unexpected state machine answer {other:?}"),
+        )),
+    }
+}
+
+async fn request_handover(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Handover>> {
+    let operator = s.operator(&headers)?;
+    let req: HandoverRequestBody = parse(&body)?;
+    tracing::info!(%operator, to = %req.to, "handover requested");
+    let cmd = crate::state::Command::RequestHandover {
+        to: req.to,
+        reason: req.reason,
+        operator,
+        at_ms: now_ms(),
+        policy: s.node.config.policy(),
+    };
+    operator_write(&s, "request", cmd).await
+}
+
+async fn approve_handover(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> ApiResult<Json<Handover>> {
+    let operator = s.operator(&headers)?;
+    let req: ApproveBody = if body.is_empty() { ApproveBody::default() } else { parse(&body)? };
+    if req.break_glass {
+        tracing::warn!(%operator, handover = id, "BREAK-GLASS approval submitted");
+    }
+    let cmd = crate::state::Command::ApproveHandover {
+        id,
+        operator,
+        break_glass: req.break_glass,
+        at_ms: now_ms(),
+        policy: s.node.config.policy(),
+    };
+    operator_write(&s, "approve", cmd).await
+}
+
+async fn abort_handover(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> ApiResult<Json<Handover>> {
+    let operator = s.operator(&headers)?;
+    let req: AbortBody = if body.is_empty() { AbortBody::default() } else { parse(&body)? };
+    let cmd = crate::state::Command::AbortHandover {
+        id,
+        operator,
+        reason: req.reason,
+        at_ms: now_ms(),
+    };
+    operator_write(&s, "abort", cmd).await
+}
+
+/// Query of `GET /v1/audit`.
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    /// Only entries at or after this log index.
+    #[serde(default)]
+    pub since: u64,
+}
+
+async fn audit(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<AuditEntry>>> {
+    s.operator(&headers)?;
+    let st = s.node.state.read().expect("state lock");
+    Ok(Json(
+        st.data.audit.iter().filter(|e| e.log_index >= q.since).cloned().collect(),
+    ))
+}
+
+async fn register_agent(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let agent = s.agent(&headers)?;
+    let req: RegisterAgentRequest = parse(&body)?;
+    if req.agent != agent {
+        return Err(ApiError::forbidden(format!("token belongs to {agent}, not {}", req.agent)));
+    }
+    s.node
+        .write(crate::state::Command::RegisterAgent {
+            agent: req.agent,
+            region: req.region,
+            pubkeys: req.pubkeys,
+        })
+        .await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+async fn heartbeat(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<serde_json::Value>> {
+    let agent = s.agent(&headers)?;
+    let req: HeartbeatRequest = parse(&body)?;
+    if req.agent != agent {
+        return Err(ApiError::forbidden(format!("token belongs to {agent}, not {}", req.agent)));
+    }
+    s.node.heartbeats.lock().expect("heartbeats lock").insert(
+        agent,
+        crate::node::Heartbeat {
+            at: Instant::now(),
+            keys_loaded: req.keys_loaded,
+        },
+    );
+    Ok(Json(serde_json::json!({})))
+}
+
+async fn record_batch(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<RecordBatchResponse>> {
+    let started = Instant::now();
+    let agent = s.agent(&headers)?;
+    let req: RecordBatchRequest = parse(&body)?;
+    if req.agent != agent {
+        return Err(ApiError::forbidden(format!("token belongs to {agent}, not {}", req.agent)));
+    }
+    if req.items.is_empty() || req.items.len() > s.node.config.max_batch {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {} items, got {}",
+            s.node.config.max_batch,
+            req.items.len()
+        )));
+    }
+    let n = req.items.len();
+    s.node.metrics.batch_size.observe(n as f64);
+    let out = s
+        .node
+        .write(crate::state::Command::RecordBatch {
+            agent: req.agent,
+            token: req.token,
+            items: req.items,
+        })
+        .await;
+    s.node.metrics.batch_latency.observe(started.elapsed().as_secs_f64());
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            s.node.metrics.records.with_label_values(&["unavailable"]).inc_by(n as u64);
+            return Err(e.into());
+        }
+    };
+    match out.response {
+        Response::Records { verdicts } => {
+            for v in &verdicts {
+                let label = match v {
+                    Verdict::Valid => "valid",
+                    Verdict::SameData => "same_data",
+                    Verdict::Refused(r) => r.label(),
+                };
+                s.node.metrics.records.with_label_values(&[label]).inc();
+            }
+            Ok(Json(RecordBatchResponse {
+                verdicts,
+                log_index: out.log_index,
+            }))
+        }
+        Response::NotHolder { holder, token } => {
+            s.node.metrics.records.with_label_values(&["not_holder"]).inc_by(n as u64);
+            let mut e = ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_holder",
+                format!(
+                    "agent {agent} does not hold signing authority; holder is {}",
+                    holder.as_deref().unwrap_or("nobody (fenced)")
+                ),
+            );
+            e.body.holder = holder;
+            e.body.token = Some(token);
+            Err(e)
+        }
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("unexpected state machine answer {other:?}"),
+        )),
+    }
+}
+
+async fn internal_write(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<WriteOutcome>> {
+    s.cluster(&headers)?;
+    let cmd: crate::state::Command = parse(&body)?;
+    Ok(Json(s.node.write_local(cmd).await?))
+}
+
+async fn raft_append(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<HttpResponse> {
+    s.cluster(&headers)?;
+    let req: AppendEntriesRequest<TypeConfig> = parse(&body)?;
+    Ok(Json(s.node.raft.append_entries(req).await).into_response())
+}
+
+async fn raft_vote(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<HttpResponse> {
+    s.cluster(&headers)?;
+    let req: VoteRequest<NodeId> = parse(&body)?;
+    Ok(Json(s.node.raft.vote(req).await).into_response())
+}
+
+async fn raft_snapshot(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<HttpResponse> {
+    s.cluster(&headers)?;
+    let req: InstallSnapshotRequest<TypeConfig> = parse(&body)?;
+    Ok(Json(s.node.raft.install_snapshot(req).await).into_response())
+}

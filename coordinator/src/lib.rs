@@ -1,0 +1,42 @@
+//! The failover coordinator: an openraft node whose log and state machine live in RocksDB,
+//! replicating a slashing-protection log and a signing-authority token (DESIGN.md).
+//!
+//! Modules:
+//! - [`slashing`]: the pure slashing rules (I3);
+//! - [`state`]: the replicated state machine and the handover flow (I1, I2, I5);
+//! - [`store`]: RocksDB log and state-machine storage (I6);
+//! - [`network`]: Raft RPC over HTTP;
+//! - [`node`]: a running node: Raft, writes with leader forwarding, finality polling;
+//! - [`http`]: the agent, operator and Raft HTTP API;
+//! - [`config`]: the strict TOML configuration;
+//! - [`metrics`]: Prometheus metrics.
+
+use std::io::Cursor;
+
+pub mod config;
+pub mod http;
+pub mod interchange;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod slashing;
+pub mod state;
+pub mod store;
+
+/// Raft node id.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// openraft type configuration of the coordinator.
+    pub TypeConfig:
+        D = state::Command,
+        R = state::Response,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The Raft handle type of the coordinator.
+pub type Raft = openraft::Raft<TypeConfig>;

@@ -1,0 +1,124 @@
+//! Raft RPC between coordinators over HTTP (JSON bodies), authenticated with the cluster
+//! token.
+//!
+//! Paths on every coordinator: `POST /raft/append`, `POST /raft/vote`, `POST /raft/snapshot`.
+//! The body is the openraft request; the answer is `Result<response, RaftError>` as JSON.
+//! A connection failure is reported to openraft as `Unreachable` (it backs off); any other
+//! transport failure as a `NetworkError`. Every call is bounded by openraft's per-RPC
+//! deadline (`RPCOption::hard_ttl`).
+
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{NodeId, TypeConfig};
+
+/// Creates per-peer RPC clients sharing one HTTP connection pool.
+#[derive(Clone)]
+pub struct Network {
+    client: reqwest::Client,
+    cluster_token: String,
+}
+
+impl Network {
+    /// A factory using `client` and sending `cluster_token` as the bearer token.
+    pub fn new(client: reqwest::Client, cluster_token: String) -> Self {
+        Self { client, cluster_token }
+    }
+}
+
+/// RPC client for one peer.
+pub struct PeerClient {
+    client: reqwest::Client,
+    cluster_token: String,
+    target: NodeId,
+    url: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            client: self.client.clone(),
+            cluster_token: self.cluster_token.clone(),
+            target,
+            url: node.addr.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let ttl = option.hard_ttl().max(Duration::from_millis(50));
+        let res = self
+            .client
+            .post(format!("{}/raft/{path}", self.url))
+            .bearer_auth(&self.cluster_token)
+            .timeout(ttl)
+            .json(req)
+            .send()
+            .await;
+        let res = match res {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
+        };
+        if !res.status().is_success() {
+            let status = res.status();
+            let text = res.text().await.unwrap_or_default();
+            let e = std::io::Error::other(format!("peer {} answered {status}: {text}", self.target));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
+        let body: Result<Resp, E> = res
+            .json()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        body.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call("append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.call("snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call("vote", &rpc, &option).await
+    }
+}

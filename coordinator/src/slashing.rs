@@ -1,0 +1,567 @@
+//! Slashing protection: the pure rules, per validator.
+//!
+//! This module decides whether a block or attestation may be signed given everything this
+//! cluster has recorded for the validator. It is plain data in, verdict out: no I/O, no clock.
+//! The replicated state machine calls [`ValidatorHistory::check_and_insert_block`] and
+//! [`ValidatorHistory::check_and_insert_attestation`], the only ways to record a signature.
+//!
+//! Rules (consensus specs `is_slashable_attestation_data`, `process_proposer_slashing`;
+//! EIP-3076 conditions; the "complete" strategy of the interchange tests):
+//! - **Blocks.** A block at a slot that already has a record is allowed only if it is the
+//!   identical message (same non-zero signing root: [`Verdict::SameData`]), otherwise it is a
+//!   double proposal. A slot at or below the block lower bound is refused.
+//! - **Attestations.** `source > target` is refused. A second attestation for a target is
+//!   allowed only if identical (same non-zero signing root), otherwise it is a double vote. An
+//!   attestation that surrounds, or is surrounded by, any recorded one is refused. A source
+//!   below the source lower bound, or a target at or below the target lower bound, is refused.
+//! - **Lower bounds.** The lower bound is the larger of the explicit low watermark and the
+//!   smallest recorded value (as Lighthouse does): history below the oldest record is unknown,
+//!   so nothing older than it may be signed.
+//! - **Pruning.** [`ValidatorHistory::prune_below`] drops records older than finality and
+//!   raises the watermarks to the largest value dropped, so every refusal the dropped records
+//!   would have caused is still caused by a watermark (I3 across pruning).
+//!
+//! Invariant (DESIGN.md I3): after any sequence of `check_and_insert_*` and `prune_below`
+//! calls, no two records that were accepted (`Valid`) are slashable with each other. A zero
+//! signing root never counts as "the same message" (EIP-3076).
+
+use std::collections::BTreeMap;
+
+use failover_common::api::{Refusal, Verdict};
+use failover_common::types::Root;
+use serde::{Deserialize, Serialize};
+
+/// A recorded attestation for one target epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationRecord {
+    /// `data.source.epoch` (epochs).
+    pub source_epoch: u64,
+    /// Signing root; `None` when imported without one (then it never matches).
+    pub signing_root: Option<Root>,
+}
+
+/// Everything recorded for one validator above its low watermarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorHistory {
+    /// Signed blocks: slot → signing root (`None` when imported without one).
+    pub blocks: BTreeMap<u64, Option<Root>>,
+    /// Signed attestations: target epoch → (source epoch, signing root).
+    pub attestations: BTreeMap<u64, AttestationRecord>,
+    /// Block low watermark: no block at a slot ≤ this may be signed.
+    pub low_slot: Option<u64>,
+    /// Source low watermark: no attestation with a source < this may be signed.
+    pub low_source_epoch: Option<u64>,
+    /// Target low watermark: no attestation with a target ≤ this may be signed.
+    pub low_target_epoch: Option<u64>,
+}
+
+/// Same message: both signing roots known and equal. An unknown root (imported without
+/// one) never matches, so such a slot or target can never be signed again (EIP-3076).
+fn same_message(known: &Option<Root>, new: &Root) -> bool {
+    known.as_ref() == Some(new)
+}
+
+fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+impl ValidatorHistory {
+    /// Effective block lower bound: max(watermark, lowest recorded slot).
+    pub fn block_lower_bound(&self) -> Option<u64> {
+        max_opt(self.low_slot, self.blocks.keys().next().copied())
+    }
+
+    /// Effective source lower bound: max(watermark, lowest recorded source epoch).
+    pub fn source_lower_bound(&self) -> Option<u64> {
+        let min_source = self.attestations.values().map(|a| a.source_epoch).min();
+        max_opt(self.low_source_epoch, min_source)
+    }
+
+    /// Effective target lower bound: max(watermark, lowest recorded target epoch).
+    pub fn target_lower_bound(&self) -> Option<u64> {
+        max_opt(
+            self.low_target_epoch,
+            self.attestations.keys().next().copied(),
+        )
+    }
+
+    /// Decides whether a block proposal at `slot` (slots) with `signing_root` may be signed.
+    /// Pure: does not record anything.
+    ///
+    /// Returns `Ok(Verdict::Valid | Verdict::SameData)` or the [`Refusal`].
+    pub fn check_block(&self, slot: u64, signing_root: &Root) -> Result<Verdict, Refusal> {
+        if let Some(prev) = self.blocks.get(&slot) {
+            return if same_message(prev, signing_root) {
+                Ok(Verdict::SameData)
+            } else {
+                Err(Refusal::DoubleBlockProposal {
+                    slot,
+                    prev_signing_root: *prev,
+                })
+            };
+        }
+        if let Some(watermark) = self.block_lower_bound() {
+            if slot <= watermark {
+                return Err(Refusal::SlotBelowWatermark { slot, watermark });
+            }
+        }
+        Ok(Verdict::Valid)
+    }
+
+    /// Decides whether an attestation `source_epoch → target_epoch` (epochs) may be signed.
+    /// Pure: does not record anything.
+    ///
+    /// Returns `Ok(Verdict::Valid | Verdict::SameData)` or the [`Refusal`].
+    pub fn check_attestation(
+        &self,
+        source_epoch: u64,
+        target_epoch: u64,
+        signing_root: &Root,
+    ) -> Result<Verdict, Refusal> {
+        if let Some(v) = self.check_attestation_conflicts(source_epoch, target_epoch, Some(signing_root))? {
+            return Ok(v);
+        }
+        if let Some(watermark) = self.source_lower_bound() {
+            if source_epoch < watermark {
+                return Err(Refusal::SourceBelowWatermark {
+                    source_epoch,
+                    watermark,
+                });
+            }
+        }
+        if let Some(watermark) = self.target_lower_bound() {
+            if target_epoch <= watermark {
+                return Err(Refusal::TargetBelowWatermark {
+                    target_epoch,
+                    watermark,
+                });
+            }
+        }
+        Ok(Verdict::Valid)
+    }
+
+    /// The slashing conditions alone, without lower bounds: `source > target`, double vote,
+    /// surround either way. `Ok(Some(SameData))` for an identical message, `Ok(None)` when
+    /// nothing conflicts. A `None` root (unknown) never matches an existing record.
+    fn check_attestation_conflicts(
+        &self,
+        source_epoch: u64,
+        target_epoch: u64,
+        signing_root: Option<&Root>,
+    ) -> Result<Option<Verdict>, Refusal> {
+        if source_epoch > target_epoch {
+            return Err(Refusal::SourceExceedsTarget {
+                source_epoch,
+                target_epoch,
+            });
+        }
+        if let Some(prev) = self.attestations.get(&target_epoch) {
+            let same = signing_root.is_some_and(|r| same_message(&prev.signing_root, r));
+            return if prev.source_epoch == source_epoch && same {
+                Ok(Some(Verdict::SameData))
+            } else {
+                Err(Refusal::DoubleVote {
+                    target_epoch,
+                    prev_source_epoch: prev.source_epoch,
+                    prev_signing_root: prev.signing_root,
+                })
+            };
+        }
+        // A recorded attestation with a larger target and smaller source surrounds the new
+        // one; one with a smaller target and larger source is surrounded by it.
+        for (&prev_target, prev) in self.attestations.range(target_epoch + 1..) {
+            if prev.source_epoch < source_epoch {
+                return Err(Refusal::SurroundedVote {
+                    prev_source_epoch: prev.source_epoch,
+                    prev_target_epoch: prev_target,
+                });
+            }
+        }
+        for (&prev_target, prev) in self.attestations.range(..target_epoch) {
+            if prev.source_epoch > source_epoch {
+                return Err(Refusal::SurroundingVote {
+                    prev_source_epoch: prev.source_epoch,
+                    prev_target_epoch: prev_target,
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    /// Checks a block and, when `Valid`, records it: the one safe entry point for blocks.
+    ///
+    /// Returns the verdict (`Refused` carries the reason); only `Valid` changes the history.
+    pub fn check_and_insert_block(&mut self, slot: u64, signing_root: Root) -> Verdict {
+        match self.check_block(slot, &signing_root) {
+            Ok(Verdict::Valid) => {
+                self.blocks.insert(slot, Some(signing_root));
+                Verdict::Valid
+            }
+            Ok(v) => v,
+            Err(r) => Verdict::Refused(r),
+        }
+    }
+
+    /// Checks an attestation and, when `Valid`, records it: the one safe entry point for
+    /// attestations.
+    ///
+    /// Returns the verdict (`Refused` carries the reason); only `Valid` changes the history.
+    pub fn check_and_insert_attestation(
+        &mut self,
+        source_epoch: u64,
+        target_epoch: u64,
+        signing_root: Root,
+    ) -> Verdict {
+        match self.check_attestation(source_epoch, target_epoch, &signing_root) {
+            Ok(Verdict::Valid) => {
+                self.attestations.insert(
+                    target_epoch,
+                    AttestationRecord {
+                        source_epoch,
+                        signing_root: Some(signing_root),
+                    },
+                );
+                Verdict::Valid
+            }
+            Ok(v) => v,
+            Err(r) => Verdict::Refused(r),
+        }
+    }
+
+    /// Drops blocks with `slot < min_slot` and attestations with `target < min_target_epoch`,
+    /// raising the low watermarks to the largest dropped slot, source and target.
+    ///
+    /// Keeps the refusals of the dropped records: any attestation that would have been a
+    /// double vote or surround against a dropped one now has a target ≤ or a source < a
+    /// watermark. Returns true when anything was dropped.
+    pub fn prune_below(&mut self, min_slot: u64, min_target_epoch: u64) -> bool {
+        let kept_blocks = self.blocks.split_off(&min_slot);
+        let dropped_blocks = std::mem::replace(&mut self.blocks, kept_blocks);
+        let kept_atts = self.attestations.split_off(&min_target_epoch);
+        let dropped_atts = std::mem::replace(&mut self.attestations, kept_atts);
+        if let Some(&max_slot) = dropped_blocks.keys().next_back() {
+            self.low_slot = max_opt(self.low_slot, Some(max_slot));
+        }
+        if let Some(&max_target) = dropped_atts.keys().next_back() {
+            self.low_target_epoch = max_opt(self.low_target_epoch, Some(max_target));
+        }
+        if let Some(max_source) = dropped_atts.values().map(|a| a.source_epoch).max() {
+            self.low_source_epoch = max_opt(self.low_source_epoch, Some(max_source));
+        }
+        !dropped_blocks.is_empty() || !dropped_atts.is_empty()
+    }
+
+    /// Highest epoch recorded: the largest attestation target and the epoch of the largest
+    /// block slot (`slot / slots_per_epoch`), watermarks included. `None` if nothing recorded.
+    pub fn max_epoch(&self, slots_per_epoch: u64) -> Option<u64> {
+        let block_epoch = max_opt(self.blocks.keys().next_back().copied(), self.low_slot)
+            .map(|s| s / slots_per_epoch.max(1));
+        let target = max_opt(
+            self.attestations.keys().next_back().copied(),
+            self.low_target_epoch,
+        );
+        max_opt(block_epoch, target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(b: u8) -> Root {
+        Root([b; 32])
+    }
+
+    fn refused(v: Verdict) -> Refusal {
+        match v {
+            Verdict::Refused(r) => r,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_first_block_and_identical_resign() {
+        let mut h = ValidatorHistory::default();
+        assert_eq!(h.check_and_insert_block(10, root(1)), Verdict::Valid);
+        assert_eq!(h.check_and_insert_block(10, root(1)), Verdict::SameData);
+    }
+
+    #[test]
+    fn refuses_double_block_proposal() {
+        let mut h = ValidatorHistory::default();
+        h.check_and_insert_block(10, root(1));
+        assert_eq!(
+            refused(h.check_and_insert_block(10, root(2))),
+            Refusal::DoubleBlockProposal {
+                slot: 10,
+                prev_signing_root: Some(root(1))
+            }
+        );
+    }
+
+    #[test]
+    fn imported_record_without_signing_root_never_counts_as_same_message() {
+        let mut h = ValidatorHistory::default();
+        h.import_block(10, None).unwrap();
+        assert!(matches!(
+            refused(h.check_and_insert_block(10, Root::ZERO)),
+            Refusal::DoubleBlockProposal { .. }
+        ));
+        h.import_attestation(1, 2, None).unwrap();
+        assert!(matches!(
+            refused(h.check_and_insert_attestation(1, 2, Root::ZERO)),
+            Refusal::DoubleVote { .. }
+        ));
+    }
+
+    #[test]
+    fn import_refuses_conflicting_roots_but_fills_missing_ones() {
+        let mut h = ValidatorHistory::default();
+        h.import_block(10, None).unwrap();
+        h.import_block(10, Some(root(1))).unwrap();
+        assert_eq!(h.blocks[&10], Some(root(1)));
+        assert!(h.import_block(10, Some(root(2))).is_err());
+        h.import_attestation(3, 4, Some(root(1))).unwrap();
+        assert!(h.import_attestation(2, 5, None).is_err(), "surrounding import refused");
+        // lower bounds do not apply to imported history
+        h.import_attestation(0, 1, None).unwrap();
+    }
+
+    #[test]
+    fn refuses_block_below_lowest_recorded_slot() {
+        let mut h = ValidatorHistory::default();
+        h.check_and_insert_block(10, root(1));
+        assert_eq!(
+            refused(h.check_and_insert_block(9, root(2))),
+            Refusal::SlotBelowWatermark {
+                slot: 9,
+                watermark: 10
+            }
+        );
+        assert_eq!(h.check_and_insert_block(11, root(3)), Verdict::Valid);
+    }
+
+    #[test]
+    fn refuses_double_vote() {
+        let mut h = ValidatorHistory::default();
+        h.check_and_insert_attestation(5, 6, root(1));
+        assert_eq!(
+            refused(h.check_and_insert_attestation(5, 6, root(2))),
+            Refusal::DoubleVote {
+                target_epoch: 6,
+                prev_source_epoch: 5,
+                prev_signing_root: Some(root(1))
+            }
+        );
+        assert_eq!(
+            h.check_and_insert_attestation(5, 6, root(1)),
+            Verdict::SameData
+        );
+    }
+
+    #[test]
+    fn refuses_surrounding_vote() {
+        let mut h = ValidatorHistory::default();
+        h.check_and_insert_attestation(3, 4, root(1));
+        assert_eq!(
+            refused(h.check_and_insert_attestation(2, 5, root(2))),
+            // 2 ≥ lower bound? no: source 2 < lowest source 3 would also refuse, but the
+            // surround is found first and is the precise reason.
+            Refusal::SurroundingVote {
+                prev_source_epoch: 3,
+                prev_target_epoch: 4
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_surrounded_vote() {
+        let mut h = ValidatorHistory::default();
+        h.check_and_insert_attestation(1, 10, root(1));
+        assert_eq!(
+            refused(h.check_and_insert_attestation(2, 9, root(2))),
+            Refusal::SurroundedVote {
+                prev_source_epoch: 1,
+                prev_target_epoch: 10
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_source_greater_than_target() {
+        let h = ValidatorHistory::default();
+        assert_eq!(
+            h.check_attestation(6, 5, &root(1)),
+            Err(Refusal::SourceExceedsTarget {
+                source_epoch: 6,
+                target_epoch: 5
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_target_at_or_below_lowest_recorded_target() {
+        let mut h = ValidatorHistory::default();
+        h.check_and_insert_attestation(5, 6, root(1));
+        assert_eq!(
+            refused(h.check_and_insert_attestation(5, 5, root(2))),
+            Refusal::TargetBelowWatermark {
+                target_epoch: 5,
+                watermark: 6
+            }
+        );
+    }
+
+    #[test]
+    fn pruning_keeps_refusing_what_pruned_records_refused() {
+        let mut h = ValidatorHistory::default();
+        h.check_and_insert_attestation(1, 2, root(1));
+        h.check_and_insert_attestation(2, 3, root(2));
+        h.check_and_insert_block(20, root(3));
+        assert!(h.prune_below(32, 10));
+        assert!(h.blocks.is_empty() && h.attestations.is_empty());
+        assert_eq!(h.low_slot, Some(20));
+        assert_eq!(h.low_target_epoch, Some(3));
+        assert_eq!(h.low_source_epoch, Some(2));
+        // the double vote for target 3 is still refused, by the watermark
+        assert!(matches!(
+            refused(h.check_and_insert_attestation(2, 3, root(9))),
+            Refusal::TargetBelowWatermark { .. }
+        ));
+        // surrounding (1 → 4) the pruned 2 → 3 is refused by the source watermark
+        assert!(matches!(
+            refused(h.check_and_insert_attestation(1, 4, root(9))),
+            Refusal::SourceBelowWatermark { .. }
+        ));
+        assert!(matches!(
+            refused(h.check_and_insert_block(20, root(9))),
+            Refusal::SlotBelowWatermark { .. }
+        ));
+        assert_eq!(h.check_and_insert_attestation(3, 4, root(4)), Verdict::Valid);
+    }
+
+    #[test]
+    fn max_epoch_covers_blocks_and_attestations() {
+        let mut h = ValidatorHistory::default();
+        assert_eq!(h.max_epoch(32), None);
+        h.check_and_insert_block(65, root(1));
+        assert_eq!(h.max_epoch(32), Some(2));
+        h.check_and_insert_attestation(2, 3, root(2));
+        assert_eq!(h.max_epoch(32), Some(3));
+    }
+}
+
+/// Why an imported record cannot be merged into a validator's history.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportConflict {
+    /// Two different blocks at one slot.
+    #[error("slot {slot}: conflicting block signing roots {existing} and {imported}")]
+    DoubleBlock {
+        /// The slot.
+        slot: u64,
+        /// Root already known.
+        existing: Root,
+        /// Root imported.
+        imported: Root,
+    },
+    /// An attestation with `source > target`.
+    #[error("attestation source {source_epoch} exceeds target {target_epoch}")]
+    SourceExceedsTarget {
+        /// Source epoch.
+        source_epoch: u64,
+        /// Target epoch.
+        target_epoch: u64,
+    },
+    /// Two different attestations for one target, or a surround pair.
+    #[error("attestation {source_epoch}->{target_epoch} is slashable with the history: {refusal:?}")]
+    Slashable {
+        /// Source epoch.
+        source_epoch: u64,
+        /// Target epoch.
+        target_epoch: u64,
+        /// The rule it breaks.
+        refusal: Refusal,
+    },
+}
+
+impl ValidatorHistory {
+    /// Merges one imported block (EIP-3076 `signed_blocks` item; `signing_root` optional).
+    ///
+    /// A record identical to a known one, or one without a root at a known slot, adds
+    /// nothing. Lower bounds do not apply: imported history may be older than what is known.
+    ///
+    /// Errors: [`ImportConflict::DoubleBlock`] for two different known roots at one slot.
+    pub fn import_block(&mut self, slot: u64, signing_root: Option<Root>) -> Result<(), ImportConflict> {
+        match (self.blocks.get(&slot).copied(), signing_root) {
+            (None, r) => {
+                self.blocks.insert(slot, r);
+                Ok(())
+            }
+            (Some(_), None) => Ok(()),
+            (Some(None), Some(r)) => {
+                self.blocks.insert(slot, Some(r));
+                Ok(())
+            }
+            (Some(Some(existing)), Some(r)) if existing == r => Ok(()),
+            (Some(Some(existing)), Some(imported)) => Err(ImportConflict::DoubleBlock {
+                slot,
+                existing,
+                imported,
+            }),
+        }
+    }
+
+    /// Merges one imported attestation (EIP-3076 `signed_attestations` item).
+    ///
+    /// A record with the same source and target as a known one and the same or no root adds
+    /// nothing (a missing root fills in from the import). Lower bounds do not apply.
+    ///
+    /// Errors: [`ImportConflict`] when it is a double vote or surround with the history, or
+    /// has `source > target`.
+    pub fn import_attestation(
+        &mut self,
+        source_epoch: u64,
+        target_epoch: u64,
+        signing_root: Option<Root>,
+    ) -> Result<(), ImportConflict> {
+        if let Some(prev) = self.attestations.get(&target_epoch).copied() {
+            if prev.source_epoch == source_epoch {
+                match (prev.signing_root, signing_root) {
+                    (_, None) => return Ok(()),
+                    (None, Some(r)) => {
+                        self.attestations.get_mut(&target_epoch).expect("present").signing_root = Some(r);
+                        return Ok(());
+                    }
+                    (Some(a), Some(b)) if a == b => return Ok(()),
+                    _ => {}
+                }
+            }
+        }
+        match self.check_attestation_conflicts(source_epoch, target_epoch, signing_root.as_ref()) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                self.attestations.insert(
+                    target_epoch,
+                    AttestationRecord {
+                        source_epoch,
+                        signing_root,
+                    },
+                );
+                Ok(())
+            }
+            Err(Refusal::SourceExceedsTarget { .. }) => Err(ImportConflict::SourceExceedsTarget {
+                source_epoch,
+                target_epoch,
+            }),
+            Err(refusal) => Err(ImportConflict::Slashable {
+                source_epoch,
+                target_epoch,
+                refusal,
+            }),
+        }
+    }
+}

@@ -1,0 +1,841 @@
+//! The replicated state machine: authority, slashing protection, agents, handovers,
+//! finality and the audit record.
+//!
+//! Every coordinator applies the same committed [`Command`]s in log order through
+//! [`StateData::apply`], which is deterministic: it reads no clock, does no I/O and uses no
+//! randomness. Anything time-like (a wall-clock stamp for the audit trail, an observed
+//! finality checkpoint, the handover policy in force) is data inside the command, put there by
+//! the proposing node. Bad input becomes a [`Response::Rejected`] answer, identically on every
+//! replica.
+//!
+//! Invariants (DESIGN.md):
+//! - **I1.** `authority.holder` names at most one agent; every grant sets `token` to the log
+//!   index of the granting entry, so tokens strictly increase.
+//! - **I2.** A record batch is accepted only when `(agent, token)` equals the current
+//!   `(holder, token)`; otherwise the whole batch is refused with [`Response::NotHolder`].
+//! - **I3.** Records pass through [`ValidatorHistory`]'s single check-and-insert entry point.
+//! - **I5.** A handover request fences the holder in the same entry (holder becomes `None`)
+//!   and freezes `required_epoch`; the grant happens only in an approval entry, only after
+//!   finality evidence covers `required_epoch` (or the larger break-glass quorum approved), and
+//!   only with the required number of distinct approvals, not counting the requester's own
+//!   under the two-person rule.
+//! - There is no automatic failover: only operator commands move authority.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use failover_common::api::{AgentId, RecordItem, Verdict};
+use failover_common::beacon::{BeaconObservation, CheckpointObs};
+use failover_common::types::Pubkey;
+use serde::{Deserialize, Serialize};
+
+use crate::slashing::ValidatorHistory;
+
+/// The handover rules in force, carried in each operator command by the proposing node so
+/// that apply stays deterministic even if node configurations differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverPolicy {
+    /// Distinct operator approvals needed to complete a handover.
+    pub approvals_required: u32,
+    /// When true, the requester's own approval does not count.
+    pub two_person_rule: bool,
+    /// Distinct break-glass approvals needed to complete without finality evidence.
+    pub break_glass_approvals: u32,
+    /// Slots per epoch of the chain (consensus preset `SLOTS_PER_EPOCH`).
+    pub slots_per_epoch: u64,
+}
+
+/// A command in the Raft log (the application data of an entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// An agent announces itself and its keys.
+    RegisterAgent {
+        /// Agent id.
+        agent: AgentId,
+        /// Region label.
+        region: String,
+        /// Validator keys the agent holds.
+        pubkeys: Vec<Pubkey>,
+    },
+    /// A group-committed batch of slashable records from one agent.
+    RecordBatch {
+        /// The sending agent.
+        agent: AgentId,
+        /// The token the agent holds.
+        token: u64,
+        /// Records, checked in order.
+        items: Vec<RecordItem>,
+    },
+    /// An operator requests a handover to `to`; fences the current holder.
+    RequestHandover {
+        /// Target agent.
+        to: AgentId,
+        /// Free-text reason.
+        reason: String,
+        /// Authenticated operator name.
+        operator: String,
+        /// Proposer's wall clock, milliseconds since the Unix epoch (audit only).
+        at_ms: u64,
+        /// Policy in force.
+        policy: HandoverPolicy,
+    },
+    /// An operator approves a handover.
+    ApproveHandover {
+        /// Handover id.
+        id: u64,
+        /// Authenticated operator name.
+        operator: String,
+        /// Break-glass approval (finality gate override).
+        break_glass: bool,
+        /// Proposer's wall clock (ms).
+        at_ms: u64,
+        /// Policy in force.
+        policy: HandoverPolicy,
+    },
+    /// An operator aborts a handover that has not completed.
+    AbortHandover {
+        /// Handover id.
+        id: u64,
+        /// Authenticated operator name.
+        operator: String,
+        /// Why.
+        reason: String,
+        /// Proposer's wall clock (ms).
+        at_ms: u64,
+    },
+    /// The leader's agreed finality observation from the beacon nodes.
+    Finality {
+        /// Agreed finalized checkpoint.
+        checkpoint: CheckpointObs,
+        /// Every beacon node's observation behind it.
+        observations: Vec<BeaconObservation>,
+        /// Proposer's wall clock (ms).
+        at_ms: u64,
+        /// Slots per epoch, to prune blocks below the finalized epoch's first slot.
+        slots_per_epoch: u64,
+    },
+}
+
+/// Who may sign now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authority {
+    /// Current holder; `None` before the first grant and while fenced.
+    pub holder: Option<AgentId>,
+    /// Log index of the latest grant; 0 before any grant.
+    pub token: u64,
+}
+
+/// A registered agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// Region label.
+    pub region: String,
+    /// Keys it announced.
+    pub pubkeys: Vec<Pubkey>,
+    /// Log index of its latest registration.
+    pub registered_at: u64,
+    /// Largest block slot it recorded (slots).
+    pub max_block_slot: Option<u64>,
+    /// Largest attestation target it recorded (epochs).
+    pub max_target_epoch: Option<u64>,
+    /// Accepted records (`Valid`) in total.
+    pub records_accepted: u64,
+}
+
+impl AgentInfo {
+    /// Highest epoch this agent recorded, for `required_epoch` (DESIGN.md handover step 1).
+    pub fn max_epoch(&self, slots_per_epoch: u64) -> u64 {
+        let b = self
+            .max_block_slot
+            .map(|s| s / slots_per_epoch.max(1))
+            .unwrap_or(0);
+        b.max(self.max_target_epoch.unwrap_or(0))
+    }
+}
+
+/// Handover state (DESIGN.md "Handover").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoverState {
+    /// Requested and fenced; waiting for finality to cover `required_epoch`.
+    AwaitingFinality,
+    /// Finality covers `required_epoch`; waiting for operator approvals.
+    AwaitingApproval,
+    /// The target holds authority.
+    Completed,
+    /// Aborted before completion; the old holder stays fenced.
+    Aborted,
+}
+
+impl HandoverState {
+    /// True for states from which the handover can still complete or be aborted.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::AwaitingFinality | Self::AwaitingApproval)
+    }
+}
+
+/// One approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// Operator name.
+    pub operator: String,
+    /// Log index of the approval entry.
+    pub log_index: u64,
+    /// Proposer's wall clock (ms).
+    pub at_ms: u64,
+    /// Whether it was a break-glass approval.
+    pub break_glass: bool,
+}
+
+/// One step in a handover's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    /// `requested`, `fenced`, `finality_confirmed`, `approved`, `completed`, `aborted`.
+    pub event: String,
+    /// Log index of the entry.
+    pub log_index: u64,
+    /// Proposer's wall clock (ms).
+    pub at_ms: u64,
+}
+
+/// A handover and its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    /// Id: the log index of the request entry.
+    pub id: u64,
+    /// Holder fenced by the request (`None` for the first grant).
+    pub from: Option<AgentId>,
+    /// Target agent.
+    pub to: AgentId,
+    /// Requesting operator.
+    pub requested_by: String,
+    /// Reason given.
+    pub reason: String,
+    /// Current state.
+    pub state: HandoverState,
+    /// Log index at which the holder was fenced.
+    pub fenced_at: u64,
+    /// Highest epoch the fenced holder recorded; finality must reach it.
+    pub required_epoch: u64,
+    /// Finality checkpoint that satisfied the gate, with the log index it arrived at.
+    pub finality_evidence: Option<(CheckpointObs, u64)>,
+    /// Approvals so far, in order.
+    pub approvals: Vec<Approval>,
+    /// Token granted on completion.
+    pub granted_token: Option<u64>,
+    /// Completed through the break-glass override.
+    pub break_glass: bool,
+    /// Timeline of the handover.
+    pub timeline: Vec<TimelineEvent>,
+}
+
+/// One audit record: an operator action and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Log index of the entry that carried the action.
+    pub log_index: u64,
+    /// Proposer's wall clock (ms).
+    pub at_ms: u64,
+    /// Operator name.
+    pub operator: String,
+    /// `handover.request`, `handover.approve`, `handover.approve.break_glass`, `handover.abort`.
+    pub action: String,
+    /// Handover concerned, if any.
+    pub handover: Option<u64>,
+    /// Details (target, reason).
+    pub detail: String,
+    /// `accepted`, `completed`, or `refused: <why>`.
+    pub outcome: String,
+}
+
+/// The agreed finality.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalityRecord {
+    /// Agreed finalized checkpoint.
+    pub checkpoint: CheckpointObs,
+    /// Observations behind it.
+    pub observations: Vec<BeaconObservation>,
+    /// Log index it was committed at.
+    pub log_index: u64,
+    /// Proposer's wall clock (ms).
+    pub at_ms: u64,
+}
+
+/// Answer of the state machine to one command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    /// Applied; nothing to report (blank entries, membership, registration, finality).
+    Ok,
+    /// Record batch verdicts, one per item.
+    Records {
+        /// Verdicts in request order.
+        verdicts: Vec<Verdict>,
+    },
+    /// The batch did not carry the current holder's token (I2); nothing recorded.
+    NotHolder {
+        /// Current holder.
+        holder: Option<AgentId>,
+        /// Current token.
+        token: u64,
+    },
+    /// The handover after the command.
+    Handover {
+        /// The handover.
+        handover: Box<Handover>,
+    },
+    /// Deterministic refusal of an operator command.
+    Rejected {
+        /// `not_found`, `conflict`, `forbidden`, `bad_request`.
+        code: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Which parts of the state a batch of applies changed, for persistence.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    /// Authority changed.
+    pub authority: bool,
+    /// Finality changed.
+    pub finality: bool,
+    /// Validators whose history changed.
+    pub validators: BTreeSet<Pubkey>,
+    /// Handovers that changed.
+    pub handovers: BTreeSet<u64>,
+    /// Agents that changed.
+    pub agents: BTreeSet<AgentId>,
+    /// Audit entries appended (indexes into `audit`).
+    pub audit_from: Option<usize>,
+}
+
+/// The whole replicated state (without Raft bookkeeping).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateData {
+    /// Signing authority.
+    pub authority: Authority,
+    /// Slashing protection per validator.
+    pub validators: BTreeMap<Pubkey, ValidatorHistory>,
+    /// Registered agents.
+    pub agents: BTreeMap<AgentId, AgentInfo>,
+    /// Handovers by id.
+    pub handovers: BTreeMap<u64, Handover>,
+    /// Agreed finality.
+    pub finality: Option<FinalityRecord>,
+    /// Append-only audit record.
+    pub audit: Vec<AuditEntry>,
+}
+
+fn rejected(code: &str, message: impl Into<String>) -> Response {
+    Response::Rejected {
+        code: code.to_string(),
+        message: message.into(),
+    }
+}
+
+impl StateData {
+    /// Finalized epoch agreed so far (0 before any evidence).
+    pub fn finalized_epoch(&self) -> u64 {
+        self.finality.as_ref().map_or(0, |f| f.checkpoint.epoch)
+    }
+
+    /// The open handover, if any (at most one is open at a time).
+    pub fn open_handover(&self) -> Option<&Handover> {
+        self.handovers.values().find(|h| h.state.is_open())
+    }
+
+    /// Applies one committed command at log `index`. Deterministic.
+    pub fn apply(&mut self, index: u64, cmd: &Command, dirty: &mut Dirty) -> Response {
+        match cmd {
+            Command::RegisterAgent {
+                agent,
+                region,
+                pubkeys,
+            } => {
+                let info = self.agents.entry(agent.clone()).or_default();
+                info.region = region.clone();
+                info.pubkeys = pubkeys.clone();
+                info.registered_at = index;
+                dirty.agents.insert(agent.clone());
+                Response::Ok
+            }
+            Command::RecordBatch {
+                agent,
+                token,
+                items,
+            } => self.apply_records(agent, *token, items, dirty),
+            Command::RequestHandover {
+                to,
+                reason,
+                operator,
+                at_ms,
+                policy,
+            } => self.apply_request(index, to, reason, operator, *at_ms, policy, dirty),
+            Command::ApproveHandover {
+                id,
+                operator,
+                break_glass,
+                at_ms,
+                policy,
+            } => self.apply_approve(index, *id, operator, *break_glass, *at_ms, policy, dirty),
+            Command::AbortHandover {
+                id,
+                operator,
+                reason,
+                at_ms,
+            } => self.apply_abort(index, *id, operator, reason, *at_ms, dirty),
+            Command::Finality {
+                checkpoint,
+                observations,
+                at_ms,
+                slots_per_epoch,
+            } => self.apply_finality(
+                index,
+                checkpoint,
+                observations,
+                *at_ms,
+                *slots_per_epoch,
+                dirty,
+            ),
+        }
+    }
+
+    fn apply_records(
+        &mut self,
+        agent: &AgentId,
+        token: u64,
+        items: &[RecordItem],
+        dirty: &mut Dirty,
+    ) -> Response {
+        if self.authority.holder.as_ref() != Some(agent) || self.authority.token != token {
+            return Response::NotHolder {
+                holder: self.authority.holder.clone(),
+                token: self.authority.token,
+            };
+        }
+        let info = self.agents.entry(agent.clone()).or_default();
+        let mut verdicts = Vec::with_capacity(items.len());
+        for item in items {
+            let history = self.validators.entry(*item.pubkey()).or_default();
+            let verdict = match item {
+                RecordItem::Block {
+                    slot, signing_root, ..
+                } => {
+                    let v = history.check_and_insert_block(*slot, *signing_root);
+                    if v.allows_signing() {
+                        info.max_block_slot = info.max_block_slot.max(Some(*slot));
+                    }
+                    v
+                }
+                RecordItem::Attestation {
+                    source_epoch,
+                    target_epoch,
+                    signing_root,
+                    ..
+                } => {
+                    let v = history.check_and_insert_attestation(
+                        *source_epoch,
+                        *target_epoch,
+                        *signing_root,
+                    );
+                    if v.allows_signing() {
+                        info.max_target_epoch = info.max_target_epoch.max(Some(*target_epoch));
+                    }
+                    v
+                }
+            };
+            if verdict == Verdict::Valid {
+                info.records_accepted += 1;
+                dirty.validators.insert(*item.pubkey());
+            }
+            verdicts.push(verdict);
+        }
+        dirty.agents.insert(agent.clone());
+        Response::Records { verdicts }
+    }
+
+    fn audit(&mut self, dirty: &mut Dirty, entry: AuditEntry) {
+        dirty.audit_from.get_or_insert(self.audit.len());
+        self.audit.push(entry);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_request(
+        &mut self,
+        index: u64,
+        to: &AgentId,
+        reason: &str,
+        operator: &str,
+        at_ms: u64,
+        policy: &HandoverPolicy,
+        dirty: &mut Dirty,
+    ) -> Response {
+        let refusal = if let Some(open) = self.open_handover() {
+            Some(rejected(
+                "conflict",
+                format!(
+                    "handover {} to {} is still open; approve or abort it first",
+                    open.id, open.to
+                ),
+            ))
+        } else if !self.agents.contains_key(to) {
+            Some(rejected(
+                "not_found",
+                format!("agent {to} is not registered with the cluster"),
+            ))
+        } else if self.authority.holder.as_ref() == Some(to) {
+            Some(rejected(
+                "conflict",
+                format!("agent {to} already holds authority"),
+            ))
+        } else if reason.trim().is_empty() {
+            Some(rejected("bad_request", "a handover needs a reason"))
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
+            let outcome = match &r {
+                Response::Rejected { message, .. } => format!("refused: {message}"),
+                _ => unreachable!(),
+            };
+            self.audit(
+                dirty,
+                AuditEntry {
+                    log_index: index,
+                    at_ms,
+                    operator: operator.to_string(),
+                    action: "handover.request".into(),
+                    handover: None,
+                    detail: format!("to {to}: {reason}"),
+                    outcome,
+                },
+            );
+            return r;
+        }
+        // Fence in the same entry: from here on no record of the old holder is accepted.
+        let from = self.authority.holder.take();
+        dirty.authority = true;
+        // required_epoch: the highest epoch the fenced holder ever recorded. With no holder
+        // (first grant, or after an abort) it is the highest epoch any agent recorded, so the
+        // gate still waits for everything signed so far to be final.
+        let required_epoch = match &from {
+            Some(a) => self
+                .agents
+                .get(a)
+                .map_or(0, |i| i.max_epoch(policy.slots_per_epoch)),
+            None => self
+                .agents
+                .values()
+                .map(|i| i.max_epoch(policy.slots_per_epoch))
+                .max()
+                .unwrap_or(0),
+        };
+        let mut h = Handover {
+            id: index,
+            from: from.clone(),
+            to: to.clone(),
+            requested_by: operator.to_string(),
+            reason: reason.to_string(),
+            state: HandoverState::AwaitingFinality,
+            fenced_at: index,
+            required_epoch,
+            finality_evidence: None,
+            approvals: vec![],
+            granted_token: None,
+            break_glass: false,
+            timeline: vec![
+                TimelineEvent {
+                    event: "requested".into(),
+                    log_index: index,
+                    at_ms,
+                },
+                TimelineEvent {
+                    event: "fenced".into(),
+                    log_index: index,
+                    at_ms,
+                },
+            ],
+        };
+        self.check_finality_gate(&mut h, index, at_ms);
+        self.handovers.insert(index, h.clone());
+        dirty.handovers.insert(index);
+        self.audit(
+            dirty,
+            AuditEntry {
+                log_index: index,
+                at_ms,
+                operator: operator.to_string(),
+                action: "handover.request".into(),
+                handover: Some(index),
+                detail: format!(
+                    "from {} to {to}: {reason}; required_epoch {required_epoch}",
+                    from.as_deref().unwrap_or("(none)")
+                ),
+                outcome: "accepted".into(),
+            },
+        );
+        Response::Handover {
+            handover: Box::new(h),
+        }
+    }
+
+    /// Moves `h` to `AwaitingApproval` when the agreed finality covers its required epoch.
+    fn check_finality_gate(&self, h: &mut Handover, index: u64, at_ms: u64) {
+        if h.state != HandoverState::AwaitingFinality {
+            return;
+        }
+        let finalized = self.finalized_epoch();
+        // Epoch 0 is final from genesis: a required_epoch of 0 needs no evidence.
+        if h.required_epoch == 0 || finalized >= h.required_epoch {
+            let cp = self.finality.as_ref().map_or(
+                CheckpointObs {
+                    epoch: 0,
+                    root: failover_common::types::Root::ZERO,
+                },
+                |f| f.checkpoint.clone(),
+            );
+            h.finality_evidence = Some((cp, index));
+            h.state = HandoverState::AwaitingApproval;
+            h.timeline.push(TimelineEvent {
+                event: "finality_confirmed".into(),
+                log_index: index,
+                at_ms,
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_approve(
+        &mut self,
+        index: u64,
+        id: u64,
+        operator: &str,
+        break_glass: bool,
+        at_ms: u64,
+        policy: &HandoverPolicy,
+        dirty: &mut Dirty,
+    ) -> Response {
+        let action = if break_glass {
+            "handover.approve.break_glass"
+        } else {
+            "handover.approve"
+        };
+        let outcome = self.try_approve(index, id, operator, break_glass, at_ms, policy, dirty);
+        let (audit_outcome, response) = match outcome {
+            Ok((completed, h)) => (
+                if completed { "completed" } else { "accepted" }.to_string(),
+                Response::Handover {
+                    handover: Box::new(h),
+                },
+            ),
+            Err(r) => {
+                let msg = match &r {
+                    Response::Rejected { message, .. } => message.clone(),
+                    _ => unreachable!(),
+                };
+                (format!("refused: {msg}"), r)
+            }
+        };
+        self.audit(
+            dirty,
+            AuditEntry {
+                log_index: index,
+                at_ms,
+                operator: operator.to_string(),
+                action: action.into(),
+                handover: Some(id),
+                detail: if break_glass {
+                    "BREAK-GLASS: finality gate override requested".into()
+                } else {
+                    String::new()
+                },
+                outcome: audit_outcome,
+            },
+        );
+        response
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn try_approve(
+        &mut self,
+        index: u64,
+        id: u64,
+        operator: &str,
+        break_glass: bool,
+        at_ms: u64,
+        policy: &HandoverPolicy,
+        dirty: &mut Dirty,
+    ) -> Result<(bool, Handover), Response> {
+        let finalized = self.finalized_epoch();
+        let Some(h) = self.handovers.get_mut(&id) else {
+            return Err(rejected("not_found", format!("no handover {id}")));
+        };
+        if !h.state.is_open() {
+            return Err(rejected(
+                "conflict",
+                format!("handover {id} is {:?}, not open", h.state),
+            ));
+        }
+        if policy.two_person_rule && h.requested_by == operator {
+            return Err(rejected(
+                "forbidden",
+                format!(
+                    "two-person rule: {operator} requested handover {id} and cannot approve it"
+                ),
+            ));
+        }
+        if h.approvals.iter().any(|a| a.operator == operator) {
+            return Err(rejected(
+                "conflict",
+                format!("{operator} already approved handover {id}"),
+            ));
+        }
+        if h.state == HandoverState::AwaitingFinality && !break_glass {
+            return Err(rejected(
+                "conflict",
+                format!(
+                    "handover {id} waits for finality: required epoch {}, finalized epoch {finalized}; \
+                     approval is refused until finality covers the fenced holder's last message",
+                    h.required_epoch
+                ),
+            ));
+        }
+        h.approvals.push(Approval {
+            operator: operator.to_string(),
+            log_index: index,
+            at_ms,
+            break_glass,
+        });
+        h.timeline.push(TimelineEvent {
+            event: if break_glass {
+                "approved_break_glass".into()
+            } else {
+                "approved".into()
+            },
+            log_index: index,
+            at_ms,
+        });
+        let normal_ok = h.state == HandoverState::AwaitingApproval
+            && h.approvals.len() as u32 >= policy.approvals_required;
+        let glass_count = h.approvals.iter().filter(|a| a.break_glass).count() as u32;
+        let glass_ok = glass_count >= policy.break_glass_approvals.max(policy.approvals_required);
+        let completed = normal_ok || glass_ok;
+        if completed {
+            h.state = HandoverState::Completed;
+            h.granted_token = Some(index);
+            h.break_glass = !normal_ok;
+            h.timeline.push(TimelineEvent {
+                event: "completed".into(),
+                log_index: index,
+                at_ms,
+            });
+            self.authority = Authority {
+                holder: Some(h.to.clone()),
+                token: index,
+            };
+            dirty.authority = true;
+        }
+        dirty.handovers.insert(id);
+        Ok((completed, h.clone()))
+    }
+
+    fn apply_abort(
+        &mut self,
+        index: u64,
+        id: u64,
+        operator: &str,
+        reason: &str,
+        at_ms: u64,
+        dirty: &mut Dirty,
+    ) -> Response {
+        let result = match self.handovers.get_mut(&id) {
+            None => Err(rejected("not_found", format!("no handover {id}"))),
+            Some(h) if !h.state.is_open() => Err(rejected(
+                "conflict",
+                format!("handover {id} is {:?} and cannot be aborted", h.state),
+            )),
+            Some(h) => {
+                h.state = HandoverState::Aborted;
+                h.timeline.push(TimelineEvent {
+                    event: "aborted".into(),
+                    log_index: index,
+                    at_ms,
+                });
+                dirty.handovers.insert(id);
+                Ok(h.clone())
+            }
+        };
+        let (outcome, response) = match result {
+            Ok(h) => (
+                "accepted".to_string(),
+                Response::Handover {
+                    handover: Box::new(h),
+                },
+            ),
+            Err(r) => {
+                let msg = match &r {
+                    Response::Rejected { message, .. } => message.clone(),
+                    _ => unreachable!(),
+                };
+                (format!("refused: {msg}"), r)
+            }
+        };
+        self.audit(
+            dirty,
+            AuditEntry {
+                log_index: index,
+                at_ms,
+                operator: operator.to_string(),
+                action: "handover.abort".into(),
+                handover: Some(id),
+                detail: reason.to_string(),
+                outcome,
+            },
+        );
+        response
+    }
+
+    fn apply_finality(
+        &mut self,
+        index: u64,
+        checkpoint: &CheckpointObs,
+        observations: &[BeaconObservation],
+        at_ms: u64,
+        slots_per_epoch: u64,
+        dirty: &mut Dirty,
+    ) -> Response {
+        if checkpoint.epoch <= self.finalized_epoch() && self.finality.is_some() {
+            return Response::Ok; // stale or duplicate evidence: finality never moves back
+        }
+        self.finality = Some(FinalityRecord {
+            checkpoint: checkpoint.clone(),
+            observations: observations.to_vec(),
+            log_index: index,
+            at_ms,
+        });
+        dirty.finality = true;
+        let ids: Vec<u64> = self
+            .handovers
+            .values()
+            .filter(|h| h.state == HandoverState::AwaitingFinality)
+            .map(|h| h.id)
+            .collect();
+        for id in ids {
+            let mut h = self.handovers[&id].clone();
+            self.check_finality_gate(&mut h, index, at_ms);
+            if h.state != HandoverState::AwaitingFinality {
+                self.handovers.insert(id, h);
+                dirty.handovers.insert(id);
+            }
+        }
+        // Prune history below the finalized epoch; watermarks keep every refusal (I3).
+        let min_slot = checkpoint.epoch.saturating_mul(slots_per_epoch.max(1));
+        for (pk, h) in self.validators.iter_mut() {
+            if h.prune_below(min_slot, checkpoint.epoch) {
+                dirty.validators.insert(*pk);
+            }
+        }
+        Response::Ok
+    }
+}

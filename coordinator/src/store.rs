@@ -1,0 +1,475 @@
+//! RocksDB storage under openraft: the Raft log store and the state-machine store.
+//!
+//! One RocksDB database per node, with three column families:
+//! - `logs`: key = log index (8 bytes big-endian), value = JSON `Entry`;
+//! - `meta`: the vote, the committed log id and the last purged log id;
+//! - `sm`: the state machine, one key per item (`authority`, `finality`, `v/<pubkey>`,
+//!   `h/<id>`, `a/<agent>`, `audit/<seq>`) plus `last_applied`, `membership` and the latest
+//!   built snapshot.
+//!
+//! Durability invariants (DESIGN.md I6, STYLE.md 5):
+//! - an append or a vote is acknowledged to openraft only after a synced write (WAL fsync);
+//! - each batch of applied entries is written together with `last_applied` in one synced
+//!   `WriteBatch`, so a crash never leaves a state that is ahead of or behind its
+//!   `last_applied`;
+//! - installing a snapshot replaces the whole `sm` family in one synced `WriteBatch`;
+//! - any I/O error inside apply is returned to openraft as a `StorageError`, which stops the
+//!   node rather than letting replicas diverge; a restart reloads the state from disk and
+//!   replays the log from `last_applied`.
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader,
+    RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+
+use crate::state::{Command, Dirty, Response, StateData};
+use crate::{NodeId, TypeConfig};
+
+const CF_LOGS: &str = "logs";
+const CF_META: &str = "meta";
+const CF_SM: &str = "sm";
+
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+fn synced() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+/// Opens (or creates) the node's RocksDB database at `dir`.
+///
+/// Errors: RocksDB open errors (permissions, corruption, a lock held by another process).
+pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let cfs = [CF_LOGS, CF_META, CF_SM]
+        .into_iter()
+        .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+    Ok(Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?))
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name).expect("column family created at open")
+}
+
+fn idx_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// The Raft log store (openraft `RaftLogStorage`), cheap to clone.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+}
+
+impl LogStore {
+    /// Log store over an open database.
+    pub fn new(db: Arc<DB>) -> Self {
+        Self { db }
+    }
+
+    fn get_meta<T: for<'de> Deserialize<'de>>(&self, key: &str) -> StorageResult<Option<T>> {
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_META), key)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        v.map(|b| serde_json::from_slice(&b))
+            .transpose()
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))
+    }
+
+    fn put_meta<T: Serialize>(&self, key: &str, v: &T, subject: ErrorSubject<NodeId>) -> StorageResult<()> {
+        let b = serde_json::to_vec(v).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
+        self.db
+            .put_cf_opt(cf(&self.db, CF_META), key, b, &synced())
+            .map_err(|e| io_err(subject, ErrorVerb::Write, e))
+    }
+
+    fn last_log_id(&self) -> StorageResult<Option<LogId<NodeId>>> {
+        let mut it = self.db.iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::End);
+        match it.next() {
+            None => Ok(None),
+            Some(r) => {
+                let (_, v) = r.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                let ent: Entry<TypeConfig> =
+                    serde_json::from_slice(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                Ok(Some(ent.log_id))
+            }
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        use std::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(x) => *x,
+            Bound::Excluded(x) => x + 1,
+            Bound::Unbounded => 0,
+        };
+        let mut out = Vec::new();
+        let it = self.db.iterator_cf(
+            cf(&self.db, CF_LOGS),
+            IteratorMode::From(&idx_key(start), Direction::Forward),
+        );
+        for r in it {
+            let (k, v) = r.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let idx = u64::from_be_bytes(k.as_ref().try_into().expect("8-byte log key"));
+            if !range.contains(&idx) {
+                break;
+            }
+            out.push(serde_json::from_slice(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let last_purged: Option<LogId<NodeId>> = self.get_meta("last_purged")?;
+        let last = self.last_log_id()?.or(last_purged);
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        self.put_meta("vote", vote, ErrorSubject::Vote)
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        self.get_meta("vote")
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        self.put_meta("committed", &committed, ErrorSubject::Store)
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        Ok(self.get_meta::<Option<LogId<NodeId>>>("committed")?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        let logs = cf(&self.db, CF_LOGS);
+        for ent in entries {
+            let b = serde_json::to_vec(&ent).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            batch.put_cf(logs, idx_key(ent.log_id.index), b);
+        }
+        // Synced: the entries are on disk before openraft learns they are flushed.
+        let res = self.db.write_opt(batch, &synced());
+        match res {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                callback.log_io_completed(Err(std::io::Error::other(msg)));
+                Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let logs = cf(&self.db, CF_LOGS);
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(logs, idx_key(log_id.index), idx_key(u64::MAX));
+        batch.delete_cf(logs, idx_key(u64::MAX));
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        // Record the purge point first, so a crash between the two writes never loses it.
+        self.put_meta("last_purged", &log_id, ErrorSubject::Logs)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf(&self.db, CF_LOGS), idx_key(0), idx_key(log_id.index + 1));
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+/// Everything a snapshot carries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SmSnapshotData {
+    /// Last applied log id at the snapshot.
+    pub last_applied: Option<LogId<NodeId>>,
+    /// Membership at the snapshot.
+    pub membership: StoredMembership<NodeId, openraft::BasicNode>,
+    /// The replicated state.
+    pub data: StateData,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    data: Vec<u8>,
+}
+
+/// Shared read view of the applied state, for the HTTP handlers.
+pub type SharedState = Arc<RwLock<SmSnapshotData>>;
+
+/// The state-machine store (openraft `RaftStateMachine`).
+#[derive(Clone)]
+pub struct StateMachineStore {
+    db: Arc<DB>,
+    state: SharedState,
+    snapshot_seq: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn json<T: Serialize>(v: &T) -> StorageResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
+}
+
+fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e)
+}
+
+impl StateMachineStore {
+    /// Loads the state machine from the database (empty on a fresh database).
+    ///
+    /// Errors: RocksDB read errors or undecodable stored values (corruption).
+    pub fn load(db: Arc<DB>) -> StorageResult<Self> {
+        let mut s = SmSnapshotData::default();
+        let sm = cf(&db, CF_SM);
+        for r in db.iterator_cf(sm, IteratorMode::Start) {
+            let (k, v) = r.map_err(sm_read_err)?;
+            let key = std::str::from_utf8(&k).unwrap_or("");
+            match key {
+                "last_applied" => s.last_applied = serde_json::from_slice(&v).map_err(sm_read_err)?,
+                "membership" => s.membership = serde_json::from_slice(&v).map_err(sm_read_err)?,
+                "authority" => s.data.authority = serde_json::from_slice(&v).map_err(sm_read_err)?,
+                "finality" => s.data.finality = serde_json::from_slice(&v).map_err(sm_read_err)?,
+                "snapshot" => {}
+                _ => {
+                    if let Some(rest) = key.strip_prefix("v/") {
+                        let pk = rest.parse().map_err(sm_read_err)?;
+                        s.data.validators.insert(pk, serde_json::from_slice(&v).map_err(sm_read_err)?);
+                    } else if let Some(rest) = key.strip_prefix("h/") {
+                        let id: u64 = rest.parse().map_err(sm_read_err)?;
+                        s.data.handovers.insert(id, serde_json::from_slice(&v).map_err(sm_read_err)?);
+                    } else if let Some(rest) = key.strip_prefix("a/") {
+                        s.data.agents.insert(rest.to_string(), serde_json::from_slice(&v).map_err(sm_read_err)?);
+                    } else if key.starts_with("audit/") {
+                        // keys are zero-padded so iteration order is append order
+                        s.data.audit.push(serde_json::from_slice(&v).map_err(sm_read_err)?);
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            db,
+            state: Arc::new(RwLock::new(s)),
+            snapshot_seq: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        })
+    }
+
+    /// The shared read view of the applied state.
+    pub fn shared(&self) -> SharedState {
+        self.state.clone()
+    }
+
+    fn write_dirty(&self, s: &SmSnapshotData, dirty: &Dirty, batch: &mut WriteBatch) -> StorageResult<()> {
+        let sm = cf(&self.db, CF_SM);
+        if dirty.authority {
+            batch.put_cf(sm, "authority", json(&s.data.authority)?);
+        }
+        if dirty.finality {
+            batch.put_cf(sm, "finality", json(&s.data.finality)?);
+        }
+        for pk in &dirty.validators {
+            let key = format!("v/{pk}");
+            match s.data.validators.get(pk) {
+                Some(h) => batch.put_cf(sm, key, json(h)?),
+                None => batch.delete_cf(sm, key),
+            }
+        }
+        for id in &dirty.handovers {
+            batch.put_cf(sm, format!("h/{id}"), json(&s.data.handovers[id])?);
+        }
+        for a in &dirty.agents {
+            batch.put_cf(sm, format!("a/{a}"), json(&s.data.agents[a])?);
+        }
+        if let Some(from) = dirty.audit_from {
+            for (i, e) in s.data.audit.iter().enumerate().skip(from) {
+                batch.put_cf(sm, format!("audit/{i:020}"), json(e)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let (bytes, last_applied, membership) = {
+            let s = self.state.read().expect("state lock");
+            (json(&*s)?, s.last_applied, s.membership.clone())
+        };
+        let seq = self.snapshot_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let snapshot_id = match last_applied {
+            Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
+            None => format!("none-{seq}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: bytes.clone(),
+        };
+        self.db
+            .put_cf_opt(cf(&self.db, CF_SM), "snapshot", json(&stored)?, &synced())
+            .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, openraft::BasicNode>)> {
+        let s = self.state.read().expect("state lock");
+        Ok((s.last_applied, s.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut dirty = Dirty::default();
+        let mut responses = Vec::new();
+        let mut batch = WriteBatch::default();
+        // Apply to a working copy of the touched state under the write lock, then persist in one
+        // synced batch. If persisting fails, the node stops (StorageError) before answering.
+        let mut s = self.state.write().expect("state lock");
+        let mut membership_changed = false;
+        for ent in entries {
+            s.last_applied = Some(ent.log_id);
+            let resp = match &ent.payload {
+                EntryPayload::Blank => Response::Ok,
+                EntryPayload::Normal(cmd) => {
+                    let cmd: &Command = cmd;
+                    s.data.apply(ent.log_id.index, cmd, &mut dirty)
+                }
+                EntryPayload::Membership(m) => {
+                    s.membership = StoredMembership::new(Some(ent.log_id), m.clone());
+                    membership_changed = true;
+                    Response::Ok
+                }
+            };
+            responses.push(resp);
+        }
+        self.write_dirty(&s, &dirty, &mut batch)?;
+        let sm = cf(&self.db, CF_SM);
+        batch.put_cf(sm, "last_applied", json(&s.last_applied)?);
+        if membership_changed {
+            batch.put_cf(sm, "membership", json(&s.membership)?);
+        }
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        let bytes = snapshot.into_inner();
+        let mut new: SmSnapshotData = serde_json::from_slice(&bytes)
+            .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        new.last_applied = meta.last_log_id;
+        new.membership = meta.last_membership.clone();
+        let sm = cf(&self.db, CF_SM);
+        let mut batch = WriteBatch::default();
+        // Replace the whole family: delete every existing key, then write the new state.
+        for r in self.db.iterator_cf(sm, IteratorMode::Start) {
+            let (k, _) = r.map_err(sm_read_err)?;
+            batch.delete_cf(sm, k);
+        }
+        let all = Dirty {
+            authority: true,
+            finality: true,
+            validators: new.data.validators.keys().copied().collect(),
+            handovers: new.data.handovers.keys().copied().collect(),
+            agents: new.data.agents.keys().cloned().collect(),
+            audit_from: Some(0),
+        };
+        self.write_dirty(&new, &all, &mut batch)?;
+        batch.put_cf(sm, "last_applied", json(&new.last_applied)?);
+        batch.put_cf(sm, "membership", json(&new.membership)?);
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: bytes,
+        };
+        batch.put_cf(sm, "snapshot", json(&stored)?);
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e))?;
+        *self.state.write().expect("state lock") = new;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let v = self.db.get_cf(cf(&self.db, CF_SM), "snapshot").map_err(sm_read_err)?;
+        match v {
+            None => Ok(None),
+            Some(b) => {
+                let s: StoredSnapshot = serde_json::from_slice(&b).map_err(sm_read_err)?;
+                Ok(Some(Snapshot {
+                    meta: s.meta,
+                    snapshot: Box::new(Cursor::new(s.data)),
+                }))
+            }
+        }
+    }
+}

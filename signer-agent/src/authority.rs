@@ -1,0 +1,236 @@
+//! The agent's signing switch: whether this agent currently holds signing authority, learned
+//! from the coordinators (STYLE.md 13: explicit states, not booleans).
+//!
+//! ```text
+//!            view: holder = me, token t                 view: holder ≠ me, or not_holder
+//! Unknown ─────────────────────────────> Enabled{t} ─────────────────────────────> Fenced{h}
+//!    ^                                      │  ^                                      │
+//!    └────── no fresh observation ──────────┘  └──── view: holder = me, token t ──────┘
+//! ```
+//!
+//! Invariants:
+//! - only [`SigningState::Enabled`] signs anything, and its token is the one sent with record
+//!   batches; the coordinator still checks that token for every slashable record (DESIGN.md
+//!   I2), so a stale `Enabled` can never get a slashable message signed;
+//! - an observation older than `authority_max_age` counts as [`SigningState::Unknown`]: a
+//!   partitioned agent stops signing even non-slashable messages on its own (the DESIGN.md
+//!   "short lease"); grants need finality and an operator, which take far longer;
+//! - tokens only grow (DESIGN.md I1), so an observation with a smaller token than one already
+//!   seen (a lagging follower's view) is ignored.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use failover_common::api::{AgentId, AuthorityView};
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+
+/// Whether this agent may sign, as last learned from the coordinators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigningState {
+    /// This agent holds authority with fencing `token`; it may sign, sending `token` with
+    /// every record batch.
+    Enabled {
+        /// The fencing token (log index of the grant).
+        token: u64,
+    },
+    /// Another agent, or nobody (`None`, e.g. during a handover), holds authority.
+    Fenced {
+        /// The current holder, if any.
+        holder: Option<AgentId>,
+    },
+    /// No fresh observation: nothing is signed.
+    Unknown,
+}
+
+impl SigningState {
+    /// Metric label: `enabled`, `fenced` or `unknown`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SigningState::Enabled { .. } => "enabled",
+            SigningState::Fenced { .. } => "fenced",
+            SigningState::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: SigningState,
+    observed_at: Option<Instant>,
+    max_token: u64,
+    last_contact: Option<Instant>,
+}
+
+/// Tracks [`SigningState`] from authority polls and record answers.
+#[derive(Debug)]
+pub struct Authority {
+    agent_id: AgentId,
+    max_age: Duration,
+    metrics: Metrics,
+    inner: Mutex<Inner>,
+}
+
+impl Authority {
+    /// Starts in [`SigningState::Unknown`]. Observations older than `max_age` expire.
+    pub fn new(agent_id: AgentId, max_age: Duration, metrics: Metrics) -> Self {
+        Self {
+            agent_id,
+            max_age,
+            metrics,
+            inner: Mutex::new(Inner {
+                state: SigningState::Unknown,
+                observed_at: None,
+                max_token: 0,
+                last_contact: None,
+            }),
+        }
+    }
+
+    /// The current state; an observation older than `max_age` is [`SigningState::Unknown`].
+    pub fn current(&self) -> SigningState {
+        let inner = self.inner.lock().expect("authority lock");
+        match inner.observed_at {
+            Some(at) if at.elapsed() <= self.max_age => inner.state.clone(),
+            _ => SigningState::Unknown,
+        }
+    }
+
+    /// True when a coordinator answered (with anything) within `max_age`.
+    pub fn coordinator_reachable(&self) -> bool {
+        let inner = self.inner.lock().expect("authority lock");
+        inner
+            .last_contact
+            .is_some_and(|at| at.elapsed() <= self.max_age)
+    }
+
+    /// Records that a coordinator answered a call.
+    pub fn contact(&self) {
+        self.inner.lock().expect("authority lock").last_contact = Some(Instant::now());
+    }
+
+    /// Applies a `GET /v1/authority` view.
+    pub fn observe_view(&self, view: &AuthorityView) {
+        let state = match &view.holder {
+            Some(h) if *h == self.agent_id => SigningState::Enabled { token: view.token },
+            other => SigningState::Fenced {
+                holder: other.clone(),
+            },
+        };
+        self.observe(state, view.token);
+    }
+
+    /// Applies a `not_holder` answer to a record batch sent with `sent_token`.
+    ///
+    /// Returns the new state. When the answer names this agent as holder with a newer token
+    /// (a re-grant), the state becomes `Enabled` with that token.
+    pub fn observe_not_holder(
+        &self,
+        holder: Option<AgentId>,
+        token: Option<u64>,
+        sent_token: u64,
+    ) -> SigningState {
+        match (holder, token) {
+            (Some(h), Some(t)) if h == self.agent_id && t > sent_token => {
+                self.observe(SigningState::Enabled { token: t }, t)
+            }
+            // The coordinator says the sent token is not current for us: we are fenced, even
+            // if it names us (our token is stale and no newer one was given).
+            (Some(h), t) if h == self.agent_id => {
+                self.observe(SigningState::Fenced { holder: None }, t.unwrap_or(sent_token))
+            }
+            (holder, t) => self.observe(SigningState::Fenced { holder }, t.unwrap_or(sent_token)),
+        }
+        self.current()
+    }
+
+    fn observe(&self, state: SigningState, token: u64) {
+        let mut inner = self.inner.lock().expect("authority lock");
+        let now = Instant::now();
+        inner.last_contact = Some(now);
+        if token < inner.max_token {
+            // A lagging view from before a newer grant or revoke we already saw.
+            return;
+        }
+        inner.max_token = token;
+        if inner.state != state {
+            tracing::info!(agent = %self.agent_id, from = ?inner.state, to = ?state, token, "signing state changed");
+        }
+        self.metrics.set_signing_state(state.label());
+        self.metrics.authority_token.set(token as i64);
+        inner.state = state;
+        inner.observed_at = Some(now);
+    }
+
+    /// Refreshes the metric when the state expired to `Unknown` without a new observation.
+    pub fn refresh_metric(&self) {
+        self.metrics.set_signing_state(self.current().label());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(holder: Option<&str>, token: u64) -> AuthorityView {
+        AuthorityView {
+            holder: holder.map(str::to_string),
+            token,
+            applied_index: token,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_view_naming_this_agent_enables_signing_with_its_token() {
+        let a = Authority::new("a".into(), Duration::from_secs(5), Metrics::new());
+        assert_eq!(a.current(), SigningState::Unknown);
+        a.observe_view(&view(Some("a"), 7));
+        assert_eq!(a.current(), SigningState::Enabled { token: 7 });
+        a.observe_view(&view(Some("b"), 9));
+        assert_eq!(
+            a.current(),
+            SigningState::Fenced {
+                holder: Some("b".into())
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lagging_view_with_a_smaller_token_is_ignored() {
+        let a = Authority::new("a".into(), Duration::from_secs(5), Metrics::new());
+        a.observe_view(&view(Some("b"), 9));
+        a.observe_view(&view(Some("a"), 7));
+        assert_eq!(
+            a.current(),
+            SigningState::Fenced {
+                holder: Some("b".into())
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_observation_expires_to_unknown() {
+        let a = Authority::new("a".into(), Duration::from_millis(100), Metrics::new());
+        a.observe_view(&view(Some("a"), 7));
+        tokio::time::advance(Duration::from_millis(150)).await;
+        assert_eq!(a.current(), SigningState::Unknown);
+        assert!(!a.coordinator_reachable());
+    }
+
+    #[tokio::test]
+    async fn not_holder_naming_this_agent_with_a_newer_token_re_enables() {
+        let a = Authority::new("a".into(), Duration::from_secs(5), Metrics::new());
+        a.observe_view(&view(Some("a"), 7));
+        assert_eq!(
+            a.observe_not_holder(Some("a".into()), Some(12), 7),
+            SigningState::Enabled { token: 12 }
+        );
+        assert_eq!(
+            a.observe_not_holder(Some("c".into()), Some(15), 12),
+            SigningState::Fenced {
+                holder: Some("c".into())
+            }
+        );
+    }
+}

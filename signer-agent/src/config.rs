@@ -1,0 +1,274 @@
+//! Signer-agent configuration: a strict TOML file (unknown keys are errors), then environment
+//! variables, then command-line flags; the later source wins for each field.
+//!
+//! Invariants checked by [`Config::validate`]:
+//! - `agent_id`, `region`, at least one coordinator URL, the token file, the genesis validators
+//!   root and both key directories are given;
+//! - coordinator URLs are `http://` or `https://` URLs and are distinct;
+//! - `record_deadline_ms`, `max_batch`, `max_in_flight_batches` and every interval are
+//!   positive, and `authority_max_age_ms` is longer than `authority_poll_ms`, so one late poll
+//!   does not flip the signing state to `Unknown`.
+//!
+//! An example with every field documented ships as `config/signer-agent.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use failover_common::types::Root;
+use serde::{Deserialize, Serialize};
+
+/// The agent's configuration (file `signer-agent.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This agent's id, as configured on the coordinators (e.g. `agent-eu`). Required.
+    pub agent_id: String,
+    /// Region label reported at registration (e.g. `eu`). Required.
+    pub region: String,
+    /// Address of the Web3Signer API listener. Default `127.0.0.1:9000`; port 0 picks a free
+    /// port (the `READY` line reports the real one).
+    pub listen: SocketAddr,
+    /// Base URLs of the coordinators, e.g. `["http://10.0.1.5:7100"]`. Any node accepts any
+    /// request; the agent moves to the next URL only when a connection cannot be made.
+    /// Required.
+    pub coordinators: Vec<String>,
+    /// File holding this agent's bearer token for the coordinator API (surrounding whitespace
+    /// ignored). Required.
+    pub coordinator_token_file: PathBuf,
+    /// Genesis validators root of the network this agent signs for (`0x`-hex, 32 bytes). Sign
+    /// requests whose `fork_info` names another root are refused. Required.
+    pub genesis_validators_root: Option<Root>,
+    /// Folder of EIP-2335 keystores: every `NAME.json` in it is loaded. Required.
+    pub keystores_dir: PathBuf,
+    /// Folder of keystore passwords: `NAME.txt` unlocks `NAME.json`. Control characters such
+    /// as a trailing newline are removed by EIP-2335 password normalization. Required.
+    pub passwords_dir: PathBuf,
+    /// How long a slashable sign request waits for its committed record verdict (ms). Past it
+    /// the answer is 503 and nothing is signed. Default 3000.
+    pub record_deadline_ms: u64,
+    /// Most records in one `POST /v1/agent/records` batch. Default 1024.
+    pub max_batch: usize,
+    /// Most record batches in flight to the coordinators at once; further records queue and
+    /// are grouped into the next batch. Default 4.
+    pub max_in_flight_batches: usize,
+    /// Whether `VOLUNTARY_EXIT` requests may be signed at all. Default false.
+    pub allow_voluntary_exit: bool,
+    /// Interval of `GET /v1/authority` polls that learn the signing state (ms). Default 500.
+    pub authority_poll_ms: u64,
+    /// How long an observed authority stays valid (ms). An older observation counts as
+    /// `Unknown`, so nothing is signed. Must exceed `authority_poll_ms`. Default 3000.
+    pub authority_max_age_ms: u64,
+    /// Interval of `POST /v1/agent/heartbeat` (ms). Default 2000.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            agent_id: String::new(),
+            region: String::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            coordinators: Vec::new(),
+            coordinator_token_file: PathBuf::new(),
+            genesis_validators_root: None,
+            keystores_dir: PathBuf::new(),
+            passwords_dir: PathBuf::new(),
+            record_deadline_ms: 3000,
+            max_batch: 1024,
+            max_in_flight_batches: 4,
+            allow_voluntary_exit: false,
+            authority_poll_ms: 500,
+            authority_max_age_ms: 3000,
+            heartbeat_ms: 2000,
+        }
+    }
+}
+
+/// Values from the environment or flags that replace the file's (see `signer-agent run
+/// --help`). `None` keeps the file's value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct Overrides {
+    /// This agent's id.
+    #[arg(long, env = "SIGNER_AGENT_AGENT_ID")]
+    pub agent_id: Option<String>,
+    /// Region label.
+    #[arg(long, env = "SIGNER_AGENT_REGION")]
+    pub region: Option<String>,
+    /// Listen address, e.g. 127.0.0.1:9000.
+    #[arg(long, env = "SIGNER_AGENT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Coordinator base URLs (repeat the flag, or comma-separate in the variable).
+    #[arg(
+        long = "coordinator",
+        env = "SIGNER_AGENT_COORDINATORS",
+        value_delimiter = ','
+    )]
+    pub coordinators: Option<Vec<String>>,
+    /// File with the coordinator bearer token.
+    #[arg(long, env = "SIGNER_AGENT_COORDINATOR_TOKEN_FILE")]
+    pub coordinator_token_file: Option<PathBuf>,
+    /// Genesis validators root (0x-hex).
+    #[arg(long, env = "SIGNER_AGENT_GENESIS_VALIDATORS_ROOT")]
+    pub genesis_validators_root: Option<Root>,
+    /// Folder of EIP-2335 keystores (`NAME.json`).
+    #[arg(long, env = "SIGNER_AGENT_KEYSTORES_DIR")]
+    pub keystores_dir: Option<PathBuf>,
+    /// Folder of keystore passwords (`NAME.txt`).
+    #[arg(long, env = "SIGNER_AGENT_PASSWORDS_DIR")]
+    pub passwords_dir: Option<PathBuf>,
+    /// Record verdict deadline (ms).
+    #[arg(long, env = "SIGNER_AGENT_RECORD_DEADLINE_MS")]
+    pub record_deadline_ms: Option<u64>,
+    /// Most records per batch.
+    #[arg(long, env = "SIGNER_AGENT_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Most record batches in flight.
+    #[arg(long, env = "SIGNER_AGENT_MAX_IN_FLIGHT_BATCHES")]
+    pub max_in_flight_batches: Option<usize>,
+    /// Allow signing VOLUNTARY_EXIT (true or false).
+    #[arg(long, env = "SIGNER_AGENT_ALLOW_VOLUNTARY_EXIT")]
+    pub allow_voluntary_exit: Option<bool>,
+    /// Authority poll interval (ms).
+    #[arg(long, env = "SIGNER_AGENT_AUTHORITY_POLL_MS")]
+    pub authority_poll_ms: Option<u64>,
+    /// Maximum age of an observed authority (ms).
+    #[arg(long, env = "SIGNER_AGENT_AUTHORITY_MAX_AGE_MS")]
+    pub authority_max_age_ms: Option<u64>,
+    /// Heartbeat interval (ms).
+    #[arg(long, env = "SIGNER_AGENT_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+}
+
+impl Config {
+    /// Parses TOML text strictly (unknown keys are errors). Does not validate.
+    ///
+    /// Errors: TOML syntax, unknown keys, or wrongly typed values, with the location.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        toml::from_str(text).context("parse signer-agent config")
+    }
+
+    /// Reads the config file at `path` (see [`Config::from_toml`]).
+    ///
+    /// Errors: the file cannot be read or parsed; the error names the file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read config file {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Builds the effective config: the file (if any, else defaults), then `overrides`
+    /// (environment and flags), then [`Config::validate`].
+    ///
+    /// Errors: the file cannot be read or parsed, or validation fails.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut cfg = match path {
+            Some(p) => Self::from_file(p)?,
+            None => Self::default(),
+        };
+        cfg.apply(overrides);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Replaces every field that `o` sets.
+    pub fn apply(&mut self, o: &Overrides) {
+        fn set<T: Clone>(field: &mut T, v: &Option<T>) {
+            if let Some(v) = v {
+                *field = v.clone();
+            }
+        }
+        set(&mut self.agent_id, &o.agent_id);
+        set(&mut self.region, &o.region);
+        set(&mut self.listen, &o.listen);
+        set(&mut self.coordinators, &o.coordinators);
+        set(&mut self.coordinator_token_file, &o.coordinator_token_file);
+        if o.genesis_validators_root.is_some() {
+            self.genesis_validators_root = o.genesis_validators_root;
+        }
+        set(&mut self.keystores_dir, &o.keystores_dir);
+        set(&mut self.passwords_dir, &o.passwords_dir);
+        set(&mut self.record_deadline_ms, &o.record_deadline_ms);
+        set(&mut self.max_batch, &o.max_batch);
+        set(&mut self.max_in_flight_batches, &o.max_in_flight_batches);
+        set(&mut self.allow_voluntary_exit, &o.allow_voluntary_exit);
+        set(&mut self.authority_poll_ms, &o.authority_poll_ms);
+        set(&mut self.authority_max_age_ms, &o.authority_max_age_ms);
+        set(&mut self.heartbeat_ms, &o.heartbeat_ms);
+    }
+
+    /// Checks the invariants in the module docs.
+    ///
+    /// Errors: one message listing every problem, each naming its field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        let mut require = |ok: bool, msg: &str| {
+            if !ok {
+                problems.push(msg.to_string());
+            }
+        };
+        require(!self.agent_id.trim().is_empty(), "agent_id is required");
+        require(!self.region.trim().is_empty(), "region is required");
+        require(
+            !self.coordinators.is_empty(),
+            "coordinators needs at least one URL",
+        );
+        require(
+            !self.coordinator_token_file.as_os_str().is_empty(),
+            "coordinator_token_file is required",
+        );
+        require(
+            self.genesis_validators_root.is_some(),
+            "genesis_validators_root is required (0x-hex, 32 bytes)",
+        );
+        require(
+            !self.keystores_dir.as_os_str().is_empty(),
+            "keystores_dir is required",
+        );
+        require(
+            !self.passwords_dir.as_os_str().is_empty(),
+            "passwords_dir is required",
+        );
+        require(self.record_deadline_ms > 0, "record_deadline_ms must be > 0");
+        require(self.max_batch > 0, "max_batch must be > 0");
+        require(
+            self.max_in_flight_batches > 0,
+            "max_in_flight_batches must be > 0",
+        );
+        require(self.authority_poll_ms > 0, "authority_poll_ms must be > 0");
+        require(self.heartbeat_ms > 0, "heartbeat_ms must be > 0");
+        require(
+            self.authority_max_age_ms > self.authority_poll_ms,
+            "authority_max_age_ms must be greater than authority_poll_ms",
+        );
+        for (i, url) in self.coordinators.iter().enumerate() {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && reqwest::Url::parse(url).is_ok();
+            if !ok {
+                problems.push(format!(
+                    "coordinators[{i}] = {url:?} is not an http:// or https:// URL"
+                ));
+            }
+            if self.coordinators[..i].contains(url) {
+                problems.push(format!("coordinators[{i}] = {url:?} is listed twice"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("invalid signer-agent config:\n  - {}", problems.join("\n  - "))
+        }
+    }
+
+    /// [`Config::record_deadline_ms`] as a duration.
+    pub fn record_deadline(&self) -> Duration {
+        Duration::from_millis(self.record_deadline_ms)
+    }
+
+    /// The configured genesis validators root; [`Root::ZERO`] only if unset, which
+    /// [`Config::validate`] refuses.
+    pub fn gvr(&self) -> Root {
+        self.genesis_validators_root.unwrap_or(Root::ZERO)
+    }
+}

@@ -1,0 +1,299 @@
+//! The signer agent: a Web3Signer-compatible remote signer that asks the coordinators to
+//! record every slashable message before it signs it (DESIGN.md "signer-agent").
+//!
+//! Protocol, per sign request (DESIGN.md "One attestation, end to end"):
+//! 1. parse the body and compute the signing root ourselves (`failover_common::eth`);
+//! 2. check the network (`fork_info.genesis_validators_root`) and the signing state
+//!    ([`authority::SigningState`], learned by polling `GET /v1/authority`);
+//! 3. for `ATTESTATION`, `BLOCK` and `BLOCK_V2`, hand the record to the group-commit
+//!    [`batcher`], which sends it with the agent's fencing token in one
+//!    `POST /v1/agent/records` shared with concurrent requests;
+//! 4. sign (on a blocking thread, blst) only on a committed `Valid` or `SameData` verdict.
+//!
+//! Invariants:
+//! - **I4**: no signature of a slashable type leaves the agent before its record committed and
+//!   was accepted;
+//! - **I7**: no verdict by `record_deadline_ms`, a transport error, or any unknown outcome
+//!   gives 503 and no signature;
+//! - only `Enabled` signs, for every type; `Fenced` answers 403 naming the holder, `Unknown`
+//!   answers 503;
+//! - keys live in memory only ([`keys`]).
+//!
+//! Departure from Web3Signer: there is no local slashing database; the replicated one in the
+//! coordinators is the only one, and `GET /api/v1/eth2/highWatermark`, `/reload` and the
+//! keymanager API are not served yet.
+//!
+//! Modules: [`config`], [`keys`], [`coordinator`] (HTTP client), [`authority`] (signing
+//! state), [`batcher`] (group commit), [`api`] (HTTP routes and errors), [`metrics`].
+
+pub mod api;
+pub mod authority;
+pub mod batcher;
+pub mod config;
+pub mod coordinator;
+pub mod keys;
+pub mod metrics;
+
+use std::future::{Future, IntoFuture};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use anyhow::Context;
+use failover_common::api::{HeartbeatRequest, RegisterAgentRequest};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+pub use api::{router, ApiError, ErrorBody};
+pub use authority::{Authority, SigningState};
+pub use config::{Config, Overrides};
+
+use batcher::{BatchLimits, Batcher};
+use coordinator::CoordinatorClient;
+use keys::Keys;
+use metrics::Metrics;
+
+/// Everything a running agent shares between its handlers and background tasks.
+pub struct Agent {
+    /// The validated configuration.
+    pub config: Config,
+    /// The validator keys.
+    pub keys: Arc<Keys>,
+    /// The signing state.
+    pub authority: Authority,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    client: Arc<CoordinatorClient>,
+    batcher: Batcher,
+    poll_failures: AtomicU64,
+}
+
+impl Agent {
+    /// Builds an agent from a validated `config` and its coordinator bearer token, with an
+    /// empty key set and the signing state `Unknown`. Starts the batching task, so it must be
+    /// called inside a Tokio runtime; start the polls with [`Agent::spawn_background`].
+    ///
+    /// Errors: the HTTP client cannot be built.
+    pub fn new(config: Config, coordinator_token: String) -> anyhow::Result<Arc<Self>> {
+        let metrics = Metrics::new();
+        let client = Arc::new(CoordinatorClient::new(
+            config.coordinators.clone(),
+            coordinator_token,
+            batcher::connect_timeout_for(config.record_deadline()),
+        )?);
+        let batcher = Batcher::spawn(
+            config.agent_id.clone(),
+            client.clone(),
+            BatchLimits {
+                max_batch: config.max_batch,
+                max_in_flight: config.max_in_flight_batches,
+            },
+            metrics.clone(),
+        );
+        let authority = Authority::new(
+            config.agent_id.clone(),
+            Duration::from_millis(config.authority_max_age_ms),
+            metrics.clone(),
+        );
+        Ok(Arc::new(Self {
+            config,
+            keys: Arc::new(Keys::new()),
+            authority,
+            metrics,
+            client,
+            batcher,
+            poll_failures: AtomicU64::new(0),
+        }))
+    }
+
+    /// Polls `GET /v1/authority` once and updates the signing state. Returns true when a
+    /// view was received.
+    pub async fn poll_authority(&self) -> bool {
+        let timeout = Duration::from_millis(self.config.authority_max_age_ms / 2);
+        match self.client.authority(timeout).await {
+            Ok(view) => {
+                self.authority.observe_view(&view);
+                if self.poll_failures.swap(0, Ordering::Relaxed) > 0 {
+                    tracing::info!(agent = %self.config.agent_id, "coordinator reachable again");
+                }
+                true
+            }
+            Err(e) => {
+                if e.reached_coordinator() {
+                    self.authority.contact();
+                }
+                let n = self.poll_failures.fetch_add(1, Ordering::Relaxed);
+                if n == 0 || n % 20 == 0 {
+                    tracing::warn!(agent = %self.config.agent_id, error = %e, failures = n + 1, "authority poll failed");
+                }
+                false
+            }
+        }
+    }
+
+    /// Registers with the coordinators once (`POST /v1/agent/register`) with the loaded keys.
+    ///
+    /// Errors: the call failed.
+    pub async fn register(&self) -> Result<(), coordinator::CallError> {
+        let req = RegisterAgentRequest {
+            agent: self.config.agent_id.clone(),
+            region: self.config.region.clone(),
+            pubkeys: self.keys.pubkeys(),
+        };
+        self.client.register(&req, Duration::from_secs(5)).await
+    }
+
+    /// Starts the background tasks: the authority poll (every `authority_poll_ms`), the
+    /// registration (once every key is loaded, retried until it succeeds) and the heartbeat
+    /// (every `heartbeat_ms`). They stop when the returned guard or the agent is dropped.
+    pub fn spawn_background(self: &Arc<Self>) -> Background {
+        let poll = {
+            let weak = Arc::downgrade(self);
+            let every = Duration::from_millis(self.config.authority_poll_ms);
+            every_tick(weak, every, |agent| async move {
+                agent.poll_authority().await;
+                agent.authority.refresh_metric();
+            })
+        };
+        let heartbeat = {
+            let weak = Arc::downgrade(self);
+            let every = Duration::from_millis(self.config.heartbeat_ms);
+            every_tick(weak, every, |agent| async move {
+                let req = HeartbeatRequest {
+                    agent: agent.config.agent_id.clone(),
+                    keys_loaded: agent.keys.count() as u64,
+                };
+                if let Err(e) = agent.client.heartbeat(&req, Duration::from_secs(2)).await {
+                    tracing::debug!(error = %e, "heartbeat failed");
+                }
+            })
+        };
+        let register = {
+            let weak = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut backoff = Duration::from_millis(250);
+                loop {
+                    let Some(agent) = weak.upgrade() else { return };
+                    if agent.keys.is_complete() {
+                        match agent.register().await {
+                            Ok(()) => {
+                                tracing::info!(agent = %agent.config.agent_id, keys = agent.keys.count(), "registered with the coordinators");
+                                return;
+                            }
+                            Err(e) => {
+                                tracing::warn!(agent = %agent.config.agent_id, error = %e, retry_in = ?backoff, "registration failed");
+                                backoff = (backoff * 2).min(Duration::from_secs(10));
+                            }
+                        }
+                    }
+                    drop(agent);
+                    tokio::time::sleep(backoff).await;
+                }
+            })
+        };
+        Background {
+            handles: vec![poll, heartbeat, register],
+        }
+    }
+}
+
+fn every_tick<F, Fut>(weak: Weak<Agent>, every: Duration, f: F) -> JoinHandle<()>
+where
+    F: Fn(Arc<Agent>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(agent) = weak.upgrade() else { return };
+            f(agent).await;
+        }
+    })
+}
+
+/// Guard of the background tasks; dropping it stops them.
+pub struct Background {
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+}
+
+/// Reads the coordinator bearer token from `path` (surrounding whitespace removed).
+///
+/// Errors: the file cannot be read or is empty.
+pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read coordinator token file {}", path.display()))?;
+    let token = text.trim().to_string();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "coordinator token file {} is empty",
+        path.display()
+    );
+    Ok(token)
+}
+
+/// Runs an agent until `shutdown` completes: reads the token, parses the keystores, binds the
+/// listener, serves, decrypts the keys in parallel, then prints `READY http://<addr>` on
+/// stdout, and finally shuts down gracefully.
+///
+/// Errors: the token, a keystore or a password cannot be read or decrypted, or the listener
+/// cannot be bound; each names what failed.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let token = read_token(&config.coordinator_token_file)?;
+    let files = keys::scan(&config.keystores_dir, &config.passwords_dir)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("bind the API listener on {}", config.listen))?;
+    let addr = listener.local_addr().context("read the bound address")?;
+
+    let agent = Agent::new(config, token)?;
+    let _background = agent.spawn_background();
+    let mut server = tokio::spawn(
+        axum::serve(listener, router(agent.clone()))
+            .with_graceful_shutdown(shutdown)
+            .into_future(),
+    );
+
+    let count = files.len();
+    let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = std::time::Instant::now();
+    tracing::info!(agent = %agent.config.agent_id, keystores = count, parallelism, "decrypting keystores");
+    tokio::select! {
+        loaded = keys::decrypt_all(files, agent.keys.clone(), parallelism) => loaded?,
+        served = &mut server => {
+            served.context("API server task")?.context("API server")?;
+            return Ok(());
+        }
+    }
+    agent.metrics.keys_loaded.set(agent.keys.count() as i64);
+    tracing::info!(agent = %agent.config.agent_id, keys = count, elapsed = ?started.elapsed(), "keys loaded");
+
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "READY http://{host}").context("write READY line")?;
+        out.flush().context("flush stdout")?;
+    }
+
+    server.await.context("API server task")?.context("API server")?;
+    tracing::info!(agent = %agent.config.agent_id, "shut down");
+    Ok(())
+}
