@@ -206,7 +206,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         let mut errs = Vec::new();
         if self.peers.iter().filter(|p| p.id == self.node_id).count() != 1 {
-            errs.push(format!("node_id {} must appear exactly once in peers", self.node_id));
+            errs.push(format!(
+                "node_id {} must appear exactly once in peers",
+                self.node_id
+            ));
         }
         let mut ids: Vec<_> = self.peers.iter().map(|p| p.id).collect();
         ids.sort_unstable();
@@ -219,17 +222,26 @@ impl Config {
         }
         for p in &self.peers {
             if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
-                errs.push(format!("peer {} url {:?} must start with http:// or https://", p.id, p.url));
+                errs.push(format!(
+                    "peer {} url {:?} must start with http:// or https://",
+                    p.id, p.url
+                ));
             }
         }
         for o in &self.operators {
             if !is_hash(&o.token_sha256) {
-                errs.push(format!("operator {}: token_sha256 must be 64 hex digits", o.name));
+                errs.push(format!(
+                    "operator {}: token_sha256 must be 64 hex digits",
+                    o.name
+                ));
             }
         }
         for a in &self.agents {
             if !is_hash(&a.token_sha256) {
-                errs.push(format!("agent {}: token_sha256 must be 64 hex digits", a.id));
+                errs.push(format!(
+                    "agent {}: token_sha256 must be 64 hex digits",
+                    a.id
+                ));
             }
         }
         let h = &self.handover;
@@ -239,8 +251,11 @@ impl Config {
         if h.break_glass_approvals < h.approvals_required {
             errs.push("handover.break_glass_approvals must be ≥ approvals_required".into());
         }
-        if h.two_person_rule && h.approvals_required as usize >= self.operators.len().max(1) + 1 {
-            errs.push("not enough operators to ever reach approvals_required under the two-person rule".into());
+        if h.two_person_rule && h.approvals_required as usize > self.operators.len().max(1) {
+            errs.push(
+                "not enough operators to ever reach approvals_required under the two-person rule"
+                    .into(),
+            );
         }
         let r = &self.raft;
         if r.election_min_ms <= r.heartbeat_ms * 2 || r.election_max_ms <= r.election_min_ms {
@@ -264,7 +279,10 @@ impl Config {
 
     /// This node's peer entry (validated to exist).
     pub fn me(&self) -> &Peer {
-        self.peers.iter().find(|p| p.id == self.node_id).expect("validated")
+        self.peers
+            .iter()
+            .find(|p| p.id == self.node_id)
+            .expect("validated")
     }
 
     /// The handover policy as carried in operator commands.

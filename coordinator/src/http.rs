@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use failover_common::api::{
-    AbortBody, AgentId, ApiErrorBody, ApproveBody, AuthorityView, HandoverRequestBody, HeartbeatRequest,
-    RecordBatchRequest, RecordBatchResponse, RegisterAgentRequest, Verdict,
+    AbortBody, AgentId, ApiErrorBody, ApproveBody, AuthorityView, HandoverRequestBody,
+    HeartbeatRequest, RecordBatchRequest, RecordBatchResponse, RegisterAgentRequest, Verdict,
 };
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
@@ -56,7 +56,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", m)
     }
     fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or unknown bearer token")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or unknown bearer token",
+        )
     }
     fn forbidden(m: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", m)
@@ -65,7 +69,10 @@ impl ApiError {
 
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
-        let WriteError::Unavailable { message, leader_hint } = e;
+        let WriteError::Unavailable {
+            message,
+            leader_hint,
+        } = e;
         let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
         err.body.leader_hint = leader_hint;
         err
@@ -100,10 +107,16 @@ impl AppState {
     pub fn new(node: Arc<Node>) -> Self {
         let mut tokens = HashMap::new();
         for o in &node.config.operators {
-            tokens.insert(o.token_sha256.to_lowercase(), Principal::Operator(o.name.clone()));
+            tokens.insert(
+                o.token_sha256.to_lowercase(),
+                Principal::Operator(o.name.clone()),
+            );
         }
         for a in &node.config.agents {
-            tokens.insert(a.token_sha256.to_lowercase(), Principal::Agent(a.id.clone()));
+            tokens.insert(
+                a.token_sha256.to_lowercase(),
+                Principal::Agent(a.id.clone()),
+            );
         }
         tokens.insert(token_hash(&node.cluster_token), Principal::Cluster);
         Self {
@@ -118,7 +131,10 @@ impl AppState {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(ApiError::unauthorized)?;
-        self.tokens.get(&token_hash(value)).cloned().ok_or_else(ApiError::unauthorized)
+        self.tokens
+            .get(&token_hash(value))
+            .cloned()
+            .ok_or_else(ApiError::unauthorized)
     }
 
     fn operator(&self, headers: &HeaderMap) -> ApiResult<String> {
@@ -144,7 +160,8 @@ impl AppState {
 }
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 fn rejected_to_error(code: &str, message: String) -> ApiError {
@@ -257,8 +274,13 @@ async fn status(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json
     s.operator(&headers)?;
     let m = s.node.raft.metrics().borrow().clone();
     let leader = s.node.leader();
-    let regions: HashMap<NodeId, String> =
-        s.node.config.peers.iter().map(|p| (p.id, p.region.clone())).collect();
+    let regions: HashMap<NodeId, String> = s
+        .node
+        .config
+        .peers
+        .iter()
+        .map(|p| (p.id, p.region.clone()))
+        .collect();
     let members = m
         .membership_config
         .membership()
@@ -301,7 +323,10 @@ async fn status(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json
     }))
 }
 
-async fn authority(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<AuthorityView>> {
+async fn authority(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<AuthorityView>> {
     s.principal(&headers)?;
     let st = s.node.state.read().expect("state lock");
     Ok(Json(AuthorityView {
@@ -311,7 +336,10 @@ async fn authority(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<J
     }))
 }
 
-async fn list_handovers(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Vec<Handover>>> {
+async fn list_handovers(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<Handover>>> {
     s.operator(&headers)?;
     let st = s.node.state.read().expect("state lock");
     Ok(Json(st.data.handovers.values().cloned().collect()))
@@ -329,10 +357,20 @@ async fn get_handover(
         .get(&id)
         .cloned()
         .map(Json)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no handover {id}")))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no handover {id}"),
+            )
+        })
 }
 
-async fn operator_write(s: &AppState, action: &str, cmd: crate::state::Command) -> ApiResult<Json<Handover>> {
+async fn operator_write(
+    s: &AppState,
+    action: &str,
+    cmd: crate::state::Command,
+) -> ApiResult<Json<Handover>> {
     let out = s.node.write(cmd).await;
     let result = match &out {
         Ok(WriteOutcome {
@@ -342,7 +380,11 @@ async fn operator_write(s: &AppState, action: &str, cmd: crate::state::Command) 
         Ok(_) => "rejected",
         Err(_) => "unavailable",
     };
-    s.node.metrics.operator_actions.with_label_values(&[action, result]).inc();
+    s.node
+        .metrics
+        .operator_actions
+        .with_label_values(&[action, result])
+        .inc();
     match out?.response {
         Response::Handover { handover } => Ok(Json(*handover)),
         Response::Rejected { code, message } => Err(rejected_to_error(&code, message)),
@@ -354,7 +396,11 @@ async fn operator_write(s: &AppState, action: &str, cmd: crate::state::Command) 
     }
 }
 
-async fn request_handover(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Handover>> {
+async fn request_handover(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Handover>> {
     let operator = s.operator(&headers)?;
     let req: HandoverRequestBody = parse(&body)?;
     tracing::info!(%operator, to = %req.to, "handover requested");
@@ -375,7 +421,11 @@ async fn approve_handover(
     body: Bytes,
 ) -> ApiResult<Json<Handover>> {
     let operator = s.operator(&headers)?;
-    let req: ApproveBody = if body.is_empty() { ApproveBody::default() } else { parse(&body)? };
+    let req: ApproveBody = if body.is_empty() {
+        ApproveBody::default()
+    } else {
+        parse(&body)?
+    };
     if req.break_glass {
         tracing::warn!(%operator, handover = id, "BREAK-GLASS approval submitted");
     }
@@ -396,7 +446,11 @@ async fn abort_handover(
     body: Bytes,
 ) -> ApiResult<Json<Handover>> {
     let operator = s.operator(&headers)?;
-    let req: AbortBody = if body.is_empty() { AbortBody::default() } else { parse(&body)? };
+    let req: AbortBody = if body.is_empty() {
+        AbortBody::default()
+    } else {
+        parse(&body)?
+    };
     let cmd = crate::state::Command::AbortHandover {
         id,
         operator,
@@ -422,7 +476,12 @@ async fn audit(
     s.operator(&headers)?;
     let st = s.node.state.read().expect("state lock");
     Ok(Json(
-        st.data.audit.iter().filter(|e| e.log_index >= q.since).cloned().collect(),
+        st.data
+            .audit
+            .iter()
+            .filter(|e| e.log_index >= q.since)
+            .cloned()
+            .collect(),
     ))
 }
 
@@ -434,7 +493,10 @@ async fn register_agent(
     let agent = s.agent(&headers)?;
     let req: RegisterAgentRequest = parse(&body)?;
     if req.agent != agent {
-        return Err(ApiError::forbidden(format!("token belongs to {agent}, not {}", req.agent)));
+        return Err(ApiError::forbidden(format!(
+            "token belongs to {agent}, not {}",
+            req.agent
+        )));
     }
     s.node
         .write(crate::state::Command::RegisterAgent {
@@ -446,11 +508,18 @@ async fn register_agent(
     Ok(Json(serde_json::json!({})))
 }
 
-async fn heartbeat(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<serde_json::Value>> {
+async fn heartbeat(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
     let agent = s.agent(&headers)?;
     let req: HeartbeatRequest = parse(&body)?;
     if req.agent != agent {
-        return Err(ApiError::forbidden(format!("token belongs to {agent}, not {}", req.agent)));
+        return Err(ApiError::forbidden(format!(
+            "token belongs to {agent}, not {}",
+            req.agent
+        )));
     }
     s.node.heartbeats.lock().expect("heartbeats lock").insert(
         agent,
@@ -471,7 +540,10 @@ async fn record_batch(
     let agent = s.agent(&headers)?;
     let req: RecordBatchRequest = parse(&body)?;
     if req.agent != agent {
-        return Err(ApiError::forbidden(format!("token belongs to {agent}, not {}", req.agent)));
+        return Err(ApiError::forbidden(format!(
+            "token belongs to {agent}, not {}",
+            req.agent
+        )));
     }
     if req.items.is_empty() || req.items.len() > s.node.config.max_batch {
         return Err(ApiError::bad_request(format!(
@@ -490,11 +562,18 @@ async fn record_batch(
             items: req.items,
         })
         .await;
-    s.node.metrics.batch_latency.observe(started.elapsed().as_secs_f64());
+    s.node
+        .metrics
+        .batch_latency
+        .observe(started.elapsed().as_secs_f64());
     let out = match out {
         Ok(o) => o,
         Err(e) => {
-            s.node.metrics.records.with_label_values(&["unavailable"]).inc_by(n as u64);
+            s.node
+                .metrics
+                .records
+                .with_label_values(&["unavailable"])
+                .inc_by(n as u64);
             return Err(e.into());
         }
     };
@@ -514,7 +593,11 @@ async fn record_batch(
             }))
         }
         Response::NotHolder { holder, token } => {
-            s.node.metrics.records.with_label_values(&["not_holder"]).inc_by(n as u64);
+            s.node
+                .metrics
+                .records
+                .with_label_values(&["not_holder"])
+                .inc_by(n as u64);
             let mut e = ApiError::new(
                 StatusCode::FORBIDDEN,
                 "not_holder",
@@ -535,25 +618,41 @@ async fn record_batch(
     }
 }
 
-async fn internal_write(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<WriteOutcome>> {
+async fn internal_write(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<WriteOutcome>> {
     s.cluster(&headers)?;
     let cmd: crate::state::Command = parse(&body)?;
     Ok(Json(s.node.write_local(cmd).await?))
 }
 
-async fn raft_append(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<HttpResponse> {
+async fn raft_append(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<HttpResponse> {
     s.cluster(&headers)?;
     let req: AppendEntriesRequest<TypeConfig> = parse(&body)?;
     Ok(Json(s.node.raft.append_entries(req).await).into_response())
 }
 
-async fn raft_vote(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<HttpResponse> {
+async fn raft_vote(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<HttpResponse> {
     s.cluster(&headers)?;
     let req: VoteRequest<NodeId> = parse(&body)?;
     Ok(Json(s.node.raft.vote(req).await).into_response())
 }
 
-async fn raft_snapshot(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<HttpResponse> {
+async fn raft_snapshot(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<HttpResponse> {
     s.cluster(&headers)?;
     let req: InstallSnapshotRequest<TypeConfig> = parse(&body)?;
     Ok(Json(s.node.raft.install_snapshot(req).await).into_response())

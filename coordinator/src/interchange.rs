@@ -103,7 +103,7 @@ pub enum InterchangeError {
         /// Validator.
         pubkey: Pubkey,
         /// The conflict.
-        conflict: ImportConflict,
+        conflict: Box<ImportConflict>,
     },
 }
 
@@ -146,7 +146,7 @@ impl StateData {
                 .or_insert_with(|| self.validators.get(&v.pubkey).cloned().unwrap_or_default());
             let err = |conflict| InterchangeError::Slashable {
                 pubkey: v.pubkey,
-                conflict,
+                conflict: Box::new(conflict),
             };
             for b in &v.signed_blocks {
                 h.import_block(b.slot, b.signing_root).map_err(err)?;

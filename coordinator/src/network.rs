@@ -9,11 +9,13 @@
 
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
@@ -31,7 +33,10 @@ pub struct Network {
 impl Network {
     /// A factory using `client` and sending `cluster_token` as the bearer token.
     pub fn new(client: reqwest::Client, cluster_token: String) -> Self {
-        Self { client, cluster_token }
+        Self {
+            client,
+            cluster_token,
+        }
     }
 }
 
@@ -85,7 +90,8 @@ impl PeerClient {
         if !res.status().is_success() {
             let status = res.status();
             let text = res.text().await.unwrap_or_default();
-            let e = std::io::Error::other(format!("peer {} answered {status}: {text}", self.target));
+            let e =
+                std::io::Error::other(format!("peer {} answered {status}: {text}", self.target));
             return Err(RPCError::Network(NetworkError::new(&e)));
         }
         let body: Result<Resp, E> = res
@@ -109,8 +115,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
-    {
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
         self.call("snapshot", &rpc, &option).await
     }
 

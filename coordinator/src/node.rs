@@ -124,9 +124,15 @@ impl Node {
             .build()
             .context("build HTTP client")?;
         let network = Network::new(http.clone(), cluster_token.clone());
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log_store, sm)
-            .await
-            .context("start raft")?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            network,
+            log_store,
+            sm,
+        )
+        .await
+        .context("start raft")?;
         let peer_urls = config.peers.iter().map(|p| (p.id, p.url.clone())).collect();
         let node = Arc::new(Node {
             id: config.node_id,
@@ -140,15 +146,33 @@ impl Node {
             peer_urls,
         });
         if config.bootstrap {
-            let initialized = node.raft.is_initialized().await.context("read raft state")?;
+            let initialized = node
+                .raft
+                .is_initialized()
+                .await
+                .context("read raft state")?;
             if !initialized {
                 let members: BTreeMap<NodeId, BasicNode> = config
                     .peers
                     .iter()
-                    .map(|p| (p.id, BasicNode { addr: p.url.clone() }))
+                    .map(|p| {
+                        (
+                            p.id,
+                            BasicNode {
+                                addr: p.url.clone(),
+                            },
+                        )
+                    })
                     .collect();
-                tracing::info!(node = node.id, members = members.len(), "initialising cluster");
-                node.raft.initialize(members).await.context("initialise cluster")?;
+                tracing::info!(
+                    node = node.id,
+                    members = members.len(),
+                    "initialising cluster"
+                );
+                node.raft
+                    .initialize(members)
+                    .await
+                    .context("initialise cluster")?;
             }
         }
         Ok(node)
@@ -173,7 +197,8 @@ impl Node {
     /// Errors: [`WriteError::Unavailable`] when no committed answer arrives in time.
     pub async fn write(&self, cmd: Command) -> Result<WriteOutcome, WriteError> {
         let deadline = Instant::now() + Duration::from_millis(self.config.raft.write_timeout_ms);
-        match tokio::time::timeout_at(deadline.into(), self.write_inner(cmd, true, deadline)).await {
+        match tokio::time::timeout_at(deadline.into(), self.write_inner(cmd, true, deadline)).await
+        {
             Ok(r) => r,
             Err(_) => Err(WriteError::Unavailable {
                 message: "no committed answer before the write deadline; outcome unknown".into(),
@@ -185,7 +210,8 @@ impl Node {
     /// Like [`Node::write`] but never forwards: used for writes forwarded to this node.
     pub async fn write_local(&self, cmd: Command) -> Result<WriteOutcome, WriteError> {
         let deadline = Instant::now() + Duration::from_millis(self.config.raft.write_timeout_ms);
-        match tokio::time::timeout_at(deadline.into(), self.write_inner(cmd, false, deadline)).await {
+        match tokio::time::timeout_at(deadline.into(), self.write_inner(cmd, false, deadline)).await
+        {
             Ok(r) => r,
             Err(_) => Err(WriteError::Unavailable {
                 message: "no committed answer before the write deadline; outcome unknown".into(),
@@ -194,7 +220,12 @@ impl Node {
         }
     }
 
-    async fn write_inner(&self, cmd: Command, may_forward: bool, deadline: Instant) -> Result<WriteOutcome, WriteError> {
+    async fn write_inner(
+        &self,
+        cmd: Command,
+        may_forward: bool,
+        deadline: Instant,
+    ) -> Result<WriteOutcome, WriteError> {
         let mut last_err = String::from("no leader known");
         while Instant::now() < deadline {
             match self.raft.client_write(cmd.clone()).await {
@@ -240,7 +271,10 @@ impl Node {
     async fn forward(&self, leader_url: &str, cmd: &Command) -> Result<WriteOutcome, ForwardError> {
         let res = self
             .http
-            .post(format!("{}/internal/v1/write", leader_url.trim_end_matches('/')))
+            .post(format!(
+                "{}/internal/v1/write",
+                leader_url.trim_end_matches('/')
+            ))
             .bearer_auth(&self.cluster_token)
             .json(cmd)
             .send()
@@ -248,7 +282,9 @@ impl Node {
         let res = match res {
             Ok(r) => r,
             // Not sent: safe to retry.
-            Err(e) if e.is_connect() => return Err(ForwardError::Retry(format!("leader unreachable: {e}"))),
+            Err(e) if e.is_connect() => {
+                return Err(ForwardError::Retry(format!("leader unreachable: {e}")))
+            }
             // Sent but no answer: the outcome is unknown; never retry blindly.
             Err(e) => {
                 return Err(ForwardError::Definite(WriteError::Unavailable {
@@ -267,7 +303,9 @@ impl Node {
         }
         // The leader refused before proposing (it is no longer leader): retry with fresh metrics.
         let text = res.text().await.unwrap_or_default();
-        Err(ForwardError::Retry(format!("leader refused forwarded write: {text}")))
+        Err(ForwardError::Retry(format!(
+            "leader refused forwarded write: {text}"
+        )))
     }
 
     /// Runs the finality poller forever: on the leader, every `beacon.poll_interval_ms`,
@@ -283,7 +321,8 @@ impl Node {
             self.config.chain.genesis_validators_root,
         );
         let quorum = self.config.beacon_quorum();
-        let mut tick = tokio::time::interval(Duration::from_millis(self.config.beacon.poll_interval_ms));
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(self.config.beacon.poll_interval_ms));
         loop {
             tick.tick().await;
             if self.raft.metrics().borrow().current_leader != Some(self.id) {
@@ -295,12 +334,17 @@ impl Node {
                 tracing::debug!("beacon nodes do not agree on finality yet");
                 continue;
             };
-            let current = self.state.read().expect("state lock").data.finalized_epoch();
+            let current = self
+                .state
+                .read()
+                .expect("state lock")
+                .data
+                .finalized_epoch();
             if cp.epoch <= current {
                 continue;
             }
             let cmd = Command::Finality {
-                checkpoint: cp.clone(),
+                checkpoint: cp,
                 observations,
                 at_ms: now_ms(),
                 slots_per_epoch: self.config.chain.slots_per_epoch,

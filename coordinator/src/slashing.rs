@@ -122,7 +122,9 @@ impl ValidatorHistory {
         target_epoch: u64,
         signing_root: &Root,
     ) -> Result<Verdict, Refusal> {
-        if let Some(v) = self.check_attestation_conflicts(source_epoch, target_epoch, Some(signing_root))? {
+        if let Some(v) =
+            self.check_attestation_conflicts(source_epoch, target_epoch, Some(signing_root))?
+        {
             return Ok(v);
         }
         if let Some(watermark) = self.source_lower_bound() {
@@ -326,7 +328,10 @@ mod tests {
         assert_eq!(h.blocks[&10], Some(root(1)));
         assert!(h.import_block(10, Some(root(2))).is_err());
         h.import_attestation(3, 4, Some(root(1))).unwrap();
-        assert!(h.import_attestation(2, 5, None).is_err(), "surrounding import refused");
+        assert!(
+            h.import_attestation(2, 5, None).is_err(),
+            "surrounding import refused"
+        );
         // lower bounds do not apply to imported history
         h.import_attestation(0, 1, None).unwrap();
     }
@@ -441,7 +446,10 @@ mod tests {
             refused(h.check_and_insert_block(20, root(9))),
             Refusal::SlotBelowWatermark { .. }
         ));
-        assert_eq!(h.check_and_insert_attestation(3, 4, root(4)), Verdict::Valid);
+        assert_eq!(
+            h.check_and_insert_attestation(3, 4, root(4)),
+            Verdict::Valid
+        );
     }
 
     #[test]
@@ -477,7 +485,9 @@ pub enum ImportConflict {
         target_epoch: u64,
     },
     /// Two different attestations for one target, or a surround pair.
-    #[error("attestation {source_epoch}->{target_epoch} is slashable with the history: {refusal:?}")]
+    #[error(
+        "attestation {source_epoch}->{target_epoch} is slashable with the history: {refusal:?}"
+    )]
     Slashable {
         /// Source epoch.
         source_epoch: u64,
@@ -495,7 +505,11 @@ impl ValidatorHistory {
     /// nothing. Lower bounds do not apply: imported history may be older than what is known.
     ///
     /// Errors: [`ImportConflict::DoubleBlock`] for two different known roots at one slot.
-    pub fn import_block(&mut self, slot: u64, signing_root: Option<Root>) -> Result<(), ImportConflict> {
+    pub fn import_block(
+        &mut self,
+        slot: u64,
+        signing_root: Option<Root>,
+    ) -> Result<(), ImportConflict> {
         match (self.blocks.get(&slot).copied(), signing_root) {
             (None, r) => {
                 self.blocks.insert(slot, r);
@@ -533,7 +547,10 @@ impl ValidatorHistory {
                 match (prev.signing_root, signing_root) {
                     (_, None) => return Ok(()),
                     (None, Some(r)) => {
-                        self.attestations.get_mut(&target_epoch).expect("present").signing_root = Some(r);
+                        self.attestations
+                            .get_mut(&target_epoch)
+                            .expect("present")
+                            .signing_root = Some(r);
                         return Ok(());
                     }
                     (Some(a), Some(b)) if a == b => return Ok(()),

@@ -593,7 +593,7 @@ impl StateData {
                     epoch: 0,
                     root: failover_common::types::Root::ZERO,
                 },
-                |f| f.checkpoint.clone(),
+                |f| f.checkpoint,
             );
             h.finality_evidence = Some((cp, index));
             h.state = HandoverState::AwaitingApproval;
@@ -809,7 +809,7 @@ impl StateData {
             return Response::Ok; // stale or duplicate evidence: finality never moves back
         }
         self.finality = Some(FinalityRecord {
-            checkpoint: checkpoint.clone(),
+            checkpoint: *checkpoint,
             observations: observations.to_vec(),
             log_index: index,
             at_ms,

@@ -17,6 +17,10 @@
 //!   node rather than letting replicas diverge; a restart reloads the state from disk and
 //!   replays the log from `last_applied`.
 
+// openraft's storage traits fix the error type (`StorageError`, ~224 bytes); the helpers
+// here return the same type so `?` works without conversions.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::RangeBounds;
@@ -28,7 +32,9 @@ use openraft::{
     AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader,
     RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
 };
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{Command, Dirty, Response, StateData};
@@ -40,7 +46,11 @@ const CF_SM: &str = "sm";
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
-fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+fn io_err(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError<NodeId> {
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
 }
 
@@ -93,7 +103,12 @@ impl LogStore {
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))
     }
 
-    fn put_meta<T: Serialize>(&self, key: &str, v: &T, subject: ErrorSubject<NodeId>) -> StorageResult<()> {
+    fn put_meta<T: Serialize>(
+        &self,
+        key: &str,
+        v: &T,
+        subject: ErrorSubject<NodeId>,
+    ) -> StorageResult<()> {
         let b = serde_json::to_vec(v).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
         self.db
             .put_cf_opt(cf(&self.db, CF_META), key, b, &synced())
@@ -101,13 +116,15 @@ impl LogStore {
     }
 
     fn last_log_id(&self) -> StorageResult<Option<LogId<NodeId>>> {
-        let mut it = self.db.iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::End);
+        let mut it = self
+            .db
+            .iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::End);
         match it.next() {
             None => Ok(None),
             Some(r) => {
                 let (_, v) = r.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-                let ent: Entry<TypeConfig> =
-                    serde_json::from_slice(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                let ent: Entry<TypeConfig> = serde_json::from_slice(&v)
+                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
                 Ok(Some(ent.log_id))
             }
         }
@@ -136,7 +153,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&idx) {
                 break;
             }
-            out.push(serde_json::from_slice(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?);
+            out.push(
+                serde_json::from_slice(&v)
+                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?,
+            );
         }
         Ok(out)
     }
@@ -171,7 +191,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
-        Ok(self.get_meta::<Option<LogId<NodeId>>>("committed")?.flatten())
+        Ok(self
+            .get_meta::<Option<LogId<NodeId>>>("committed")?
+            .flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
@@ -182,7 +204,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         let logs = cf(&self.db, CF_LOGS);
         for ent in entries {
-            let b = serde_json::to_vec(&ent).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            let b = serde_json::to_vec(&ent)
+                .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
             batch.put_cf(logs, idx_key(ent.log_id.index), b);
         }
         // Synced: the entries are on disk before openraft learns they are flushed.
@@ -268,23 +291,36 @@ impl StateMachineStore {
             let (k, v) = r.map_err(sm_read_err)?;
             let key = std::str::from_utf8(&k).unwrap_or("");
             match key {
-                "last_applied" => s.last_applied = serde_json::from_slice(&v).map_err(sm_read_err)?,
+                "last_applied" => {
+                    s.last_applied = serde_json::from_slice(&v).map_err(sm_read_err)?
+                }
                 "membership" => s.membership = serde_json::from_slice(&v).map_err(sm_read_err)?,
-                "authority" => s.data.authority = serde_json::from_slice(&v).map_err(sm_read_err)?,
+                "authority" => {
+                    s.data.authority = serde_json::from_slice(&v).map_err(sm_read_err)?
+                }
                 "finality" => s.data.finality = serde_json::from_slice(&v).map_err(sm_read_err)?,
                 "snapshot" => {}
                 _ => {
                     if let Some(rest) = key.strip_prefix("v/") {
                         let pk = rest.parse().map_err(sm_read_err)?;
-                        s.data.validators.insert(pk, serde_json::from_slice(&v).map_err(sm_read_err)?);
+                        s.data
+                            .validators
+                            .insert(pk, serde_json::from_slice(&v).map_err(sm_read_err)?);
                     } else if let Some(rest) = key.strip_prefix("h/") {
                         let id: u64 = rest.parse().map_err(sm_read_err)?;
-                        s.data.handovers.insert(id, serde_json::from_slice(&v).map_err(sm_read_err)?);
+                        s.data
+                            .handovers
+                            .insert(id, serde_json::from_slice(&v).map_err(sm_read_err)?);
                     } else if let Some(rest) = key.strip_prefix("a/") {
-                        s.data.agents.insert(rest.to_string(), serde_json::from_slice(&v).map_err(sm_read_err)?);
+                        s.data.agents.insert(
+                            rest.to_string(),
+                            serde_json::from_slice(&v).map_err(sm_read_err)?,
+                        );
                     } else if key.starts_with("audit/") {
                         // keys are zero-padded so iteration order is append order
-                        s.data.audit.push(serde_json::from_slice(&v).map_err(sm_read_err)?);
+                        s.data
+                            .audit
+                            .push(serde_json::from_slice(&v).map_err(sm_read_err)?);
                     }
                 }
             }
@@ -301,7 +337,12 @@ impl StateMachineStore {
         self.state.clone()
     }
 
-    fn write_dirty(&self, s: &SmSnapshotData, dirty: &Dirty, batch: &mut WriteBatch) -> StorageResult<()> {
+    fn write_dirty(
+        &self,
+        s: &SmSnapshotData,
+        dirty: &Dirty,
+        batch: &mut WriteBatch,
+    ) -> StorageResult<()> {
         let sm = cf(&self.db, CF_SM);
         if dirty.authority {
             batch.put_cf(sm, "authority", json(&s.data.authority)?);
@@ -337,7 +378,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             let s = self.state.read().expect("state lock");
             (json(&*s)?, s.last_applied, s.membership.clone())
         };
-        let seq = self.snapshot_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let seq = self
+            .snapshot_seq
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
             None => format!("none-{seq}"),
@@ -353,7 +396,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         };
         self.db
             .put_cf_opt(cf(&self.db, CF_SM), "snapshot", json(&stored)?, &synced())
-            .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e))?;
+            .map_err(|e| {
+                io_err(
+                    ErrorSubject::Snapshot(Some(meta.signature())),
+                    ErrorVerb::Write,
+                    e,
+                )
+            })?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -366,7 +415,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(
         &mut self,
-    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, openraft::BasicNode>)> {
+    ) -> StorageResult<(
+        Option<LogId<NodeId>>,
+        StoredMembership<NodeId, openraft::BasicNode>,
+    )> {
         let s = self.state.read().expect("state lock");
         Ok((s.last_applied, s.membership.clone()))
     }
@@ -425,8 +477,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StorageResult<()> {
         let bytes = snapshot.into_inner();
-        let mut new: SmSnapshotData = serde_json::from_slice(&bytes)
-            .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        let mut new: SmSnapshotData = serde_json::from_slice(&bytes).map_err(|e| {
+            io_err(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
+        })?;
         new.last_applied = meta.last_log_id;
         new.membership = meta.last_membership.clone();
         let sm = cf(&self.db, CF_SM);
@@ -452,15 +509,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             data: bytes,
         };
         batch.put_cf(sm, "snapshot", json(&stored)?);
-        self.db
-            .write_opt(batch, &synced())
-            .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e))?;
+        self.db.write_opt(batch, &synced()).map_err(|e| {
+            io_err(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+                e,
+            )
+        })?;
         *self.state.write().expect("state lock") = new;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        let v = self.db.get_cf(cf(&self.db, CF_SM), "snapshot").map_err(sm_read_err)?;
+        let v = self
+            .db
+            .get_cf(cf(&self.db, CF_SM), "snapshot")
+            .map_err(sm_read_err)?;
         match v {
             None => Ok(None),
             Some(b) => {

@@ -34,12 +34,16 @@ fn hash(t: &str) -> String {
 /// A fake beacon node whose finalized epoch the test controls.
 async fn fake_beacon(finalized: Arc<AtomicU64>) -> String {
     async fn genesis() -> Json<Value> {
-        Json(json!({"data": {"genesis_time": "1606824023", "genesis_validators_root": GVR,
-            "genesis_fork_version": "0x00000000"}}))
+        Json(
+            json!({"data": {"genesis_time": "1606824023", "genesis_validators_root": GVR,
+            "genesis_fork_version": "0x00000000"}}),
+        )
     }
     async fn syncing() -> Json<Value> {
-        Json(json!({"data": {"head_slot": "1000", "sync_distance": "0", "is_syncing": false,
-            "is_optimistic": false, "el_offline": false}}))
+        Json(
+            json!({"data": {"head_slot": "1000", "sync_distance": "0", "is_syncing": false,
+            "is_optimistic": false, "el_offline": false}}),
+        )
     }
     async fn finality(State(f): State<Arc<AtomicU64>>) -> Json<Value> {
         let e = f.load(Ordering::SeqCst);
@@ -50,7 +54,10 @@ async fn fake_beacon(finalized: Arc<AtomicU64>) -> String {
     let app = Router::new()
         .route("/eth/v1/beacon/genesis", get(genesis))
         .route("/eth/v1/node/syncing", get(syncing))
-        .route("/eth/v1/beacon/states/{state}/finality_checkpoints", get(finality))
+        .route(
+            "/eth/v1/beacon/states/{state}/finality_checkpoints",
+            get(finality),
+        )
         .with_state(finalized);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
@@ -59,7 +66,11 @@ async fn fake_beacon(finalized: Arc<AtomicU64>) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Cluster {
@@ -71,9 +82,12 @@ struct Cluster {
 impl Cluster {
     fn new(dir: &Path, beacon: &str) -> Self {
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let urls: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let urls: Vec<String> = ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
         std::fs::write(dir.join("cluster.token"), "cluster-secret").unwrap();
-        for i in 0..3 {
+        for (i, port) in ports.iter().enumerate() {
             let peers: String = (0..3)
                 .map(|j| {
                     format!(
@@ -119,7 +133,7 @@ snapshot_every = 8
 keep_logs = 0
 "#,
                 id = i + 1,
-                port = ports[i],
+                port = port,
                 data = dir.join(format!("node{}", i + 1)).display(),
                 tok = dir.join("cluster.token").display(),
                 boot = i == 0,
@@ -155,8 +169,14 @@ keep_logs = 0
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("READY "), "node {} did not start: {line:?}", i + 1);
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("READY "),
+            "node {} did not start: {line:?}",
+            i + 1
+        );
         self.procs[i] = Some(child);
     }
 
@@ -183,15 +203,31 @@ struct Api {
 
 impl Api {
     async fn get(&self, url: &str, path: &str, token: &str) -> (StatusCode, Value) {
-        match self.http.get(format!("{url}{path}")).bearer_auth(token).send().await {
+        match self
+            .http
+            .get(format!("{url}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+        {
             Ok(r) => (r.status(), r.json().await.unwrap_or(Value::Null)),
             Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Value::Null),
         }
     }
     async fn post(&self, url: &str, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        match self.http.post(format!("{url}{path}")).bearer_auth(token).json(&body).send().await {
+        match self
+            .http
+            .post(format!("{url}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+        {
             Ok(r) => (r.status(), r.json().await.unwrap_or(Value::Null)),
-            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, json!({"error": e.to_string()})),
+            Err(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": e.to_string()}),
+            ),
         }
     }
     /// Waits until `url` reports a leader, returning the status.
@@ -208,9 +244,21 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    async fn records(&self, url: &str, token: &str, agent: &str, tok: u64, items: Vec<RecordItem>) -> (StatusCode, Value) {
-        self.post(url, "/v1/agent/records", token, json!({"agent": agent, "token": tok, "items": items}))
-            .await
+    async fn records(
+        &self,
+        url: &str,
+        token: &str,
+        agent: &str,
+        tok: u64,
+        items: Vec<RecordItem>,
+    ) -> (StatusCode, Value) {
+        self.post(
+            url,
+            "/v1/agent/records",
+            token,
+            json!({"agent": agent, "token": tok, "items": items}),
+        )
+        .await
     }
 }
 
@@ -224,7 +272,9 @@ fn att(source: u64, target: u64, r: u8) -> RecordItem {
 }
 
 fn verdicts(v: &Value) -> Vec<Verdict> {
-    serde_json::from_value::<RecordBatchResponse>(v.clone()).expect("record response").verdicts
+    serde_json::from_value::<RecordBatchResponse>(v.clone())
+        .expect("record response")
+        .verdicts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,41 +283,81 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
     let finalized = Arc::new(AtomicU64::new(0));
     let beacon = fake_beacon(finalized.clone()).await;
     let mut cluster = Cluster::new(tmp.path(), &beacon);
-    let api = Api { http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap() };
+    let api = Api {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+    };
     api.wait_leader(&cluster.urls).await;
     // Any node accepts any request: use node 3 (likely a follower) for writes.
     let any = cluster.urls[2].clone();
 
     for (agent, tok) in [("agent-a", AGENT_A), ("agent-b", AGENT_B)] {
         let (s, v) = api
-            .post(&any, "/v1/agent/register", tok, json!({"agent": agent, "region": "eu", "pubkeys": []}))
+            .post(
+                &any,
+                "/v1/agent/register",
+                tok,
+                json!({"agent": agent, "region": "eu", "pubkeys": []}),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
     }
     // An agent cannot register as another agent.
     let (s, _) = api
-        .post(&any, "/v1/agent/register", AGENT_A, json!({"agent": "agent-b", "region": "eu", "pubkeys": []}))
+        .post(
+            &any,
+            "/v1/agent/register",
+            AGENT_A,
+            json!({"agent": "agent-b", "region": "eu", "pubkeys": []}),
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 
     // First grant: nothing recorded yet, so required_epoch is 0 and finality is not needed.
     let (s, h) = api
-        .post(&any, "/v1/handovers", ALICE, json!({"to": "agent-a", "reason": "initial grant"}))
+        .post(
+            &any,
+            "/v1/handovers",
+            ALICE,
+            json!({"to": "agent-a", "reason": "initial grant"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{h}");
     let id1 = h["id"].as_u64().unwrap();
     assert_eq!(h["state"], "awaiting_approval");
     // Two-person rule: the requester cannot approve.
-    let (s, v) = api.post(&any, &format!("/v1/handovers/{id1}/approve"), ALICE, json!({})).await;
+    let (s, v) = api
+        .post(
+            &any,
+            &format!("/v1/handovers/{id1}/approve"),
+            ALICE,
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    let (s, h) = api.post(&any, &format!("/v1/handovers/{id1}/approve"), BOB, json!({})).await;
+    let (s, h) = api
+        .post(
+            &any,
+            &format!("/v1/handovers/{id1}/approve"),
+            BOB,
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{h}");
     assert_eq!(h["state"], "completed");
     let token_a = h["granted_token"].as_u64().unwrap();
 
     // agent-a records; a double vote is refused.
     let (s, v) = api
-        .records(&any, AGENT_A, "agent-a", token_a, vec![att(1, 2, 1), att(2, 3, 2), att(2, 3, 9)])
+        .records(
+            &any,
+            AGENT_A,
+            "agent-a",
+            token_a,
+            vec![att(1, 2, 1), att(2, 3, 2), att(2, 3, 9)],
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let vs = verdicts(&v);
@@ -275,24 +365,44 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
     assert_eq!(vs[1], Verdict::Valid);
     assert!(matches!(vs[2], Verdict::Refused(_)), "{vs:?}");
     // agent-b holds no authority.
-    let (s, v) = api.records(&any, AGENT_B, "agent-b", token_a, vec![att(3, 4, 3)]).await;
+    let (s, v) = api
+        .records(&any, AGENT_B, "agent-b", token_a, vec![att(3, 4, 3)])
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["code"], "not_holder");
     assert_eq!(v["holder"], "agent-a");
 
     // Handover to agent-b: fences agent-a at once and waits for finality of epoch 3.
     let (s, h) = api
-        .post(&any, "/v1/handovers", ALICE, json!({"to": "agent-b", "reason": "planned maintenance"}))
+        .post(
+            &any,
+            "/v1/handovers",
+            ALICE,
+            json!({"to": "agent-b", "reason": "planned maintenance"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{h}");
     let id2 = h["id"].as_u64().unwrap();
     assert_eq!(h["state"], "awaiting_finality");
     assert_eq!(h["required_epoch"], 3);
-    let (s, v) = api.records(&any, AGENT_A, "agent-a", token_a, vec![att(3, 4, 4)]).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "fenced agent must be refused: {v}");
+    let (s, v) = api
+        .records(&any, AGENT_A, "agent-a", token_a, vec![att(3, 4, 4)])
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "fenced agent must be refused: {v}"
+    );
     assert!(v["holder"].is_null());
     // Approval before finality is refused.
-    let (s, v) = api.post(&any, &format!("/v1/handovers/{id2}/approve"), BOB, json!({})).await;
+    let (s, v) = api
+        .post(
+            &any,
+            &format!("/v1/handovers/{id2}/approve"),
+            BOB,
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     // Finality of epoch 2 is not enough; epoch 3 is.
     finalized.store(2, Ordering::SeqCst);
@@ -309,43 +419,99 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
         assert!(Instant::now() < deadline, "finality never confirmed: {h}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (s, h) = api.post(&any, &format!("/v1/handovers/{id2}/approve"), BOB, json!({})).await;
+    let (s, h) = api
+        .post(
+            &any,
+            &format!("/v1/handovers/{id2}/approve"),
+            BOB,
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{h}");
     assert_eq!(h["state"], "completed");
     let token_b = h["granted_token"].as_u64().unwrap();
-    assert!(token_b > token_a, "tokens must grow: {token_b} <= {token_a}");
-    let events: Vec<&str> = h["timeline"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(events, ["requested", "fenced", "finality_confirmed", "approved", "completed"]);
+    assert!(
+        token_b > token_a,
+        "tokens must grow: {token_b} <= {token_a}"
+    );
+    let events: Vec<&str> = h["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "requested",
+            "fenced",
+            "finality_confirmed",
+            "approved",
+            "completed"
+        ]
+    );
 
     // agent-b cannot double-vote against agent-a's history; a fresh vote is fine.
-    let (s, v) = api.records(&any, AGENT_B, "agent-b", token_b, vec![att(2, 3, 5), att(3, 4, 6)]).await;
+    let (s, v) = api
+        .records(
+            &any,
+            AGENT_B,
+            "agent-b",
+            token_b,
+            vec![att(2, 3, 5), att(3, 4, 6)],
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let vs = verdicts(&v);
     assert!(matches!(vs[0], Verdict::Refused(_)), "{vs:?}");
     assert_eq!(vs[1], Verdict::Valid);
     // The old token is dead for the old holder.
-    let (s, _) = api.records(&any, AGENT_A, "agent-a", token_a, vec![att(4, 5, 7)]).await;
+    let (s, _) = api
+        .records(&any, AGENT_A, "agent-a", token_a, vec![att(4, 5, 7)])
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 
     // kill -9 the leader; the committed record survives and the cluster goes on.
     let st = api.wait_leader(&cluster.urls).await;
     let leader = st["leader_id"].as_u64().unwrap() as usize - 1;
     cluster.kill(leader);
-    let others: Vec<String> = (0..3).filter(|i| *i != leader).map(|i| cluster.urls[i].clone()).collect();
+    let others: Vec<String> = (0..3)
+        .filter(|i| *i != leader)
+        .map(|i| cluster.urls[i].clone())
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     let vs = loop {
-        let (s, v) = api.records(&others[0], AGENT_B, "agent-b", token_b, vec![att(3, 4, 6), att(4, 5, 8)]).await;
+        let (s, v) = api
+            .records(
+                &others[0],
+                AGENT_B,
+                "agent-b",
+                token_b,
+                vec![att(3, 4, 6), att(4, 5, 8)],
+            )
+            .await;
         if s == StatusCode::OK {
             break verdicts(&v);
         }
-        assert!(Instant::now() < deadline, "no write accepted after leader kill: {s} {v}");
+        assert!(
+            Instant::now() < deadline,
+            "no write accepted after leader kill: {s} {v}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(vs, vec![Verdict::SameData, Verdict::Valid]);
     // More entries while the node is down: with snapshots every 8 entries and no logs kept,
     // the restarted node must catch up by installing a snapshot.
     for e in 5..25u64 {
-        let (s, v) = api.records(&others[0], AGENT_B, "agent-b", token_b, vec![att(e, e + 1, 10)]).await;
+        let (s, v) = api
+            .records(
+                &others[0],
+                AGENT_B,
+                "agent-b",
+                token_b,
+                vec![att(e, e + 1, 10)],
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(verdicts(&v), vec![Verdict::Valid]);
     }
@@ -359,7 +525,10 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "restarted node did not catch up: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "restarted node did not catch up: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
@@ -376,12 +545,21 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let vs = loop {
         let (s, v) = api
-            .records(&cluster.urls[1], AGENT_B, "agent-b", token_b, vec![att(24, 25, 10), att(24, 25, 9)])
+            .records(
+                &cluster.urls[1],
+                AGENT_B,
+                "agent-b",
+                token_b,
+                vec![att(24, 25, 10), att(24, 25, 9)],
+            )
             .await;
         if s == StatusCode::OK {
             break verdicts(&v);
         }
-        assert!(Instant::now() < deadline, "no write after full restart: {s} {v}");
+        assert!(
+            Instant::now() < deadline,
+            "no write after full restart: {s} {v}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(vs[0], Verdict::SameData);
@@ -392,8 +570,19 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["operator"].as_str().unwrap().to_string(), e["action"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["operator"].as_str().unwrap().to_string(),
+                e["action"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert!(actions.contains(&("bob".into(), "handover.approve".into())), "{actions:?}");
-    assert!(actions.contains(&("alice".into(), "handover.request".into())), "{actions:?}");
+    assert!(
+        actions.contains(&("bob".into(), "handover.approve".into())),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("alice".into(), "handover.request".into())),
+        "{actions:?}"
+    );
 }

@@ -134,14 +134,20 @@ fn run_case(case: &TestCase) -> (Vec<String>, usize) {
 
 #[test]
 fn all_eip3076_conformance_files_pass_under_the_complete_strategy() {
-    let dir = failover_common::vectors::path("slashing-protection-interchange-tests/tests/generated");
+    let dir =
+        failover_common::vectors::path("slashing-protection-interchange-tests/tests/generated");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 38, "expected the 38 files of v5.3.0 in {}", dir.display());
+    assert_eq!(
+        files.len(),
+        38,
+        "expected the 38 files of v5.3.0 in {}",
+        dir.display()
+    );
     let mut report = vec![];
     let mut checks = 0;
     let mut executed = 0;
@@ -149,9 +155,17 @@ fn all_eip3076_conformance_files_pass_under_the_complete_strategy() {
     for f in &files {
         let case: TestCase = serde_json::from_str(&std::fs::read_to_string(f).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        checks += case.steps.iter().map(|s| s.blocks.len() + s.attestations.len()).sum::<usize>();
+        checks += case
+            .steps
+            .iter()
+            .map(|s| s.blocks.len() + s.attestations.len())
+            .sum::<usize>();
         let (failures, ran) = run_case(&case);
-        let total: usize = case.steps.iter().map(|s| s.blocks.len() + s.attestations.len()).sum();
+        let total: usize = case
+            .steps
+            .iter()
+            .map(|s| s.blocks.len() + s.attestations.len())
+            .sum();
         if ran < total {
             skipped_files.push(format!("{} ({ran}/{total})", case.name));
         }
@@ -161,8 +175,16 @@ fn all_eip3076_conformance_files_pass_under_the_complete_strategy() {
         }
     }
     assert_eq!(checks, 150, "71 block + 79 attestation checks in the suite");
-    assert!(report.is_empty(), "{} mismatches:\n{}", report.len(), report.join("\n"));
+    assert!(
+        report.is_empty(),
+        "{} mismatches:\n{}",
+        report.len(),
+        report.join("\n")
+    );
     println!("ran {executed} of {checks} checks; files with checks skipped after a refused import: {skipped_files:?}");
     // Only files whose import is refused (slashable data, or the wrong genesis root) skip checks.
-    assert!(executed >= 132, "too many checks skipped: {executed} of {checks}: {skipped_files:?}");
+    assert!(
+        executed >= 132,
+        "too many checks skipped: {executed} of {checks}: {skipped_files:?}"
+    );
 }

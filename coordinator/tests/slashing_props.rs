@@ -20,9 +20,20 @@ const SLOTS_PER_EPOCH: u64 = 4;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Block { v: u8, slot: u64, root: u8 },
-    Att { v: u8, source: u64, target: u64, root: u8 },
-    Finalize { epoch: u64 },
+    Block {
+        v: u8,
+        slot: u64,
+        root: u8,
+    },
+    Att {
+        v: u8,
+        source: u64,
+        target: u64,
+        root: u8,
+    },
+    Finalize {
+        epoch: u64,
+    },
     Reopen,
 }
 
@@ -74,7 +85,12 @@ fn opt_max(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 impl Model {
     fn block(&mut self, slot: u64, r: Root) -> String {
         if let Some((_, prev)) = self.blocks.iter().find(|(s, _)| *s == slot) {
-            return if same(prev, &r) { "same_data" } else { "double_block_proposal" }.into();
+            return if same(prev, &r) {
+                "same_data"
+            } else {
+                "double_block_proposal"
+            }
+            .into();
         }
         let lb = opt_max(self.low_slot, self.blocks.iter().map(|b| b.0).min());
         if lb.is_some_and(|lb| slot <= lb) {
@@ -89,7 +105,12 @@ impl Model {
             return "source_exceeds_target".into();
         }
         if let Some(&(s, _, prev)) = self.atts.iter().find(|a| a.1 == target) {
-            return if s == source && same(&prev, &r) { "same_data" } else { "double_vote" }.into();
+            return if s == source && same(&prev, &r) {
+                "same_data"
+            } else {
+                "double_vote"
+            }
+            .into();
         }
         if self.atts.iter().any(|&(s, t, _)| s < source && t > target) {
             return "surrounded_vote".into();
@@ -111,7 +132,12 @@ impl Model {
 
     fn finalize(&mut self, epoch: u64) {
         let min_slot = epoch * SLOTS_PER_EPOCH;
-        let pruned_slots = self.blocks.iter().filter(|b| b.0 < min_slot).map(|b| b.0).max();
+        let pruned_slots = self
+            .blocks
+            .iter()
+            .filter(|b| b.0 < min_slot)
+            .map(|b| b.0)
+            .max();
         self.low_slot = opt_max(self.low_slot, pruned_slots);
         self.blocks.retain(|b| b.0 >= min_slot);
         let pruned: Vec<_> = self.atts.iter().filter(|a| a.1 < epoch).copied().collect();
@@ -162,7 +188,9 @@ fn setup_commands() -> Vec<Command> {
 /// Runs `ops` through the RocksDB state machine, returning each record's verdict kind and
 /// every accepted record (for the pairwise check).
 fn run_stored(ops: &[Op]) -> (Vec<String>, Vec<(u8, RecordItem)>) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateMachineStore::load(open_db(dir.path()).unwrap()).unwrap();
@@ -187,7 +215,10 @@ fn run_stored(ops: &[Op]) -> (Vec<String>, Vec<(u8, RecordItem)>) {
                         finalized = *epoch;
                         index += 1;
                         let cmd = Command::Finality {
-                            checkpoint: CheckpointObs { epoch: *epoch, root: Root::ZERO },
+                            checkpoint: CheckpointObs {
+                                epoch: *epoch,
+                                root: Root::ZERO,
+                            },
                             observations: vec![],
                             at_ms: 0,
                             slots_per_epoch: SLOTS_PER_EPOCH,
@@ -198,9 +229,18 @@ fn run_stored(ops: &[Op]) -> (Vec<String>, Vec<(u8, RecordItem)>) {
                 }
                 Op::Block { v, slot, root: r } => (
                     *v,
-                    RecordItem::Block { pubkey: pk(*v), slot: *slot, signing_root: root(*r) },
+                    RecordItem::Block {
+                        pubkey: pk(*v),
+                        slot: *slot,
+                        signing_root: root(*r),
+                    },
                 ),
-                Op::Att { v, source, target, root: r } => (
+                Op::Att {
+                    v,
+                    source,
+                    target,
+                    root: r,
+                } => (
                     *v,
                     RecordItem::Attestation {
                         pubkey: pk(*v),
@@ -211,7 +251,11 @@ fn run_stored(ops: &[Op]) -> (Vec<String>, Vec<(u8, RecordItem)>) {
                 ),
             };
             index += 1;
-            let cmd = Command::RecordBatch { agent: "a".into(), token, items: vec![item.clone()] };
+            let cmd = Command::RecordBatch {
+                agent: "a".into(),
+                token,
+                items: vec![item.clone()],
+            };
             let resp = sm.apply([entry(index, cmd)]).await.unwrap();
             let Response::Records { verdicts } = &resp[0] else {
                 panic!("unexpected response {resp:?}");
@@ -238,10 +282,15 @@ fn run_model(ops: &[Op]) -> Vec<String> {
                     models.iter_mut().for_each(|m| m.finalize(*epoch));
                 }
             }
-            Op::Block { v, slot, root: r } => kinds.push(models[*v as usize].block(*slot, root(*r))),
-            Op::Att { v, source, target, root: r } => {
-                kinds.push(models[*v as usize].att(*source, *target, root(*r)))
+            Op::Block { v, slot, root: r } => {
+                kinds.push(models[*v as usize].block(*slot, root(*r)))
             }
+            Op::Att {
+                v,
+                source,
+                target,
+                root: r,
+            } => kinds.push(models[*v as usize].att(*source, *target, root(*r))),
         }
     }
     kinds
@@ -251,12 +300,30 @@ fn run_model(ops: &[Op]) -> Vec<String> {
 fn slashable(a: &RecordItem, b: &RecordItem) -> bool {
     match (a, b) {
         (
-            RecordItem::Block { slot: s1, signing_root: r1, .. },
-            RecordItem::Block { slot: s2, signing_root: r2, .. },
+            RecordItem::Block {
+                slot: s1,
+                signing_root: r1,
+                ..
+            },
+            RecordItem::Block {
+                slot: s2,
+                signing_root: r2,
+                ..
+            },
         ) => s1 == s2 && r1 != r2,
         (
-            RecordItem::Attestation { source_epoch: s1, target_epoch: t1, signing_root: r1, .. },
-            RecordItem::Attestation { source_epoch: s2, target_epoch: t2, signing_root: r2, .. },
+            RecordItem::Attestation {
+                source_epoch: s1,
+                target_epoch: t1,
+                signing_root: r1,
+                ..
+            },
+            RecordItem::Attestation {
+                source_epoch: s2,
+                target_epoch: t2,
+                signing_root: r2,
+                ..
+            },
         ) => {
             let double = t1 == t2 && (s1 != s2 || r1 != r2);
             let surround = (s1 < s2 && t2 < t1) || (s2 < s1 && t1 < t2);

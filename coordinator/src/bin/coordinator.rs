@@ -13,7 +13,11 @@ use coordinator::http::router;
 use coordinator::node::Node;
 
 #[derive(Parser)]
-#[command(name = "coordinator", version, about = "Failover coordinator node (Raft + RocksDB)")]
+#[command(
+    name = "coordinator",
+    version,
+    about = "Failover coordinator node (Raft + RocksDB)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -42,7 +46,9 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::HashToken => {
             let mut t = String::new();
-            std::io::stdin().read_line(&mut t).context("read token from stdin")?;
+            std::io::stdin()
+                .read_line(&mut t)
+                .context("read token from stdin")?;
             println!("{}", token_hash(&t));
             Ok(())
         }
@@ -101,7 +107,8 @@ async fn shutdown_signal() {
         tokio::signal::ctrl_c().await.ok();
     };
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

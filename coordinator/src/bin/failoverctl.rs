@@ -24,10 +24,19 @@ enum Output {
 }
 
 #[derive(Parser)]
-#[command(name = "failoverctl", version, about = "Operate the validator failover coordinator")]
+#[command(
+    name = "failoverctl",
+    version,
+    about = "Operate the validator failover coordinator"
+)]
 struct Cli {
     /// Coordinator base URL(s), comma-separated; any node works.
-    #[arg(long, env = "FAILOVER_COORDINATOR", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "FAILOVER_COORDINATOR",
+        value_delimiter = ',',
+        global = true
+    )]
     coordinator: Vec<String>,
     /// Operator bearer token.
     #[arg(long, env = "FAILOVER_TOKEN", global = true, hide_env_values = true)]
@@ -141,7 +150,10 @@ impl Client {
         for url in &self.urls {
             let mut req = self
                 .http
-                .request(method.clone(), format!("{}{path}", url.trim_end_matches('/')))
+                .request(
+                    method.clone(),
+                    format!("{}{path}", url.trim_end_matches('/')),
+                )
                 .bearer_auth(&self.token);
             if let Some(b) = body {
                 req = req.json(b);
@@ -156,8 +168,9 @@ impl Client {
                     let status = res.status();
                     let text = res.text().unwrap_or_default();
                     if status.is_success() {
-                        return serde_json::from_str(&text)
-                            .map_err(|e| Failure::Unavailable(format!("unreadable answer from {url}: {e}")));
+                        return serde_json::from_str(&text).map_err(|e| {
+                            Failure::Unavailable(format!("unreadable answer from {url}: {e}"))
+                        });
                     }
                     let msg = match serde_json::from_str::<ApiErrorBody>(&text) {
                         Ok(b) => format!("{} ({}): {}", status.as_u16(), b.code, b.message),
@@ -209,7 +222,10 @@ fn print_handovers(hs: &[Handover]) {
 fn print_handover(h: &Handover) {
     print_handovers(std::slice::from_ref(h));
     for e in &h.timeline {
-        println!("  {:<22} log index {:<8} at {} ms", e.event, e.log_index, e.at_ms);
+        println!(
+            "  {:<22} log index {:<8} at {} ms",
+            e.event, e.log_index, e.at_ms
+        );
     }
 }
 
@@ -243,7 +259,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 println!("node        {} ({})", s.node_id, s.region);
                 println!(
                     "leader      {}",
-                    s.leader_id.map_or("none".into(), |l| format!("{l} {}", s.leader_url.clone().unwrap_or_default()))
+                    s.leader_id.map_or("none".into(), |l| format!(
+                        "{l} {}",
+                        s.leader_url.clone().unwrap_or_default()
+                    ))
                 );
                 println!("term        {}", s.term);
                 println!(
@@ -251,7 +270,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     s.last_log_index.unwrap_or(0),
                     s.applied_index.unwrap_or(0)
                 );
-                println!("holder      {}", s.holder.as_deref().unwrap_or("none (fenced)"));
+                println!(
+                    "holder      {}",
+                    s.holder.as_deref().unwrap_or("none (fenced)")
+                );
                 println!("token       {}", s.token);
                 println!(
                     "finalized   {}",
@@ -263,7 +285,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 println!("validators  {}", s.validators);
                 println!("\nMEMBERS");
                 for m in &s.members {
-                    println!("  {:<4} {:<6} {}", m.id, m.region.as_deref().unwrap_or("?"), m.url);
+                    println!(
+                        "  {:<4} {:<6} {}",
+                        m.id,
+                        m.region.as_deref().unwrap_or("?"),
+                        m.url
+                    );
                 }
                 println!("\nAGENTS");
                 for a in &s.agents {
@@ -273,7 +300,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         a.region,
                         a.pubkeys,
                         a.records_accepted,
-                        a.heartbeat_age_seconds.map_or("never".into(), |s| format!("{s:.1}s ago"))
+                        a.heartbeat_age_seconds
+                            .map_or("never".into(), |s| format!("{s:.1}s ago"))
                     );
                 }
                 println!("\nHANDOVERS");
@@ -281,11 +309,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Cmd::Audit { since } => {
-            let a: Vec<AuditEntry> = c.call(reqwest::Method::GET, &format!("/v1/audit?since={since}"), none)?;
+            let a: Vec<AuditEntry> = c.call(
+                reqwest::Method::GET,
+                &format!("/v1/audit?since={since}"),
+                none,
+            )?;
             if json {
                 print_json(&a);
             } else {
-                println!("{:<8} {:<14} {:<10} {:<28} {:<6} OUTCOME / DETAIL", "INDEX", "AT_MS", "OPERATOR", "ACTION", "HO");
+                println!(
+                    "{:<8} {:<14} {:<10} {:<28} {:<6} OUTCOME / DETAIL",
+                    "INDEX", "AT_MS", "OPERATOR", "ACTION", "HO"
+                );
                 for e in &a {
                     println!(
                         "{:<8} {:<14} {:<10} {:<28} {:<6} {} {}",
@@ -304,32 +339,73 @@ fn run(cli: Cli) -> Result<(), Failure> {
             HandoverCmd::Request { to, reason } => {
                 let body = HandoverRequestBody { to, reason };
                 let h: Handover = c.call(reqwest::Method::POST, "/v1/handovers", Some(&body))?;
-                if json { print_json(&h) } else { print_handover(&h) }
+                if json {
+                    print_json(&h)
+                } else {
+                    print_handover(&h)
+                }
             }
             HandoverCmd::Approve { id, break_glass } => {
                 let body = ApproveBody { break_glass };
-                let h: Handover = c.call(reqwest::Method::POST, &format!("/v1/handovers/{id}/approve"), Some(&body))?;
-                if json { print_json(&h) } else { print_handover(&h) }
+                let h: Handover = c.call(
+                    reqwest::Method::POST,
+                    &format!("/v1/handovers/{id}/approve"),
+                    Some(&body),
+                )?;
+                if json {
+                    print_json(&h)
+                } else {
+                    print_handover(&h)
+                }
             }
             HandoverCmd::Abort { id, reason } => {
                 let body = AbortBody { reason };
-                let h: Handover = c.call(reqwest::Method::POST, &format!("/v1/handovers/{id}/abort"), Some(&body))?;
-                if json { print_json(&h) } else { print_handover(&h) }
+                let h: Handover = c.call(
+                    reqwest::Method::POST,
+                    &format!("/v1/handovers/{id}/abort"),
+                    Some(&body),
+                )?;
+                if json {
+                    print_json(&h)
+                } else {
+                    print_handover(&h)
+                }
             }
             HandoverCmd::List => {
                 let hs: Vec<Handover> = c.call(reqwest::Method::GET, "/v1/handovers", none)?;
-                if json { print_json(&hs) } else { print_handovers(&hs) }
+                if json {
+                    print_json(&hs)
+                } else {
+                    print_handovers(&hs)
+                }
             }
             HandoverCmd::Show { id } => {
-                let h: Handover = c.call(reqwest::Method::GET, &format!("/v1/handovers/{id}"), none)?;
-                if json { print_json(&h) } else { print_handover(&h) }
+                let h: Handover =
+                    c.call(reqwest::Method::GET, &format!("/v1/handovers/{id}"), none)?;
+                if json {
+                    print_json(&h)
+                } else {
+                    print_handover(&h)
+                }
             }
-            HandoverCmd::Wait { id, state, wait_timeout } => {
+            HandoverCmd::Wait {
+                id,
+                state,
+                wait_timeout,
+            } => {
                 let deadline = Instant::now() + Duration::from_secs(wait_timeout);
                 loop {
-                    match c.call::<(), Handover>(reqwest::Method::GET, &format!("/v1/handovers/{id}"), none) {
+                    match c.call::<(), Handover>(
+                        reqwest::Method::GET,
+                        &format!("/v1/handovers/{id}"),
+                        none,
+                    ) {
                         Ok(h) if fmt_state(&h) == state => {
-                            if json { print_json(&h) } else { print_handover(&h) }
+                            if json {
+                                print_json(&h)
+                            } else {
+                                print_handover(&h)
+                            }
                             return Ok(());
                         }
                         Ok(h) if !h.state.is_open() => {
@@ -342,7 +418,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         Err(e) => return Err(e),
                     }
                     if Instant::now() > deadline {
-                        return Err(Failure::Timeout(format!("handover {id} did not reach {state} in {wait_timeout}s")));
+                        return Err(Failure::Timeout(format!(
+                            "handover {id} did not reach {state} in {wait_timeout}s"
+                        )));
                     }
                     std::thread::sleep(Duration::from_millis(250));
                 }
