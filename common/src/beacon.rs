@@ -20,6 +20,8 @@
 //! - [`agree`] depends only on the multiset of its inputs, never on their order, and fails
 //!   closed: too few usable nodes gives `None`.
 
+#![warn(missing_docs)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;

@@ -75,7 +75,11 @@ mod tests {
     #[test]
     fn interop_keys_match_the_published_secret_and_public_keys() {
         for (index, sk_hex, pk_hex) in KNOWN {
-            assert_eq!(hex::encode(secret_key(index).to_bytes()), sk_hex, "secret {index}");
+            assert_eq!(
+                hex::encode(secret_key(index).to_bytes()),
+                sk_hex,
+                "secret {index}"
+            );
             assert_eq!(hex::encode(pubkey(index).0), pk_hex, "pubkey {index}");
         }
     }

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use failover_common::keystore::{
-    encrypt, normalize_password, KdfParams, Keystore, KeystoreError,
-};
+use failover_common::keystore::{encrypt, normalize_password, KdfParams, Keystore, KeystoreError};
 use failover_common::types::{decode_var, Pubkey};
 use failover_common::vectors;
 use serde_json::Value;
@@ -123,7 +121,9 @@ fn expected_refusal(file_name: &str) -> fn(&KeystoreError) -> bool {
             |e| *e == KeystoreError::UnsupportedCipher("aes-256-ctr".into())
         }
         "unsupportedKdfFunction.json" => |e| *e == KeystoreError::UnsupportedKdf("pbkdf3".into()),
-        "unsupportedPBKDF2Prf.json" => |e| *e == KeystoreError::UnsupportedPrf("hmac-sha512".into()),
+        "unsupportedPBKDF2Prf.json" => {
+            |e| *e == KeystoreError::UnsupportedPrf("hmac-sha512".into())
+        }
         "unsupportedDkLen.json" => {
             |e| matches!(e, KeystoreError::InvalidParam(m) if m.contains("dklen"))
         }
@@ -208,7 +208,9 @@ fn a_tampered_ciphertext_fails_the_checksum() {
     let mut keystore: Keystore = serde_json::from_value(v["keystore"].clone()).unwrap();
     keystore.crypto.cipher.message[0] ^= 1;
     assert_eq!(
-        keystore.decrypt(v["password"].as_str().unwrap()).unwrap_err(),
+        keystore
+            .decrypt(v["password"].as_str().unwrap())
+            .unwrap_err(),
         KeystoreError::WrongPassword
     );
 }
@@ -219,7 +221,11 @@ fn encrypted_keystores_round_trip_through_json_and_decrypt() {
     let secret: [u8; 32] = secret.try_into().unwrap();
     let mut rng = rand::thread_rng();
     for kdf in [
-        KdfParams::Scrypt { n: 1 << 10, r: 8, p: 1 },
+        KdfParams::Scrypt {
+            n: 1 << 10,
+            r: 8,
+            p: 1,
+        },
         KdfParams::Pbkdf2 { c: 1000 },
     ] {
         let keystore = encrypt(&secret, "correct horse\u{7f}", kdf, &mut rng).unwrap();
@@ -257,7 +263,8 @@ fn encrypt_refuses_a_secret_that_is_not_a_bls_secret_key() {
 fn keystores_with_bad_field_values_are_refused_at_parse_time() {
     let v = json("ERCs/ERCS/erc-2335/scrypt.json");
     let base = v["keystore"].clone();
-    let cases: [(&str, fn(&mut Value)); 6] = [
+    type Mutation = fn(&mut Value);
+    let cases: [(&str, Mutation); 6] = [
         ("scrypt n not a power of two", |k| {
             k["crypto"]["kdf"]["params"]["n"] = 1000.into()
         }),
@@ -272,7 +279,10 @@ fn keystores_with_bad_field_values_are_refused_at_parse_time() {
             k.as_object_mut().unwrap().remove("path");
         }),
         ("missing cipher message", |k| {
-            k["crypto"]["cipher"].as_object_mut().unwrap().remove("message");
+            k["crypto"]["cipher"]
+                .as_object_mut()
+                .unwrap()
+                .remove("message");
         }),
     ];
     for (label, mutate) in cases {

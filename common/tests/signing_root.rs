@@ -174,8 +174,8 @@ fn every_web3signer_example_is_accounted_for_and_supported_ones_match_their_sign
         );
         match rule {
             Expect::Match => {
-                let task = signing_task_from_json(&body(req))
-                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let task =
+                    signing_task_from_json(&body(req)).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_eq!(task.signing_root, want, "{name}");
                 assert_eq!(task.kind, kind, "{name}");
                 assert_eq!(
@@ -200,10 +200,13 @@ fn every_web3signer_example_is_accounted_for_and_supported_ones_match_their_sign
                     .and_then(|(_, rest)| rest.split_once('`'))
                     .map(|(field, _)| field)
                     .unwrap_or_else(|| panic!("{name}: {msg}"));
-                assert!(unknown.chars().any(|c| c.is_ascii_uppercase()), "{name}: {msg}");
+                assert!(
+                    unknown.chars().any(|c| c.is_ascii_uppercase()),
+                    "{name}: {msg}"
+                );
                 let fixed = snake_case_keys(req);
-                let task = signing_task_from_json(&body(&fixed))
-                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let task =
+                    signing_task_from_json(&body(&fixed)).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_eq!(task.signing_root, want, "{name}");
                 matched += 1;
             }
@@ -246,7 +249,9 @@ fn attestation_example_matches_web3signer_signing_root() {
         task,
         SigningTask {
             kind: "ATTESTATION",
-            signing_root: root("0x548c9a015f4c96cb8b1ddbbdfca85846f85bf9f344a434c140f378cdfb5341f0"),
+            signing_root: root(
+                "0x548c9a015f4c96cb8b1ddbbdfca85846f85bf9f344a434c140f378cdfb5341f0"
+            ),
             slashable: Some(SlashableMessage::Attestation {
                 source_epoch: 0,
                 target_epoch: 0
@@ -381,7 +386,10 @@ fn domain_constants_match_the_consensus_specs() {
             "DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF",
             DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF,
         ),
-        ("DOMAIN_CONTRIBUTION_AND_PROOF", DOMAIN_CONTRIBUTION_AND_PROOF),
+        (
+            "DOMAIN_CONTRIBUTION_AND_PROOF",
+            DOMAIN_CONTRIBUTION_AND_PROOF,
+        ),
         (
             "DOMAIN_BLS_TO_EXECUTION_CHANGE",
             DOMAIN_BLS_TO_EXECUTION_CHANGE,
@@ -435,7 +443,9 @@ fn bls_to_execution_change_vector_has_the_spec_domain_root_and_a_valid_signature
 fn real_deposits_sign_over_the_deposit_request_root() {
     let mut checked = 0;
     for network in ["pyrmont", "medalla"] {
-        let rel = format!("web3signer/acceptance-tests/src/test/resources/eth2/deposit_data-{network}.json");
+        let rel = format!(
+            "web3signer/acceptance-tests/src/test/resources/eth2/deposit_data-{network}.json"
+        );
         let deposits: Vec<Value> = serde_json::from_str(&vectors::read(&rel)).unwrap();
         for d in deposits {
             let hex0x = |k: &str| format!("0x{}", d[k].as_str().unwrap());
@@ -509,7 +519,10 @@ fn preset_limits_match_the_consensus_spec_presets() {
             p0["MAX_ATTESTER_SLASHINGS"] as usize,
             limits::MaxAttesterSlashings::USIZE
         );
-        assert_eq!(p0["MAX_ATTESTATIONS"] as usize, limits::MaxAttestations::USIZE);
+        assert_eq!(
+            p0["MAX_ATTESTATIONS"] as usize,
+            limits::MaxAttestations::USIZE
+        );
         assert_eq!(p0["MAX_DEPOSITS"] as usize, limits::MaxDeposits::USIZE);
         assert_eq!(
             p0["MAX_VOLUNTARY_EXITS"] as usize,
@@ -653,7 +666,15 @@ fn absent_signing_root_is_computed_not_required() {
 
 #[test]
 fn malformed_numbers_are_rejected_naming_the_field() {
-    for bad in [json!("-1"), json!("1.5"), json!("0x10"), json!(""), json!("18446744073709551616"), json!(-1), json!(null)] {
+    for bad in [
+        json!("-1"),
+        json!("1.5"),
+        json!("0x10"),
+        json!(""),
+        json!("18446744073709551616"),
+        json!(-1),
+        json!(null),
+    ] {
         let mut req = attestation_body();
         req["attestation"]["source"]["epoch"] = bad.clone();
         let msg = malformed(signing_task_from_json(&body(&req)));
@@ -672,7 +693,10 @@ fn malformed_numbers_are_rejected_naming_the_field() {
 fn malformed_hex_is_rejected_naming_the_field() {
     for (bad, why) in [
         ("0x1234", "expected 32 bytes"),
-        ("b2eedb01adbd02c828d5eec09b4c70cbba12ffffba525ebf48aca33028e8ad89", "0x-prefixed"),
+        (
+            "b2eedb01adbd02c828d5eec09b4c70cbba12ffffba525ebf48aca33028e8ad89",
+            "0x-prefixed",
+        ),
         ("0xzz", "invalid hex"),
     ] {
         let mut req = attestation_body();
@@ -709,7 +733,10 @@ fn unknown_missing_and_duplicate_fields_are_rejected() {
     let mut req = attestation_body();
     req["attestation"]["source"]["slot"] = json!("1");
     let msg = malformed(signing_task_from_json(&body(&req)));
-    assert!(msg.starts_with("attestation.source.slot: unknown field"), "{msg}");
+    assert!(
+        msg.starts_with("attestation.source.slot: unknown field"),
+        "{msg}"
+    );
 
     let mut req = attestation_body();
     req.as_object_mut().unwrap().remove("fork_info");
@@ -765,7 +792,10 @@ fn block_v2_versions_must_carry_their_own_shape() {
     let mut req = block_req.clone();
     req["beacon_block"]["block"]["body"]["graffiti"] = json!("0x00");
     let msg = malformed(signing_task_from_json(&body(&req)));
-    assert!(msg.starts_with("beacon_block.block.body.graffiti: "), "{msg}");
+    assert!(
+        msg.starts_with("beacon_block.block.body.graffiti: "),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -816,10 +846,7 @@ fn containers_round_trip_through_the_web3signer_json_shape() {
     );
 
     // The request builders produce exactly the example bodies.
-    assert_eq!(
-        attestation_request_json(&fi, &data),
-        example("ATTESTATION")
-    );
+    assert_eq!(attestation_request_json(&fi, &data), example("ATTESTATION"));
     assert_eq!(
         block_v2_header_request_json(&fi, "FULU", &header),
         example("BLOCK_V2 (FULU)")

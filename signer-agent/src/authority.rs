@@ -15,8 +15,11 @@
 //! - an observation older than `authority_max_age` counts as [`SigningState::Unknown`]: a
 //!   partitioned agent stops signing even non-slashable messages on its own (the DESIGN.md
 //!   "short lease"); grants need finality and an operator, which take far longer;
-//! - tokens only grow (DESIGN.md I1), so an observation with a smaller token than one already
-//!   seen (a lagging follower's view) is ignored.
+//! - tokens only grow (DESIGN.md I1) and so do applied indexes, so an observation with a
+//!   smaller token, or a view read at a smaller applied index, than one already seen (a lagging
+//!   follower's view) is ignored. A lagging view can still be the first one seen after a
+//!   restart; it cannot get a slashable message signed, because the coordinator checks the
+//!   token of every record.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -60,6 +63,7 @@ struct Inner {
     state: SigningState,
     observed_at: Option<Instant>,
     max_token: u64,
+    max_applied: u64,
     last_contact: Option<Instant>,
 }
 
@@ -83,6 +87,7 @@ impl Authority {
                 state: SigningState::Unknown,
                 observed_at: None,
                 max_token: 0,
+                max_applied: 0,
                 last_contact: None,
             }),
         }
@@ -118,7 +123,7 @@ impl Authority {
                 holder: other.clone(),
             },
         };
-        self.observe(state, view.token);
+        self.observe(state, view.token, Some(view.applied_index));
     }
 
     /// Applies a `not_holder` answer to a record batch sent with `sent_token`.
@@ -133,27 +138,38 @@ impl Authority {
     ) -> SigningState {
         match (holder, token) {
             (Some(h), Some(t)) if h == self.agent_id && t > sent_token => {
-                self.observe(SigningState::Enabled { token: t }, t)
+                self.observe(SigningState::Enabled { token: t }, t, None)
             }
             // The coordinator says the sent token is not current for us: we are fenced, even
             // if it names us (our token is stale and no newer one was given).
-            (Some(h), t) if h == self.agent_id => {
-                self.observe(SigningState::Fenced { holder: None }, t.unwrap_or(sent_token))
-            }
-            (holder, t) => self.observe(SigningState::Fenced { holder }, t.unwrap_or(sent_token)),
+            (Some(h), t) if h == self.agent_id => self.observe(
+                SigningState::Fenced { holder: None },
+                t.unwrap_or(sent_token),
+                None,
+            ),
+            (holder, t) => self.observe(
+                SigningState::Fenced { holder },
+                t.unwrap_or(sent_token),
+                None,
+            ),
         }
         self.current()
     }
 
-    fn observe(&self, state: SigningState, token: u64) {
+    /// Applies an observation of `token`, read at `applied` (views only; record answers come
+    /// from the leader and have none).
+    fn observe(&self, state: SigningState, token: u64, applied: Option<u64>) {
         let mut inner = self.inner.lock().expect("authority lock");
         let now = Instant::now();
         inner.last_contact = Some(now);
-        if token < inner.max_token {
+        if token < inner.max_token || applied.is_some_and(|a| a < inner.max_applied) {
             // A lagging view from before a newer grant or revoke we already saw.
             return;
         }
         inner.max_token = token;
+        if let Some(a) = applied {
+            inner.max_applied = a;
+        }
         if inner.state != state {
             tracing::info!(agent = %self.agent_id, from = ?inner.state, to = ?state, token, "signing state changed");
         }
@@ -209,11 +225,28 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
+    async fn a_lagging_view_from_before_a_revoke_does_not_re_enable() {
+        let a = Authority::new("a".into(), Duration::from_secs(5), Metrics::new());
+        a.observe_view(&AuthorityView {
+            holder: None,
+            token: 7,
+            applied_index: 20,
+        });
+        a.observe_view(&AuthorityView {
+            holder: Some("a".into()),
+            token: 7,
+            applied_index: 15,
+        });
+        assert_eq!(a.current(), SigningState::Fenced { holder: None });
+    }
+
+    #[tokio::test]
     async fn an_old_observation_expires_to_unknown() {
-        let a = Authority::new("a".into(), Duration::from_millis(100), Metrics::new());
+        let a = Authority::new("a".into(), Duration::from_millis(50), Metrics::new());
         a.observe_view(&view(Some("a"), 7));
-        tokio::time::advance(Duration::from_millis(150)).await;
+        assert_eq!(a.current(), SigningState::Enabled { token: 7 });
+        tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(a.current(), SigningState::Unknown);
         assert!(!a.coordinator_reachable());
     }

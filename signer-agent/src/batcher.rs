@@ -167,8 +167,7 @@ async fn send_batch(
         .map(|p| p.deadline)
         .max()
         .expect("batch is not empty");
-    let (items, replies): (Vec<_>, Vec<_>) =
-        batch.into_iter().map(|p| (p.item, p.reply)).unzip();
+    let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.reply)).unzip();
     let req = RecordBatchRequest {
         agent: agent.clone(),
         token,

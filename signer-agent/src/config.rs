@@ -230,7 +230,10 @@ impl Config {
             !self.passwords_dir.as_os_str().is_empty(),
             "passwords_dir is required",
         );
-        require(self.record_deadline_ms > 0, "record_deadline_ms must be > 0");
+        require(
+            self.record_deadline_ms > 0,
+            "record_deadline_ms must be > 0",
+        );
         require(self.max_batch > 0, "max_batch must be > 0");
         require(
             self.max_in_flight_batches > 0,
@@ -257,7 +260,10 @@ impl Config {
         if problems.is_empty() {
             Ok(())
         } else {
-            anyhow::bail!("invalid signer-agent config:\n  - {}", problems.join("\n  - "))
+            anyhow::bail!(
+                "invalid signer-agent config:\n  - {}",
+                problems.join("\n  - ")
+            )
         }
     }
 

@@ -125,7 +125,9 @@ impl CoordinatorClient {
                 token,
                 ..
             }) if code == "not_holder" => BatchOutcome::NotHolder { holder, token },
-            Err(e @ CallError::Status { status: 503, .. }) => BatchOutcome::Unavailable(e.to_string()),
+            Err(e @ CallError::Status { status: 503, .. }) => {
+                BatchOutcome::Unavailable(e.to_string())
+            }
             Err(e @ CallError::Status { .. }) => BatchOutcome::Rejected(e.to_string()),
             Err(e) => BatchOutcome::Unavailable(e.to_string()),
         }
@@ -135,13 +137,8 @@ impl CoordinatorClient {
     ///
     /// Errors: [`CallError`].
     pub async fn authority(&self, timeout: Duration) -> Result<AuthorityView, CallError> {
-        self.call::<(), AuthorityView>(
-            Method::GET,
-            "/v1/authority",
-            None,
-            Instant::now() + timeout,
-        )
-        .await
+        self.call::<(), AuthorityView>(Method::GET, "/v1/authority", None, Instant::now() + timeout)
+            .await
     }
 
     /// `POST /v1/agent/register`.

@@ -193,11 +193,10 @@ pub async fn decrypt_all(
         let keys = keys.clone();
         tasks.spawn_blocking(move || {
             let _permit = permit;
-            let password = Zeroizing::new(
-                std::fs::read_to_string(&file.password_path).with_context(|| {
-                    format!("read password file {}", file.password_path.display())
-                })?,
-            );
+            let password =
+                Zeroizing::new(std::fs::read_to_string(&file.password_path).with_context(
+                    || format!("read password file {}", file.password_path.display()),
+                )?);
             let sk = file
                 .keystore
                 .decrypt_secret_key(&password)

@@ -123,7 +123,8 @@ impl Agent {
                     self.authority.contact();
                 }
                 let n = self.poll_failures.fetch_add(1, Ordering::Relaxed);
-                if n == 0 || n % 20 == 0 {
+                // Log the 1st, 2nd, 4th, 8th, … consecutive failure.
+                if (n + 1).is_power_of_two() {
                     tracing::warn!(agent = %self.config.agent_id, error = %e, failures = n + 1, "authority poll failed");
                 }
                 false
@@ -268,6 +269,9 @@ pub async fn run(
     );
 
     let count = files.len();
+    if count == 0 {
+        tracing::warn!(dir = %agent.config.keystores_dir.display(), "no keystores found; this agent has no keys to sign with");
+    }
     let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = std::time::Instant::now();
     tracing::info!(agent = %agent.config.agent_id, keystores = count, parallelism, "decrypting keystores");
@@ -293,7 +297,10 @@ pub async fn run(
         out.flush().context("flush stdout")?;
     }
 
-    server.await.context("API server task")?.context("API server")?;
+    server
+        .await
+        .context("API server task")?
+        .context("API server")?;
     tracing::info!(agent = %agent.config.agent_id, "shut down");
     Ok(())
 }

@@ -65,10 +65,14 @@ fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let runtime = tokio::runtime::Runtime::new().context("start the Tokio runtime")?;
             // A failure is reported once, by `main`'s error exit.
-            runtime.block_on(signer_agent::run(cfg, shutdown_signal()))
+            let result = runtime.block_on(signer_agent::run(cfg, shutdown_signal()));
+            // Do not wait long for a keystore decryption still running on a blocking thread.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            result
         }
     }
 }

@@ -3,14 +3,16 @@
 //!
 //! Series:
 //! - `signer_agent_sign_requests_total{type, outcome}`: sign requests by Web3Signer type and
-//!   outcome (`signed`, `refused`, `not_holder`, `unavailable`, `bad_request`, `unsupported`,
-//!   `wrong_genesis`, `unknown_key`, `forbidden`, `internal`);
+//!   outcome (`signed`, or the error code of `api::ErrorBody`: `slashing_protection`,
+//!   `not_holder`, `unavailable`, `bad_request`, `unsupported_type`, `wrong_genesis`,
+//!   `unknown_key`, `voluntary_exit_disabled`, `internal`); `type` is `unknown` until the body
+//!   names a valid Web3Signer type;
 //! - `signer_agent_sign_duration_seconds{type}`: sign request latency (seconds);
 //! - `signer_agent_signatures_total`: signatures produced;
 //! - `signer_agent_record_batch_size`: records per batch sent to the coordinators;
 //! - `signer_agent_record_batch_duration_seconds`: time from sending a batch to its answer;
 //! - `signer_agent_record_batches_total{result}`: batches by result (`ok`, `not_holder`,
-//!   `unavailable`, `transport_error`, `rejected`);
+//!   `unavailable` (including timeouts and transport errors), `rejected`);
 //! - `signer_agent_keys_loaded`: keys decrypted and usable;
 //! - `signer_agent_signing_state`: 1 for the current state label (`enabled`, `fenced`,
 //!   `unknown`), 0 for the others; `signer_agent_authority_token`: last token observed.

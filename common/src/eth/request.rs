@@ -619,7 +619,10 @@ fn deposit(kind: &'static str, body: &[u8]) -> Result<SigningTask, SignRequestEr
 /// Builds the JSON body of an `ATTESTATION` sign request in the Web3Signer shape, including
 /// the `signingRoot` a real client sends (mainnet preset). For duty simulators and tests.
 pub fn attestation_request_json(fork_info: &ForkInfo, data: &AttestationData) -> serde_json::Value {
-    let root = compute_signing_root(data, fork_info.domain(DOMAIN_BEACON_ATTESTER, data.target.epoch));
+    let root = compute_signing_root(
+        data,
+        fork_info.domain(DOMAIN_BEACON_ATTESTER, data.target.epoch),
+    );
     serde_json::json!({
         "type": "ATTESTATION",
         "fork_info": fork_info,
