@@ -47,6 +47,8 @@
 //! limited to the head, finalized and justified ones (others are 404); header signatures are the
 //! BLS point at infinity, not real signatures; there are no reorgs or missed slots.
 
+#![warn(missing_docs)]
+
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -610,11 +612,13 @@ impl SimState {
 }
 
 fn format_seconds(ms: u64) -> String {
-    if ms % 1000 == 0 {
-        (ms / 1000).to_string()
+    let (whole, frac) = (ms / 1000, ms % 1000);
+    if frac == 0 {
+        whole.to_string()
     } else {
-        let s = format!("{}.{:03}", ms / 1000, ms % 1000);
-        s.trim_end_matches('0').to_string()
+        format!("{whole}.{frac:03}")
+            .trim_end_matches('0')
+            .to_string()
     }
 }
 
@@ -1153,7 +1157,8 @@ mod tests {
     fn invalid_configurations_are_refused() {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let base = SimConfig::devnet(GENESIS);
-        let cases: [(fn(&mut SimConfig), SimConfigError); 5] = [
+        type Breaker = fn(&mut SimConfig);
+        let cases: [(Breaker, SimConfigError); 5] = [
             (
                 |c| c.seconds_per_slot = 0.0,
                 SimConfigError::SecondsPerSlot(0.0),

@@ -7,6 +7,7 @@ use chaos::lab::duties::{
     attestation_duty, block_duty, duties_for_slot, parse_signature, DutyKind, DutyRecord,
 };
 use chaos::lab::keys::{self, KdfChoice};
+use chaos::lab::probes::{conflict_probes, Expectation};
 use chaos::lab::procs::Binaries;
 use chaos::lab::summary::{authority_overlap, reason_label, slashable_pairs, verify_signatures};
 use failover_common::eth::{self, signing_task_from_json, Fork, ForkInfo, SlashableMessage};
@@ -45,6 +46,7 @@ fn signed(kind: DutyKind, slot: u64, source: u64, target: u64, root_byte: u8) ->
         signature: Some(sig),
         sent_us: 1_000,
         received_us: 2_000,
+        probe: None,
     }
 }
 
@@ -54,12 +56,18 @@ fn duty_bodies_parse_to_the_signing_root_the_lab_computed() {
     for slot in [0, 7, 8, 77] {
         let block = block_duty(v, slot, &fork_info(), SPE);
         let task = signing_task_from_json(block.body.to_string().as_bytes()).unwrap();
-        assert_eq!(task.signing_root, block.signing_root, "block at slot {slot}");
+        assert_eq!(
+            task.signing_root, block.signing_root,
+            "block at slot {slot}"
+        );
         assert_eq!(task.slashable, Some(SlashableMessage::Block { slot }));
 
         let att = attestation_duty(v, slot, &fork_info(), SPE);
         let task = signing_task_from_json(att.body.to_string().as_bytes()).unwrap();
-        assert_eq!(task.signing_root, att.signing_root, "attestation at slot {slot}");
+        assert_eq!(
+            task.signing_root, att.signing_root,
+            "attestation at slot {slot}"
+        );
         let epoch = slot / SPE;
         assert_eq!(
             task.slashable,
@@ -77,7 +85,10 @@ fn every_validator_attests_once_per_epoch_and_one_proposes_per_slot() {
     let mut attestations = vec![0; 20];
     for slot in SPE * 3..SPE * 4 {
         let duties = duties_for_slot(&validators, slot, &fork_info(), SPE);
-        assert_eq!(duties.iter().filter(|d| d.kind == DutyKind::Block).count(), 1);
+        assert_eq!(
+            duties.iter().filter(|d| d.kind == DutyKind::Block).count(),
+            1
+        );
         for d in duties.iter().filter(|d| d.kind == DutyKind::Attestation) {
             attestations[d.validator.index as usize] += 1;
             assert_eq!((d.source_epoch, d.target_epoch), (Some(2), Some(3)));
@@ -181,6 +192,10 @@ fn refusal_labels_group_messages_that_differ_only_in_numbers() {
     );
     assert_eq!(b, "slashing_protection: double_vote");
     assert_eq!(
+        reason_label(r#"{"code":"not_holder","message":"fenced"}"#),
+        "not_holder (no holder: fenced)"
+    );
+    assert_eq!(
         reason_label(r#"{"code":"unavailable","message":"no verdict within 2000 ms"}"#),
         "unavailable: no verdict within N ms"
     );
@@ -193,7 +208,10 @@ fn refusal_labels_group_messages_that_differ_only_in_numbers() {
 #[test]
 fn signatures_parse_from_json_and_text_answers() {
     let sig = eth::sign(&interop::secret_key(1), &Root([7; 32]));
-    assert_eq!(parse_signature(&format!(r#"{{"signature":"{sig}"}}"#)), Some(sig));
+    assert_eq!(
+        parse_signature(&format!(r#"{{"signature":"{sig}"}}"#)),
+        Some(sig)
+    );
     assert_eq!(parse_signature(&sig.to_string()), Some(sig));
     assert_eq!(parse_signature(r#"{"signature":"0x12"}"#), None);
 }
@@ -201,7 +219,9 @@ fn signatures_parse_from_json_and_text_answers() {
 #[test]
 fn missing_binaries_are_named_with_the_build_hint() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Binaries::locate_in(&[dir.path().to_path_buf()]).unwrap_err().to_string();
+    let err = Binaries::locate_in(&[dir.path().to_path_buf()])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("signer-agent"), "{err}");
     assert!(err.contains("cargo build --workspace"), "{err}");
 }
@@ -213,4 +233,110 @@ fn percentiles_pick_ranks_of_sorted_latencies() {
     assert_eq!(percentile(&ms, 0.5), Duration::from_millis(51));
     assert_eq!(percentile(&ms, 0.99), Duration::from_millis(99));
     assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+}
+
+/// The record an agent's 200 answer to `duty` leaves, signed with the interop key.
+fn answered(duty: &chaos::lab::duties::Duty, agent: &str) -> DutyRecord {
+    let sig = eth::sign(
+        &interop::secret_key(duty.validator.index),
+        &duty.signing_root,
+    );
+    DutyRecord {
+        agent: agent.into(),
+        kind: duty.kind,
+        validator: duty.validator.index,
+        pubkey: duty.validator.pubkey,
+        slot: duty.slot,
+        source_epoch: duty.source_epoch,
+        target_epoch: duty.target_epoch,
+        signing_root: duty.signing_root,
+        status: 200,
+        reason: String::new(),
+        signature: Some(sig),
+        sent_us: 1,
+        received_us: 2,
+        probe: None,
+    }
+}
+
+#[test]
+fn probes_conflict_with_the_signers_latest_messages_and_nothing_else() {
+    let validators = keys::validators(16);
+    let history: Vec<DutyRecord> = (20..28)
+        .flat_map(|slot| duties_for_slot(&validators, slot, &fork_info(), SPE))
+        .map(|d| answered(&d, "agent-eu"))
+        .collect();
+    let probes = conflict_probes(&history, "agent-eu", &validators, &fork_info(), SPE);
+    let names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(probes.len(), 5, "{names:?}");
+
+    for p in &probes {
+        // Every probe is a well-formed request whose root the shared parser agrees with.
+        let task = signing_task_from_json(p.duty.body.to_string().as_bytes()).unwrap();
+        assert_eq!(task.signing_root, p.duty.signing_root, "{}", p.name);
+
+        let mut with_probe = history.clone();
+        with_probe.push(answered(&p.duty, "agent-us"));
+        let pairs = slashable_pairs(&with_probe);
+        match &p.expect {
+            // Re-signing the identical message is never slashable, and the signature matches.
+            Expectation::SameSignatureOrRefused(sig) => {
+                assert!(pairs.is_empty(), "{}: {pairs:?}", p.name);
+                assert_eq!(answered(&p.duty, "agent-us").signature.as_ref(), Some(sig));
+            }
+            // Every conflicting probe, had it been signed, is caught by the pairwise checker.
+            Expectation::Refused => assert_eq!(pairs.len(), 1, "{}: {pairs:?}", p.name),
+        }
+    }
+}
+
+#[test]
+fn a_signed_conflict_probe_is_judged_wrong_and_a_refused_one_right() {
+    let validators = keys::validators(8);
+    let history: Vec<DutyRecord> = duties_for_slot(&validators, 17, &fork_info(), SPE)
+        .iter()
+        .map(|d| answered(d, "agent-eu"))
+        .collect();
+    let probes = conflict_probes(&history, "agent-eu", &validators, &fork_info(), SPE);
+    let conflict = probes
+        .iter()
+        .find(|p| p.expect == Expectation::Refused)
+        .unwrap();
+    let mut rec = answered(&conflict.duty, "agent-us");
+    assert!(conflict.judge(&rec).is_err());
+    rec.status = 412;
+    assert!(conflict.judge(&rec).is_ok());
+    rec.status = 503;
+    assert!(conflict.judge(&rec).is_err());
+}
+
+fn summary_of(records: Vec<DutyRecord>) -> chaos::lab::Summary {
+    chaos::lab::Summary::build(chaos::lab::summary::SummaryInput {
+        validators: 1,
+        kdf: "test".into(),
+        agents: vec![("agent-eu".into(), "active".into())],
+        records,
+        probes: vec![],
+        handover: None,
+        final_holder: Some("agent-eu".into()),
+        run_errors: vec![],
+    })
+}
+
+#[test]
+fn a_drill_with_signed_and_fenced_duties_passes() {
+    let mut fenced = signed(DutyKind::Block, 10, 0, 0, 2);
+    (fenced.status, fenced.signature) = (403, None);
+    let summary = summary_of(vec![signed(DutyKind::Block, 9, 0, 0, 1), fenced]);
+    assert!(summary.passed(), "{summary}");
+}
+
+#[test]
+fn a_signing_root_mismatch_on_an_honest_duty_fails_the_drill() {
+    let mut mismatch = signed(DutyKind::Block, 10, 0, 0, 2);
+    (mismatch.status, mismatch.signature) = (400, None);
+    mismatch.reason = r#"{"code":"bad_request","message":"signingRoot 0x12 differs"}"#.into();
+    let summary = summary_of(vec![signed(DutyKind::Block, 9, 0, 0, 1), mismatch]);
+    assert!(!summary.passed());
+    assert!(summary.to_string().contains("RESULT FAIL"));
 }

@@ -37,7 +37,9 @@ pub fn decode_fixed<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
     let digits = s.strip_prefix("0x").ok_or(HexError::MissingPrefix)?;
     let bytes = hex::decode(digits).map_err(|e| HexError::Invalid(e.to_string()))?;
     let got = bytes.len();
-    bytes.try_into().map_err(|_| HexError::Length { expected: N, got })
+    bytes
+        .try_into()
+        .map_err(|_| HexError::Length { expected: N, got })
 }
 
 /// Decodes a `0x`-prefixed hex string of any length.
@@ -187,7 +189,10 @@ mod tests {
             "00".repeat(32).parse::<Root>(),
             Err(HexError::MissingPrefix)
         );
-        assert!(matches!("0xzz".parse::<Version>(), Err(HexError::Invalid(_))));
+        assert!(matches!(
+            "0xzz".parse::<Version>(),
+            Err(HexError::Invalid(_))
+        ));
     }
 
     #[test]

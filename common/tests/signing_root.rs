@@ -925,3 +925,44 @@ proptest! {
         prop_assert_eq!(parsed, header);
     }
 }
+
+/// A chain with 8 slots per epoch and a fork at epoch 4: slot 32 is already in the new fork,
+/// although `32 / 32 = 1` would put it in the old one under the mainnet preset's epoch length.
+#[test]
+fn block_domain_uses_the_chains_slots_per_epoch() {
+    use failover_common::eth::{
+        block_v2_header_request_json, compute_domain, compute_signing_root,
+        signing_task_from_json_for_chain, BeaconBlockHeader, Fork, ForkInfo, Mainnet,
+        DOMAIN_BEACON_PROPOSER,
+    };
+    use failover_common::types::{Root, Version};
+    let gvr = Root([3; 32]);
+    let fork_info = ForkInfo {
+        fork: Fork {
+            previous_version: Version([0, 0, 0, 0]),
+            current_version: Version([4, 0, 0, 0]),
+            epoch: 4,
+        },
+        genesis_validators_root: gvr,
+    };
+    let header = BeaconBlockHeader {
+        slot: 32,
+        proposer_index: 1,
+        parent_root: Root([1; 32]),
+        state_root: Root([2; 32]),
+        body_root: Root([5; 32]),
+    };
+    let mut body = block_v2_header_request_json(&fork_info, "DENEB", &header);
+    body.as_object_mut().unwrap().remove("signingRoot");
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let task = signing_task_from_json_for_chain::<Mainnet>(&bytes, 8).unwrap();
+    let new_fork = compute_domain(DOMAIN_BEACON_PROPOSER, Version([4, 0, 0, 0]), gvr);
+    assert_eq!(task.signing_root, compute_signing_root(&header, new_fork));
+    assert_eq!(task.epoch, Some(4));
+    let mainnet = signing_task_from_json_for_chain::<Mainnet>(&bytes, 32).unwrap();
+    assert_ne!(
+        mainnet.signing_root, task.signing_root,
+        "epoch 1 < fork epoch: old fork version"
+    );
+    assert!(signing_task_from_json_for_chain::<Mainnet>(&bytes, 0).is_err());
+}

@@ -180,6 +180,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.yaml", get(openapi))
         .route("/v1/status", get(status))
         .route("/v1/authority", get(authority))
         .route("/v1/handovers", get(list_handovers).post(request_handover))
@@ -200,6 +201,16 @@ pub fn router(node: Arc<Node>) -> Router {
 
 async fn health() -> &'static str {
     "OK"
+}
+
+/// The OpenAPI document of this API (`docs/coordinator-openapi.yaml`), served unauthenticated.
+pub const OPENAPI_YAML: &str = include_str!("../../docs/coordinator-openapi.yaml");
+
+async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/yaml")],
+        OPENAPI_YAML,
+    )
 }
 
 async fn metrics(State(s): State<AppState>) -> String {

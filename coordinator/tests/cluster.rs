@@ -586,3 +586,26 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
         "{actions:?}"
     );
 }
+
+#[test]
+fn openapi_document_describes_every_operator_and_agent_route() {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(coordinator::http::OPENAPI_YAML).expect("valid YAML");
+    let paths = doc["paths"].as_mapping().expect("paths");
+    for p in [
+        "/v1/status",
+        "/v1/authority",
+        "/v1/handovers",
+        "/v1/handovers/{id}",
+        "/v1/handovers/{id}/approve",
+        "/v1/handovers/{id}/abort",
+        "/v1/audit",
+        "/v1/agent/register",
+        "/v1/agent/heartbeat",
+        "/v1/agent/records",
+        "/metrics",
+        "/health",
+    ] {
+        assert!(paths.contains_key(p), "OpenAPI document lacks {p}");
+    }
+}

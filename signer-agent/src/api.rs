@@ -260,15 +260,17 @@ async fn sign_request(
         KeyLookup::Unknown => return Err(ApiError::UnknownKey(pubkey)),
     };
 
-    let task = eth::signing_task_from_json(body).map_err(|e| {
-        if let SignRequestError::UnsupportedType(t) = &e {
-            // Label only with a value from the fixed list, never with client text.
-            if let Some(k) = WEB3SIGNER_TYPES.iter().copied().find(|k| *k == t.as_str()) {
-                *kind = k;
+    let task =
+        eth::signing_task_from_json_for_chain::<eth::Mainnet>(body, agent.config.slots_per_epoch)
+            .map_err(|e| {
+            if let SignRequestError::UnsupportedType(t) = &e {
+                // Label only with a value from the fixed list, never with client text.
+                if let Some(k) = WEB3SIGNER_TYPES.iter().copied().find(|k| *k == t.as_str()) {
+                    *kind = k;
+                }
             }
-        }
-        ApiError::from(e)
-    })?;
+            ApiError::from(e)
+        })?;
     *kind = task.kind;
 
     if let Some(got) = task.genesis_validators_root {

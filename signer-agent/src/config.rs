@@ -55,6 +55,10 @@ pub struct Config {
     pub max_in_flight_batches: usize,
     /// Whether `VOLUNTARY_EXIT` requests may be signed at all. Default false.
     pub allow_voluntary_exit: bool,
+    /// `SLOTS_PER_EPOCH` of the chain (slots): the epoch of a block or other slot-based
+    /// message, which picks the fork version of its signing domain, is `slot /
+    /// slots_per_epoch` (consensus specs `compute_epoch_at_slot`). Default 32 (mainnet).
+    pub slots_per_epoch: u64,
     /// Interval of `GET /v1/authority` polls that learn the signing state (ms). Default 500.
     pub authority_poll_ms: u64,
     /// How long an observed authority stays valid (ms). An older observation counts as
@@ -79,6 +83,7 @@ impl Default for Config {
             max_batch: 1024,
             max_in_flight_batches: 4,
             allow_voluntary_exit: false,
+            slots_per_epoch: 32,
             authority_poll_ms: 500,
             authority_max_age_ms: 3000,
             heartbeat_ms: 2000,
@@ -130,6 +135,9 @@ pub struct Overrides {
     /// Allow signing VOLUNTARY_EXIT (true or false).
     #[arg(long, env = "SIGNER_AGENT_ALLOW_VOLUNTARY_EXIT")]
     pub allow_voluntary_exit: Option<bool>,
+    /// `SLOTS_PER_EPOCH` of the chain.
+    #[arg(long, env = "SIGNER_AGENT_SLOTS_PER_EPOCH")]
+    pub slots_per_epoch: Option<u64>,
     /// Authority poll interval (ms).
     #[arg(long, env = "SIGNER_AGENT_AUTHORITY_POLL_MS")]
     pub authority_poll_ms: Option<u64>,
@@ -193,6 +201,7 @@ impl Config {
         set(&mut self.max_batch, &o.max_batch);
         set(&mut self.max_in_flight_batches, &o.max_in_flight_batches);
         set(&mut self.allow_voluntary_exit, &o.allow_voluntary_exit);
+        set(&mut self.slots_per_epoch, &o.slots_per_epoch);
         set(&mut self.authority_poll_ms, &o.authority_poll_ms);
         set(&mut self.authority_max_age_ms, &o.authority_max_age_ms);
         set(&mut self.heartbeat_ms, &o.heartbeat_ms);
@@ -235,6 +244,7 @@ impl Config {
             "record_deadline_ms must be > 0",
         );
         require(self.max_batch > 0, "max_batch must be > 0");
+        require(self.slots_per_epoch > 0, "slots_per_epoch must be > 0");
         require(
             self.max_in_flight_batches > 0,
             "max_in_flight_batches must be > 0",

@@ -26,7 +26,7 @@ struct Cli {
     #[arg(long, default_value_t = 5)]
     rounds: u64,
     /// Signatures per thread in the raw blst measurement.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 4_000)]
     raw_signatures: u64,
 }
 

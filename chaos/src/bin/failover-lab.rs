@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chaos::lab::procs::{alive, signal};
+use chaos::lab::procs::{alive, runs_executable, signal};
 use chaos::lab::scenario::{self, ScenarioOptions};
 use chaos::lab::{KdfChoice, Lab, LabConfig, Manifest, MANIFEST};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -82,6 +82,10 @@ struct RunArgs {
     /// Epochs by which the simulated finality trails the head.
     #[arg(long, default_value_t = 2)]
     finality_lag_epochs: u64,
+    /// Epoch of the simulated chain's fork to Deneb (0 = Deneb from genesis); a later epoch
+    /// makes the duties cross a fork transition.
+    #[arg(long, default_value_t = 0)]
+    fork_epoch: u64,
     /// Epochs of duties before the handover is requested.
     #[arg(long, default_value_t = 2)]
     epochs_before_handover: u64,
@@ -135,6 +139,7 @@ async fn run(args: RunArgs) -> Result<bool> {
     cfg.seconds_per_slot = args.seconds_per_slot;
     cfg.slots_per_epoch = args.slots_per_epoch;
     cfg.finality_lag_epochs = args.finality_lag_epochs;
+    cfg.fork_epoch = args.fork_epoch;
     cfg.kdf = match args.kdf {
         Kdf::Pbkdf2 => KdfChoice::Pbkdf2Standard,
         Kdf::Scrypt => KdfChoice::ScryptStandard,
@@ -180,7 +185,10 @@ async fn run(args: RunArgs) -> Result<bool> {
             summary.passed()
         }
     };
-    progress(&format!("drill finished in {:.1} s", t0.elapsed().as_secs_f64()));
+    progress(&format!(
+        "drill finished in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
 
     if args.keep_running {
         let dir = lab.manifest.dir.display().to_string();
@@ -243,7 +251,7 @@ async fn shutdown_signal() {
 /// left (processes are only signalled if they still run the binary the manifest names).
 async fn down(dir: &Path) -> Result<()> {
     let m = Manifest::read(dir)?;
-    if alive(m.lab_pid) && runs(m.lab_pid, "failover-lab") {
+    if alive(m.lab_pid) && runs_executable(m.lab_pid, "failover-lab") {
         signal(m.lab_pid, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(60);
         while alive(m.lab_pid) && Instant::now() < deadline {
@@ -252,8 +260,11 @@ async fn down(dir: &Path) -> Result<()> {
         println!("lab process {} stopped", m.lab_pid);
     }
     for (name, pid, bin) in m.child_pids() {
-        let name_of_bin = bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if !alive(pid) || !runs(pid, &name_of_bin) {
+        let name_of_bin = bin
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !alive(pid) || !runs_executable(pid, &name_of_bin) {
             continue;
         }
         signal(pid, libc::SIGTERM);
@@ -268,13 +279,4 @@ async fn down(dir: &Path) -> Result<()> {
     }
     println!("lab in {} is down", dir.display());
     Ok(())
-}
-
-/// True when process `pid` runs an executable whose file name is `name` (so a recycled pid is
-/// never signalled).
-fn runs(pid: u32, name: &str) -> bool {
-    std::fs::read_link(format!("/proc/{pid}/exe"))
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .is_some_and(|n| n == name || n.starts_with(&format!("{name} ")))
 }

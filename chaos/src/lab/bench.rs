@@ -47,7 +47,7 @@ impl Default for BenchOptions {
             dir: PathBuf::from("./bench-data"),
             validators: 1_000,
             rounds: 5,
-            raw_signatures: 2_000,
+            raw_signatures: 4_000,
         }
     }
 }
@@ -140,6 +140,17 @@ pub struct BenchReport {
     pub verified: (usize, usize),
     /// Raw blst signing.
     pub raw: RawSigning,
+    /// `/proc/loadavg` (1, 5, 15 min) when the bench started and before the raw measurement:
+    /// the machine is shared, so the numbers are only as good as it was idle.
+    pub load: (String, String),
+}
+
+/// The 1, 5 and 15 minute load averages from `/proc/loadavg`, or `unknown`.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Starts the bench lab, runs the rounds and the raw measurement, stops the lab.
@@ -156,8 +167,12 @@ pub async fn run(opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRe
         region: "eu".into(),
         role: Role::Active,
     }];
+    let load_before = load_average();
     let lab = Lab::start(cfg, progress).await?;
-    let result = measure(&lab, opts, progress).await;
+    let result = measure(&lab, opts, progress).await.map(|mut r| {
+        r.load.0 = load_before;
+        r
+    });
     lab.stop().await;
     result
 }
@@ -247,6 +262,7 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
     }
     let (ok, failed) = verify_signatures(&all_records);
     progress("measuring raw blst signing");
+    let load_raw = load_average();
     let raw = tokio::task::spawn_blocking({
         let n = opts.raw_signatures;
         move || raw_signing(n)
@@ -259,6 +275,7 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
         rounds,
         verified: (ok, failed.len()),
         raw,
+        load: (String::new(), load_raw),
     })
 }
 
@@ -340,12 +357,17 @@ impl std::fmt::Display for BenchReport {
             "\nsignatures verified with blst afterwards: {} ok, {} failed",
             self.verified.0, self.verified.1
         )?;
-        writeln!(f, "\nraw blst signing on this machine")?;
-        writeln!(f, "  1 thread      {:>8.0} sig/s", self.raw.single)?;
         writeln!(
             f,
-            "  {:<2} threads    {:>8.0} sig/s",
-            self.raw.threads, self.raw.all
+            "\nraw blst signing on this machine ({} cores)",
+            self.raw.threads
+        )?;
+        writeln!(f, "  {:<13} {:>8.0} sig/s", "1 thread", self.raw.single)?;
+        writeln!(
+            f,
+            "  {:<13} {:>8.0} sig/s",
+            format!("{} threads", self.raw.threads),
+            self.raw.all
         )?;
         writeln!(
             f,
@@ -353,6 +375,11 @@ impl std::fmt::Display for BenchReport {
             e2e / self.raw.single,
             e2e / self.raw.all,
             self.raw.threads
+        )?;
+        writeln!(
+            f,
+            "load average (1/5/15 min): {} at start, {} before the raw measurement",
+            self.load.0, self.load.1
         )
     }
 }

@@ -10,7 +10,8 @@
 //! Block and checkpoint roots are synthetic but deterministic (`sha256` of a label and the
 //! slot), so the same duty is the same message whichever agent it goes to, and in any run.
 //! `fork_info` comes from the beacon simulator (`/eth/v1/beacon/genesis` and
-//! `/eth/v1/beacon/states/head/fork`), read once when the simulator connects.
+//! `/eth/v1/beacon/states/head/fork`), read when the simulator connects and again at the start
+//! of every epoch, so the drill follows a fork transition as a validator client would.
 //!
 //! Invariants:
 //! - every duty goes to every agent, active and standby alike, as one validator client with
@@ -145,7 +146,8 @@ pub fn block_root(slot: u64) -> Root {
     labelled_root("lab block", slot)
 }
 
-fn labelled_root(label: &str, n: u64) -> Root {
+/// A synthetic root: `sha256(label ‖ n_le)`.
+pub fn labelled_root(label: &str, n: u64) -> Root {
     let mut h = Sha256::new();
     h.update(label.as_bytes());
     h.update(n.to_le_bytes());
@@ -160,16 +162,30 @@ pub fn checkpoint(epoch: u64, slots_per_epoch: u64) -> Checkpoint {
     }
 }
 
-/// The `BLOCK_V2` duty of `proposer` at `slot`.
-pub fn block_duty(proposer: &Validator, slot: u64, fork_info: &ForkInfo, spe: u64) -> Duty {
-    let header = BeaconBlockHeader {
+/// The honest block header of `proposer` at `slot`: synthetic, deterministic roots.
+pub fn block_header(proposer: &Validator, slot: u64) -> BeaconBlockHeader {
+    BeaconBlockHeader {
         slot,
         proposer_index: proposer.index,
         parent_root: block_root(slot.saturating_sub(1)),
         state_root: labelled_root("lab state", slot),
         body_root: labelled_root("lab body", slot),
-    };
-    let domain = fork_info.domain(DOMAIN_BEACON_PROPOSER, slot / spe);
+    }
+}
+
+/// The `BLOCK_V2` duty of `proposer` at `slot`.
+pub fn block_duty(proposer: &Validator, slot: u64, fork_info: &ForkInfo, spe: u64) -> Duty {
+    block_duty_from(proposer, block_header(proposer, slot), fork_info, spe)
+}
+
+/// A `BLOCK_V2` request (Deneb `block_header`) for any header, honest or not.
+pub fn block_duty_from(
+    proposer: &Validator,
+    header: BeaconBlockHeader,
+    fork_info: &ForkInfo,
+    spe: u64,
+) -> Duty {
+    let domain = fork_info.domain(DOMAIN_BEACON_PROPOSER, header.slot / spe);
     let signing_root = compute_signing_root(&header, domain);
     let body = json!({
         "type": "BLOCK_V2",
@@ -180,7 +196,7 @@ pub fn block_duty(proposer: &Validator, slot: u64, fork_info: &ForkInfo, spe: u6
     Duty {
         kind: DutyKind::Block,
         validator: proposer.clone(),
-        slot,
+        slot: header.slot,
         source_epoch: None,
         target_epoch: None,
         signing_root,
@@ -188,18 +204,31 @@ pub fn block_duty(proposer: &Validator, slot: u64, fork_info: &ForkInfo, spe: u6
     }
 }
 
-/// The `ATTESTATION` duty of `attester` at `slot`: source = previous epoch's checkpoint,
-/// target = this epoch's.
-pub fn attestation_duty(attester: &Validator, slot: u64, fork_info: &ForkInfo, spe: u64) -> Duty {
+/// The honest attestation data of `slot`: source = previous epoch's checkpoint, target = this
+/// epoch's.
+pub fn attestation_data(slot: u64, spe: u64) -> AttestationData {
     let epoch = slot / spe;
-    let data = AttestationData {
+    AttestationData {
         slot,
         index: 0,
         beacon_block_root: block_root(slot),
         source: checkpoint(epoch.saturating_sub(1), spe),
         target: checkpoint(epoch, spe),
-    };
-    let domain = fork_info.domain(DOMAIN_BEACON_ATTESTER, epoch);
+    }
+}
+
+/// The `ATTESTATION` duty of `attester` at `slot` ([`attestation_data`]).
+pub fn attestation_duty(attester: &Validator, slot: u64, fork_info: &ForkInfo, spe: u64) -> Duty {
+    attestation_duty_from(attester, attestation_data(slot, spe), fork_info)
+}
+
+/// An `ATTESTATION` request for any attestation data, honest or not.
+pub fn attestation_duty_from(
+    attester: &Validator,
+    data: AttestationData,
+    fork_info: &ForkInfo,
+) -> Duty {
+    let domain = fork_info.domain(DOMAIN_BEACON_ATTESTER, data.target.epoch);
     let signing_root = compute_signing_root(&data, domain);
     let body = json!({
         "type": "ATTESTATION",
@@ -210,7 +239,7 @@ pub fn attestation_duty(attester: &Validator, slot: u64, fork_info: &ForkInfo, s
     Duty {
         kind: DutyKind::Attestation,
         validator: attester.clone(),
-        slot,
+        slot: data.slot,
         source_epoch: Some(data.source.epoch),
         target_epoch: Some(data.target.epoch),
         signing_root,
@@ -268,6 +297,9 @@ pub struct DutyRecord {
     pub sent_us: u64,
     /// When the answer (or the error) arrived (Unix µs).
     pub received_us: u64,
+    /// For a conflict probe (not a regular duty): what it tries, e.g. `double vote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
 }
 
 /// A signer agent as the simulator sees it.
@@ -329,6 +361,7 @@ pub async fn send_duty(http: &reqwest::Client, agent: &AgentEndpoint, duty: &Dut
         signature,
         sent_us,
         received_us,
+        probe: None,
     }
 }
 
@@ -356,9 +389,10 @@ fn shorten(text: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct DutySim {
     http: reqwest::Client,
+    beacon_url: String,
     agents: Vec<AgentEndpoint>,
     validators: Vec<Validator>,
-    fork_info: ForkInfo,
+    fork_info: Arc<Mutex<ForkInfo>>,
     clock: SlotClock,
 }
 
@@ -378,7 +412,7 @@ impl DutySim {
             .pool_max_idle_per_host(64)
             .build()
             .context("build the duty HTTP client")?;
-        let base = beacon_url.trim_end_matches('/');
+        let base = beacon_url.trim_end_matches('/').to_string();
         let genesis: GenesisResponse = get_json(&http, &format!("{base}/eth/v1/beacon/genesis"))
             .await
             .context("read genesis from the beacon node")?;
@@ -388,38 +422,36 @@ impl DutySim {
             genesis.data.genesis_time,
             clock.genesis_time
         );
-        let fork: ForkResponse = get_json(&http, &format!("{base}/eth/v1/beacon/states/head/fork"))
+        let fork = fetch_fork(&http, &base)
             .await
             .context("read the head fork from the beacon node")?;
-        let fork_info = ForkInfo {
-            fork: Fork {
-                previous_version: fork.data.previous_version,
-                current_version: fork.data.current_version,
-                epoch: fork.data.epoch,
-            },
-            genesis_validators_root: genesis.data.genesis_validators_root,
-        };
         Ok(Self {
             http,
+            beacon_url: base,
             agents,
             validators,
-            fork_info,
+            fork_info: Arc::new(Mutex::new(ForkInfo {
+                fork,
+                genesis_validators_root: genesis.data.genesis_validators_root,
+            })),
             clock,
         })
     }
 
-    /// The `fork_info` sent with every request.
+    /// The `fork_info` sent with requests now (refreshed at every epoch start).
     pub fn fork_info(&self) -> ForkInfo {
-        self.fork_info
+        *self.fork_info.lock().expect("fork info lock")
     }
 
     /// Starts sending duties from the next slot on, in a background task.
     pub fn start(self) -> RunningDuties {
         let records = Arc::new(Mutex::new(Vec::new()));
         let (stop_tx, stop_rx) = watch::channel(false);
+        let fork_info = self.fork_info.clone();
         let task = tokio::spawn(self.run(records.clone(), stop_rx));
         RunningDuties {
             records,
+            fork_info,
             stop_tx,
             task,
         }
@@ -427,6 +459,7 @@ impl DutySim {
 
     async fn run(self, records: Arc<Mutex<Vec<DutyRecord>>>, mut stop: watch::Receiver<bool>) {
         let me = Arc::new(self);
+        let spe = me.clock.slots_per_epoch;
         let mut in_flight = JoinSet::new();
         let mut slot = me.clock.now_slot() + 1;
         loop {
@@ -434,8 +467,15 @@ impl DutySim {
                 _ = me.clock.sleep_until(slot) => {}
                 _ = stop.changed() => break,
             }
-            let spe = me.clock.slots_per_epoch;
-            for duty in duties_for_slot(&me.validators, slot, &me.fork_info, spe) {
+            if slot.is_multiple_of(spe) {
+                // As a validator client does: follow the fork schedule through the head state.
+                match fetch_fork(&me.http, &me.beacon_url).await {
+                    Ok(fork) => me.fork_info.lock().expect("fork info lock").fork = fork,
+                    Err(e) => tracing::warn!("keeping the previous fork at slot {slot}: {e:#}"),
+                }
+            }
+            let fork_info = me.fork_info();
+            for duty in duties_for_slot(&me.validators, slot, &fork_info, spe) {
                 let duty = Arc::new(duty);
                 for agent in me.agents.clone() {
                     let (me, duty, records) = (me.clone(), duty.clone(), records.clone());
@@ -450,6 +490,17 @@ impl DutySim {
         }
         while in_flight.join_next().await.is_some() {}
     }
+}
+
+/// `GET /eth/v1/beacon/states/head/fork` of the beacon node at `base`.
+async fn fetch_fork(http: &reqwest::Client, base: &str) -> Result<Fork> {
+    let fork: ForkResponse =
+        get_json(http, &format!("{base}/eth/v1/beacon/states/head/fork")).await?;
+    Ok(Fork {
+        previous_version: fork.data.previous_version,
+        current_version: fork.data.current_version,
+        epoch: fork.data.epoch,
+    })
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> Result<T> {
@@ -468,19 +519,20 @@ async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &
 #[derive(Debug)]
 pub struct RunningDuties {
     records: Arc<Mutex<Vec<DutyRecord>>>,
+    fork_info: Arc<Mutex<ForkInfo>>,
     stop_tx: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningDuties {
-    /// Signatures returned so far by `agent`.
-    pub fn signatures_from(&self, agent: &str) -> usize {
-        self.records
-            .lock()
-            .expect("duty records lock")
-            .iter()
-            .filter(|r| r.agent == agent && r.status == 200)
-            .count()
+    /// A copy of every record so far, in arrival order.
+    pub fn snapshot(&self) -> Vec<DutyRecord> {
+        self.records.lock().expect("duty records lock").clone()
+    }
+
+    /// The `fork_info` the simulator sends with requests now.
+    pub fn fork_info(&self) -> ForkInfo {
+        *self.fork_info.lock().expect("fork info lock")
     }
 
     /// Stops sending, waits for the requests in flight, and returns every record ordered by

@@ -31,7 +31,8 @@ pub enum KdfChoice {
     Pbkdf2Standard,
     /// EIP-2335's standard scrypt cost, `n = 2^18, r = 8, p = 1` (256 MiB per decryption).
     ScryptStandard,
-    /// PBKDF2 with `c = 2^10`: for the benchmark, which measures signing, not key loading.
+    /// PBKDF2 with `c = 2^10`: for the benchmark and tests, which measure signing, not key
+    /// loading. Never for real keys.
     Pbkdf2Cheap,
 }
 
@@ -53,7 +54,7 @@ impl KdfChoice {
                 if self == KdfChoice::Pbkdf2Standard {
                     " (EIP-2335 standard cost)"
                 } else {
-                    " (cheap: bench only, it measures signing, not key loading)"
+                    " (cheap: for the bench and tests, which measure signing, not key loading; never for real keys)"
                 }
             ),
             KdfParams::Scrypt { n, r, p } => {

@@ -26,6 +26,7 @@ pub mod bench;
 pub mod ctl;
 pub mod duties;
 pub mod keys;
+pub mod probes;
 pub mod procs;
 pub mod scenario;
 pub mod summary;
@@ -101,6 +102,9 @@ pub struct LabConfig {
     pub slots_per_epoch: u64,
     /// Epochs by which the beacon simulators' finality trails the head.
     pub finality_lag_epochs: u64,
+    /// Epoch at which the simulated chain forks from its genesis version to Deneb (0: Deneb from
+    /// genesis). A later epoch makes the drill cross a fork transition.
+    pub fork_epoch: u64,
     /// One coordinator per region, node ids 1, 2, 3… in this order; node 1 bootstraps.
     pub coordinator_regions: Vec<String>,
     /// One beacon simulator per region.
@@ -116,7 +120,8 @@ pub struct LabConfig {
 impl LabConfig {
     /// The three-region lab: beacon nodes and coordinators in eu, us and ap, `agent-eu`
     /// active and `agent-us` standby, operators alice and bob, 64 validators, 0.5 s slots,
-    /// 8-slot epochs, finality two epochs behind the head, standard PBKDF2 keystores.
+    /// 8-slot epochs, finality two epochs behind the head, Deneb from genesis, standard PBKDF2
+    /// keystores.
     pub fn three_regions(dir: PathBuf) -> Self {
         let regions: Vec<String> = ["eu", "us", "ap"].iter().map(|s| s.to_string()).collect();
         Self {
@@ -126,6 +131,7 @@ impl LabConfig {
             seconds_per_slot: 0.5,
             slots_per_epoch: 8,
             finality_lag_epochs: 2,
+            fork_epoch: 0,
             coordinator_regions: regions.clone(),
             beacon_regions: regions,
             agents: vec![
@@ -430,6 +436,8 @@ impl Lab {
                 self.manifest.genesis_time.to_string(),
                 "--finality-lag-epochs".into(),
                 c.finality_lag_epochs.to_string(),
+                "--fork-epoch".into(),
+                c.fork_epoch.to_string(),
             ];
             let log = logs.join(format!("{name}.log"));
             self.procs.push(Proc::spawn(
@@ -622,8 +630,17 @@ impl Lab {
             )?);
             started.push((spec, cfg_path, self.procs.len() - 1));
         }
-        // Keystore decryption dominates agent start-up; allow for the standard KDF costs.
-        let ready_timeout = Duration::from_secs(60 + self.config.validators / 2);
+        // Keystore decryption dominates agent start-up: allow for the chosen KDF's cost (every
+        // agent decrypts every key, and they share the cores).
+        let per_key_ms = match self.config.kdf {
+            KdfChoice::ScryptStandard => 4_000,
+            KdfChoice::Pbkdf2Standard => 500,
+            KdfChoice::Pbkdf2Cheap => 10,
+        };
+        let ready_timeout = Duration::from_secs(60)
+            + Duration::from_millis(
+                per_key_ms * self.config.validators * self.config.agents.len() as u64,
+            );
         for (spec, config, idx) in started {
             let p = &mut self.procs[idx];
             let url = p.wait_ready(ready_timeout).await?;
@@ -666,6 +683,7 @@ impl Lab {
             passwords_dir: passwords.to_path_buf(),
             record_deadline_ms: self.config.record_deadline_ms,
             max_batch: 4096,
+            slots_per_epoch: self.config.slots_per_epoch,
             ..signer_agent::Config::default()
         };
         cfg.validate()
@@ -763,6 +781,11 @@ impl Lab {
         &self.manifest.operators[i]
     }
 
+    /// The agent named `id`, if the lab has it.
+    pub fn agent(&self, id: &str) -> Option<&AgentInfo> {
+        self.manifest.agents.iter().find(|a| a.id == id)
+    }
+
     /// The agent that starts as active.
     pub fn active_agent(&self) -> &AgentInfo {
         self.manifest
@@ -797,7 +820,42 @@ impl Lab {
             |s| s.holder.as_deref() == Some(active.as_str()),
         )
         .await?;
+        self.wait_signing_enabled(self.active_agent(), Duration::from_secs(20))
+            .await?;
         Ok(id)
+    }
+
+    /// Waits until `agent` itself reports the `enabled` signing state in its Prometheus
+    /// metrics (`signer_agent_signing_state{state="enabled"} 1`): it has learned its grant.
+    ///
+    /// Errors: `timeout` passed; the error names the last answer.
+    pub async fn wait_signing_enabled(&self, agent: &AgentInfo, timeout: Duration) -> Result<()> {
+        let url = format!("{}/metrics", agent.url.trim_end_matches('/'));
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            match self.http.get(&url).send().await {
+                Ok(r) => {
+                    let text = r.text().await.unwrap_or_default();
+                    let state: Vec<&str> = text
+                        .lines()
+                        .filter(|l| {
+                            l.starts_with("signer_agent_signing_state{") && l.ends_with(" 1")
+                        })
+                        .collect();
+                    if state.iter().any(|l| l.contains("state=\"enabled\"")) {
+                        return Ok(());
+                    }
+                    last = state.join(", ");
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "{} did not report signing enabled within {timeout:?}; last: {last}",
+            agent.id
+        )
     }
 
     /// Writes `DIR/lab.json` and returns its path.
@@ -850,7 +908,10 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
             );
         }
         if let Ok(m) = Manifest::read(dir) {
-            if m.lab_pid != std::process::id() && procs::alive(m.lab_pid) {
+            if m.lab_pid != std::process::id()
+                && procs::alive(m.lab_pid)
+                && procs::runs_executable(m.lab_pid, "failover-lab")
+            {
                 bail!(
                     "a lab (pid {}) is still running in {}; stop it with `failover-lab down --dir {}`",
                     m.lab_pid,

@@ -108,7 +108,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `program args…` with stdin closed and stdout+stderr appended to `log`.
+    /// Starts `program args…` with stdin closed and stdout and stderr written to `log` (created
+    /// or truncated).
     ///
     /// Errors: the log file cannot be created or the program cannot be started.
     pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self> {
@@ -223,6 +224,16 @@ pub fn signal(pid: u32, sig: libc::c_int) -> bool {
 /// True when a process with this id exists (signal 0 probe).
 pub fn alive(pid: u32) -> bool {
     signal(pid, 0)
+}
+
+/// True when process `pid` runs an executable whose file name is `name` (so a recycled pid
+/// is never mistaken for a lab process). A rebuilt binary shows as `name (deleted)`, which
+/// still counts.
+pub fn runs_executable(pid: u32, name: &str) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|n| n == name || n.starts_with(&format!("{name} ")))
 }
 
 /// The last `n` lines of `text`, for error messages.

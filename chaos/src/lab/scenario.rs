@@ -5,8 +5,11 @@
 //! 3. after `epochs_before_handover` epochs, a planned handover active → standby through
 //!    `failoverctl`: request, `wait --state awaiting_approval` (finality has caught up with the
 //!    fenced holder's last message), approve by the other operator, wait for `completed`;
-//! 4. duties continue for `epochs_after_handover` epochs, then stop;
-//! 5. the [`Summary`] judges the recorded history.
+//! 4. once the new holder signs, conflict probes against the old holder's last messages go to
+//!    the new holder ([`super::probes`]);
+//! 5. duties continue for `epochs_after_handover` epochs; conflict probes against the holder's
+//!    own last messages go to it; duties stop;
+//! 6. the [`Summary`] judges the recorded history, probes included.
 //!
 //! Invariants:
 //! - duties never pause for the handover: the drill shows what a validator client sees;
@@ -17,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::duties::{AgentEndpoint, DutyRecord, DutySim};
-use super::summary::{Summary, SummaryInput};
+use super::duties::{send_duty, AgentEndpoint, DutyRecord, DutySim};
+use super::probes::{conflict_probes, Probe};
+use super::summary::{ProbeOutcome, Summary, SummaryInput};
 use super::{Lab, Role};
 
 /// Knobs of the drill.
@@ -51,8 +55,8 @@ impl Default for ScenarioOptions {
 /// Runs the drill on a started lab (the initial grant must not have happened yet) and returns
 /// the summary. `progress` receives one line per step.
 ///
-/// Errors: only when the initial grant fails (nothing can be judged then); later failures
-/// become failed checks in the summary.
+/// Errors: only when the initial grant fails or the duty simulator cannot reach its beacon
+/// node (nothing can be judged then); later failures become failed checks in the summary.
 pub async fn run(
     lab: &mut Lab,
     opts: &ScenarioOptions,
@@ -72,22 +76,24 @@ pub async fn run(
         .iter()
         .find(|a| a.role == Role::Standby)
         .map(|a| a.id.clone());
+    let endpoints: Vec<AgentEndpoint> = lab
+        .manifest
+        .agents
+        .iter()
+        .map(|a| AgentEndpoint {
+            id: a.id.clone(),
+            url: a.url.clone(),
+        })
+        .collect();
+    let endpoint = |id: &str| endpoints.iter().find(|e| e.id == id).cloned();
 
     let clock = lab.clock();
     let mut run_errors = Vec::new();
+    let mut probes = Vec::new();
     let duties = if opts.duties {
-        let endpoints = lab
-            .manifest
-            .agents
-            .iter()
-            .map(|a| AgentEndpoint {
-                id: a.id.clone(),
-                url: a.url.clone(),
-            })
-            .collect();
         let sim = DutySim::connect(
             &lab.manifest.beacon_nodes[0].url,
-            endpoints,
+            endpoints.clone(),
             lab.manifest.validators.clone(),
             clock,
         )
@@ -105,6 +111,7 @@ pub async fn run(
     };
 
     let mut handover_id = None;
+    let mut holder = active.clone();
     if let (true, Some(to)) = (opts.handover, standby) {
         if duties.is_some() {
             tokio::time::sleep(clock.epoch_duration() * opts.epochs_before_handover as u32).await;
@@ -118,6 +125,7 @@ pub async fn run(
         match planned_handover(lab, &to, opts.handover_wait, progress).await {
             Ok(id) => {
                 handover_id = Some(id);
+                holder = to.clone();
                 progress(&format!(
                     "slot {}: handover {id} completed in {:.1} s",
                     clock.now_slot(),
@@ -129,32 +137,73 @@ pub async fn run(
                 run_errors.push(format!("planned handover: {e:#}"));
             }
         }
+        if let (Some(running), Some(id)) = (&duties, handover_id) {
+            // The old holder's history must bind the new holder.
+            let new_holder = lab
+                .agent(&to)
+                .context("the handover target is a lab agent")?;
+            match lab
+                .wait_signing_enabled(new_holder, Duration::from_secs(20))
+                .await
+            {
+                Ok(()) => {
+                    let set = conflict_probes(
+                        &running.snapshot(),
+                        &active,
+                        &lab.manifest.validators,
+                        &running.fork_info(),
+                        clock.slots_per_epoch,
+                    );
+                    let target = endpoint(&to).expect("every lab agent has an endpoint");
+                    probes.extend(send_probes(&target, set, progress).await?);
+                }
+                Err(e) => run_errors.push(format!("after handover {id}: {e:#}")),
+            }
+        }
         if duties.is_some() {
             tokio::time::sleep(clock.epoch_duration() * opts.epochs_after_handover as u32).await;
         }
     }
 
     let records: Vec<DutyRecord> = match duties {
-        Some(d) => d.stop().await?,
+        Some(running) => {
+            // The holder's own recent history must bind it too (above finality).
+            let set = conflict_probes(
+                &running.snapshot(),
+                &holder,
+                &lab.manifest.validators,
+                &running.fork_info(),
+                clock.slots_per_epoch,
+            );
+            let target = endpoint(&holder).expect("every lab agent has an endpoint");
+            probes.extend(send_probes(&target, set, progress).await?);
+            let mut records = running.stop().await?;
+            records.extend(probes.iter().map(|(_, rec)| rec.clone()));
+            let path = lab.manifest.dir.join("duties.jsonl");
+            let lines: Vec<String> = records
+                .iter()
+                .map(|r| serde_json::to_string(r).expect("duty records serialize"))
+                .collect();
+            std::fs::write(&path, lines.join("\n") + "\n")
+                .with_context(|| format!("write {}", path.display()))?;
+            progress(&format!(
+                "duties stopped: {} requests recorded in {} ({:.0} s since start of drill)",
+                records.len(),
+                path.display(),
+                started.elapsed().as_secs_f64()
+            ));
+            records
+        }
         None => vec![],
     };
-    let path = lab.manifest.dir.join("duties.jsonl");
-    let lines: Vec<String> = records
-        .iter()
-        .map(|r| serde_json::to_string(r).expect("duty records serialize"))
-        .collect();
-    std::fs::write(&path, lines.join("\n") + "\n")
-        .with_context(|| format!("write {}", path.display()))?;
-    progress(&format!(
-        "duties stopped: {} requests recorded in {} ({:.0} s since start of drill)",
-        records.len(),
-        path.display(),
-        started.elapsed().as_secs_f64()
-    ));
 
     let op = lab.operator(0);
     let mut handover = None;
-    if let Some(id) = handover_id.or(last_requested(lab).await) {
+    let shown = match handover_id {
+        Some(id) => Some(id),
+        None => last_requested(lab).await,
+    };
+    if let Some(id) = shown {
         match lab.ctl.show(op, id).await {
             Ok(h) => handover = Some(h),
             Err(e) => run_errors.push(format!("failoverctl handover show {id}: {e:#}")),
@@ -180,10 +229,49 @@ pub async fn run(
             .map(|a| (a.id.clone(), a.role.as_str().to_string()))
             .collect(),
         records,
+        probes: probes
+            .into_iter()
+            .map(|(verdict, rec)| ProbeOutcome {
+                verdict,
+                record: rec,
+            })
+            .collect(),
         handover,
         final_holder,
         run_errors,
     }))
+}
+
+/// Sends each probe to `agent`, one after the other, and judges the answers.
+///
+/// Errors: never for a bad answer (that is a verdict); only if the HTTP client cannot be built.
+async fn send_probes(
+    agent: &AgentEndpoint,
+    probes: Vec<Probe>,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<(Result<(), String>, DutyRecord)>> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("build the probe HTTP client")?;
+    let mut out = Vec::new();
+    for p in probes {
+        let mut rec = send_duty(&http, agent, &p.duty).await;
+        rec.probe = Some(p.name.clone());
+        let verdict = p.judge(&rec);
+        progress(&format!(
+            "probe to {}: {} -> {} {}",
+            agent.id,
+            p.name,
+            rec.status,
+            match &verdict {
+                Ok(()) => "(as expected)".to_string(),
+                Err(e) => format!("(WRONG: {e})"),
+            }
+        ));
+        out.push((verdict, rec));
+    }
+    Ok(out)
 }
 
 /// The operator procedure: operator 0 requests, waits for approval to be possible, operator 1

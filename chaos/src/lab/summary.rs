@@ -15,7 +15,13 @@
 //!   commits before the fence, the new holder's after the grant;
 //! - **handover completed**: `failoverctl` reports the handover `completed` and the cluster
 //!   names the target as holder;
-//! - **new holder signs**: the target returned signatures after the handover.
+//! - **new holder signs**: the target returned signatures after the handover;
+//! - **honest duties answered sensibly**: a regular duty gets a signature, or a refusal for
+//!   authority (403 not holder, 503 fail closed); any other answer (400 malformed or signing
+//!   root mismatch, 404, 412 on a non-conflicting message, 500, no answer) means the validator
+//!   client and the system disagree and duties are being missed;
+//! - **conflict probes** (see `probes`): conflicting messages are refused (412), identical ones
+//!   re-sign to the same signature.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
@@ -159,8 +165,12 @@ pub fn reason_label(reason: &str) -> String {
     if let Some(r) = text(m.get("refusal").and_then(|r| r.get("reason"))) {
         let _ = write!(label, ": {r}");
     }
-    if let Some(h) = text(m.get("holder")) {
-        let _ = write!(label, " (holder {h})");
+    match text(m.get("holder")) {
+        Some(h) => {
+            let _ = write!(label, " (holder {h})");
+        }
+        None if code == "not_holder" => label.push_str(" (no holder: fenced)"),
+        None => {}
     }
     if matches!(code.as_str(), "unavailable" | "bad_request") {
         if let Some(msg) = text(m.get("message")) {
@@ -224,6 +234,15 @@ pub fn authority_overlap(records: &[DutyRecord], from: &str, to: &str) -> Result
     }
 }
 
+/// A conflict probe's answer and whether it met the probe's expectation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    /// `Ok` when the answer met the expectation, else how it did not.
+    pub verdict: Result<(), String>,
+    /// The probe's record (`probe` holds its name).
+    pub record: DutyRecord,
+}
+
 /// What the summary is built from.
 #[derive(Debug, Clone)]
 pub struct SummaryInput {
@@ -233,8 +252,10 @@ pub struct SummaryInput {
     pub kdf: String,
     /// `(agent id, role)` in display order.
     pub agents: Vec<(String, String)>,
-    /// Every duty record.
+    /// Every record: regular duties and conflict probes (`probe` set).
     pub records: Vec<DutyRecord>,
+    /// The conflict probes with their verdicts (their records are also in `records`).
+    pub probes: Vec<ProbeOutcome>,
     /// The planned handover as `failoverctl handover show` reported it at the end, if one ran.
     pub handover: Option<Handover>,
     /// The authority holder `failoverctl status` reported at the end.
@@ -274,6 +295,33 @@ impl Summary {
                     failures.len(),
                     verified + failures.len(),
                     first_few(&failures)
+                )
+            },
+        });
+        let odd: Vec<&DutyRecord> = input
+            .records
+            .iter()
+            .filter(|r| r.probe.is_none() && !matches!(r.status, 200 | 403 | 503))
+            .collect();
+        let fail_closed = input
+            .records
+            .iter()
+            .filter(|r| r.probe.is_none() && r.status == 503)
+            .count();
+        checks.push(Check {
+            name: "honest duties are only signed or refused for authority (403/503)".into(),
+            ok: odd.is_empty(),
+            detail: if odd.is_empty() {
+                format!("{fail_closed} fail-closed 503s")
+            } else {
+                let shown: Vec<String> = odd
+                    .iter()
+                    .map(|r| format!("{} → {} {}", describe(r), r.status, reason_label(&r.reason)))
+                    .collect();
+                format!(
+                    "{} duties answered otherwise, e.g. {}",
+                    odd.len(),
+                    first_few(&shown)
                 )
             },
         });
@@ -324,12 +372,41 @@ impl Summary {
             let new_sigs = input
                 .records
                 .iter()
-                .filter(|r| r.agent == h.to && r.status == 200)
+                .filter(|r| r.agent == h.to && r.status == 200 && r.probe.is_none())
                 .count();
             checks.push(Check {
                 name: format!("{} signs after the handover", h.to),
                 ok: new_sigs > 0,
                 detail: format!("{new_sigs} signatures"),
+            });
+        }
+        if !input.probes.is_empty() {
+            let wrong: Vec<String> = input
+                .probes
+                .iter()
+                .filter_map(|p| {
+                    p.verdict.as_ref().err().map(|e| {
+                        format!(
+                            "{} to {}: {e}",
+                            p.record.probe.as_deref().unwrap_or("?"),
+                            p.record.agent
+                        )
+                    })
+                })
+                .collect();
+            checks.push(Check {
+                name: "conflicting messages are refused, identical ones re-sign identically".into(),
+                ok: wrong.is_empty(),
+                detail: if wrong.is_empty() {
+                    format!("{} probes as expected", input.probes.len())
+                } else {
+                    format!(
+                        "{} of {} probes wrong: {}",
+                        wrong.len(),
+                        input.probes.len(),
+                        first_few(&wrong)
+                    )
+                },
             });
         }
         Self { input, checks }
@@ -355,7 +432,8 @@ fn state_name(s: HandoverState) -> String {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inp = &self.input;
-        let recs = &inp.records;
+        // Regular duties only; probes have their own section.
+        let recs: Vec<&DutyRecord> = inp.records.iter().filter(|r| r.probe.is_none()).collect();
         writeln!(f, "SUMMARY")?;
         writeln!(
             f,
@@ -482,11 +560,11 @@ impl fmt::Display for Summary {
                     )?;
                 }
             }
-            if let Some(r) = recs
+            let first_new = recs
                 .iter()
                 .filter(|r| r.agent == h.to && r.status == 200)
-                .min_by_key(|r| r.received_us)
-            {
+                .min_by_key(|r| r.received_us);
+            if let Some(r) = first_new {
                 writeln!(
                     f,
                     "  {:<32} {:>10}  {:>+9.3} s  slot {}",
@@ -494,6 +572,42 @@ impl fmt::Display for Summary {
                     "",
                     rel(r.received_us),
                     r.slot
+                )?;
+            }
+            let last_old = h.from.as_ref().and_then(|from| {
+                recs.iter()
+                    .filter(|r| &r.agent == from && r.status == 200)
+                    .map(|r| r.slot)
+                    .max()
+            });
+            if let (Some(last), Some(first)) = (last_old, first_new.map(|r| r.slot)) {
+                if first > last + 1 {
+                    writeln!(
+                        f,
+                        "  signing gap: no signature for slots {}..={} ({} slots, the price of waiting for finality)",
+                        last + 1,
+                        first - 1,
+                        first - last - 1
+                    )?;
+                }
+            }
+        }
+
+        if !inp.probes.is_empty() {
+            writeln!(f, "\nCONFLICT PROBES")?;
+            for p in &inp.probes {
+                let r = &p.record;
+                writeln!(
+                    f,
+                    "  {:<10} {:>3} {:<5} {}{}",
+                    r.agent,
+                    r.status,
+                    if p.verdict.is_ok() { "ok" } else { "WRONG" },
+                    r.probe.as_deref().unwrap_or("?"),
+                    match r.status {
+                        200 => String::new(),
+                        _ => format!(": {}", reason_label(&r.reason)),
+                    }
                 )?;
             }
         }

@@ -38,8 +38,8 @@ pub use bls::{pubkey_of, public_key, secret_key, sign, signature, verify, BlsErr
 pub use containers::*;
 pub use request::{
     attestation_request_json, block_v2_header_request_json, signing_task_from_json,
-    signing_task_from_json_with_preset, SignRequestError, SigningTask, SlashableMessage,
-    SLASHABLE_TYPES, SUPPORTED_TYPES, WEB3SIGNER_TYPES,
+    signing_task_from_json_for_chain, signing_task_from_json_with_preset, SignRequestError,
+    SigningTask, SlashableMessage, SLASHABLE_TYPES, SUPPORTED_TYPES, WEB3SIGNER_TYPES,
 };
 
 use tree_hash::TreeHash;

@@ -127,12 +127,37 @@ pub fn signing_task_from_json(body: &[u8]) -> Result<SigningTask, SignRequestErr
     signing_task_from_json_with_preset::<Mainnet>(body)
 }
 
+/// [`signing_task_from_json`] for a chain whose `SLOTS_PER_EPOCH` (slots) differs from its
+/// preset's (a devnet with short epochs, or Gnosis with 16): the epoch of a slot-based message,
+/// which picks the fork version of its domain, is `slot / slots_per_epoch` (consensus specs
+/// `compute_epoch_at_slot`). Container sizes still come from the preset `P`.
+///
+/// Errors: as [`signing_task_from_json`]; `slots_per_epoch == 0` is `Malformed`.
+pub fn signing_task_from_json_for_chain<P: Preset>(
+    body: &[u8],
+    slots_per_epoch: u64,
+) -> Result<SigningTask, SignRequestError> {
+    if slots_per_epoch == 0 {
+        return Err(SignRequestError::Malformed(
+            "slots_per_epoch must be at least 1".into(),
+        ));
+    }
+    parse_task::<P>(body, slots_per_epoch)
+}
+
 /// [`signing_task_from_json`] for a chosen preset (e.g. [`Minimal`] for spec-test devnets). The
 /// preset sets `SLOTS_PER_EPOCH` and the sync-committee and Electra attestation sizes.
 ///
 /// Errors: as [`signing_task_from_json`].
 pub fn signing_task_from_json_with_preset<P: Preset>(
     body: &[u8],
+) -> Result<SigningTask, SignRequestError> {
+    parse_task::<P>(body, P::SLOTS_PER_EPOCH)
+}
+
+fn parse_task<P: Preset>(
+    body: &[u8],
+    slots_per_epoch: u64,
 ) -> Result<SigningTask, SignRequestError> {
     #[derive(Deserialize)]
     #[serde(rename = "sign request")]
@@ -146,15 +171,19 @@ pub fn signing_task_from_json_with_preset<P: Preset>(
     };
     match kind {
         "ATTESTATION" => attestation::<P>(kind, body),
-        "BLOCK" => block::<P>(kind, body),
-        "BLOCK_V2" => block_v2::<P>(kind, body),
-        "AGGREGATION_SLOT" => aggregation_slot::<P>(kind, body),
-        "AGGREGATE_AND_PROOF" => aggregate_and_proof::<P>(kind, body),
-        "AGGREGATE_AND_PROOF_V2" => aggregate_and_proof_v2::<P>(kind, body),
+        "BLOCK" => block::<P>(kind, body, slots_per_epoch),
+        "BLOCK_V2" => block_v2::<P>(kind, body, slots_per_epoch),
+        "AGGREGATION_SLOT" => aggregation_slot::<P>(kind, body, slots_per_epoch),
+        "AGGREGATE_AND_PROOF" => aggregate_and_proof::<P>(kind, body, slots_per_epoch),
+        "AGGREGATE_AND_PROOF_V2" => aggregate_and_proof_v2::<P>(kind, body, slots_per_epoch),
         "RANDAO_REVEAL" => randao_reveal::<P>(kind, body),
-        "SYNC_COMMITTEE_MESSAGE" => sync_committee_message::<P>(kind, body),
-        "SYNC_COMMITTEE_SELECTION_PROOF" => sync_committee_selection_proof::<P>(kind, body),
-        "SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF" => contribution_and_proof::<P>(kind, body),
+        "SYNC_COMMITTEE_MESSAGE" => sync_committee_message::<P>(kind, body, slots_per_epoch),
+        "SYNC_COMMITTEE_SELECTION_PROOF" => {
+            sync_committee_selection_proof::<P>(kind, body, slots_per_epoch)
+        }
+        "SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF" => {
+            contribution_and_proof::<P>(kind, body, slots_per_epoch)
+        }
         "DEPOSIT" => deposit(kind, body),
         // VOLUNTARY_EXIT needs the network's Capella fork version (EIP-7044) and
         // VALIDATOR_REGISTRATION its genesis fork version; neither is in the request.
@@ -373,14 +402,15 @@ fn attestation<P: Preset>(
 }
 
 /// Finishes a block request from the block's slot and `hash_tree_root`.
-fn block_task<P: Preset>(
+fn block_task(
     kind: &'static str,
     fork_info: &ForkInfo,
     provided: Option<Root>,
     slot: u64,
     block_root: Root,
+    slots_per_epoch: u64,
 ) -> Result<SigningTask, SignRequestError> {
-    let epoch = P::epoch_at_slot(slot);
+    let epoch = (slot) / slots_per_epoch;
     let domain = fork_info.domain(DOMAIN_BEACON_PROPOSER, epoch);
     finish(
         kind,
@@ -392,13 +422,28 @@ fn block_task<P: Preset>(
     )
 }
 
-fn block<P: Preset>(kind: &'static str, body: &[u8]) -> Result<SigningTask, SignRequestError> {
+fn block<P: Preset>(
+    kind: &'static str,
+    body: &[u8],
+    slots_per_epoch: u64,
+) -> Result<SigningTask, SignRequestError> {
     let req: BlockShape<P> = from_json(body)?;
     let root = Root(req.block.tree_hash_root().0);
-    block_task::<P>(kind, &req.fork_info, req.signing_root, req.block.slot, root)
+    block_task(
+        kind,
+        &req.fork_info,
+        req.signing_root,
+        req.block.slot,
+        root,
+        slots_per_epoch,
+    )
 }
 
-fn block_v2<P: Preset>(kind: &'static str, body: &[u8]) -> Result<SigningTask, SignRequestError> {
+fn block_v2<P: Preset>(
+    kind: &'static str,
+    body: &[u8],
+    slots_per_epoch: u64,
+) -> Result<SigningTask, SignRequestError> {
     let req: BlockV2Shape<P> = from_json(body)?;
     let VersionedBlock {
         version,
@@ -442,7 +487,14 @@ fn block_v2<P: Preset>(kind: &'static str, body: &[u8]) -> Result<SigningTask, S
             [FULL_BLOCK_VERSIONS, HEADER_VERSIONS].concat().join(", ")
         )));
     };
-    block_task::<P>(kind, &req.fork_info, req.signing_root, slot, root)
+    block_task(
+        kind,
+        &req.fork_info,
+        req.signing_root,
+        slot,
+        root,
+        slots_per_epoch,
+    )
 }
 
 /// Finishes a non-slashable request signed with `domain_type` at `epoch`.
@@ -468,10 +520,11 @@ fn plain_task<T: TreeHash>(
 fn aggregation_slot<P: Preset>(
     kind: &'static str,
     body: &[u8],
+    slots_per_epoch: u64,
 ) -> Result<SigningTask, SignRequestError> {
     let req: AggregationSlotShape<P> = from_json(body)?;
     let slot = req.aggregation_slot.slot;
-    let epoch = P::epoch_at_slot(slot);
+    let epoch = (slot) / slots_per_epoch;
     plain_task(
         kind,
         &req.fork_info,
@@ -485,10 +538,11 @@ fn aggregation_slot<P: Preset>(
 fn aggregate_and_proof<P: Preset>(
     kind: &'static str,
     body: &[u8],
+    slots_per_epoch: u64,
 ) -> Result<SigningTask, SignRequestError> {
     let req: AggregateAndProofShape<P> = from_json(body)?;
     let agg = &req.aggregate_and_proof;
-    let epoch = P::epoch_at_slot(agg.aggregate.data.slot);
+    let epoch = (agg.aggregate.data.slot) / slots_per_epoch;
     plain_task(
         kind,
         &req.fork_info,
@@ -502,6 +556,7 @@ fn aggregate_and_proof<P: Preset>(
 fn aggregate_and_proof_v2<P: Preset>(
     kind: &'static str,
     body: &[u8],
+    slots_per_epoch: u64,
 ) -> Result<SigningTask, SignRequestError> {
     let req: AggregateAndProofV2Shape<P> = from_json(body)?;
     let VersionedData { version, data } = &req.aggregate_and_proof;
@@ -526,7 +581,7 @@ fn aggregate_and_proof_v2<P: Preset>(
         &req.fork_info,
         req.signing_root,
         DOMAIN_AGGREGATE_AND_PROOF,
-        P::epoch_at_slot(slot),
+        (slot) / slots_per_epoch,
         &Root(root.0),
     )
 }
@@ -550,6 +605,7 @@ fn randao_reveal<P: Preset>(
 fn sync_committee_message<P: Preset>(
     kind: &'static str,
     body: &[u8],
+    slots_per_epoch: u64,
 ) -> Result<SigningTask, SignRequestError> {
     let req: SyncCommitteeMessageShape<P> = from_json(body)?;
     let msg = &req.sync_committee_message;
@@ -558,7 +614,7 @@ fn sync_committee_message<P: Preset>(
         &req.fork_info,
         req.signing_root,
         DOMAIN_SYNC_COMMITTEE,
-        P::epoch_at_slot(msg.slot),
+        (msg.slot) / slots_per_epoch,
         &msg.beacon_block_root,
     )
 }
@@ -566,6 +622,7 @@ fn sync_committee_message<P: Preset>(
 fn sync_committee_selection_proof<P: Preset>(
     kind: &'static str,
     body: &[u8],
+    slots_per_epoch: u64,
 ) -> Result<SigningTask, SignRequestError> {
     let req: SyncSelectionShape<P> = from_json(body)?;
     let data = &req.sync_aggregator_selection_data;
@@ -574,7 +631,7 @@ fn sync_committee_selection_proof<P: Preset>(
         &req.fork_info,
         req.signing_root,
         DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF,
-        P::epoch_at_slot(data.slot),
+        (data.slot) / slots_per_epoch,
         data,
     )
 }
@@ -582,6 +639,7 @@ fn sync_committee_selection_proof<P: Preset>(
 fn contribution_and_proof<P: Preset>(
     kind: &'static str,
     body: &[u8],
+    slots_per_epoch: u64,
 ) -> Result<SigningTask, SignRequestError> {
     let req: ContributionShape<P> = from_json(body)?;
     let cap = &req.contribution_and_proof;
@@ -590,7 +648,7 @@ fn contribution_and_proof<P: Preset>(
         &req.fork_info,
         req.signing_root,
         DOMAIN_CONTRIBUTION_AND_PROOF,
-        P::epoch_at_slot(cap.contribution.slot),
+        (cap.contribution.slot) / slots_per_epoch,
         cap,
     )
 }
