@@ -6,5 +6,7 @@
 //! - [`lab`]: the local multi-region lab (real processes), the duty simulator, the drill
 //!   summary with its independent checks, and the signing benchmark.
 
+#![deny(missing_docs)]
+
 pub mod beacon_sim;
 pub mod lab;

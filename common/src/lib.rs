@@ -7,6 +7,8 @@
 //! - [`interop`]: the standard interop (mock-start) validator keys.
 //! - [`beacon`]: a Beacon API client for finality, syncing and genesis.
 
+#![deny(missing_docs)]
+
 pub mod api;
 pub mod beacon;
 pub mod eth;

@@ -23,7 +23,9 @@ use crate::NodeId;
 pub struct Peer {
     /// Raft node id (unique, ≥ 1).
     pub id: NodeId,
-    /// Base URL of its HTTP listener, e.g. `http://10.0.1.5:7100`.
+    /// Base URL at which this node reaches the peer, e.g. `http://10.0.1.5:7100`. The
+    /// bootstrap node's values become the membership addresses; every node dials its peers at
+    /// the URLs in its own config, so one direction of a link can go through a proxy.
     pub url: String,
     /// Region label, e.g. `eu`.
     pub region: String,

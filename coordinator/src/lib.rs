@@ -11,6 +11,8 @@
 //! - [`config`]: the strict TOML configuration;
 //! - [`metrics`]: Prometheus metrics.
 
+#![deny(missing_docs)]
+
 use std::io::Cursor;
 
 pub mod config;

@@ -6,6 +6,10 @@
 //! A connection failure is reported to openraft as `Unreachable` (it backs off); any other
 //! transport failure as a `NetworkError`. Every call is bounded by openraft's per-RPC
 //! deadline (`RPCOption::hard_ttl`).
+//!
+//! A peer is dialled at the URL in this node's own configuration (`peers[].url`) when it has
+//! one, not at the address replicated in the membership: each node has its own view of the
+//! links, so a deployment (or a drill) can route one direction of one link through a proxy.
 
 use std::time::Duration;
 
@@ -18,6 +22,9 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -28,14 +35,22 @@ use crate::{NodeId, TypeConfig};
 pub struct Network {
     client: reqwest::Client,
     cluster_token: String,
+    peer_urls: Arc<HashMap<NodeId, String>>,
 }
 
 impl Network {
-    /// A factory using `client` and sending `cluster_token` as the bearer token.
-    pub fn new(client: reqwest::Client, cluster_token: String) -> Self {
+    /// A factory using `client`, sending `cluster_token` as the bearer token, and dialling
+    /// each peer at its URL in `peer_urls` (this node's config), or else at its membership
+    /// address.
+    pub fn new(
+        client: reqwest::Client,
+        cluster_token: String,
+        peer_urls: HashMap<NodeId, String>,
+    ) -> Self {
         Self {
             client,
             cluster_token,
+            peer_urls: Arc::new(peer_urls),
         }
     }
 }
@@ -56,7 +71,12 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             client: self.client.clone(),
             cluster_token: self.cluster_token.clone(),
             target,
-            url: node.addr.trim_end_matches('/').to_string(),
+            url: self
+                .peer_urls
+                .get(&target)
+                .unwrap_or(&node.addr)
+                .trim_end_matches('/')
+                .to_string(),
         }
     }
 }

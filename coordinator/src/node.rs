@@ -123,7 +123,9 @@ impl Node {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .context("build HTTP client")?;
-        let network = Network::new(http.clone(), cluster_token.clone());
+        let peer_urls: HashMap<NodeId, String> =
+            config.peers.iter().map(|p| (p.id, p.url.clone())).collect();
+        let network = Network::new(http.clone(), cluster_token.clone(), peer_urls.clone());
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -133,7 +135,6 @@ impl Node {
         )
         .await
         .context("start raft")?;
-        let peer_urls = config.peers.iter().map(|p| (p.id, p.url.clone())).collect();
         let node = Arc::new(Node {
             id: config.node_id,
             config: config.clone(),
@@ -182,12 +183,13 @@ impl Node {
     pub fn leader(&self) -> Option<(NodeId, String)> {
         let m = self.raft.metrics().borrow().clone();
         let id = m.current_leader?;
-        let url = m
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .map(|n| n.addr.clone())
-            .or_else(|| self.peer_urls.get(&id).cloned())?;
+        // This node's own view of the peer first (it may route through a proxy).
+        let url = self.peer_urls.get(&id).cloned().or_else(|| {
+            m.membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        })?;
         Some((id, url))
     }
 

@@ -26,6 +26,8 @@
 //! Modules: [`config`], [`keys`], [`coordinator`] (HTTP client), [`authority`] (signing
 //! state), [`batcher`] (group commit), [`api`] (HTTP routes and errors), [`metrics`].
 
+#![deny(missing_docs)]
+
 pub mod api;
 pub mod authority;
 pub mod batcher;
