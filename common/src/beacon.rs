@@ -489,12 +489,15 @@ impl BeaconObservation {
 ///
 /// Among the usable observations, this is the highest epoch `E` such that at least
 /// `min_agreeing` of them report `finalized.epoch ≥ E`: sorting the usable checkpoints by epoch,
-/// highest first, it is the one at rank `min_agreeing` (1-based). Ties at that epoch are broken
-/// by the smallest root, so the result depends only on the set of inputs, not their order.
+/// highest first, it is the one at rank `min_agreeing` (1-based). The result depends only on
+/// the set of inputs, not their order.
 ///
-/// Returns `None` (fail closed) when fewer than `min_agreeing` observations are usable, or when
-/// `min_agreeing` is 0 (a gate nobody has to pass is no gate). Syncing, optimistic,
-/// wrong-genesis and errored nodes never count (DESIGN.md, Handover step 2).
+/// Returns `None` (fail closed) when fewer than `min_agreeing` observations are usable, when
+/// `min_agreeing` is 0 (a gate nobody has to pass is no gate), or when two usable nodes report
+/// the same finalized epoch with different roots: finality is unique per epoch on one chain, so
+/// that means the nodes follow different chains and none of them can vouch (see
+/// [`conflicting_finality`]). Syncing, optimistic, wrong-genesis and errored nodes never count
+/// (DESIGN.md, Handover step 2).
 pub fn agree(observations: &[BeaconObservation], min_agreeing: usize) -> Option<CheckpointObs> {
     if min_agreeing == 0 {
         return None;
@@ -504,11 +507,29 @@ pub fn agree(observations: &[BeaconObservation], min_agreeing: usize) -> Option<
         .filter(|o| o.is_usable())
         .filter_map(|o| o.finalized)
         .collect();
-    if usable.len() < min_agreeing {
+    if usable.len() < min_agreeing || conflicting_finality(observations).is_some() {
         return None;
     }
     usable.sort_by(|a, b| b.epoch.cmp(&a.epoch).then(a.root.cmp(&b.root)));
     Some(usable[min_agreeing - 1])
+}
+
+/// Two usable observations that finalized the same epoch with different roots, if any: the
+/// nodes are on different chains (or one is faulty), so no finality evidence is proposed.
+pub fn conflicting_finality(
+    observations: &[BeaconObservation],
+) -> Option<(&BeaconObservation, &BeaconObservation)> {
+    let usable: Vec<&BeaconObservation> = observations.iter().filter(|o| o.is_usable()).collect();
+    for (i, a) in usable.iter().enumerate() {
+        for b in &usable[i + 1..] {
+            if let (Some(x), Some(y)) = (a.finalized, b.finalized) {
+                if x.epoch == y.epoch && x.root != y.root {
+                    return Some((a, b));
+                }
+            }
+        }
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -843,6 +864,27 @@ mod tests {
     }
 
     #[test]
+    fn nodes_finalizing_different_roots_for_one_epoch_block_agreement() {
+        let mut forked = usable("b", 10);
+        forked.finalized = Some(CheckpointObs {
+            epoch: 10,
+            root: root(99),
+        });
+        let o = [usable("a", 10), forked, usable("c", 12)];
+        assert!(conflicting_finality(&o).is_some());
+        assert_eq!(
+            agree(&o, 1),
+            None,
+            "a fork between beacon nodes must fail closed"
+        );
+        assert_eq!(agree(&o, 2), None);
+        // the same epoch and root from two nodes is agreement, not a conflict
+        let o = [usable("a", 10), usable("b", 10)];
+        assert!(conflicting_finality(&o).is_none());
+        assert_eq!(agree(&o, 2), o[0].finalized);
+    }
+
+    #[test]
     fn syncing_node_does_not_count() {
         let o = [
             usable("a", 10),
@@ -918,28 +960,6 @@ mod tests {
         }
         assert_eq!(expected[1].map(|c| c.epoch), Some(9), "two nodes at 9");
         assert_eq!(expected[2].map(|c| c.epoch), Some(7));
-    }
-
-    #[test]
-    fn same_epoch_different_roots_breaks_tie_by_smallest_root() {
-        let a = BeaconObservation {
-            url: "a".into(),
-            status: ObservationStatus::Usable,
-            finalized: Some(CheckpointObs {
-                epoch: 5,
-                root: root(0xbb),
-            }),
-        };
-        let b = BeaconObservation {
-            url: "b".into(),
-            finalized: Some(CheckpointObs {
-                epoch: 5,
-                root: root(0xaa),
-            }),
-            ..a.clone()
-        };
-        assert_eq!(agree(&[a.clone(), b.clone()], 1).unwrap().root, root(0xaa));
-        assert_eq!(agree(&[b, a], 1).unwrap().root, root(0xaa));
     }
 
     fn genesis(r: Root) -> Result<Genesis, BeaconError> {
