@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use failover_common::api::AgentId;
-use failover_common::beacon::{agree, BeaconClient};
+use failover_common::beacon::{agree, conflicting_finality, BeaconClient};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -333,7 +333,17 @@ impl Node {
             let observations = client.observe_all().await;
             self.metrics.observe_beacons(&observations);
             let Some(cp) = agree(&observations, quorum) else {
-                tracing::debug!("beacon nodes do not agree on finality yet");
+                if let Some((a, b)) = conflicting_finality(&observations) {
+                    tracing::error!(
+                        node_a = %a.url,
+                        node_b = %b.url,
+                        epoch = a.finalized.map_or(0, |c| c.epoch),
+                        "beacon nodes finalized different roots for one epoch: they follow different \
+                         chains; no finality evidence is proposed until an operator resolves it"
+                    );
+                } else {
+                    tracing::debug!("beacon nodes do not agree on finality yet");
+                }
                 continue;
             };
             let current = self
