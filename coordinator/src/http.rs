@@ -188,6 +188,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/handovers/{id}/approve", post(approve_handover))
         .route("/v1/handovers/{id}/abort", post(abort_handover))
         .route("/v1/audit", get(audit))
+        .route("/v1/slashing/import", post(slashing_import))
+        .route("/v1/slashing/export", get(slashing_export))
         .route("/v1/agent/register", post(register_agent))
         .route("/v1/agent/records", post(record_batch))
         .route("/v1/agent/heartbeat", post(heartbeat))
@@ -667,4 +669,142 @@ async fn raft_snapshot(
     s.cluster(&headers)?;
     let req: InstallSnapshotRequest<TypeConfig> = parse(&body)?;
     Ok(Json(s.node.raft.install_snapshot(req).await).into_response())
+}
+
+async fn slashing_import(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<crate::interchange::ImportSummary>> {
+    let operator = s.operator(&headers)?;
+    let interchange: crate::interchange::Interchange = parse(&body).map_err(|e| {
+        ApiError::bad_request(format!("not an EIP-3076 interchange: {}", e.body.message))
+    })?;
+    tracing::info!(%operator, validators = interchange.data.len(), "slashing-protection import");
+    let cmd = crate::state::Command::ImportInterchange {
+        interchange,
+        genesis_validators_root: s.node.config.chain.genesis_validators_root,
+        operator,
+        at_ms: now_ms(),
+    };
+    let out = s.node.write(cmd).await;
+    let result = match &out {
+        Ok(WriteOutcome {
+            response: Response::Imported { .. },
+            ..
+        }) => "ok",
+        Ok(_) => "rejected",
+        Err(_) => "unavailable",
+    };
+    s.node
+        .metrics
+        .operator_actions
+        .with_label_values(&["slashing_import", result])
+        .inc();
+    match out?.response {
+        Response::Imported { summary } => Ok(Json(summary)),
+        Response::Rejected { code, message } => Err(rejected_to_error(&code, message)),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("unexpected state machine answer {other:?}"),
+        )),
+    }
+}
+
+/// Header marking a request already forwarded once by a coordinator.
+const FORWARDED: &str = "x-failover-forwarded";
+
+/// Query of `GET /v1/slashing/export`.
+#[derive(Debug, Deserialize)]
+pub struct ExportQuery {
+    /// Comma-separated `0x` pubkeys; all validators when absent.
+    #[serde(default)]
+    pub pubkeys: Option<String>,
+}
+
+/// `GET /v1/slashing/export`: an EIP-3076 interchange of the committed history.
+///
+/// Linearizable: the leader confirms its leadership with a quorum before reading; a follower
+/// forwards the request to the leader, so an export never misses a committed record.
+async fn slashing_export(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ExportQuery>,
+) -> ApiResult<HttpResponse> {
+    s.operator(&headers)?;
+    let pubkeys: Option<Vec<failover_common::types::Pubkey>> = q
+        .pubkeys
+        .as_deref()
+        .map(|list| {
+            list.split(',')
+                .map(|p| {
+                    p.trim()
+                        .parse()
+                        .map_err(|e| ApiError::bad_request(format!("pubkey {p:?}: {e}")))
+                })
+                .collect::<ApiResult<Vec<_>>>()
+        })
+        .transpose()?;
+    match s.node.raft.ensure_linearizable().await {
+        Ok(_) => {
+            let st = s.node.state.read().expect("state lock");
+            let doc = st.data.export_interchange(
+                s.node.config.chain.genesis_validators_root,
+                pubkeys.as_deref(),
+            );
+            Ok(Json(doc).into_response())
+        }
+        Err(_) => {
+            // One hop at most: never forward a forwarded request, nor to ourselves.
+            let leader = s.node.leader().filter(|(id, _)| *id != s.node.id);
+            let (Some((_, leader_url)), false) = (leader, headers.contains_key(FORWARDED)) else {
+                return Err(WriteError::Unavailable {
+                    message: "no reachable leader: cannot read the committed history linearizably"
+                        .into(),
+                    leader_hint: None,
+                }
+                .into());
+            };
+            let mut url = format!("{}/v1/slashing/export", leader_url.trim_end_matches('/'));
+            if let Some(p) = &q.pubkeys {
+                url.push_str(&format!("?pubkeys={p}"));
+            }
+            let auth = headers
+                .get(axum::http::header::AUTHORIZATION)
+                .cloned()
+                .ok_or_else(ApiError::unauthorized)?;
+            let res = s
+                .node
+                .http
+                .get(url)
+                .header(axum::http::header::AUTHORIZATION, auth)
+                .header(FORWARDED, "1")
+                .timeout(std::time::Duration::from_millis(
+                    s.node.config.raft.write_timeout_ms,
+                ))
+                .send()
+                .await
+                .map_err(|e| {
+                    ApiError::from(WriteError::Unavailable {
+                        message: format!("forwarding the export to the leader failed: {e}"),
+                        leader_hint: Some(leader_url.clone()),
+                    })
+                })?;
+            let status =
+                StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let bytes = res.bytes().await.map_err(|e| {
+                ApiError::from(WriteError::Unavailable {
+                    message: format!("reading the leader's export failed: {e}"),
+                    leader_hint: Some(leader_url),
+                })
+            })?;
+            Ok((
+                status,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                bytes,
+            )
+                .into_response())
+        }
+    }
 }

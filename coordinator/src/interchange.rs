@@ -119,6 +119,74 @@ pub struct ImportSummary {
 }
 
 impl StateData {
+    /// Exports the history of `pubkeys` (all validators when `None`) as an EIP-3076
+    /// interchange for `genesis_validators_root`. Read-only.
+    ///
+    /// Every stored record is written with its signing root (or none when unknown). Low
+    /// watermarks left by pruning are written as one block at the block watermark and one
+    /// attestation at the source and target watermarks, without signing roots: importing the
+    /// file elsewhere refuses exactly what this state refuses (see `slashing`'s module doc).
+    pub fn export_interchange(
+        &self,
+        genesis_validators_root: Root,
+        pubkeys: Option<&[Pubkey]>,
+    ) -> Interchange {
+        let selected: Vec<(&Pubkey, &ValidatorHistory)> = match pubkeys {
+            None => self.validators.iter().collect(),
+            Some(list) => list
+                .iter()
+                .filter_map(|pk| self.validators.get_key_value(pk))
+                .collect(),
+        };
+        let data = selected
+            .into_iter()
+            .map(|(pk, h)| {
+                let mut signed_blocks: Vec<SignedBlock> = Vec::new();
+                if let Some(slot) = h.low_slot.filter(|s| !h.blocks.contains_key(s)) {
+                    signed_blocks.push(SignedBlock {
+                        slot,
+                        signing_root: None,
+                    });
+                }
+                signed_blocks.extend(h.blocks.iter().map(|(slot, root)| SignedBlock {
+                    slot: *slot,
+                    signing_root: *root,
+                }));
+                let mut signed_attestations: Vec<SignedAttestation> = Vec::new();
+                if let (Some(source_epoch), Some(target_epoch)) =
+                    (h.low_source_epoch, h.low_target_epoch)
+                {
+                    if !h.attestations.contains_key(&target_epoch) {
+                        signed_attestations.push(SignedAttestation {
+                            source_epoch,
+                            target_epoch,
+                            signing_root: None,
+                        });
+                    }
+                }
+                signed_attestations.extend(h.attestations.iter().map(|(target, a)| {
+                    SignedAttestation {
+                        source_epoch: a.source_epoch,
+                        target_epoch: *target,
+                        signing_root: a.signing_root,
+                    }
+                }));
+                ValidatorData {
+                    pubkey: *pk,
+                    signed_blocks,
+                    signed_attestations,
+                }
+            })
+            .collect();
+        Interchange {
+            metadata: Metadata {
+                interchange_format_version: "5".into(),
+                genesis_validators_root,
+            },
+            data,
+        }
+    }
+
     /// Imports an interchange all-or-nothing (see the module doc). Deterministic.
     ///
     /// Errors: [`InterchangeError`]; on error the state is unchanged.

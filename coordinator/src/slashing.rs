@@ -14,12 +14,18 @@
 //!   allowed only if identical (same non-zero signing root), otherwise it is a double vote. An
 //!   attestation that surrounds, or is surrounded by, any recorded one is refused. A source
 //!   below the source lower bound, or a target at or below the target lower bound, is refused.
-//! - **Lower bounds.** The lower bound is the larger of the explicit low watermark and the
-//!   smallest recorded value (as Lighthouse does): history below the oldest record is unknown,
-//!   so nothing older than it may be signed.
+//! - **Lower bounds.** History below the oldest record is unknown, so nothing older may be
+//!   signed (as Lighthouse does). The low watermark stands for the pruned records as one
+//!   virtual record, so the lower bound is the oldest of the stored records and the watermark.
 //! - **Pruning.** [`ValidatorHistory::prune_below`] drops records older than finality and
-//!   raises the watermarks to the largest value dropped, so every refusal the dropped records
-//!   would have caused is still caused by a watermark (I3 across pruning).
+//!   sets the watermarks to the largest value dropped, so every refusal the dropped records
+//!   would have caused is still caused by a watermark (I3 across pruning): a surround of a
+//!   dropped attestation needs a source below the source watermark, a double vote or a
+//!   surrounded vote needs a target at or below the target watermark. Dropped records lie below
+//!   every kept one (an accepted set has no surround pair), so the watermark is the oldest.
+//! - **Export.** Because the watermark acts as a record, an EIP-3076 export writes it as one
+//!   (without a signing root) and a fresh cluster importing the file refuses exactly what this
+//!   one refuses.
 //!
 //! Invariant (DESIGN.md I3): after any sequence of `check_and_insert_*` and `prune_below`
 //! calls, no two records that were accepted (`Valid`) are slashable with each other. A zero
@@ -61,6 +67,14 @@ fn same_message(known: &Option<Root>, new: &Root) -> bool {
     known.as_ref() == Some(new)
 }
 
+fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
 fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.max(y)),
@@ -70,20 +84,20 @@ fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 impl ValidatorHistory {
-    /// Effective block lower bound: max(watermark, lowest recorded slot).
+    /// Block lower bound (slots): the oldest of the watermark and the recorded slots.
     pub fn block_lower_bound(&self) -> Option<u64> {
-        max_opt(self.low_slot, self.blocks.keys().next().copied())
+        min_opt(self.low_slot, self.blocks.keys().next().copied())
     }
 
-    /// Effective source lower bound: max(watermark, lowest recorded source epoch).
+    /// Source lower bound (epochs): the oldest of the watermark and the recorded sources.
     pub fn source_lower_bound(&self) -> Option<u64> {
         let min_source = self.attestations.values().map(|a| a.source_epoch).min();
-        max_opt(self.low_source_epoch, min_source)
+        min_opt(self.low_source_epoch, min_source)
     }
 
-    /// Effective target lower bound: max(watermark, lowest recorded target epoch).
+    /// Target lower bound (epochs): the oldest of the watermark and the recorded targets.
     pub fn target_lower_bound(&self) -> Option<u64> {
-        max_opt(
+        min_opt(
             self.low_target_epoch,
             self.attestations.keys().next().copied(),
         )

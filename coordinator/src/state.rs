@@ -103,6 +103,17 @@ pub enum Command {
         /// Proposer's wall clock (ms).
         at_ms: u64,
     },
+    /// An operator imports an EIP-3076 interchange (all-or-nothing; see `interchange`).
+    ImportInterchange {
+        /// The document.
+        interchange: crate::interchange::Interchange,
+        /// The cluster's genesis validators root, from the proposer's config.
+        genesis_validators_root: failover_common::types::Root,
+        /// Authenticated operator name.
+        operator: String,
+        /// Proposer's wall clock (ms).
+        at_ms: u64,
+    },
     /// The leader's agreed finality observation from the beacon nodes.
     Finality {
         /// Agreed finalized checkpoint.
@@ -284,6 +295,11 @@ pub enum Response {
         /// The handover.
         handover: Box<Handover>,
     },
+    /// An interchange was imported.
+    Imported {
+        /// What the file held.
+        summary: crate::interchange::ImportSummary,
+    },
     /// Deterministic refusal of an operator command.
     Rejected {
         /// `not_found`, `conflict`, `forbidden`, `bad_request`.
@@ -385,6 +401,40 @@ impl StateData {
                 reason,
                 at_ms,
             } => self.apply_abort(index, *id, operator, reason, *at_ms, dirty),
+            Command::ImportInterchange {
+                interchange,
+                genesis_validators_root,
+                operator,
+                at_ms,
+            } => {
+                let result = self.import_interchange(interchange, *genesis_validators_root);
+                let (outcome, response) = match result {
+                    Ok((summary, touched)) => {
+                        dirty.validators.extend(touched);
+                        ("accepted".to_string(), Response::Imported { summary })
+                    }
+                    Err(e) => {
+                        let code = match e {
+                            crate::interchange::InterchangeError::Slashable { .. } => "conflict",
+                            _ => "bad_request",
+                        };
+                        (format!("refused: {e}"), rejected(code, e.to_string()))
+                    }
+                };
+                self.audit(
+                    dirty,
+                    AuditEntry {
+                        log_index: index,
+                        at_ms: *at_ms,
+                        operator: operator.clone(),
+                        action: "slashing.import".into(),
+                        handover: None,
+                        detail: format!("{} validators", interchange.data.len()),
+                        outcome,
+                    },
+                );
+                response
+            }
             Command::Finality {
                 checkpoint,
                 observations,

@@ -564,6 +564,47 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
     };
     assert_eq!(vs[0], Verdict::SameData);
     assert!(matches!(vs[1], Verdict::Refused(_)));
+    // EIP-3076 export from every node (followers forward to the leader: linearizable).
+    for url in &cluster.urls {
+        let (s, doc) = api.get(url, "/v1/slashing/export", ALICE).await;
+        assert_eq!(s, StatusCode::OK, "{doc}");
+        assert_eq!(doc["metadata"]["genesis_validators_root"], GVR);
+        let atts = doc["data"][0]["signed_attestations"].as_array().unwrap();
+        assert!(
+            atts.iter()
+                .any(|a| a["target_epoch"] == "25" && a["source_epoch"] == "24"),
+            "export from {url} misses a committed record: {doc}"
+        );
+    }
+    // Import: another chain is refused; a new validator's history is merged and enforced.
+    let other = json!({"metadata": {"interchange_format_version": "5",
+        "genesis_validators_root": format!("0x{}", "22".repeat(32))}, "data": []});
+    let (s, v) = api
+        .post(&cluster.urls[2], "/v1/slashing/import", ALICE, other)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let pk8 = Pubkey([8; 48]);
+    let doc = json!({"metadata": {"interchange_format_version": "5", "genesis_validators_root": GVR},
+        "data": [{"pubkey": pk8, "signed_blocks": [{"slot": "100"}], "signed_attestations": []}]});
+    let (s, v) = api
+        .post(&cluster.urls[2], "/v1/slashing/import", ALICE, doc)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["blocks"], 1);
+    let block = RecordItem::Block {
+        pubkey: pk8,
+        slot: 100,
+        signing_root: Root([3; 32]),
+    };
+    let (s, v) = api
+        .records(&cluster.urls[2], AGENT_B, "agent-b", token_b, vec![block])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        matches!(verdicts(&v)[0], Verdict::Refused(_)),
+        "imported block must be enforced"
+    );
+
     let (s, audit) = api.get(&cluster.urls[0], "/v1/audit", ALICE).await;
     assert_eq!(s, StatusCode::OK);
     let actions: Vec<(String, String)> = audit
@@ -585,6 +626,10 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
         actions.contains(&("alice".into(), "handover.request".into())),
         "{actions:?}"
     );
+    assert!(
+        actions.contains(&("alice".into(), "slashing.import".into())),
+        "{actions:?}"
+    );
 }
 
 #[test]
@@ -603,6 +648,8 @@ fn openapi_document_describes_every_operator_and_agent_route() {
         "/v1/agent/register",
         "/v1/agent/heartbeat",
         "/v1/agent/records",
+        "/v1/slashing/import",
+        "/v1/slashing/export",
         "/metrics",
         "/health",
     ] {

@@ -82,6 +82,10 @@ fn opt_max(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     a.into_iter().chain(b).max()
 }
 
+fn opt_min(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    a.into_iter().chain(b).min()
+}
+
 impl Model {
     fn block(&mut self, slot: u64, r: Root) -> String {
         if let Some((_, prev)) = self.blocks.iter().find(|(s, _)| *s == slot) {
@@ -92,7 +96,7 @@ impl Model {
             }
             .into();
         }
-        let lb = opt_max(self.low_slot, self.blocks.iter().map(|b| b.0).min());
+        let lb = opt_min(self.low_slot, self.blocks.iter().map(|b| b.0).min());
         if lb.is_some_and(|lb| slot <= lb) {
             return "slot_below_watermark".into();
         }
@@ -118,11 +122,11 @@ impl Model {
         if self.atts.iter().any(|&(s, t, _)| s > source && t < target) {
             return "surrounding_vote".into();
         }
-        let ls = opt_max(self.low_source, self.atts.iter().map(|a| a.0).min());
+        let ls = opt_min(self.low_source, self.atts.iter().map(|a| a.0).min());
         if ls.is_some_and(|ls| source < ls) {
             return "source_below_watermark".into();
         }
-        let lt = opt_max(self.low_target, self.atts.iter().map(|a| a.1).min());
+        let lt = opt_min(self.low_target, self.atts.iter().map(|a| a.1).min());
         if lt.is_some_and(|lt| target <= lt) {
             return "target_below_watermark".into();
         }

@@ -58,11 +58,33 @@ enum Cmd {
     /// Handovers of signing authority.
     #[command(subcommand)]
     Handover(HandoverCmd),
+    /// EIP-3076 slashing-protection interchange.
+    #[command(subcommand)]
+    Slashing(SlashingCmd),
     /// The audit record of operator actions.
     Audit {
         /// Only entries at or after this log index.
         #[arg(long, default_value_t = 0)]
         since: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SlashingCmd {
+    /// Import an EIP-3076 interchange file (all-or-nothing; refused if it holds slashable
+    /// data or another genesis validators root).
+    Import {
+        /// Interchange JSON file.
+        file: std::path::PathBuf,
+    },
+    /// Export the committed history as an EIP-3076 interchange (format version 5).
+    Export {
+        /// Only these validators (0x pubkeys, comma-separated); all when absent.
+        #[arg(long, value_delimiter = ',')]
+        pubkeys: Vec<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -306,6 +328,43 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 println!("\nHANDOVERS");
                 print_handovers(&s.handovers);
+            }
+        }
+        Cmd::Slashing(SlashingCmd::Import { file }) => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Failure::Usage(format!("read {}: {e}", file.display())))?;
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Failure::Usage(format!("{} is not JSON: {e}", file.display())))?;
+            let summary: serde_json::Value =
+                c.call(reqwest::Method::POST, "/v1/slashing/import", Some(&doc))?;
+            if json {
+                print_json(&summary);
+            } else {
+                println!(
+                    "imported {}: {} validators, {} blocks, {} attestations",
+                    file.display(),
+                    summary["validators"],
+                    summary["blocks"],
+                    summary["attestations"]
+                );
+            }
+        }
+        Cmd::Slashing(SlashingCmd::Export { pubkeys, out }) => {
+            let path = if pubkeys.is_empty() {
+                "/v1/slashing/export".to_string()
+            } else {
+                format!("/v1/slashing/export?pubkeys={}", pubkeys.join(","))
+            };
+            let doc: serde_json::Value = c.call(reqwest::Method::GET, &path, none)?;
+            let text = serde_json::to_string_pretty(&doc).expect("serialize");
+            match out {
+                Some(f) => {
+                    std::fs::write(&f, text + "\n")
+                        .map_err(|e| Failure::Usage(format!("write {}: {e}", f.display())))?;
+                    let n = doc["data"].as_array().map_or(0, |d| d.len());
+                    eprintln!("exported {n} validators to {}", f.display());
+                }
+                None => println!("{text}"),
             }
         }
         Cmd::Audit { since } => {
