@@ -26,8 +26,9 @@ enum Expect {
     /// Built with the minimal preset (4-byte `sync_committee_bits`, 1-byte contribution
     /// `aggregation_bits`): matches with [`Minimal`], and mainnet rejects the bitvector length.
     MatchMinimal(&'static str),
-    /// Spells fields in camelCase, against the schema and Web3Signer's own deserializers:
-    /// verbatim it is rejected as an unknown camelCase field; with snake_case keys it matches.
+    /// Spells message fields in camelCase, against the schema and Web3Signer's own
+    /// deserializers: verbatim it is rejected as an unknown camelCase field; with snake_case
+    /// keys it matches. (camelCase `fork_info` fields alone are accepted as aliases.)
     MatchAfterSnakeCase,
     /// The example's `signingRoot` is stale: the spec container root, recomputed independently
     /// with remerkleable 0.1.28 (Python) from the same JSON, is this value, and ours agrees.
@@ -56,7 +57,8 @@ fn expectations() -> BTreeMap<&'static str, Expect> {
         ("BLOCK_V2 (PHASE 0)", Match),
         ("BLOCK (DEPRECATED)", MatchAfterSnakeCase),
         ("ATTESTATION", Match),
-        ("AGGREGATION_SLOT", MatchAfterSnakeCase),
+        // camelCase fork fields (`previousVersion`, `currentVersion`) are accepted as aliases.
+        ("AGGREGATION_SLOT", Match),
         (
             "AGGREGATE_AND_PROOF_V2 (FULU)",
             StaleRoot(ELECTRA_AGGREGATE_SPEC_ROOT),
@@ -725,10 +727,26 @@ fn unknown_type_is_rejected() {
 
 #[test]
 fn unknown_missing_and_duplicate_fields_are_rejected() {
+    // Both spellings of one field at once are a duplicate, not a second value.
     let mut req = attestation_body();
     req["forkInfo"] = req["fork_info"].clone();
     let msg = malformed(signing_task_from_json(&body(&req)));
-    assert!(msg.contains("unknown field `forkInfo`"), "{msg}");
+    assert!(msg.contains("duplicate field `fork_info`"), "{msg}");
+    // camelCase fork fields alone (as some clients and Web3Signer's examples send) are accepted
+    // and give the same signing root.
+    let snake = signing_task_from_json(&body(&attestation_body())).unwrap();
+    let mut camel = attestation_body();
+    let fi = camel.as_object_mut().unwrap().remove("fork_info").unwrap();
+    camel["forkInfo"] = json!({
+        "fork": {
+            "previousVersion": fi["fork"]["previous_version"],
+            "currentVersion": fi["fork"]["current_version"],
+            "epoch": fi["fork"]["epoch"],
+        },
+        "genesisValidatorsRoot": fi["genesis_validators_root"],
+    });
+    let task = signing_task_from_json(&body(&camel)).unwrap();
+    assert_eq!(task.signing_root, snake.signing_root);
 
     let mut req = attestation_body();
     req["attestation"]["source"]["slot"] = json!("1");

@@ -176,9 +176,12 @@ mod quoted_u64_list {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TreeHash)]
 #[serde(deny_unknown_fields)]
 pub struct Fork {
-    /// Fork version before `epoch`.
+    /// Fork version before `epoch`. `previousVersion` is accepted too: Web3Signer's own
+    /// examples and some clients spell the fork fields in camelCase.
+    #[serde(alias = "previousVersion")]
     pub previous_version: Version,
-    /// Fork version from `epoch` on.
+    /// Fork version from `epoch` on (`currentVersion` accepted too).
+    #[serde(alias = "currentVersion")]
     pub current_version: Version,
     /// Activation epoch of `current_version` (epochs).
     #[serde(with = "quoted_u64")]
@@ -203,7 +206,8 @@ impl Fork {
 pub struct ForkInfo {
     /// The fork at the time of signing.
     pub fork: Fork,
-    /// The chain's genesis validators root.
+    /// The chain's genesis validators root (`genesisValidatorsRoot` accepted too).
+    #[serde(alias = "genesisValidatorsRoot")]
     pub genesis_validators_root: Root,
 }
 

@@ -263,6 +263,7 @@ macro_rules! request_shape {
             _type: IgnoredAny,
             #[serde(rename = "signingRoot", default)]
             signing_root: Option<Root>,
+            #[serde(alias = "forkInfo")]
             fork_info: ForkInfo,
             $field: $ty,
             #[serde(skip)]
@@ -364,7 +365,7 @@ struct DepositShape {
     _type: IgnoredAny,
     #[serde(rename = "signingRoot", default)]
     signing_root: Option<Root>,
-    #[serde(default)]
+    #[serde(default, alias = "forkInfo")]
     fork_info: Option<ForkInfo>,
     deposit: DepositJson,
 }
