@@ -5,8 +5,17 @@
 //!   optimistic mode) driven by an injectable clock.
 //! - [`lab`]: the local multi-region lab (real processes), the duty simulator, the drill
 //!   summary with its independent checks, and the signing benchmark.
+//! - [`netem`]: unprivileged network faults: one TCP proxy per directed link, with partition,
+//!   one-way loss and seeded delay.
+//! - [`drill`]: chaos drills from scenario files (faults timed against drill phases, a seed
+//!   that replays the schedule) run on the real binaries by `failover-drill`.
+//! - [`checker`]: the independent history checker (safety invariants I1–I5 re-verified from
+//!   the recording with its own SSZ and BLS code) and its Markdown/JSON/SVG reports.
 
 #![deny(missing_docs)]
 
 pub mod beacon_sim;
+pub mod checker;
+pub mod drill;
 pub mod lab;
+pub mod netem;

@@ -47,6 +47,7 @@ fn signed(kind: DutyKind, slot: u64, source: u64, target: u64, root_byte: u8) ->
         sent_us: 1_000,
         received_us: 2_000,
         probe: None,
+        request: serde_json::Value::Null,
     }
 }
 
@@ -256,6 +257,7 @@ fn answered(duty: &chaos::lab::duties::Duty, agent: &str) -> DutyRecord {
         sent_us: 1,
         received_us: 2,
         probe: None,
+        request: serde_json::Value::Null,
     }
 }
 

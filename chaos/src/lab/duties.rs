@@ -300,6 +300,10 @@ pub struct DutyRecord {
     /// For a conflict probe (not a regular duty): what it tries, e.g. `double vote`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// The Web3Signer request body that was sent (with `fork_info` and the message), so the
+    /// record can be verified on its own; `null` in recordings made before it was kept.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub request: serde_json::Value,
 }
 
 /// A signer agent as the simulator sees it.
@@ -362,6 +366,7 @@ pub async fn send_duty(http: &reqwest::Client, agent: &AgentEndpoint, duty: &Dut
         sent_us,
         received_us,
         probe: None,
+        request: duty.body.clone(),
     }
 }
 

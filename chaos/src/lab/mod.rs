@@ -21,6 +21,15 @@
 //!   (it holds the marker file `.failover-lab`) and no lab is running in it;
 //! - secrets (operator, agent and cluster tokens, keystore passwords) are written only inside
 //!   the lab directory, mode 0600; coordinators only see token hashes.
+//!
+//! For drills ([`crate::drill`]) the lab can also route every link through
+//! [`crate::netem`] proxies ([`LabConfig::netem`]: node i's config names, for peer j, the
+//! proxy of link i→j; each agent's `coordinators` are its own proxies, tagged with its region),
+//! run one coordinator under libfaketime ([`LabConfig::faketime_node`]), restart a coordinator
+//! in place ([`Lab::restart_coordinator`]: same config, data directory and port), and start
+//! a duplicate signer agent with an existing agent's identity ([`Lab::start_extra_agent`]).
+//! Operators and the lab's own status polls always reach the coordinators directly. With
+//! `netem` off the lab is exactly the default lab.
 
 pub mod bench;
 pub mod ctl;
@@ -115,6 +124,21 @@ pub struct LabConfig {
     pub operators: Vec<String>,
     /// Agent record deadline (ms): past it an unanswered record is a 503.
     pub record_deadline_ms: u64,
+    /// Route every coordinator → coordinator link (each direction separately) and every
+    /// agent → coordinator link through an in-process [`crate::netem`] proxy, so drills can
+    /// partition regions, lose or delay traffic. Off: processes dial each other directly.
+    pub netem: bool,
+    /// Seed of the proxies' loss and delay decisions.
+    pub netem_seed: u64,
+    /// Run this coordinator (node id) under libfaketime, its wall clock offset by the
+    /// seconds written in `DIR/faketime-<id>` (see [`Lab::set_clock_offset`]). The monotonic
+    /// clock is left alone.
+    pub faketime_node: Option<u64>,
+    /// Raft heartbeat interval (ms); also the Raft RPC deadline, so it must exceed the
+    /// cross-region round trip (DESIGN.md: about 3 × RTT).
+    pub raft_heartbeat_ms: u64,
+    /// Raft election timeout range (ms), about 10 × the heartbeat.
+    pub raft_election_ms: (u64, u64),
 }
 
 impl LabConfig {
@@ -148,6 +172,11 @@ impl LabConfig {
             ],
             operators: vec!["alice".into(), "bob".into()],
             record_deadline_ms: 2_000,
+            netem: false,
+            netem_seed: 0,
+            faketime_node: None,
+            raft_heartbeat_ms: 100,
+            raft_election_ms: (1_000, 2_000),
         }
     }
 
@@ -320,6 +349,8 @@ pub struct Lab {
     pub manifest: Manifest,
     /// The operator CLI, pointed at every coordinator.
     pub ctl: Failoverctl,
+    /// The network proxies, when [`LabConfig::netem`] is on.
+    pub netem: Option<crate::netem::Netem>,
     procs: Vec<Proc>,
     http: reqwest::Client,
 }
@@ -393,6 +424,9 @@ impl Lab {
                 binaries: binaries.clone(),
             },
             ctl: Failoverctl::new(&binaries.failoverctl, vec![], &dir.join("failoverctl.log")),
+            netem: config
+                .netem
+                .then(|| crate::netem::Netem::new(config.netem_seed)),
             config,
             procs: vec![],
             http,
@@ -480,8 +514,33 @@ impl Lab {
             })
             .collect::<Result<_>>()?;
         let agent_tokens = self.agent_tokens(secrets)?;
+        let faketime_env = match self.config.faketime_node {
+            Some(id) => Some((id, faketime_env(&dir, id)?)),
+            None => None,
+        };
         let mut started = Vec::new();
         for peer in &peers {
+            // Node `peer` dials node j at its own `peers[j].url`: through the proxy of link
+            // peer→j when netem is on.
+            let mut own_peers = peers.clone();
+            if let Some(netem) = self.netem.as_mut() {
+                for p in own_peers.iter_mut().filter(|p| p.id != peer.id) {
+                    let target = p
+                        .url
+                        .trim_start_matches("http://")
+                        .parse()
+                        .context("a lab peer URL is http://127.0.0.1:PORT")?;
+                    p.url = netem
+                        .add_link(
+                            &format!("raft {}->{}", peer.id, p.id),
+                            crate::netem::LinkKind::Raft,
+                            &peer.region,
+                            &p.region,
+                            target,
+                        )
+                        .await?;
+                }
+            }
             let node_dir = dir.join(format!("coordinator-{}", peer.id));
             std::fs::create_dir_all(&node_dir)
                 .with_context(|| format!("create {}", node_dir.display()))?;
@@ -491,7 +550,7 @@ impl Lab {
                 data_dir: node_dir.join("db"),
                 cluster_token_file: cluster_token_file.clone(),
                 bootstrap: peer.id == 1,
-                peers: peers.clone(),
+                peers: own_peers,
                 operators: self
                     .manifest
                     .operators
@@ -529,9 +588,9 @@ impl Lab {
                     break_glass_approvals: 2,
                 },
                 raft: RaftCfg {
-                    heartbeat_ms: 100,
-                    election_min_ms: 1_000,
-                    election_max_ms: 2_000,
+                    heartbeat_ms: self.config.raft_heartbeat_ms,
+                    election_min_ms: self.config.raft_election_ms.0,
+                    election_max_ms: self.config.raft_election_ms.1,
                     ..RaftCfg::default()
                 },
                 max_batch: 4096,
@@ -550,10 +609,15 @@ impl Lab {
                 cfg_path.display().to_string(),
             ];
             let log = logs.join(format!("{name}.log"));
-            self.procs.push(Proc::spawn(
+            let env = match &faketime_env {
+                Some((id, env)) if *id == peer.id => env.clone(),
+                _ => vec![],
+            };
+            self.procs.push(Proc::spawn_with_env(
                 &name,
                 &self.manifest.binaries.coordinator,
                 &args,
+                &env,
                 &log,
             )?);
             started.push((
@@ -608,8 +672,10 @@ impl Lab {
             keys::copy_dir(&master.join("keystores"), &keystores)?;
             keys::copy_dir(&master.join("passwords"), &passwords)?;
             let cfg_path = agent_dir.join("signer-agent.toml");
+            let coordinators = self.agent_coordinator_urls(&spec.id, &spec.region).await?;
             let text = self.agent_config(
                 &spec,
+                coordinators,
                 &secrets.join(format!("{}.token", spec.id)),
                 &keystores,
                 &passwords,
@@ -668,6 +734,7 @@ impl Lab {
     fn agent_config(
         &self,
         spec: &AgentSpec,
+        coordinators: Vec<String>,
         token_file: &Path,
         keystores: &Path,
         passwords: &Path,
@@ -676,7 +743,7 @@ impl Lab {
             agent_id: spec.id.clone(),
             region: spec.region.clone(),
             listen: "127.0.0.1:0".parse().expect("a literal socket address"),
-            coordinators: self.coordinator_urls(),
+            coordinators,
             coordinator_token_file: token_file.to_path_buf(),
             genesis_validators_root: Some(self.manifest.genesis_validators_root),
             keystores_dir: keystores.to_path_buf(),
@@ -756,6 +823,153 @@ impl Lab {
         let text = res.text().await.context("read status")?;
         ensure!(status.is_success(), "{url}/v1/status: {status}: {text}");
         serde_json::from_str(&text).with_context(|| format!("parse status from {url}"))
+    }
+
+    /// The coordinator URLs an agent named `link_name` in `region` is configured with: the
+    /// coordinators' own URLs, or with netem one new proxy link per coordinator.
+    async fn agent_coordinator_urls(
+        &mut self,
+        link_name: &str,
+        region: &str,
+    ) -> Result<Vec<String>> {
+        let coordinators = self.manifest.coordinators.clone();
+        let Some(netem) = self.netem.as_mut() else {
+            return Ok(coordinators.iter().map(|c| c.url.clone()).collect());
+        };
+        let mut out = Vec::new();
+        for c in &coordinators {
+            let target = c
+                .url
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .parse()
+                .with_context(|| format!("coordinator URL {} is not http://IP:PORT", c.url))?;
+            out.push(
+                netem
+                    .add_link(
+                        &format!("{link_name}->{}", c.id),
+                        crate::netem::LinkKind::Agent,
+                        region,
+                        &c.region,
+                        target,
+                    )
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The running process named `name` (`coordinator-2`, `agent-eu`, `beacon-us`, or an
+    /// extra agent's name).
+    pub fn proc_mut(&mut self, name: &str) -> Option<&mut Proc> {
+        self.procs.iter_mut().find(|p| p.name == name)
+    }
+
+    /// Kills (SIGKILL) coordinator `id` and starts it again with the same config, data
+    /// directory and port; waits for its `READY` line and updates the manifest's pid.
+    ///
+    /// Errors: no such coordinator, or it does not come back within 30 s.
+    pub async fn restart_coordinator(&mut self, id: u64) -> Result<()> {
+        let name = format!("coordinator-{id}");
+        let p = self
+            .procs
+            .iter_mut()
+            .find(|p| p.name == name)
+            .with_context(|| format!("no process {name}"))?;
+        p.restart()?;
+        p.wait_ready(Duration::from_secs(30)).await?;
+        let pid = p.pid();
+        if let Some(c) = self.manifest.coordinators.iter_mut().find(|c| c.id == id) {
+            c.pid = pid;
+        }
+        Ok(())
+    }
+
+    /// Starts one more signer agent with the keys of the lab, under the identity (agent id and
+    /// coordinator token) of the lab agent `identity_of`, in `region`. `name` names the
+    /// process, its directory and its netem links. Returns its Web3Signer URL once healthy.
+    ///
+    /// This is the 3 AM mistake: a second signer with the same keys, as the standby or as a
+    /// copy of the active.
+    ///
+    /// Errors: unknown identity, or the agent does not start.
+    pub async fn start_extra_agent(
+        &mut self,
+        name: &str,
+        identity_of: &str,
+        region: &str,
+    ) -> Result<String> {
+        let spec = self
+            .config
+            .agents
+            .iter()
+            .find(|a| a.id == identity_of)
+            .cloned()
+            .with_context(|| format!("no lab agent {identity_of}"))?;
+        let dir = self.manifest.dir.clone();
+        let agent_dir = dir.join(name);
+        let master = dir.join("keys");
+        let keystores = agent_dir.join("keystores");
+        let passwords = agent_dir.join("passwords");
+        keys::copy_dir(&master.join("keystores"), &keystores)?;
+        keys::copy_dir(&master.join("passwords"), &passwords)?;
+        let coordinators = self.agent_coordinator_urls(name, region).await?;
+        let spec = AgentSpec {
+            region: region.to_string(),
+            ..spec
+        };
+        let text = self.agent_config(
+            &spec,
+            coordinators,
+            &dir.join("secrets").join(format!("{identity_of}.token")),
+            &keystores,
+            &passwords,
+        )?;
+        let cfg_path = agent_dir.join("signer-agent.toml");
+        std::fs::write(&cfg_path, text).with_context(|| format!("write {}", cfg_path.display()))?;
+        let args = vec![
+            "run".into(),
+            "--config".into(),
+            cfg_path.display().to_string(),
+        ];
+        let log = dir.join("logs").join(format!("{name}.log"));
+        let mut p = Proc::spawn(name, &self.manifest.binaries.signer_agent, &args, &log)?;
+        let url = p.wait_ready(Duration::from_secs(60)).await?;
+        self.procs.push(p);
+        let info = AgentInfo {
+            id: name.to_string(),
+            region: region.to_string(),
+            url: url.clone(),
+            pid: self.procs.last().map_or(0, |p| p.pid()),
+            role: spec.role,
+            config: cfg_path,
+            log,
+        };
+        self.wait_healthy(&info, Duration::from_secs(30)).await?;
+        Ok(url)
+    }
+
+    /// Stops (SIGTERM, then SIGKILL) and forgets the extra process `name`.
+    pub async fn stop_extra(&mut self, name: &str) {
+        if let Some(i) = self.procs.iter().position(|p| p.name == name) {
+            let mut p = self.procs.remove(i);
+            p.stop(Duration::from_secs(5)).await;
+        }
+    }
+
+    /// Sets the wall-clock offset (seconds, may be negative) of the coordinator that runs
+    /// under libfaketime ([`LabConfig::faketime_node`]); it applies within about a second.
+    ///
+    /// Errors: no coordinator runs under faketime, or the offset file cannot be written.
+    pub fn set_clock_offset(&self, node: u64, offset_s: i64) -> Result<()> {
+        ensure!(
+            self.config.faketime_node == Some(node),
+            "coordinator {node} does not run under faketime (lab faketime_node = {:?})",
+            self.config.faketime_node
+        );
+        let path = self.manifest.dir.join(format!("faketime-{node}"));
+        std::fs::write(&path, format!("{offset_s:+}\n"))
+            .with_context(|| format!("write {}", path.display()))
     }
 
     /// Base URLs of the coordinators, node 1 first.
@@ -888,6 +1102,40 @@ impl Lab {
             p.stop(Duration::from_secs(5)).await;
         }
     }
+}
+
+/// Where libfaketime's preload library may be (Debian and Ubuntu package `faketime`).
+const LIBFAKETIME: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+];
+
+/// The environment that runs a coordinator under libfaketime with its offset read (uncached)
+/// from `dir/faketime-<id>`, starting at `+0`. Only the wall clock is faked.
+///
+/// Errors: libfaketime is not installed (with the install hint), or the file cannot be written.
+fn faketime_env(dir: &Path, id: u64) -> Result<Vec<(String, String)>> {
+    let lib = LIBFAKETIME
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "libfaketime is not installed (looked for {}); install the Debian package \
+                 `faketime` (`sudo apt-get install faketime`, or run .ci/setup)",
+                LIBFAKETIME.join(", ")
+            )
+        })?;
+    let file = dir.join(format!("faketime-{id}"));
+    std::fs::write(&file, "+0\n").with_context(|| format!("write {}", file.display()))?;
+    Ok(vec![
+        ("LD_PRELOAD".into(), lib.display().to_string()),
+        ("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()),
+        ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ])
 }
 
 /// Makes `dir` an empty lab directory and returns its absolute path.

@@ -103,6 +103,10 @@ pub struct Proc {
     pub name: String,
     /// The log file (stdout and stderr, interleaved).
     pub log: PathBuf,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    starts: u32,
     child: Child,
     exited: Option<ExitStatus>,
 }
@@ -113,23 +117,56 @@ impl Proc {
     ///
     /// Errors: the log file cannot be created or the program cannot be started.
     pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self> {
-        let out = File::create(log).with_context(|| format!("create log {}", log.display()))?;
-        let err = out
-            .try_clone()
-            .with_context(|| format!("duplicate log handle {}", log.display()))?;
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .with_context(|| format!("start {name}: {} {}", program.display(), args.join(" ")))?;
+        Self::spawn_with_env(name, program, args, &[], log)
+    }
+
+    /// As [`Proc::spawn`], with extra environment variables.
+    ///
+    /// Errors: as [`Proc::spawn`].
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> Result<Self> {
+        let child = start_child(name, program, args, env, log)?;
         Ok(Self {
             name: name.to_string(),
             log: log.to_path_buf(),
+            program: program.to_path_buf(),
+            args: args.to_vec(),
+            env: env.to_vec(),
+            starts: 1,
             child,
             exited: None,
         })
+    }
+
+    /// Kills the process if it still runs (SIGKILL) and starts the same program with the same
+    /// arguments and environment again. The new run logs to `<log stem>.run<N>.log` next to
+    /// the first log (so [`Proc::wait_ready`] sees only the new run's `READY` line).
+    ///
+    /// Errors: the program cannot be started again.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.starts += 1;
+        let first = self.log.clone();
+        let stem = first
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.name.clone());
+        let stem = stem.split(".run").next().unwrap_or(&stem).to_string();
+        let log = first.with_file_name(format!("{stem}.run{}.log", self.starts));
+        self.child = start_child(&self.name, &self.program, &self.args, &self.env, &log)?;
+        self.log = log;
+        self.exited = None;
+        Ok(())
+    }
+
+    /// Sends `sig` to the process unless it has exited; returns whether it was delivered.
+    pub fn send(&mut self, sig: libc::c_int) -> bool {
+        self.try_exited().is_none() && signal(self.pid(), sig)
     }
 
     /// OS process id.
@@ -206,6 +243,27 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn start_child(
+    name: &str,
+    program: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<Child> {
+    let out = File::create(log).with_context(|| format!("create log {}", log.display()))?;
+    let err = out
+        .try_clone()
+        .with_context(|| format!("duplicate log handle {}", log.display()))?;
+    Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("start {name}: {} {}", program.display(), args.join(" ")))
 }
 
 /// Sends `sig` to process `pid`; returns false when no such process exists (or it is not ours).

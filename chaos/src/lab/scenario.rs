@@ -9,20 +9,29 @@
 //!    the new holder ([`super::probes`]);
 //! 5. duties continue for `epochs_after_handover` epochs; conflict probes against the holder's
 //!    own last messages go to it; duties stop;
-//! 6. the [`Summary`] judges the recorded history, probes included.
+//! 6. the [`Summary`] judges the recorded history, probes included;
+//! 7. the independent [`crate::checker`] judges it again from the files it leaves in the lab
+//!    directory (`duties.jsonl` with request bodies, `handovers.json`, `audit.json`,
+//!    `leaders.json`, `authority.json`, sampled every 500 ms from every coordinator), writes
+//!    `report.md`, `report.json` and `timeline.svg`, and its checks join the summary's.
 //!
 //! Invariants:
 //! - duties never pause for the handover: the drill shows what a validator client sees;
 //! - a failed step does not hide the evidence: it is recorded as a failed check, duties are
 //!   still stopped and judged, and the summary is still printed.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use coordinator::http::StatusView;
+use coordinator::state::{AuditEntry, Handover};
+
+use crate::checker::{self, AuthoritySample, History, LeaderSample};
 
 use super::duties::{send_duty, AgentEndpoint, DutyRecord, DutySim};
 use super::probes::{conflict_probes, Probe};
-use super::summary::{ProbeOutcome, Summary, SummaryInput};
+use super::summary::{Check, ProbeOutcome, Summary, SummaryInput};
 use super::{Lab, Role};
 
 /// Knobs of the drill.
@@ -63,6 +72,7 @@ pub async fn run(
     progress: &dyn Fn(&str),
 ) -> Result<Summary> {
     let started = Instant::now();
+    let sampler = StatusSampler::start(lab);
     let grant = lab.grant_initial().await?;
     let active = lab.active_agent().id.clone();
     progress(&format!(
@@ -209,17 +219,38 @@ pub async fn run(
             Err(e) => run_errors.push(format!("failoverctl handover show {id}: {e:#}")),
         }
     }
+    let mut all_handovers: Vec<Handover> = vec![];
     let final_holder = match lab.ctl.status(op).await {
-        Ok(s) => s.holder,
+        Ok(s) => {
+            all_handovers = s.handovers;
+            s.holder
+        }
         Err(e) => {
             run_errors.push(format!("failoverctl status: {e:#}"));
             None
         }
     };
+    let audit: Vec<AuditEntry> = match lab.ctl.run(op, &["audit"], Duration::from_secs(30)).await {
+        Ok(a) => a,
+        Err(e) => {
+            run_errors.push(format!("failoverctl audit: {e:#}"));
+            vec![]
+        }
+    };
+    let (leaders, authority) = sampler.stop().await;
+    let history = History {
+        slots_per_epoch: clock.slots_per_epoch,
+        duties: records.clone(),
+        handovers: all_handovers,
+        audit,
+        faults: vec![],
+        leaders,
+        authority,
+    };
     for gone in lab.exited() {
         run_errors.push(format!("process exited during the drill: {gone}"));
     }
-    Ok(Summary::build(SummaryInput {
+    let mut summary = Summary::build(SummaryInput {
         validators: lab.manifest.validators.len(),
         kdf: lab.manifest.keystore_kdf.clone(),
         agents: lab
@@ -239,7 +270,156 @@ pub async fn run(
         handover,
         final_holder,
         run_errors,
-    }))
+    });
+    summary
+        .checks
+        .extend(run_checker(&lab.manifest.dir, &history, progress));
+    Ok(summary)
+}
+
+/// Runs the independent checker over `history`, saves the authority history and the reports
+/// in `dir`, and returns its verdicts as summary checks (a failure to write is one too).
+fn run_checker(dir: &std::path::Path, history: &History, progress: &dyn Fn(&str)) -> Vec<Check> {
+    let report = checker::check(history);
+    for line in report.summary_lines() {
+        progress(&format!("checker: {line}"));
+    }
+    let mut checks: Vec<Check> = report
+        .checks
+        .iter()
+        .map(|c| Check {
+            name: format!(
+                "independent checker: {} ({}): {}",
+                c.name, c.invariant, c.description
+            ),
+            ok: c.passed(),
+            detail: if c.passed() {
+                format!("{} examined", c.examined)
+            } else {
+                format!(
+                    "{} violation(s), e.g. {}",
+                    c.violations.len(),
+                    c.violations
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            },
+        })
+        .collect();
+    let written = history
+        .save_authority_history(dir)
+        .and_then(|()| checker::write_reports(dir, history, &report));
+    match written {
+        Ok(()) => progress(&format!(
+            "checker reports: {}/{{{},{},{}}}",
+            dir.display(),
+            checker::report::FILE_MD,
+            checker::report::FILE_JSON,
+            checker::report::FILE_SVG
+        )),
+        Err(e) => checks.push(Check {
+            name: "the checker's reports were written".into(),
+            ok: false,
+            detail: format!("{e:#}"),
+        }),
+    }
+    checks
+}
+
+/// Polls `GET /v1/status` of every coordinator every 500 ms (as the first operator) and keeps
+/// who each one considers leader and holder, for the timeline.
+struct StatusSampler {
+    samples: Arc<Mutex<(Vec<LeaderSample>, Vec<AuthoritySample>)>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StatusSampler {
+    fn start(lab: &Lab) -> Self {
+        let samples = Arc::new(Mutex::new((vec![], vec![])));
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let nodes: Vec<(u64, String, String)> = lab
+            .manifest
+            .coordinators
+            .iter()
+            .map(|c| (c.id, c.region.clone(), c.url.clone()))
+            .collect();
+        let token = lab.operator(0).token.clone();
+        let out = samples.clone();
+        let task = tokio::spawn(async move {
+            let Ok(http) = reqwest::Client::builder()
+                .timeout(Duration::from_millis(800))
+                .build()
+            else {
+                return;
+            };
+            loop {
+                for (id, region, url) in &nodes {
+                    let at_us = super::duties::unix_micros();
+                    let got = async {
+                        http.get(format!("{}/v1/status", url.trim_end_matches('/')))
+                            .bearer_auth(&token)
+                            .send()
+                            .await?
+                            .error_for_status()?
+                            .json::<StatusView>()
+                            .await
+                    }
+                    .await;
+                    let mut o = out.lock().expect("sample lock");
+                    match got {
+                        Ok(s) => {
+                            o.0.push(LeaderSample {
+                                at_us,
+                                node_id: *id,
+                                region: region.clone(),
+                                leader_id: s.leader_id,
+                                term: s.term,
+                            });
+                            o.1.push(AuthoritySample {
+                                at_us,
+                                node_id: *id,
+                                holder: s.holder,
+                                token: s.token,
+                            });
+                        }
+                        Err(_) => o.0.push(LeaderSample {
+                            at_us,
+                            node_id: *id,
+                            region: region.clone(),
+                            leader_id: None,
+                            term: 0,
+                        }),
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+        Self {
+            samples,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(mut self) -> (Vec<LeaderSample>, Vec<AuthoritySample>) {
+        let _ = self.stop.send(true);
+        let _ = (&mut self.task).await;
+        std::mem::take(&mut *self.samples.lock().expect("sample lock"))
+    }
+}
+
+impl Drop for StatusSampler {
+    /// A drill that ends early (`?`) must not leave the poller running.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Sends each probe to `agent`, one after the other, and judges the answers.
