@@ -379,34 +379,50 @@ async fn get_handover(
         })
 }
 
-async fn operator_write(
+/// Proposes an operator command, counts it in `failover_operator_actions_total` (`ok`,
+/// `rejected`, `unavailable`), and maps the committed answer: `pick` returns the expected
+/// response's value, a deterministic `Rejected` becomes its HTTP error.
+async fn operator_command<T>(
     s: &AppState,
     action: &str,
     cmd: crate::state::Command,
-) -> ApiResult<Json<Handover>> {
-    let out = s.node.write(cmd).await;
-    let result = match &out {
-        Ok(WriteOutcome {
-            response: Response::Handover { .. },
-            ..
-        }) => "ok",
-        Ok(_) => "rejected",
-        Err(_) => "unavailable",
+    pick: fn(Response) -> Result<T, Response>,
+) -> ApiResult<T> {
+    let (result, answer) = match s.node.write(cmd).await {
+        Err(e) => ("unavailable", Err(ApiError::from(e))),
+        Ok(out) => match pick(out.response) {
+            Ok(v) => ("ok", Ok(v)),
+            Err(Response::Rejected { code, message }) => {
+                ("rejected", Err(rejected_to_error(&code, message)))
+            }
+            Err(other) => (
+                "rejected",
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("unexpected state machine answer {other:?}"),
+                )),
+            ),
+        },
     };
     s.node
         .metrics
         .operator_actions
         .with_label_values(&[action, result])
         .inc();
-    match out?.response {
+    answer
+}
+
+async fn operator_write(
+    s: &AppState,
+    action: &str,
+    cmd: crate::state::Command,
+) -> ApiResult<Json<Handover>> {
+    operator_command(s, action, cmd, |r| match r {
         Response::Handover { handover } => Ok(Json(*handover)),
-        Response::Rejected { code, message } => Err(rejected_to_error(&code, message)),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("unexpected state machine answer {other:?}"),
-        )),
-    }
+        other => Err(other),
+    })
+    .await
 }
 
 async fn request_handover(
@@ -687,29 +703,11 @@ async fn slashing_import(
         operator,
         at_ms: now_ms(),
     };
-    let out = s.node.write(cmd).await;
-    let result = match &out {
-        Ok(WriteOutcome {
-            response: Response::Imported { .. },
-            ..
-        }) => "ok",
-        Ok(_) => "rejected",
-        Err(_) => "unavailable",
-    };
-    s.node
-        .metrics
-        .operator_actions
-        .with_label_values(&["slashing_import", result])
-        .inc();
-    match out?.response {
+    operator_command(&s, "slashing_import", cmd, |r| match r {
         Response::Imported { summary } => Ok(Json(summary)),
-        Response::Rejected { code, message } => Err(rejected_to_error(&code, message)),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("unexpected state machine answer {other:?}"),
-        )),
-    }
+        other => Err(other),
+    })
+    .await
 }
 
 /// Header marking a request already forwarded once by a coordinator.

@@ -241,6 +241,15 @@ fn print_handovers(hs: &[Handover]) {
     }
 }
 
+/// Prints one handover as JSON or as a table with its timeline.
+fn show(json: bool, h: &Handover) {
+    if json {
+        print_json(h)
+    } else {
+        print_handover(h)
+    }
+}
+
 fn print_handover(h: &Handover) {
     print_handovers(std::slice::from_ref(h));
     for e in &h.timeline {
@@ -398,11 +407,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             HandoverCmd::Request { to, reason } => {
                 let body = HandoverRequestBody { to, reason };
                 let h: Handover = c.call(reqwest::Method::POST, "/v1/handovers", Some(&body))?;
-                if json {
-                    print_json(&h)
-                } else {
-                    print_handover(&h)
-                }
+                show(json, &h)
             }
             HandoverCmd::Approve { id, break_glass } => {
                 let body = ApproveBody { break_glass };
@@ -411,11 +416,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     &format!("/v1/handovers/{id}/approve"),
                     Some(&body),
                 )?;
-                if json {
-                    print_json(&h)
-                } else {
-                    print_handover(&h)
-                }
+                show(json, &h)
             }
             HandoverCmd::Abort { id, reason } => {
                 let body = AbortBody { reason };
@@ -424,11 +425,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     &format!("/v1/handovers/{id}/abort"),
                     Some(&body),
                 )?;
-                if json {
-                    print_json(&h)
-                } else {
-                    print_handover(&h)
-                }
+                show(json, &h)
             }
             HandoverCmd::List => {
                 let hs: Vec<Handover> = c.call(reqwest::Method::GET, "/v1/handovers", none)?;
@@ -441,11 +438,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             HandoverCmd::Show { id } => {
                 let h: Handover =
                     c.call(reqwest::Method::GET, &format!("/v1/handovers/{id}"), none)?;
-                if json {
-                    print_json(&h)
-                } else {
-                    print_handover(&h)
-                }
+                show(json, &h)
             }
             HandoverCmd::Wait {
                 id,
