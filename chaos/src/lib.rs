@@ -19,3 +19,14 @@ pub mod checker;
 pub mod drill;
 pub mod lab;
 pub mod netem;
+
+/// Logs of the chaos binaries: to stderr, filtered by `RUST_LOG` (default `warn`), so their
+/// standard output stays the human summary.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

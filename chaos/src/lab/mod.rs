@@ -295,6 +295,14 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// `(agent id, role)` of every agent, as the summary lists them.
+    pub fn agent_roles(&self) -> Vec<(String, String)> {
+        self.agents
+            .iter()
+            .map(|a| (a.id.clone(), a.role.as_str().to_string()))
+            .collect()
+    }
+
     /// Reads `dir/lab.json`.
     ///
     /// Errors: missing or unreadable file.

@@ -253,12 +253,7 @@ pub async fn run(
     let mut summary = Summary::build(SummaryInput {
         validators: lab.manifest.validators.len(),
         kdf: lab.manifest.keystore_kdf.clone(),
-        agents: lab
-            .manifest
-            .agents
-            .iter()
-            .map(|a| (a.id.clone(), a.role.as_str().to_string()))
-            .collect(),
+        agents: lab.manifest.agent_roles(),
         records,
         probes: probes
             .into_iter()
