@@ -12,6 +12,7 @@ use chaos::lab::duties::{
     DutyRecord,
 };
 use chaos::lab::keys::Validator;
+use chaos::lab::CommandWindow;
 use coordinator::state::{Approval, AuditEntry, Handover, HandoverState, TimelineEvent};
 use failover_common::beacon::CheckpointObs;
 use failover_common::eth::{Fork, ForkInfo};
@@ -170,6 +171,7 @@ fn clean_history() -> History {
         faults: vec![],
         leaders: vec![],
         authority: vec![],
+        commands: vec![],
     }
 }
 
@@ -393,6 +395,75 @@ fn a_signature_by_the_old_holder_between_fence_and_completion_fails() {
     assert_only_failure(
         &checker::check(&h),
         "signed_under_authority",
-        "the last grant before it went to agent-eu (token 2, fenced at 11500 ms)",
+        "the last grant before it went to agent-eu (token 2, fenced by 11500999 µs; coordinator clock)",
     );
+}
+
+fn window(operator: &str, args: &[&str], start_us: u64, end_us: u64, id: u64) -> CommandWindow {
+    CommandWindow {
+        operator: operator.into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        start_us,
+        end_us,
+        exit_code: Some(0),
+        handover: Some(id),
+        state: Some(if args[1] == "approve" { "completed" } else { "fenced" }.into()),
+    }
+}
+
+/// The clean history with every coordinator timestamp one hour ahead (a leader under
+/// faketime), plus the `failoverctl` windows the drill machine recorded on its own clock.
+fn jumped_clock_history() -> History {
+    let mut h = clean_history();
+    for ho in &mut h.handovers {
+        for e in &mut ho.timeline {
+            e.at_ms += 3_600_000;
+        }
+    }
+    h.commands = vec![
+        window("alice", &["handover", "request", "--to", A], 400_000, 450_000, 1),
+        window("bob", &["handover", "approve", "1"], 900_000, 950_000, 1),
+        window("alice", &["handover", "request", "--to", B], 11_400_000, 11_600_000, 10),
+        window("bob", &["handover", "approve", "10"], 12_700_000, 12_900_000, 10),
+    ];
+    h
+}
+
+#[test]
+fn a_jumped_coordinator_clock_is_ignored_when_command_windows_are_recorded() {
+    let h = jumped_clock_history();
+    let report = checker::check(&h);
+    assert!(report.passed(), "{:#?}", report.summary_lines());
+    assert!(report.authority.iter().all(|iv| iv.clock == "commands"));
+    assert_eq!(report.authority[0].until_us, Some(11_600_000));
+    assert_eq!(report.authority[1].from_us, 12_700_000);
+    // Downtime is measured from the request command: B's first signature is slot 11's.
+    assert_eq!(
+        report.liveness.handovers[1].downtime_ms,
+        Some((slot_us(11) + 1_000 - 11_400_000) / 1_000)
+    );
+
+    // Without the windows the jumped timeline places B's grant an hour late.
+    let mut without = h.clone();
+    without.commands.clear();
+    let report = checker::check(&without);
+    assert_only_failure(&report, "signed_under_authority", "agent-us");
+}
+
+#[test]
+fn with_command_windows_a_signature_before_the_approval_command_fails() {
+    let mut h = jumped_clock_history();
+    let r = h
+        .duties
+        .iter_mut()
+        .find(|r| r.agent == B && r.slot == 10 && r.kind == chaos::lab::duties::DutyKind::Block)
+        .expect("B's slot 10 proposal");
+    *r = DutyRecord {
+        status: 200,
+        reason: String::new(),
+        signature: Some(sign(r.validator, &r.signing_root)),
+        ..r.clone()
+    };
+    let report = checker::check(&h);
+    assert_only_failure(&report, "signed_under_authority", "agent-us");
 }

@@ -17,11 +17,17 @@
 //! - `signed_under_authority` (I1/I2): every 200 signature of a slashable type by agent X
 //!   overlaps (in time, `[sent_us, received_us]`) an interval in which X held authority: from
 //!   the `completed` event of a handover granting X to the `fenced` event of the next
-//!   handover; granted tokens strictly increase. Handover times (`at_ms`) are the Raft
-//!   proposer's wall clock and request times the recorder's: both must be on one clock (one
-//!   machine, no wall-clock offset on the proposing coordinator), or intervals shift by the
-//!   offset. The recorded interval `[sent_us, received_us]` must only overlap the authority
-//!   interval: a request sent just before a fence may be answered after it.
+//!   handover (order by log index); granted tokens strictly increase. The recorded interval
+//!   `[sent_us, received_us]` must only overlap the authority interval: a request sent just
+//!   before a fence may be answered after it.
+//!
+//! Clocks: duty times are the recorder's clock. The handover timeline's `at_ms` is the Raft
+//! proposer's wall clock, which a drill may have moved (faketime). So each interval bound is
+//! placed on the recorder's clock from the `failoverctl` command windows when they were
+//! recorded ([`History::commands`]): a handover cannot complete before its first `approve`
+//! command started, and its fence is committed before its `request` command returned. Only
+//! a bound without such a window falls back to `at_ms`, and the interval says so
+//! ([`AuthorityInterval::clock`]).
 //! - `handover_order` (I5): each handover is `fenced ≤ finality_confirmed ≤ approved ≤
 //!   completed` in log index, its finality evidence covers `required_epoch` (unless break
 //!   glass), every approval is by an operator other than the requester, and (when an audit
@@ -41,6 +47,7 @@ use coordinator::state::{AuditEntry, Handover, HandoverState};
 use serde::{Deserialize, Serialize};
 
 use crate::lab::duties::{DutyKind, DutyRecord};
+use crate::lab::CommandWindow;
 pub use report::write_reports;
 use verify::Message;
 
@@ -101,6 +108,10 @@ pub struct History {
     pub leaders: Vec<LeaderSample>,
     /// Authority samples; may be empty.
     pub authority: Vec<AuthoritySample>,
+    /// Every `failoverctl` invocation of the drill, on the recorder's clock; may be empty
+    /// (then authority intervals use the coordinator's `at_ms`).
+    #[serde(default)]
+    pub commands: Vec<CommandWindow>,
 }
 
 /// Duty records, one JSON object per line.
@@ -115,6 +126,8 @@ pub const FILE_FAULTS: &str = "faults.json";
 pub const FILE_LEADERS: &str = "leaders.json";
 /// Authority samples, a JSON array.
 pub const FILE_AUTHORITY: &str = "authority.json";
+/// `failoverctl` command windows, a JSON array.
+pub const FILE_COMMANDS: &str = "commands.json";
 
 fn read_optional<T: serde::de::DeserializeOwned + Default>(dir: &Path, name: &str) -> Result<T> {
     let path = dir.join(name);
@@ -158,6 +171,7 @@ impl History {
             faults: read_optional(dir, FILE_FAULTS)?,
             leaders: read_optional(dir, FILE_LEADERS)?,
             authority: read_optional(dir, FILE_AUTHORITY)?,
+            commands: read_optional(dir, FILE_COMMANDS)?,
         })
     }
 
@@ -169,7 +183,8 @@ impl History {
         write_json(dir, FILE_AUDIT, &self.audit)?;
         write_json(dir, FILE_FAULTS, &self.faults)?;
         write_json(dir, FILE_LEADERS, &self.leaders)?;
-        write_json(dir, FILE_AUTHORITY, &self.authority)
+        write_json(dir, FILE_AUTHORITY, &self.authority)?;
+        write_json(dir, FILE_COMMANDS, &self.commands)
     }
 }
 
@@ -333,12 +348,24 @@ pub struct AuthorityInterval {
     pub token: Option<u64>,
     /// The granting handover.
     pub handover: u64,
-    /// Start: the grant's `completed` event (Unix ms).
+    /// The grant's `completed` event as the proposing coordinator stamped it (Unix ms).
     pub from_ms: u64,
     /// Log index of the grant.
     pub from_index: u64,
-    /// End: the next handover's `fenced` event (Unix ms); `None` while it still holds.
+    /// The next handover's `fenced` event as its proposer stamped it (Unix ms); `None` while
+    /// it still holds.
     pub until_ms: Option<u64>,
+    /// Earliest moment the grant can have happened on the recorder's clock (Unix µs): the
+    /// start of the first `failoverctl handover approve` of the granting handover, else
+    /// `from_ms`.
+    pub from_us: u64,
+    /// Latest moment the next fence can have happened on the recorder's clock (Unix µs): the
+    /// end of the `failoverctl handover request` that created the fencing handover, else the
+    /// end of `until_ms`; `None` while it still holds.
+    pub until_us: Option<u64>,
+    /// Where the bounds come from: `commands` (both from command windows), `coordinator`
+    /// (both from `at_ms`) or `mixed`.
+    pub clock: String,
 }
 
 fn event<'a>(h: &'a Handover, name: &str) -> Option<&'a coordinator::state::TimelineEvent> {
@@ -356,7 +383,7 @@ struct Signed<'a> {
 /// Runs every check and computes liveness.
 pub fn check(h: &History) -> CheckReport {
     let (sig_check, signed) = check_signatures(h);
-    let authority = authority_intervals(&h.handovers);
+    let authority = authority_intervals(&h.handovers, &h.commands);
     let checks = vec![
         sig_check,
         check_slashable(&signed),
@@ -530,29 +557,67 @@ fn check_slashable(signed: &[Signed<'_>]) -> CheckResult {
     }
 }
 
+/// The `failoverctl handover request` window that created handover `id`.
+fn request_window(commands: &[CommandWindow], id: u64) -> Option<&CommandWindow> {
+    commands
+        .iter()
+        .find(|c| c.is_handover("request") && c.handover == Some(id))
+}
+
+/// The start of the first `failoverctl handover approve ID` (Unix µs).
+fn first_approve_us(commands: &[CommandWindow], id: u64) -> Option<u64> {
+    let id = id.to_string();
+    commands
+        .iter()
+        .filter(|c| c.is_handover("approve") && c.args.get(2) == Some(&id))
+        .map(|c| c.start_us)
+        .min()
+}
+
 /// Rebuilds the authority intervals: each completed handover grants its target from its
-/// `completed` event until the `fenced` event of the next handover (by log index).
-pub fn authority_intervals(handovers: &[Handover]) -> Vec<AuthorityInterval> {
+/// `completed` event until the `fenced` event of the next handover (by log index). Bounds are
+/// put on the recorder's clock with `commands` where possible (module docs, "Clocks").
+pub fn authority_intervals(
+    handovers: &[Handover],
+    commands: &[CommandWindow],
+) -> Vec<AuthorityInterval> {
     let mut grants: Vec<(&Handover, u64, u64)> = handovers
         .iter()
         .filter(|h| h.state == HandoverState::Completed)
         .filter_map(|h| event(h, "completed").map(|e| (h, e.log_index, e.at_ms)))
         .collect();
     grants.sort_by_key(|g| g.1);
-    let mut fences: Vec<(u64, u64)> = handovers
+    // (log index, at_ms, handover id) of every fence.
+    let mut fences: Vec<(u64, u64, u64)> = handovers
         .iter()
-        .filter_map(|h| event(h, "fenced").map(|e| (e.log_index, e.at_ms)))
+        .filter_map(|h| event(h, "fenced").map(|e| (e.log_index, e.at_ms, h.id)))
         .collect();
     fences.sort();
     grants
         .iter()
-        .map(|(h, index, at_ms)| AuthorityInterval {
-            agent: h.to.clone(),
-            token: h.granted_token,
-            handover: h.id,
-            from_ms: *at_ms,
-            from_index: *index,
-            until_ms: fences.iter().find(|f| f.0 > *index).map(|f| f.1),
+        .map(|(h, index, at_ms)| {
+            let fence = fences.iter().find(|f| f.0 > *index);
+            let from_cmd = first_approve_us(commands, h.id);
+            let until_cmd = fence.and_then(|f| request_window(commands, f.2).map(|w| w.end_us));
+            let from_us = from_cmd.unwrap_or(at_ms * 1000);
+            let until_us = fence.map(|f| until_cmd.unwrap_or(f.1 * 1000 + 999));
+            let until_from_cmd = fence.map(|_| until_cmd.is_some());
+            let clock = match (from_cmd.is_some(), until_from_cmd) {
+                (true, None | Some(true)) => "commands",
+                (false, None | Some(false)) => "coordinator",
+                _ => "mixed",
+            };
+            AuthorityInterval {
+                agent: h.to.clone(),
+                token: h.granted_token,
+                handover: h.id,
+                from_ms: *at_ms,
+                from_index: *index,
+                until_ms: fence.map(|f| f.1),
+                from_us,
+                until_us,
+                clock: clock.into(),
+            }
         })
         .collect()
 }
@@ -570,22 +635,22 @@ fn check_authority(signed: &[Signed<'_>], intervals: &[AuthorityInterval]) -> Ch
     for s in signed {
         let r = s.rec;
         let held = intervals.iter().any(|iv| {
-            // Coordinator times are ms: widen the end to the whole millisecond.
-            let start = iv.from_ms * 1000;
-            let end = iv.until_ms.map_or(u64::MAX, |u| u * 1000 + 999);
-            iv.agent == r.agent && start <= r.received_us && r.sent_us <= end
+            iv.agent == r.agent
+                && iv.from_us <= r.received_us
+                && r.sent_us <= iv.until_us.unwrap_or(u64::MAX)
         });
         if !held {
             let holder = intervals
                 .iter()
-                .rfind(|iv| iv.from_ms * 1000 <= r.received_us)
+                .rfind(|iv| iv.from_us <= r.received_us)
                 .map_or("nobody".to_string(), |iv| {
                     format!(
-                        "{} (token {}, {})",
+                        "{} (token {}, {}; {} clock)",
                         iv.agent,
                         iv.token.map_or("none".into(), |t| t.to_string()),
-                        iv.until_ms
-                            .map_or("not fenced".into(), |u| format!("fenced at {u} ms"))
+                        iv.until_us
+                            .map_or("not fenced".into(), |u| format!("fenced by {u} µs")),
+                        iv.clock
                     )
                 });
             violations.push(format!(
@@ -710,6 +775,32 @@ fn check_handover_order(h: &History) -> CheckResult {
     }
 }
 
+/// When a handover was requested and when it ended (completed or aborted), on the recorder's
+/// clock (Unix µs): from the `failoverctl` windows when recorded (request start; end of the
+/// last command that printed the final state), else from the timeline's `at_ms`. The end is
+/// `u64::MAX` while it is open.
+pub(crate) fn handover_span_us(h: &History, ho: &Handover) -> (Option<u64>, u64) {
+    let start = request_window(&h.commands, ho.id)
+        .map(|w| w.start_us)
+        .or_else(|| event(ho, "requested").map(|e| e.at_ms * 1000));
+    let done = |state: &str| {
+        h.commands
+            .iter()
+            .filter(|c| c.handover == Some(ho.id) && c.state.as_deref() == Some(state))
+            .map(|c| c.end_us)
+            .min()
+    };
+    let end = done("completed")
+        .or_else(|| done("aborted"))
+        .or_else(|| {
+            event(ho, "completed")
+                .or_else(|| event(ho, "aborted"))
+                .map(|e| e.at_ms * 1000 + 999)
+        })
+        .unwrap_or(u64::MAX);
+    (start, end)
+}
+
 fn liveness(h: &History) -> Liveness {
     let honest: Vec<&DutyRecord> = h.duties.iter().filter(|r| r.probe.is_none()).collect();
     let mut duties: BTreeMap<(DutyKind, u64, u64), bool> = BTreeMap::new();
@@ -757,10 +848,7 @@ fn liveness(h: &History) -> Liveness {
             }
         }
         for ho in &h.handovers {
-            let start = event(ho, "requested").map(|e| e.at_ms * 1000);
-            let end = event(ho, "completed")
-                .or_else(|| event(ho, "aborted"))
-                .map_or(u64::MAX, |e| e.at_ms * 1000 + 999);
+            let (start, end) = handover_span_us(h, ho);
             if let Some(start) = start {
                 if start <= w.end_us && w.start_us <= end {
                     w.causes.push(format!("handover {} → {}", ho.id, ho.to));
@@ -776,12 +864,12 @@ fn liveness(h: &History) -> Liveness {
         .iter()
         .filter_map(|ho| {
             let req = event(ho, "requested")?;
+            let (start, _) = handover_span_us(h, ho);
+            let start = start?;
             let first = h
                 .duties
                 .iter()
-                .filter(|r| {
-                    r.status == 200 && r.agent == ho.to && r.received_us >= req.at_ms * 1000
-                })
+                .filter(|r| r.status == 200 && r.agent == ho.to && r.received_us >= start)
                 .map(|r| r.received_us)
                 .min();
             Some(HandoverDowntime {
@@ -790,7 +878,7 @@ fn liveness(h: &History) -> Liveness {
                 to: ho.to.clone(),
                 requested_ms: req.at_ms,
                 completed_ms: event(ho, "completed").map(|e| e.at_ms),
-                downtime_ms: first.map(|f| (f - req.at_ms * 1000) / 1000),
+                downtime_ms: first.map(|f| (f - start) / 1000),
             })
         })
         .collect();

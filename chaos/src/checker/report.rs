@@ -85,15 +85,21 @@ fn markdown(h: &History, r: &CheckReport) -> String {
         }
     }
     let _ = writeln!(s, "\n## Authority\n");
-    let _ = writeln!(s, "| holder | token | handover | from (ms) | until (ms) |");
-    let _ = writeln!(s, "|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| holder | token | handover | from (µs, recorder) | until (µs, recorder) | bounds from | from (ms, coordinator) | until (ms, coordinator) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for a in &r.authority {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             a.agent,
             a.token.map_or("-".into(), |t| t.to_string()),
             a.handover,
+            a.from_us,
+            a.until_us.map_or("still holds".into(), |u| u.to_string()),
+            a.clock,
             a.from_ms,
             a.until_ms.map_or("still holds".into(), |u| u.to_string())
         );
@@ -291,8 +297,8 @@ fn draw_timeline(path: &Path, h: &History, r: &CheckReport) -> DrawResult<()> {
     };
     let y = y_of(authority_row);
     for iv in &r.authority {
-        let start = sec(iv.from_ms * 1000).max(0.0);
-        let end = iv.until_ms.map_or(span, |u| sec(u * 1000));
+        let start = sec(iv.from_us).max(0.0);
+        let end = iv.until_us.map_or(span, sec);
         chart.draw_series(std::iter::once(Rectangle::new(
             [(start, y + 0.2), (end.max(start), y + 0.8)],
             agent_color(&iv.agent).mix(0.6).filled(),
@@ -308,8 +314,8 @@ fn draw_timeline(path: &Path, h: &History, r: &CheckReport) -> DrawResult<()> {
         )))?;
     }
     for ho in &h.handovers {
-        if let Some(e) = ho.timeline.iter().find(|e| e.event == "requested") {
-            let x = sec(e.at_ms * 1000);
+        if let (Some(requested_us), _) = super::handover_span_us(h, ho) {
+            let x = sec(requested_us);
             chart.draw_series(std::iter::once(PathElement::new(
                 vec![(x, 0.0), (x, n)],
                 BLACK.mix(0.4),

@@ -430,6 +430,7 @@ pub async fn run(
         faults: windows.clone(),
         leaders,
         authority,
+        commands: lab.ctl.windows(),
     };
     write_jsonl(&dir.join(checker::FILE_DUTIES), &records)?;
     history.save_authority_history(&dir)?;

@@ -6,9 +6,13 @@
 //!   the command line (where `ps` would show it);
 //! - every invocation, its exit code and its output are appended to the transcript file, so a
 //!   run can be replayed by hand;
-//! - a non-zero exit is an error carrying failoverctl's own message.
+//! - a non-zero exit is an error carrying failoverctl's own message;
+//! - every invocation is also kept as a [`CommandWindow`] on the drill machine's clock (start
+//!   and end in Unix µs), so the independent checker can bound when a handover was fenced and
+//!   completed without trusting any coordinator's wall clock.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -26,12 +30,41 @@ pub struct Operator {
     pub token: String,
 }
 
+/// One `failoverctl` invocation as the drill machine saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandWindow {
+    /// The operator who ran it (`alice`, `bob`).
+    pub operator: String,
+    /// The arguments after `--output json`, e.g. `["handover", "approve", "3"]`.
+    pub args: Vec<String>,
+    /// When the process was started (Unix µs, drill machine clock).
+    pub start_us: u64,
+    /// When it exited or was given up on (Unix µs, drill machine clock).
+    pub end_us: u64,
+    /// Exit code; `None` when it was killed by a signal or timed out.
+    pub exit_code: Option<i32>,
+    /// For `handover …` commands: the `id` of the handover in the JSON output, when it printed
+    /// one (a request that failed prints none).
+    pub handover: Option<u64>,
+    /// For `handover …` commands: the `state` in the JSON output, when it printed one.
+    pub state: Option<String>,
+}
+
+impl CommandWindow {
+    /// True when this is `failoverctl handover VERB …`.
+    pub fn is_handover(&self, verb: &str) -> bool {
+        self.args.first().map(String::as_str) == Some("handover")
+            && self.args.get(1).map(String::as_str) == Some(verb)
+    }
+}
+
 /// Runs `failoverctl` against the lab's coordinators.
 #[derive(Debug, Clone)]
 pub struct Failoverctl {
     bin: PathBuf,
     coordinators: Vec<String>,
     transcript: PathBuf,
+    windows: Arc<Mutex<Vec<CommandWindow>>>,
 }
 
 impl Failoverctl {
@@ -42,7 +75,13 @@ impl Failoverctl {
             bin: bin.to_path_buf(),
             coordinators,
             transcript: transcript.to_path_buf(),
+            windows: Arc::default(),
         }
+    }
+
+    /// Every invocation so far, in start order (shared by clones of this value).
+    pub fn windows(&self) -> Vec<CommandWindow> {
+        self.windows.lock().expect("windows lock").clone()
     }
 
     /// Runs `failoverctl --output json ARGS…` as `op` and parses its JSON output as `T`.
@@ -70,12 +109,41 @@ impl Failoverctl {
             self.coordinators.join(","),
             args.join(" ")
         );
-        let out = tokio::time::timeout(timeout, cmd.output())
-            .await
-            .with_context(|| format!("`{shown}` did not finish within {timeout:?}"))?
-            .with_context(|| format!("start `{shown}`"))?;
+        let start_us = crate::lab::duties::unix_micros();
+        let result = tokio::time::timeout(timeout, cmd.output()).await;
+        let mut window = CommandWindow {
+            operator: op.name.clone(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            start_us,
+            end_us: crate::lab::duties::unix_micros(),
+            exit_code: None,
+            handover: None,
+            state: None,
+        };
+        let out = match result {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                self.record(window);
+                return Err(e).with_context(|| format!("start `{shown}`"));
+            }
+            Err(_) => {
+                self.record(window);
+                bail!("`{shown}` did not finish within {timeout:?}");
+            }
+        };
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
+        window.exit_code = out.status.code();
+        if window.args.first().map(String::as_str) == Some("handover") {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&stdout) {
+                window.handover = v.get("id").and_then(serde_json::Value::as_u64);
+                window.state = v
+                    .get("state")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string);
+            }
+        }
+        self.record(window);
         self.append_transcript(&shown, out.status.code(), &stdout, &stderr);
         if !out.status.success() {
             bail!(
@@ -86,6 +154,10 @@ impl Failoverctl {
         }
         serde_json::from_str(&stdout)
             .with_context(|| format!("parse the JSON output of `{shown}`: {stdout}"))
+    }
+
+    fn record(&self, window: CommandWindow) {
+        self.windows.lock().expect("windows lock").push(window);
     }
 
     fn append_transcript(&self, shown: &str, code: Option<i32>, stdout: &str, stderr: &str) {

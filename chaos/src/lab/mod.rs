@@ -53,7 +53,7 @@ use failover_common::types::Root;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use ctl::{Failoverctl, Operator};
+pub use ctl::{CommandWindow, Failoverctl, Operator};
 pub use duties::{DutySim, SlotClock};
 pub use keys::{KdfChoice, Validator};
 pub use procs::{Binaries, Proc};

@@ -246,6 +246,7 @@ pub async fn run(
         faults: vec![],
         leaders,
         authority,
+        commands: lab.ctl.windows(),
     };
     for gone in lab.exited() {
         run_errors.push(format!("process exited during the drill: {gone}"));
