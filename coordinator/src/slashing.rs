@@ -15,14 +15,23 @@
 //!   attestation that surrounds, or is surrounded by, any recorded one is refused. A source
 //!   below the source lower bound, or a target at or below the target lower bound, is refused.
 //! - **Lower bounds.** History below the oldest record is unknown, so nothing older may be
-//!   signed (as Lighthouse does). The low watermark stands for the pruned records as one
-//!   virtual record, so the lower bound is the oldest of the stored records and the watermark.
+//!   signed (as Lighthouse does). Once pruning has set a low watermark, the watermark is the
+//!   lower bound, a hard floor: imported records older than it never lower it.
 //! - **Pruning.** [`ValidatorHistory::prune_below`] drops records older than finality and
 //!   sets the watermarks to the largest value dropped, so every refusal the dropped records
 //!   would have caused is still caused by a watermark (I3 across pruning): a surround of a
 //!   dropped attestation needs a source below the source watermark, a double vote or a
-//!   surrounded vote needs a target at or below the target watermark. Dropped records lie below
-//!   every kept one (an accepted set has no surround pair), so the watermark is the oldest.
+//!   surrounded vote needs a target at or below the target watermark. This holds whatever the
+//!   kept records are, even when imported history holds slashable pairs.
+//! - **Imported history** (EIP-3076, "complete" strategy): every imported record is kept, and
+//!   imported data only ever adds refusals. Slashable data in a file is merged, not refused:
+//!   two blocks at one slot keep the slot with an unknown root (nothing more is signed
+//!   there), two attestations for one target keep the target with an unknown root and the
+//!   smallest and largest source ([`AttestationRecord::max_source_epoch`]), and a surround
+//!   pair or `source > target` record is stored as it is, so it refuses everything it is
+//!   slashable with. An unknown root is never filled in later. Records at or below a low
+//!   watermark on every axis add nothing (the watermark already refuses what they would) and
+//!   are dropped, so the watermark stays exact in an export.
 //! - **Export.** Because the watermark acts as a record, an EIP-3076 export writes it as one
 //!   (without a signing root) and a fresh cluster importing the file refuses exactly what this
 //!   one refuses.
@@ -37,13 +46,27 @@ use failover_common::api::{Refusal, Verdict};
 use failover_common::types::Root;
 use serde::{Deserialize, Serialize};
 
-/// A recorded attestation for one target epoch.
+/// The recorded attestation(s) for one target epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttestationRecord {
-    /// `data.source.epoch` (epochs).
+    /// `data.source.epoch` (epochs); the smallest one when imported history holds several
+    /// attestations for this target.
     pub source_epoch: u64,
-    /// Signing root; `None` when imported without one (then it never matches).
+    /// Signing root; `None` when imported without one, or when imported history holds
+    /// different attestations for this target (then it never matches).
     pub signing_root: Option<Root>,
+    /// The largest source epoch (epochs) when imported history holds attestations with
+    /// different sources for this target (a double vote in the file); `None` otherwise.
+    /// Surround checks use `source_epoch` for "surrounded by" and this for "surrounding".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_source_epoch: Option<u64>,
+}
+
+impl AttestationRecord {
+    /// The largest source epoch recorded for this target (epochs).
+    pub fn max_source(&self) -> u64 {
+        self.max_source_epoch.unwrap_or(self.source_epoch)
+    }
 }
 
 /// Everything recorded for one validator above its low watermarks.
@@ -67,14 +90,6 @@ fn same_message(known: &Option<Root>, new: &Root) -> bool {
     known.as_ref() == Some(new)
 }
 
-fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
-    }
-}
-
 fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.max(y)),
@@ -84,23 +99,21 @@ fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 impl ValidatorHistory {
-    /// Block lower bound (slots): the oldest of the watermark and the recorded slots.
+    /// Block lower bound (slots): the watermark once set, else the oldest recorded slot.
     pub fn block_lower_bound(&self) -> Option<u64> {
-        min_opt(self.low_slot, self.blocks.keys().next().copied())
+        self.low_slot.or_else(|| self.blocks.keys().next().copied())
     }
 
-    /// Source lower bound (epochs): the oldest of the watermark and the recorded sources.
+    /// Source lower bound (epochs): the watermark once set, else the oldest recorded source.
     pub fn source_lower_bound(&self) -> Option<u64> {
-        let min_source = self.attestations.values().map(|a| a.source_epoch).min();
-        min_opt(self.low_source_epoch, min_source)
+        self.low_source_epoch
+            .or_else(|| self.attestations.values().map(|a| a.source_epoch).min())
     }
 
-    /// Target lower bound (epochs): the oldest of the watermark and the recorded targets.
+    /// Target lower bound (epochs): the watermark once set, else the oldest recorded target.
     pub fn target_lower_bound(&self) -> Option<u64> {
-        min_opt(
-            self.low_target_epoch,
-            self.attestations.keys().next().copied(),
-        )
+        self.low_target_epoch
+            .or_else(|| self.attestations.keys().next().copied())
     }
 
     /// Decides whether a block proposal at `slot` (slots) with `signing_root` may be signed.
@@ -198,9 +211,9 @@ impl ValidatorHistory {
             }
         }
         for (&prev_target, prev) in self.attestations.range(..target_epoch) {
-            if prev.source_epoch > source_epoch {
+            if prev.max_source() > source_epoch {
                 return Err(Refusal::SurroundingVote {
-                    prev_source_epoch: prev.source_epoch,
+                    prev_source_epoch: prev.max_source(),
                     prev_target_epoch: prev_target,
                 });
             }
@@ -239,6 +252,7 @@ impl ValidatorHistory {
                     AttestationRecord {
                         source_epoch,
                         signing_root: Some(signing_root),
+                        max_source_epoch: None,
                     },
                 );
                 Verdict::Valid
@@ -265,7 +279,11 @@ impl ValidatorHistory {
         if let Some(&max_target) = dropped_atts.keys().next_back() {
             self.low_target_epoch = max_opt(self.low_target_epoch, Some(max_target));
         }
-        if let Some(max_source) = dropped_atts.values().map(|a| a.source_epoch).max() {
+        if let Some(max_source) = dropped_atts
+            .values()
+            .map(AttestationRecord::max_source)
+            .max()
+        {
             self.low_source_epoch = max_opt(self.low_source_epoch, Some(max_source));
         }
         !dropped_blocks.is_empty() || !dropped_atts.is_empty()
@@ -322,12 +340,12 @@ mod tests {
     #[test]
     fn imported_record_without_signing_root_never_counts_as_same_message() {
         let mut h = ValidatorHistory::default();
-        h.import_block(10, None).unwrap();
+        assert_eq!(h.import_block(10, None), Merge::Added);
         assert!(matches!(
             refused(h.check_and_insert_block(10, Root::ZERO)),
             Refusal::DoubleBlockProposal { .. }
         ));
-        h.import_attestation(1, 2, None).unwrap();
+        assert_eq!(h.import_attestation(1, 2, None), Merge::Added);
         assert!(matches!(
             refused(h.check_and_insert_attestation(1, 2, Root::ZERO)),
             Refusal::DoubleVote { .. }
@@ -335,19 +353,65 @@ mod tests {
     }
 
     #[test]
-    fn import_refuses_conflicting_roots_but_fills_missing_ones() {
+    fn import_merges_slashable_data_into_refusals_and_never_fills_an_unknown_root() {
         let mut h = ValidatorHistory::default();
-        h.import_block(10, None).unwrap();
-        h.import_block(10, Some(root(1))).unwrap();
-        assert_eq!(h.blocks[&10], Some(root(1)));
-        assert!(h.import_block(10, Some(root(2))).is_err());
-        h.import_attestation(3, 4, Some(root(1))).unwrap();
-        assert!(
-            h.import_attestation(2, 5, None).is_err(),
-            "surrounding import refused"
-        );
+        assert_eq!(h.import_block(10, None), Merge::Added);
+        assert_eq!(h.import_block(10, Some(root(1))), Merge::Known);
+        assert_eq!(h.blocks[&10], None, "an unknown root stays unknown");
+        assert_eq!(h.import_block(11, Some(root(1))), Merge::Added);
+        assert_eq!(h.import_block(11, Some(root(2))), Merge::Slashable);
+        assert!(matches!(
+            refused(h.check_and_insert_block(11, root(1))),
+            Refusal::DoubleBlockProposal { .. }
+        ));
+
+        assert_eq!(h.import_attestation(3, 4, Some(root(1))), Merge::Added);
+        assert_eq!(h.import_attestation(2, 5, None), Merge::Slashable);
         // lower bounds do not apply to imported history
-        h.import_attestation(0, 1, None).unwrap();
+        assert_eq!(h.import_attestation(0, 1, None), Merge::Added);
+        // a double vote with another source keeps both sources
+        assert_eq!(h.import_attestation(6, 8, Some(root(1))), Merge::Added);
+        assert_eq!(h.import_attestation(7, 8, Some(root(2))), Merge::Slashable);
+        assert_eq!(
+            h.attestations[&8],
+            AttestationRecord {
+                source_epoch: 6,
+                signing_root: None,
+                max_source_epoch: Some(7)
+            }
+        );
+        // 5 → 9 surrounds the 7 → 8 vote (only the larger source shows it) …
+        assert!(matches!(
+            refused(h.check_and_insert_attestation(5, 9, root(3))),
+            Refusal::SurroundingVote {
+                prev_source_epoch: 7,
+                ..
+            }
+        ));
+        // … and 7 → 9 is surrounded by nothing and surrounds nothing.
+        assert_eq!(
+            h.check_and_insert_attestation(7, 9, root(3)),
+            Verdict::Valid
+        );
+    }
+
+    #[test]
+    fn the_watermark_is_a_floor_that_older_imported_records_do_not_lower() {
+        let mut h = ValidatorHistory::default();
+        h.check_and_insert_block(20, root(1));
+        h.check_and_insert_attestation(4, 5, root(1));
+        h.prune_below(21, 6);
+        assert_eq!(h.import_block(3, None), Merge::BelowWatermark);
+        assert_eq!(h.import_attestation(1, 2, None), Merge::BelowWatermark);
+        // older on one axis only: kept, but the floor stays
+        assert_eq!(h.import_attestation(5, 5, None), Merge::Added);
+        assert_eq!(h.block_lower_bound(), Some(20));
+        assert_eq!(h.source_lower_bound(), Some(4));
+        assert_eq!(h.target_lower_bound(), Some(5));
+        assert!(matches!(
+            refused(h.check_and_insert_block(15, root(2))),
+            Refusal::SlotBelowWatermark { watermark: 20, .. }
+        ));
     }
 
     #[test]
@@ -477,122 +541,98 @@ mod tests {
     }
 }
 
-/// Why an imported record cannot be merged into a validator's history.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ImportConflict {
-    /// Two different blocks at one slot.
-    #[error("slot {slot}: conflicting block signing roots {existing} and {imported}")]
-    DoubleBlock {
-        /// The slot.
-        slot: u64,
-        /// Root already known.
-        existing: Root,
-        /// Root imported.
-        imported: Root,
-    },
-    /// An attestation with `source > target`.
-    #[error("attestation source {source_epoch} exceeds target {target_epoch}")]
-    SourceExceedsTarget {
-        /// Source epoch.
-        source_epoch: u64,
-        /// Target epoch.
-        target_epoch: u64,
-    },
-    /// Two different attestations for one target, or a surround pair.
-    #[error(
-        "attestation {source_epoch}->{target_epoch} is slashable with the history: {refusal:?}"
-    )]
-    Slashable {
-        /// Source epoch.
-        source_epoch: u64,
-        /// Target epoch.
-        target_epoch: u64,
-        /// The rule it breaks.
-        refusal: Refusal,
-    },
+/// What merging one imported record did to a validator's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// A new record was stored.
+    Added,
+    /// The record was already known (same message), or has no root where one is known:
+    /// nothing changed.
+    Known,
+    /// The record is slashable with the history or the file (double proposal, double vote,
+    /// surround, `source > target`): it was stored so that it refuses what it conflicts with.
+    Slashable,
+    /// At or below the low watermarks: the watermarks already refuse everything it would.
+    BelowWatermark,
 }
 
 impl ValidatorHistory {
     /// Merges one imported block (EIP-3076 `signed_blocks` item; `signing_root` optional).
+    /// Never fails and never removes a refusal (module docs, "Imported history").
     ///
-    /// A record identical to a known one, or one without a root at a known slot, adds
-    /// nothing. Lower bounds do not apply: imported history may be older than what is known.
-    ///
-    /// Errors: [`ImportConflict::DoubleBlock`] for two different known roots at one slot.
-    pub fn import_block(
-        &mut self,
-        slot: u64,
-        signing_root: Option<Root>,
-    ) -> Result<(), ImportConflict> {
+    /// Returns [`Merge::Slashable`] when the slot already holds another block (the slot keeps
+    /// an unknown root), [`Merge::Known`] for the same block or a rootless record at a known
+    /// slot, [`Merge::BelowWatermark`] for `slot ≤ low_slot`.
+    pub fn import_block(&mut self, slot: u64, signing_root: Option<Root>) -> Merge {
+        if self.low_slot.is_some_and(|low| slot <= low) {
+            return Merge::BelowWatermark;
+        }
         match (self.blocks.get(&slot).copied(), signing_root) {
             (None, r) => {
                 self.blocks.insert(slot, r);
-                Ok(())
+                Merge::Added
             }
-            (Some(_), None) => Ok(()),
-            (Some(None), Some(r)) => {
-                self.blocks.insert(slot, Some(r));
-                Ok(())
+            (Some(None), _) | (Some(Some(_)), None) => Merge::Known,
+            (Some(Some(existing)), Some(r)) if existing == r => Merge::Known,
+            (Some(Some(_)), Some(_)) => {
+                self.blocks.insert(slot, None);
+                Merge::Slashable
             }
-            (Some(Some(existing)), Some(r)) if existing == r => Ok(()),
-            (Some(Some(existing)), Some(imported)) => Err(ImportConflict::DoubleBlock {
-                slot,
-                existing,
-                imported,
-            }),
         }
     }
 
-    /// Merges one imported attestation (EIP-3076 `signed_attestations` item).
+    /// Merges one imported attestation (EIP-3076 `signed_attestations` item). Never fails and
+    /// never removes a refusal (module docs, "Imported history").
     ///
-    /// A record with the same source and target as a known one and the same or no root adds
-    /// nothing (a missing root fills in from the import). Lower bounds do not apply.
-    ///
-    /// Errors: [`ImportConflict`] when it is a double vote or surround with the history, or
-    /// has `source > target`.
+    /// Returns [`Merge::Known`] for the same message (or a rootless copy of a known one),
+    /// [`Merge::Slashable`] when it is a double vote, a surround or `source > target` with the
+    /// history (it is stored all the same), [`Merge::BelowWatermark`] when `source ≤
+    /// low_source_epoch` and `target ≤ low_target_epoch`, else [`Merge::Added`].
     pub fn import_attestation(
         &mut self,
         source_epoch: u64,
         target_epoch: u64,
         signing_root: Option<Root>,
-    ) -> Result<(), ImportConflict> {
-        if let Some(prev) = self.attestations.get(&target_epoch).copied() {
-            if prev.source_epoch == source_epoch {
-                match (prev.signing_root, signing_root) {
-                    (_, None) => return Ok(()),
-                    (None, Some(r)) => {
-                        self.attestations
-                            .get_mut(&target_epoch)
-                            .expect("present")
-                            .signing_root = Some(r);
-                        return Ok(());
-                    }
-                    (Some(a), Some(b)) if a == b => return Ok(()),
-                    _ => {}
-                }
-            }
+    ) -> Merge {
+        let below = |low: Option<u64>, v: u64| low.is_some_and(|low| v <= low);
+        if below(self.low_source_epoch, source_epoch) && below(self.low_target_epoch, target_epoch)
+        {
+            return Merge::BelowWatermark;
         }
-        match self.check_attestation_conflicts(source_epoch, target_epoch, signing_root.as_ref()) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => {
-                self.attestations.insert(
-                    target_epoch,
-                    AttestationRecord {
-                        source_epoch,
-                        signing_root,
-                    },
-                );
-                Ok(())
+        if let Some(prev) = self.attestations.get_mut(&target_epoch) {
+            let same_source = prev.source_epoch == source_epoch && prev.max_source_epoch.is_none();
+            let same_or_unknown = signing_root.is_none()
+                || prev.signing_root.is_none()
+                || prev.signing_root == signing_root;
+            if same_source && same_or_unknown {
+                return Merge::Known;
             }
-            Err(Refusal::SourceExceedsTarget { .. }) => Err(ImportConflict::SourceExceedsTarget {
+            // A double vote in the imported history: nothing more is signed for this target,
+            // and both sources keep refusing surrounds.
+            let lo = prev.source_epoch.min(source_epoch);
+            let hi = prev.max_source().max(source_epoch);
+            *prev = AttestationRecord {
+                source_epoch: lo,
+                signing_root: None,
+                max_source_epoch: (hi != lo).then_some(hi),
+            };
+            return Merge::Slashable;
+        }
+        let slashable = self
+            .check_attestation_conflicts(source_epoch, target_epoch, signing_root.as_ref())
+            .is_err();
+        self.attestations.insert(
+            target_epoch,
+            AttestationRecord {
                 source_epoch,
-                target_epoch,
-            }),
-            Err(refusal) => Err(ImportConflict::Slashable {
-                source_epoch,
-                target_epoch,
-                refusal,
-            }),
+                signing_root,
+                max_source_epoch: None,
+            },
+        );
+        if slashable {
+            Merge::Slashable
+        } else {
+            Merge::Added
         }
     }
 }

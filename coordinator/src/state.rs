@@ -411,15 +411,21 @@ impl StateData {
                 let (outcome, response) = match result {
                     Ok((summary, touched)) => {
                         dirty.validators.extend(touched);
-                        ("accepted".to_string(), Response::Imported { summary })
-                    }
-                    Err(e) => {
-                        let code = match e {
-                            crate::interchange::InterchangeError::Slashable { .. } => "conflict",
-                            _ => "bad_request",
+                        let outcome = if summary.slashable == 0 {
+                            "accepted".to_string()
+                        } else {
+                            format!(
+                                "accepted with {} slashable record(s) for {} validator(s), kept as refusals",
+                                summary.slashable,
+                                summary.slashable_validators.len()
+                            )
                         };
-                        (format!("refused: {e}"), rejected(code, e.to_string()))
+                        (outcome, Response::Imported { summary })
                     }
+                    Err(e) => (
+                        format!("refused: {e}"),
+                        rejected("bad_request", e.to_string()),
+                    ),
                 };
                 self.audit(
                     dirty,

@@ -344,18 +344,32 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::Usage(format!("read {}: {e}", file.display())))?;
             let doc: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| Failure::Usage(format!("{} is not JSON: {e}", file.display())))?;
-            let summary: serde_json::Value =
+            let summary: coordinator::interchange::ImportSummary =
                 c.call(reqwest::Method::POST, "/v1/slashing/import", Some(&doc))?;
             if json {
                 print_json(&summary);
             } else {
                 println!(
-                    "imported {}: {} validators, {} blocks, {} attestations",
+                    "imported {}: {} validators, {} blocks, {} attestations ({} new, {} already known, {} below the low watermarks)",
                     file.display(),
-                    summary["validators"],
-                    summary["blocks"],
-                    summary["attestations"]
+                    summary.validators,
+                    summary.blocks,
+                    summary.attestations,
+                    summary.added,
+                    summary.known,
+                    summary.below_watermark
                 );
+                if summary.slashable > 0 {
+                    eprintln!(
+                        "WARNING: {} record(s) in the file are slashable with each other or with the existing history. \
+                         They were kept as refusals, so nothing slashable with them will be signed, but these \
+                         validators may already be slashable from their past signatures:",
+                        summary.slashable
+                    );
+                    for pk in &summary.slashable_validators {
+                        eprintln!("  {pk}");
+                    }
+                }
             }
         }
         Cmd::Slashing(SlashingCmd::Export { pubkeys, out }) => {
