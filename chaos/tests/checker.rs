@@ -407,7 +407,14 @@ fn window(operator: &str, args: &[&str], start_us: u64, end_us: u64, id: u64) ->
         end_us,
         exit_code: Some(0),
         handover: Some(id),
-        state: Some(if args[1] == "approve" { "completed" } else { "fenced" }.into()),
+        state: Some(
+            if args[1] == "approve" {
+                "completed"
+            } else {
+                "fenced"
+            }
+            .into(),
+        ),
     }
 }
 
@@ -421,10 +428,28 @@ fn jumped_clock_history() -> History {
         }
     }
     h.commands = vec![
-        window("alice", &["handover", "request", "--to", A], 400_000, 450_000, 1),
+        window(
+            "alice",
+            &["handover", "request", "--to", A],
+            400_000,
+            450_000,
+            1,
+        ),
         window("bob", &["handover", "approve", "1"], 900_000, 950_000, 1),
-        window("alice", &["handover", "request", "--to", B], 11_400_000, 11_600_000, 10),
-        window("bob", &["handover", "approve", "10"], 12_700_000, 12_900_000, 10),
+        window(
+            "alice",
+            &["handover", "request", "--to", B],
+            11_400_000,
+            11_600_000,
+            10,
+        ),
+        window(
+            "bob",
+            &["handover", "approve", "10"],
+            12_700_000,
+            12_900_000,
+            10,
+        ),
     ];
     h
 }

@@ -17,6 +17,7 @@ use ssz_types::{BitList, BitVector, FixedVector, VariableList};
 use tree_hash::{Hash256, PackedEncoding, TreeHash, TreeHashType};
 use tree_hash_derive::TreeHash;
 
+use super::chain::ChainSpec;
 use crate::types::{decode_fixed, encode_hex, quoted_u64, Pubkey, Root, Signature, Version};
 
 /// A consensus `Bytes32` that is not a tree root (graffiti, withdrawal credentials, block hash).
@@ -90,6 +91,11 @@ pub trait Preset: Copy + Clone + Debug + Default + PartialEq + Eq + Send + Sync 
     fn epoch_at_slot(slot: u64) -> u64 {
         slot / Self::SLOTS_PER_EPOCH
     }
+
+    /// The network config that goes with this preset in the consensus specs
+    /// (`configs/<preset>.yaml`): [`ChainSpec::mainnet`] for [`Mainnet`], [`ChainSpec::minimal`]
+    /// for [`Minimal`]. Its `slots_per_epoch` is the preset's `SLOTS_PER_EPOCH`.
+    fn reference_chain() -> ChainSpec;
 }
 
 /// The mainnet preset: what every public network (mainnet, Holesky, Hoodi, Sepolia) uses.
@@ -103,6 +109,10 @@ impl Preset for Mainnet {
     type SyncSubcommitteeSize = typenum::U128;
     type MaxCommitteesPerSlot = typenum::U64;
     type MaxValidatorsPerSlot = typenum::U131072;
+
+    fn reference_chain() -> ChainSpec {
+        ChainSpec::mainnet()
+    }
 }
 
 /// The minimal preset used by spec tests and some local devnets (and by Web3Signer's own
@@ -117,6 +127,10 @@ impl Preset for Minimal {
     type SyncSubcommitteeSize = typenum::U8;
     type MaxCommitteesPerSlot = typenum::U4;
     type MaxValidatorsPerSlot = typenum::U8192;
+
+    fn reference_chain() -> ChainSpec {
+        ChainSpec::minimal()
+    }
 }
 
 /// List limits that are the same in the mainnet and minimal presets (phase0 preset).

@@ -19,22 +19,45 @@
 //! - every slashable type ([`SLASHABLE_TYPES`]) yields a [`SlashableMessage`]; every other
 //!   supported type yields `slashable: None`;
 //! - the fork version of a domain is `fork.previous_version` for a message epoch before
-//!   `fork.epoch` and `fork.current_version` otherwise, except for `DEPOSIT`, whose domain uses
-//!   the request's `genesis_fork_version` and a zero genesis validators root.
+//!   `fork.epoch` and `fork.current_version` otherwise (phase0 `get_domain`), with three
+//!   exceptions whose fork version is pinned by the network rather than by `fork_info`:
+//!   - `DEPOSIT`: the request's `genesis_fork_version` and a zero genesis validators root
+//!     (phase0 `process_deposit`);
+//!   - `VOLUNTARY_EXIT` of an epoch at or after the network's `DENEB_FORK_EPOCH`: the
+//!     network's `CAPELLA_FORK_VERSION` and `fork_info.genesis_validators_root` (EIP-7044,
+//!     [`ChainSpec::voluntary_exit_domain`]);
+//!   - `VALIDATOR_REGISTRATION`: `DOMAIN_APPLICATION_BUILDER` with the network's
+//!     `GENESIS_FORK_VERSION` and a zero genesis validators root (builder-specs,
+//!     [`ChainSpec::builder_domain`]).
+//! - the network constants come from a [`ChainSpec`] the caller passes
+//!   ([`signing_task_from_json_for_chain`]); [`signing_task_from_json`] uses mainnet's.
 //!
 //! Departures from Web3Signer:
-//! - `VOLUNTARY_EXIT` and `VALIDATOR_REGISTRATION` are [`SignRequestError::UnsupportedType`]:
-//!   their domains need the network's Capella (EIP-7044) or genesis fork version, which the
-//!   request does not carry.
-//! - Web3Signer's OpenAPI examples for `BLOCK` and `AGGREGATION_SLOT` spell some fields in
-//!   camelCase (`previousVersion`, `proposerIndex`), against its own schema and its Java
-//!   deserializers; those spellings are rejected here, as real clients send snake_case.
+//! - Web3Signer takes the network constants from its own `--network` setting; here the caller
+//!   supplies a [`ChainSpec`] (the signer agent's `network` setting). The two agree when both
+//!   name the same network.
+//! - `AGGREGATE_AND_PROOF_V2` picks the attestation container (phase0 or Electra) from the
+//!   request's `aggregate_and_proof.version`. Web3Signer ignores that field and takes the
+//!   schema of its network's fork at `aggregate.data.slot` (`AggregateAndProof
+//!   .asInternalAggregateAndProof(spec.atSlot(slot))`), silently dropping `committee_bits`
+//!   before Electra. For a client on the configured network the two coincide; a request whose
+//!   version and shape disagree is an error here rather than a root of another shape.
+//! - Web3Signer's OpenAPI example for `BLOCK` spells message fields in camelCase
+//!   (`proposerIndex`, `parentRoot`), against its own schema and its Java deserializers; those
+//!   spellings are rejected here, as real clients send snake_case. Only the camelCase
+//!   `fork_info` fields (`previousVersion`, `currentVersion`, `genesisValidatorsRoot`, and
+//!   `forkInfo` itself) are accepted, as aliases.
+//! - Its `AGGREGATE_AND_PROOF_V2` examples for `ELECTRA` and `FULU` state a `signingRoot` that
+//!   no container shape reproduces; this crate computes the consensus-spec root instead (see
+//!   the `signing_root` tests for the evidence).
 
 mod bls;
+mod chain;
 mod containers;
 mod request;
 
 pub use bls::{pubkey_of, public_key, secret_key, sign, signature, verify, BlsError, BLS_DST};
+pub use chain::{ChainSpec, Network, UnknownNetwork, FAR_FUTURE_EPOCH};
 pub use containers::*;
 pub use request::{
     attestation_request_json, block_v2_header_request_json, signing_task_from_json,

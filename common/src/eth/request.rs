@@ -10,6 +10,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
 use tree_hash::TreeHash;
 
+use super::chain::ChainSpec;
 use super::containers::*;
 use super::*;
 use crate::types::{quoted_u64, Pubkey, Root, Version};
@@ -31,21 +32,10 @@ pub const WEB3SIGNER_TYPES: &[&str] = &[
     "VALIDATOR_REGISTRATION",
 ];
 
-/// The Web3Signer types this build computes signing roots for; the others in
-/// [`WEB3SIGNER_TYPES`] give [`SignRequestError::UnsupportedType`].
-pub const SUPPORTED_TYPES: &[&str] = &[
-    "AGGREGATION_SLOT",
-    "AGGREGATE_AND_PROOF",
-    "AGGREGATE_AND_PROOF_V2",
-    "ATTESTATION",
-    "BLOCK",
-    "BLOCK_V2",
-    "DEPOSIT",
-    "RANDAO_REVEAL",
-    "SYNC_COMMITTEE_MESSAGE",
-    "SYNC_COMMITTEE_SELECTION_PROOF",
-    "SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF",
-];
+/// The Web3Signer types this build computes signing roots for: all of [`WEB3SIGNER_TYPES`].
+/// `VOLUNTARY_EXIT` and `VALIDATOR_REGISTRATION` need the network constants of a
+/// [`ChainSpec`], which [`signing_task_from_json_for_chain`] takes.
+pub const SUPPORTED_TYPES: &[&str] = WEB3SIGNER_TYPES;
 
 /// The types whose signatures can get a validator slashed; each yields a [`SlashableMessage`].
 pub const SLASHABLE_TYPES: &[&str] = &["ATTESTATION", "BLOCK", "BLOCK_V2"];
@@ -90,7 +80,8 @@ pub struct SigningTask {
     pub genesis_validators_root: Option<Root>,
     /// Epoch of the message, when defined (epochs): `slot // SLOTS_PER_EPOCH` for blocks,
     /// selection proofs, aggregates and sync-committee messages, `target.epoch` for
-    /// attestations, the epoch itself for RANDAO reveals; `None` for deposits.
+    /// attestations, the epoch itself for RANDAO reveals and voluntary exits; `None` for
+    /// deposits and validator registrations, which belong to no epoch.
     pub epoch: Option<u64>,
 }
 
@@ -102,7 +93,9 @@ pub enum SignRequestError {
     /// length; the message names the JSON path of the field (e.g. `attestation.source.epoch`).
     #[error("malformed sign request: {0}")]
     Malformed(String),
-    /// A valid Web3Signer type (holds the type) that this build does not sign yet.
+    /// A valid Web3Signer type (holds the type) that this build does not sign yet. Every type
+    /// in [`WEB3SIGNER_TYPES`] is supported now ([`SUPPORTED_TYPES`]); the variant stays for
+    /// types Web3Signer adds before this crate does.
     #[error("type {0} is not supported yet")]
     UnsupportedType(String),
     /// Not a Web3Signer type at all (holds the type as sent).
@@ -119,46 +112,52 @@ pub enum SignRequestError {
 }
 
 /// Parses a Web3Signer `POST /api/v1/eth2/sign/{identifier}` JSON body and computes its signing
-/// root, with the mainnet preset (every public network).
+/// root, for Ethereum mainnet: the mainnet preset and [`ChainSpec::mainnet`].
 ///
 /// Errors: see [`SignRequestError`]; a `signingRoot` that is present and differs from the
 /// computed one is [`SignRequestError::SigningRootMismatch`].
 pub fn signing_task_from_json(body: &[u8]) -> Result<SigningTask, SignRequestError> {
-    signing_task_from_json_with_preset::<Mainnet>(body)
+    parse_task::<Mainnet>(body, &ChainSpec::mainnet())
 }
 
-/// [`signing_task_from_json`] for a chain whose `SLOTS_PER_EPOCH` (slots) differs from its
-/// preset's (a devnet with short epochs, or Gnosis with 16): the epoch of a slot-based message,
-/// which picks the fork version of its domain, is `slot / slots_per_epoch` (consensus specs
-/// `compute_epoch_at_slot`). Container sizes still come from the preset `P`.
+/// [`signing_task_from_json`] for the network `chain` (a testnet, or a devnet with its own fork
+/// versions and `SLOTS_PER_EPOCH`), with container sizes from the preset `P`.
 ///
-/// Errors: as [`signing_task_from_json`]; `slots_per_epoch == 0` is `Malformed`.
+/// `chain` supplies what the request does not carry:
+/// - `slots_per_epoch` (slots): the epoch of a slot-based message, which picks the fork version
+///   of its domain, is `slot / slots_per_epoch` (consensus specs `compute_epoch_at_slot`);
+/// - `capella_fork_version` and `deneb_fork_epoch` for `VOLUNTARY_EXIT`
+///   ([`ChainSpec::voluntary_exit_domain`], EIP-7044);
+/// - `genesis_fork_version` for `VALIDATOR_REGISTRATION` ([`ChainSpec::builder_domain`]).
+///
+/// Errors: as [`signing_task_from_json`]; `chain.slots_per_epoch == 0` is `Malformed`.
 pub fn signing_task_from_json_for_chain<P: Preset>(
     body: &[u8],
-    slots_per_epoch: u64,
+    chain: &ChainSpec,
 ) -> Result<SigningTask, SignRequestError> {
-    if slots_per_epoch == 0 {
+    if chain.slots_per_epoch == 0 {
         return Err(SignRequestError::Malformed(
             "slots_per_epoch must be at least 1".into(),
         ));
     }
-    parse_task::<P>(body, slots_per_epoch)
+    parse_task::<P>(body, chain)
 }
 
-/// [`signing_task_from_json`] for a chosen preset (e.g. [`Minimal`] for spec-test devnets). The
-/// preset sets `SLOTS_PER_EPOCH` and the sync-committee and Electra attestation sizes.
+/// [`signing_task_from_json`] for a chosen preset (e.g. [`Minimal`] for spec-test devnets) and
+/// that preset's reference network ([`Preset::reference_chain`]: mainnet for [`Mainnet`], the
+/// consensus-specs minimal config for [`Minimal`]). The preset sets `SLOTS_PER_EPOCH` and the
+/// sync-committee and Electra attestation sizes.
 ///
 /// Errors: as [`signing_task_from_json`].
 pub fn signing_task_from_json_with_preset<P: Preset>(
     body: &[u8],
 ) -> Result<SigningTask, SignRequestError> {
-    parse_task::<P>(body, P::SLOTS_PER_EPOCH)
+    parse_task::<P>(body, &P::reference_chain())
 }
 
-fn parse_task<P: Preset>(
-    body: &[u8],
-    slots_per_epoch: u64,
-) -> Result<SigningTask, SignRequestError> {
+/// `chain.slots_per_epoch` must be at least 1 (checked by the public entry points).
+fn parse_task<P: Preset>(body: &[u8], chain: &ChainSpec) -> Result<SigningTask, SignRequestError> {
+    let slots_per_epoch = chain.slots_per_epoch;
     #[derive(Deserialize)]
     #[serde(rename = "sign request")]
     struct Head {
@@ -185,8 +184,8 @@ fn parse_task<P: Preset>(
             contribution_and_proof::<P>(kind, body, slots_per_epoch)
         }
         "DEPOSIT" => deposit(kind, body),
-        // VOLUNTARY_EXIT needs the network's Capella fork version (EIP-7044) and
-        // VALIDATOR_REGISTRATION its genesis fork version; neither is in the request.
+        "VOLUNTARY_EXIT" => voluntary_exit::<P>(kind, body, chain),
+        "VALIDATOR_REGISTRATION" => validator_registration(kind, body, chain),
         _ => Err(SignRequestError::UnsupportedType(kind.to_string())),
     }
 }
@@ -312,6 +311,10 @@ request_shape!(
     /// `SYNC_COMMITTEE_CONTRIBUTION_AND_PROOF`.
     ContributionShape { contribution_and_proof: ContributionAndProof<P> }
 );
+request_shape!(
+    /// `VOLUNTARY_EXIT` (Web3Signer `VoluntaryExitSigning`: `fork_info` required).
+    VoluntaryExitShape { voluntary_exit: VoluntaryExit }
+);
 
 /// `BLOCK_V2` `beacon_block`: the version decides which of `block` / `block_header` is there.
 #[derive(Deserialize)]
@@ -368,6 +371,21 @@ struct DepositShape {
     #[serde(default, alias = "forkInfo")]
     fork_info: Option<ForkInfo>,
     deposit: DepositJson,
+}
+
+/// `VALIDATOR_REGISTRATION` (Web3Signer `ValidatorRegistrationSigning`): no `fork_info` in the
+/// schema, as the builder domain uses none; one that a client sends anyway is accepted (as
+/// Web3Signer's deserializer does) and only its genesis validators root is reported.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidatorRegistrationShape {
+    #[serde(rename = "type")]
+    _type: IgnoredAny,
+    #[serde(rename = "signingRoot", default)]
+    signing_root: Option<Root>,
+    #[serde(default, alias = "forkInfo")]
+    fork_info: Option<ForkInfo>,
+    validator_registration: ValidatorRegistration,
 }
 
 /// `deposit`: a `DepositMessage` plus the network's genesis fork version.
@@ -668,6 +686,44 @@ fn deposit(kind: &'static str, body: &[u8]) -> Result<SigningTask, SignRequestEr
     finish(
         kind,
         compute_signing_root(&message, domain),
+        req.signing_root,
+        None,
+        req.fork_info.map(|f| f.genesis_validators_root),
+        None,
+    )
+}
+
+/// `VOLUNTARY_EXIT`: the domain follows EIP-7044 from the network's Deneb epoch on, see
+/// [`ChainSpec::voluntary_exit_domain`]. Not slashable.
+fn voluntary_exit<P: Preset>(
+    kind: &'static str,
+    body: &[u8],
+    chain: &ChainSpec,
+) -> Result<SigningTask, SignRequestError> {
+    let req: VoluntaryExitShape<P> = from_json(body)?;
+    let exit = req.voluntary_exit;
+    let domain = chain.voluntary_exit_domain(exit.epoch, &req.fork_info);
+    finish(
+        kind,
+        compute_signing_root(&exit, domain),
+        req.signing_root,
+        None,
+        Some(req.fork_info.genesis_validators_root),
+        Some(exit.epoch),
+    )
+}
+
+/// `VALIDATOR_REGISTRATION`: builder-specs `ValidatorRegistrationV1` with
+/// [`ChainSpec::builder_domain`]. Not slashable.
+fn validator_registration(
+    kind: &'static str,
+    body: &[u8],
+    chain: &ChainSpec,
+) -> Result<SigningTask, SignRequestError> {
+    let req: ValidatorRegistrationShape = from_json(body)?;
+    finish(
+        kind,
+        compute_signing_root(&req.validator_registration, chain.builder_domain()),
         req.signing_root,
         None,
         req.fork_info.map(|f| f.genesis_validators_root),
