@@ -38,3 +38,21 @@ pub fn read(rel: &str) -> String {
     let p = path(rel);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
+
+/// The Web3Signer sign request example named `name` (for example `"ATTESTATION"` or
+/// `"BLOCK_V2 (DENEB)"`) from `web3signer/_extracted/sign_request_examples.json`: the request
+/// body of Web3Signer's OpenAPI example, whose `signingRoot` was verified independently.
+///
+/// Panics (failing the calling test) when the file or the example is missing.
+pub fn sign_request_example(name: &str) -> serde_json::Value {
+    let all: serde_json::Value =
+        serde_json::from_str(&read("web3signer/_extracted/sign_request_examples.json"))
+            .unwrap_or_else(|e| panic!("parse sign_request_examples.json: {e}"));
+    all["examples"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no sign request example {name}"))["request"]
+        .clone()
+}

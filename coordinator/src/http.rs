@@ -151,6 +151,19 @@ impl AppState {
         }
     }
 
+    /// The actor of an EIP-3076 import or export: an operator's name, or `agent:<id>` for an
+    /// agent, which imports and exports the history of its own keys for the keymanager API
+    /// (`/eth/v1/keystores`). Recorded in the audit trail.
+    fn operator_or_agent(&self, headers: &HeaderMap) -> ApiResult<String> {
+        match self.principal(headers)? {
+            Principal::Operator(n) => Ok(n),
+            Principal::Agent(a) => Ok(format!("agent:{a}")),
+            Principal::Cluster => Err(ApiError::forbidden(
+                "this endpoint needs an operator or agent token",
+            )),
+        }
+    }
+
     fn cluster(&self, headers: &HeaderMap) -> ApiResult<()> {
         match self.principal(headers)? {
             Principal::Cluster => Ok(()),
@@ -687,12 +700,15 @@ async fn raft_snapshot(
     Ok(Json(s.node.raft.install_snapshot(req).await).into_response())
 }
 
+/// `POST /v1/slashing/import`: an EIP-3076 interchange, all-or-nothing (`interchange`).
+/// Operators and agents (an agent importing the history that comes with a keystore through
+/// its keymanager API) may call it; the audit records the operator or `agent:<id>`.
 async fn slashing_import(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<crate::interchange::ImportSummary>> {
-    let operator = s.operator(&headers)?;
+    let operator = s.operator_or_agent(&headers)?;
     let interchange: crate::interchange::Interchange = parse(&body).map_err(|e| {
         ApiError::bad_request(format!("not an EIP-3076 interchange: {}", e.body.message))
     })?;
@@ -725,12 +741,13 @@ pub struct ExportQuery {
 ///
 /// Linearizable: the leader confirms its leadership with a quorum before reading; a follower
 /// forwards the request to the leader, so an export never misses a committed record.
+/// Operators and agents (keymanager API `DELETE`) may call it.
 async fn slashing_export(
     State(s): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<ExportQuery>,
 ) -> ApiResult<HttpResponse> {
-    s.operator(&headers)?;
+    s.operator_or_agent(&headers)?;
     let pubkeys: Option<Vec<failover_common::types::Pubkey>> = q
         .pubkeys
         .as_deref()

@@ -1,21 +1,28 @@
 //! The Web3Signer eth2 HTTP API of the agent (Web3Signer OpenAPI `openapi-specs/eth2`).
 //!
-//! - `POST /api/v1/eth2/sign/{identifier}`: 200 `{"signature":"0x…"}` (or the bare hex with
-//!   `Accept: text/plain`); 400 bad request, unknown or unsupported type, signingRoot mismatch,
-//!   or wrong genesis validators root; 403 not the authority holder (names the holder) or
-//!   voluntary exits disabled; 404 unknown key; 412 refused by slashing protection (names the
-//!   reason); 503 no committed verdict in time, authority unknown, or keys still loading;
+//! - `POST /api/v1/eth2/sign/{identifier}`: 200 with the signature, as `{"signature":"0x…"}`
+//!   (`application/json`) when `Accept` names `application/json` or `*/*`, and as the bare
+//!   `0x…` hex (`text/plain`) otherwise, an absent `Accept` included (Web3Signer's rule,
+//!   [`wants_json`]); 400 bad request, unknown or unsupported type, signingRoot mismatch, or
+//!   wrong genesis validators root; 403 not the authority holder (names the holder) or
+//!   voluntary exits disabled by configuration; 404 unknown key; 412 refused by slashing
+//!   protection (names the reason); 503 no committed verdict in time, authority unknown, or
+//!   keys still loading. Error bodies are always JSON ([`ErrorBody`]);
 //! - `GET /api/v1/eth2/publicKeys`: `["0x…"]`;
 //! - `GET /upcheck`: `OK` (text);
 //! - `GET /healthcheck`: `{status, checks:[{id,status}], outcome}`, 503 unless every key is
 //!   loaded and a coordinator answered recently;
-//! - `GET /metrics`: Prometheus text.
+//! - `GET /metrics`: Prometheus text;
+//! - `GET`/`POST`/`DELETE /eth/v1/keystores`: the keymanager API ([`crate::keymanager`]).
 //!
 //! Invariants of the sign path (DESIGN.md I4, I7):
 //! - the signing root is computed by `failover_common::eth` from the message; a client
 //!   `signingRoot` is only compared with it;
-//! - only [`SigningState::Enabled`] signs, and a slashable type is signed only after the
-//!   coordinator returned a committed `Valid` or `SameData` verdict for exactly this record;
+//! - only [`SigningState::Enabled`] signs, for every type (the non-slashable ones such as
+//!   `VOLUNTARY_EXIT` and `VALIDATOR_REGISTRATION` included), and a slashable type is signed
+//!   only after the coordinator returned a committed `Valid` or `SameData` verdict for exactly
+//!   this record;
+//! - `VOLUNTARY_EXIT` is signed only with `allow_voluntary_exit = true`;
 //!   every other outcome (refusal, not holder, deadline, transport error, unknown) answers
 //!   without a signature;
 //! - error bodies are [`ErrorBody`] and never carry internal details (transport errors,
@@ -50,6 +57,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/upcheck", get(upcheck))
         .route("/healthcheck", get(healthcheck))
         .route("/metrics", get(metrics))
+        .merge(crate::keymanager::routes())
         .layer(
             TraceLayer::new_for_http().make_span_with(move |req: &Request<_>| {
                 tracing::info_span!(
@@ -106,7 +114,10 @@ pub enum ApiError {
         /// The holder, if any.
         holder: Option<AgentId>,
     },
-    /// `VOLUNTARY_EXIT` while `allow_voluntary_exit = false` (403).
+    /// `VOLUNTARY_EXIT` while `allow_voluntary_exit = false` (403). 403 rather than 400: the
+    /// request is valid and understood, and the agent refuses it by policy (RFC 9110 §15.5.4);
+    /// a client must not retry it unchanged. Checked before authority, so nothing is recorded
+    /// or signed.
     #[error("voluntary exits are disabled by configuration (allow_voluntary_exit = false)")]
     VoluntaryExitDisabled,
     /// Slashing protection refused the record (412).
@@ -190,13 +201,23 @@ struct SignatureBody {
     signature: Signature,
 }
 
-/// True when the client asked for `text/plain` and not for JSON.
-fn wants_text(headers: &HeaderMap) -> bool {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    accept.contains("text/plain") && !accept.contains("application/json")
+/// Whether a signature answer is JSON (`{"signature": …}`) rather than the bare hex text.
+///
+/// Web3Signer's rule (`Eth2SignForIdentifierHandler.getAcceptableContentType`): JSON when any
+/// media range of any `Accept` header is `application/json` or `*/*` (case-insensitive,
+/// parameters such as `q` ignored); `text/plain` otherwise, including when `Accept` is absent
+/// or unreadable. The OpenAPI (`signing/paths/sign.yaml`) offers both media types for 200 and
+/// names no default, so its implementation decides.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|range| range.split(';').next().unwrap_or("").trim())
+        .any(|media| {
+            media.eq_ignore_ascii_case("application/json") || media.eq_ignore_ascii_case("*/*")
+        })
 }
 
 async fn sign(
@@ -223,7 +244,8 @@ async fn sign(
         .with_label_values(&[kind])
         .observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(sig) if wants_text(&headers) => (
+        Ok(sig) if wants_json(&headers) => Json(SignatureBody { signature: sig }).into_response(),
+        Ok(sig) => (
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -231,7 +253,6 @@ async fn sign(
             sig.to_string(),
         )
             .into_response(),
-        Ok(sig) => Json(SignatureBody { signature: sig }).into_response(),
         Err(e) => {
             tracing::debug!(code = e.code(), error = %e, "sign request refused");
             e.into_response()
@@ -261,8 +282,7 @@ async fn sign_request(
     };
 
     let task =
-        eth::signing_task_from_json_for_chain::<eth::Mainnet>(body, agent.config.slots_per_epoch)
-            .map_err(|e| {
+        eth::signing_task_from_json_for_chain::<eth::Mainnet>(body, &agent.chain).map_err(|e| {
             if let SignRequestError::UnsupportedType(t) = &e {
                 // Label only with a value from the fixed list, never with client text.
                 if let Some(k) = WEB3SIGNER_TYPES.iter().copied().find(|k| *k == t.as_str()) {

@@ -5,9 +5,13 @@
 //! - `agent_id`, `region`, at least one coordinator URL, the token file, the genesis validators
 //!   root and both key directories are given;
 //! - coordinator URLs are `http://` or `https://` URLs and are distinct;
-//! - `record_deadline_ms`, `max_batch`, `max_in_flight_batches` and every interval are
-//!   positive, and `authority_max_age_ms` is longer than `authority_poll_ms`, so one late poll
-//!   does not flip the signing state to `Unknown`.
+//! - `record_deadline_ms`, `max_batch`, `max_in_flight_batches`, `slots_per_epoch` and every
+//!   interval are positive, and `authority_max_age_ms` is longer than `authority_poll_ms`, so
+//!   one late poll does not flip the signing state to `Unknown`;
+//! - the network constants are unambiguous: a named `network` takes none of the fork overrides
+//!   (`genesis_fork_version`, `capella_fork_version`, `deneb_fork_epoch`), and
+//!   `network = "custom"` needs all three ([`Config::chain_spec`]);
+//! - `keymanager_token_file`, when set, is a non-empty path (the keymanager API is enabled).
 //!
 //! An example with every field documented ships as `config/signer-agent.example.toml`.
 
@@ -16,8 +20,44 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use failover_common::types::Root;
+use failover_common::eth::{ChainSpec, Network};
+use failover_common::types::{Root, Version};
 use serde::{Deserialize, Serialize};
+
+/// Which network's constants the agent signs with (`network` in the config file): one of the
+/// public networks with built-in constants ([`Network`]), or `custom` for a devnet whose fork
+/// constants are given explicitly.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkSetting {
+    /// Ethereum mainnet ([`ChainSpec::mainnet`]).
+    #[default]
+    Mainnet,
+    /// The Hoodi testnet ([`ChainSpec::hoodi`]).
+    Hoodi,
+    /// The Holesky testnet ([`ChainSpec::holesky`]).
+    Holesky,
+    /// The Sepolia testnet ([`ChainSpec::sepolia`]).
+    Sepolia,
+    /// A devnet: `genesis_fork_version`, `capella_fork_version` and `deneb_fork_epoch` must be
+    /// set in the config.
+    Custom,
+}
+
+impl NetworkSetting {
+    /// The named network, or `None` for `custom`.
+    pub fn named(self) -> Option<Network> {
+        match self {
+            NetworkSetting::Mainnet => Some(Network::Mainnet),
+            NetworkSetting::Hoodi => Some(Network::Hoodi),
+            NetworkSetting::Holesky => Some(Network::Holesky),
+            NetworkSetting::Sepolia => Some(Network::Sepolia),
+            NetworkSetting::Custom => None,
+        }
+    }
+}
 
 /// The agent's configuration (file `signer-agent.toml`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +80,24 @@ pub struct Config {
     /// Genesis validators root of the network this agent signs for (`0x`-hex, 32 bytes). Sign
     /// requests whose `fork_info` names another root are refused. Required.
     pub genesis_validators_root: Option<Root>,
+    /// The network whose constants sign what a request's `fork_info` cannot describe:
+    /// `VOLUNTARY_EXIT` uses its `CAPELLA_FORK_VERSION` from its `DENEB_FORK_EPOCH` on
+    /// (EIP-7044) and `VALIDATOR_REGISTRATION` its `GENESIS_FORK_VERSION` (builder-specs).
+    /// `mainnet`, `hoodi`, `holesky`, `sepolia`, or `custom` with the three fork settings below.
+    /// Must be the network of `genesis_validators_root`. Default `mainnet`.
+    pub network: NetworkSetting,
+    /// `GENESIS_FORK_VERSION` of a `custom` network (`0x`-hex, 4 bytes). Only with
+    /// `network = "custom"`, which requires it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub genesis_fork_version: Option<Version>,
+    /// `CAPELLA_FORK_VERSION` of a `custom` network (`0x`-hex, 4 bytes). Only with
+    /// `network = "custom"`, which requires it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capella_fork_version: Option<Version>,
+    /// `DENEB_FORK_EPOCH` of a `custom` network (epochs; 18446744073709551615 if Deneb is not
+    /// scheduled). Only with `network = "custom"`, which requires it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deneb_fork_epoch: Option<u64>,
     /// Folder of EIP-2335 keystores: every `NAME.json` in it is loaded. Required.
     pub keystores_dir: PathBuf,
     /// Folder of keystore passwords: `NAME.txt` unlocks `NAME.json`. Control characters such
@@ -53,7 +111,9 @@ pub struct Config {
     /// Most record batches in flight to the coordinators at once; further records queue and
     /// are grouped into the next batch. Default 4.
     pub max_in_flight_batches: usize,
-    /// Whether `VOLUNTARY_EXIT` requests may be signed at all. Default false.
+    /// Whether `VOLUNTARY_EXIT` requests may be signed at all. An exit is irreversible, so it
+    /// is off unless an operator turns it on; while off, an exit request is answered 403
+    /// `voluntary_exit_disabled` and nothing is signed. Default false.
     pub allow_voluntary_exit: bool,
     /// `SLOTS_PER_EPOCH` of the chain (slots): the epoch of a block or other slot-based
     /// message, which picks the fork version of its signing domain, is `slot /
@@ -66,6 +126,10 @@ pub struct Config {
     pub authority_max_age_ms: u64,
     /// Interval of `POST /v1/agent/heartbeat` (ms). Default 2000.
     pub heartbeat_ms: u64,
+    /// Bearer-token file of the standard keymanager API (`/eth/v1/keystores`). When the file
+    /// does not exist, a random token is written to it (mode 0600) at start-up. Unset (the
+    /// default): the keymanager API is disabled and its routes answer 404.
+    pub keymanager_token_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -77,6 +141,10 @@ impl Default for Config {
             coordinators: Vec::new(),
             coordinator_token_file: PathBuf::new(),
             genesis_validators_root: None,
+            network: NetworkSetting::Mainnet,
+            genesis_fork_version: None,
+            capella_fork_version: None,
+            deneb_fork_epoch: None,
             keystores_dir: PathBuf::new(),
             passwords_dir: PathBuf::new(),
             record_deadline_ms: 3000,
@@ -87,6 +155,7 @@ impl Default for Config {
             authority_poll_ms: 500,
             authority_max_age_ms: 3000,
             heartbeat_ms: 2000,
+            keymanager_token_file: None,
         }
     }
 }
@@ -117,6 +186,18 @@ pub struct Overrides {
     /// Genesis validators root (0x-hex).
     #[arg(long, env = "SIGNER_AGENT_GENESIS_VALIDATORS_ROOT")]
     pub genesis_validators_root: Option<Root>,
+    /// Network whose constants sign exits and registrations.
+    #[arg(long, env = "SIGNER_AGENT_NETWORK", value_enum)]
+    pub network: Option<NetworkSetting>,
+    /// GENESIS_FORK_VERSION of a custom network (0x-hex, 4 bytes).
+    #[arg(long, env = "SIGNER_AGENT_GENESIS_FORK_VERSION")]
+    pub genesis_fork_version: Option<Version>,
+    /// CAPELLA_FORK_VERSION of a custom network (0x-hex, 4 bytes).
+    #[arg(long, env = "SIGNER_AGENT_CAPELLA_FORK_VERSION")]
+    pub capella_fork_version: Option<Version>,
+    /// DENEB_FORK_EPOCH of a custom network.
+    #[arg(long, env = "SIGNER_AGENT_DENEB_FORK_EPOCH")]
+    pub deneb_fork_epoch: Option<u64>,
     /// Folder of EIP-2335 keystores (`NAME.json`).
     #[arg(long, env = "SIGNER_AGENT_KEYSTORES_DIR")]
     pub keystores_dir: Option<PathBuf>,
@@ -147,6 +228,9 @@ pub struct Overrides {
     /// Heartbeat interval (ms).
     #[arg(long, env = "SIGNER_AGENT_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
+    /// Keymanager API bearer-token file (enables `/eth/v1/keystores`).
+    #[arg(long, env = "SIGNER_AGENT_KEYMANAGER_TOKEN_FILE")]
+    pub keymanager_token_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -195,6 +279,16 @@ impl Config {
         if o.genesis_validators_root.is_some() {
             self.genesis_validators_root = o.genesis_validators_root;
         }
+        set(&mut self.network, &o.network);
+        if o.genesis_fork_version.is_some() {
+            self.genesis_fork_version = o.genesis_fork_version;
+        }
+        if o.capella_fork_version.is_some() {
+            self.capella_fork_version = o.capella_fork_version;
+        }
+        if o.deneb_fork_epoch.is_some() {
+            self.deneb_fork_epoch = o.deneb_fork_epoch;
+        }
         set(&mut self.keystores_dir, &o.keystores_dir);
         set(&mut self.passwords_dir, &o.passwords_dir);
         set(&mut self.record_deadline_ms, &o.record_deadline_ms);
@@ -205,6 +299,9 @@ impl Config {
         set(&mut self.authority_poll_ms, &o.authority_poll_ms);
         set(&mut self.authority_max_age_ms, &o.authority_max_age_ms);
         set(&mut self.heartbeat_ms, &o.heartbeat_ms);
+        if o.keymanager_token_file.is_some() {
+            self.keymanager_token_file = o.keymanager_token_file.clone();
+        }
     }
 
     /// Checks the invariants in the module docs.
@@ -252,9 +349,18 @@ impl Config {
         require(self.authority_poll_ms > 0, "authority_poll_ms must be > 0");
         require(self.heartbeat_ms > 0, "heartbeat_ms must be > 0");
         require(
+            self.keymanager_token_file
+                .as_ref()
+                .is_none_or(|p| !p.as_os_str().is_empty()),
+            "keymanager_token_file must not be empty when set",
+        );
+        require(
             self.authority_max_age_ms > self.authority_poll_ms,
             "authority_max_age_ms must be greater than authority_poll_ms",
         );
+        if let Err(e) = self.chain_spec() {
+            problems.push(e.to_string());
+        }
         for (i, url) in self.coordinators.iter().enumerate() {
             let ok = (url.starts_with("http://") || url.starts_with("https://"))
                 && reqwest::Url::parse(url).is_ok();
@@ -280,6 +386,63 @@ impl Config {
     /// [`Config::record_deadline_ms`] as a duration.
     pub fn record_deadline(&self) -> Duration {
         Duration::from_millis(self.record_deadline_ms)
+    }
+
+    /// The network constants the agent signs with: the named `network`'s built-in ones, or the
+    /// three fork settings of a `custom` one; `slots_per_epoch` from this config in both cases.
+    ///
+    /// Errors: a named network with any fork setting (which would silently override or be
+    /// ignored), or a `custom` one missing any of them; the message names every such field.
+    pub fn chain_spec(&self) -> anyhow::Result<ChainSpec> {
+        let overrides = [
+            ("genesis_fork_version", self.genesis_fork_version.is_some()),
+            ("capella_fork_version", self.capella_fork_version.is_some()),
+            ("deneb_fork_epoch", self.deneb_fork_epoch.is_some()),
+        ];
+        match self.network.named() {
+            Some(network) => {
+                let set: Vec<&str> = overrides
+                    .iter()
+                    .filter(|(_, is_set)| *is_set)
+                    .map(|(name, _)| *name)
+                    .collect();
+                anyhow::ensure!(
+                    set.is_empty(),
+                    "{} may be set only with network = \"custom\"; network = \"{network}\" \
+                     has built-in constants",
+                    set.join(", ")
+                );
+                Ok(ChainSpec {
+                    slots_per_epoch: self.slots_per_epoch,
+                    ..network.chain_spec()
+                })
+            }
+            None => match (
+                self.genesis_fork_version,
+                self.capella_fork_version,
+                self.deneb_fork_epoch,
+            ) {
+                (Some(genesis), Some(capella), Some(deneb)) => Ok(ChainSpec {
+                    name: "custom",
+                    genesis_fork_version: genesis,
+                    capella_fork_version: capella,
+                    deneb_fork_epoch: deneb,
+                    slots_per_epoch: self.slots_per_epoch,
+                }),
+                _ => {
+                    let missing: Vec<&str> = overrides
+                        .iter()
+                        .filter(|(_, is_set)| !*is_set)
+                        .map(|(name, _)| *name)
+                        .collect();
+                    anyhow::bail!(
+                        "network = \"custom\" needs {} (missing: {})",
+                        "genesis_fork_version, capella_fork_version and deneb_fork_epoch",
+                        missing.join(", ")
+                    )
+                }
+            },
+        }
     }
 
     /// The configured genesis validators root; [`Root::ZERO`] only if unset, which

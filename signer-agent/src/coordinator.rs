@@ -2,10 +2,20 @@
 //!
 //! Invariants:
 //! - every call carries `Authorization: Bearer <agent token>` and ends by a deadline;
-//! - a call moves to the next coordinator URL only when the connection could not be made, so
-//!   the request cannot have reached a node; any later failure (timeout, reset, unreadable
-//!   answer) is reported as such and never retried, because its outcome is unknown;
-//! - the URL that last answered is tried first next time.
+//! - a registration moves to the next coordinator URL only when the connection could not be
+//!   made, so the request cannot have reached a node; any later failure (timeout, reset,
+//!   unreadable answer) is reported as such, because its outcome is unknown;
+//! - a record batch also moves on after an explicit 503 (the node has no leader or lost it):
+//!   the outcome may be unknown, but a record batch is idempotent: an identical record is
+//!   `SameData` (DESIGN.md, "re-signing identical data"), and the batch carries the fencing
+//!   token, so committing it twice lets the agent sign nothing it could not sign after the
+//!   first commit. Timeouts are not retried: they have used the deadline;
+//! - a read or a write whose repetition is harmless (the authority poll, heartbeats) also
+//!   moves on after a timeout, a transport error or a 503, with the deadline shared among the
+//!   URLs still untried: a coordinator cut off behind a partition
+//!   (the connection opens, nothing answers) must not blind the agent while others answer;
+//! - the URL that last answered is tried first next time, and a URL that failed an idempotent
+//!   call is tried last next time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -69,6 +79,17 @@ pub enum BatchOutcome {
     Rejected(String),
 }
 
+/// When [`CoordinatorClient`] may ask the next coordinator URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Only when no connection was made: the request cannot have arrived anywhere.
+    ConnectOnly,
+    /// Also after a 503 answer: the call is idempotent, but a timeout has used the deadline.
+    OnUnavailable,
+    /// Also after a timeout, a transport error or a 503: repeating the call is harmless.
+    Idempotent,
+}
+
 /// Client for the coordinator agent API with URL failover on connection errors.
 #[derive(Debug)]
 pub struct CoordinatorClient {
@@ -107,7 +128,13 @@ impl CoordinatorClient {
     /// `POST /v1/agent/records`, answered by `deadline`.
     pub async fn post_records(&self, req: &RecordBatchRequest, deadline: Instant) -> BatchOutcome {
         match self
-            .call::<_, RecordBatchResponse>(Method::POST, "/v1/agent/records", Some(req), deadline)
+            .call::<_, RecordBatchResponse>(
+                Method::POST,
+                "/v1/agent/records",
+                Some(req),
+                deadline,
+                Retry::OnUnavailable,
+            )
             .await
         {
             Ok(resp) if resp.verdicts.len() == req.items.len() => {
@@ -133,12 +160,18 @@ impl CoordinatorClient {
         }
     }
 
-    /// `GET /v1/authority`.
+    /// `GET /v1/authority`, asking the next coordinator after a timeout or a 503 (a read).
     ///
-    /// Errors: [`CallError`].
+    /// Errors: [`CallError`] of the last coordinator tried.
     pub async fn authority(&self, timeout: Duration) -> Result<AuthorityView, CallError> {
-        self.call::<(), AuthorityView>(Method::GET, "/v1/authority", None, Instant::now() + timeout)
-            .await
+        self.call::<(), AuthorityView>(
+            Method::GET,
+            "/v1/authority",
+            None,
+            Instant::now() + timeout,
+            Retry::Idempotent,
+        )
+        .await
     }
 
     /// `POST /v1/agent/register`.
@@ -154,14 +187,16 @@ impl CoordinatorClient {
             "/v1/agent/register",
             Some(req),
             Instant::now() + timeout,
+            Retry::ConnectOnly,
         )
         .await
         .map(|_| ())
     }
 
-    /// `POST /v1/agent/heartbeat`.
+    /// `POST /v1/agent/heartbeat`, asking the next coordinator after a timeout or a 503 (a
+    /// repeated heartbeat is harmless).
     ///
-    /// Errors: [`CallError`].
+    /// Errors: [`CallError`] of the last coordinator tried.
     pub async fn heartbeat(
         &self,
         req: &HeartbeatRequest,
@@ -172,6 +207,7 @@ impl CoordinatorClient {
             "/v1/agent/heartbeat",
             Some(req),
             Instant::now() + timeout,
+            Retry::Idempotent,
         )
         .await
         .map(|_| ())
@@ -183,40 +219,64 @@ impl CoordinatorClient {
         path: &str,
         body: Option<&B>,
         deadline: Instant,
+        retry: Retry,
     ) -> Result<R, CallError> {
         let n = self.urls.len();
         let start = self.preferred.load(Ordering::Relaxed) % n;
-        let mut last_connect_error = String::from("deadline passed before any attempt");
+        let mut last_error = CallError::Unreachable("deadline passed before any attempt".into());
         for k in 0..n {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
             let i = (start + k) % n;
+            // An idempotent call leaves time for the URLs after this one.
+            let attempt_deadline = match retry {
+                Retry::ConnectOnly | Retry::OnUnavailable => deadline,
+                Retry::Idempotent => now + (deadline - now) / (n - k) as u32,
+            };
             let mut rb = self
                 .http
                 .request(method.clone(), format!("{}{path}", self.urls[i]))
                 .bearer_auth(&self.token)
-                .timeout(deadline - now);
+                .timeout(attempt_deadline - now);
             if let Some(b) = body {
                 rb = rb.json(b);
             }
-            let resp = match rb.send().await {
-                Ok(resp) => resp,
+            let answer = match rb.send().await {
+                Ok(resp) => read_answer(resp).await,
                 // The connection was never established: the request cannot have arrived, so
                 // another node may be asked.
                 Err(e) if e.is_connect() => {
                     tracing::debug!(url = %self.urls[i], error = %e, "coordinator connect failed");
-                    last_connect_error = format!("{}: {e}", self.urls[i]);
+                    last_error = CallError::Unreachable(format!("{}: {e}", self.urls[i]));
                     continue;
                 }
-                Err(e) if e.is_timeout() => return Err(CallError::Timeout),
-                Err(e) => return Err(CallError::Transport(e.to_string())),
+                Err(e) if e.is_timeout() => Err(CallError::Timeout),
+                Err(e) => Err(CallError::Transport(e.to_string())),
             };
-            self.preferred.store(i, Ordering::Relaxed);
-            return read_answer(resp).await;
+            let try_next = matches!(
+                (retry, &answer),
+                (
+                    Retry::Idempotent,
+                    Err(CallError::Timeout | CallError::Transport(_))
+                ) | (
+                    Retry::Idempotent | Retry::OnUnavailable,
+                    Err(CallError::Status { status: 503, .. })
+                )
+            );
+            if !try_next {
+                if answer.is_ok() || answer.as_ref().is_err_and(CallError::reached_coordinator) {
+                    self.preferred.store(i, Ordering::Relaxed);
+                }
+                return answer;
+            }
+            tracing::debug!(url = %self.urls[i], path, "coordinator gave no answer; asking the next one");
+            // Start after this URL next time (unless a later one answers).
+            self.preferred.store((i + 1) % n, Ordering::Relaxed);
+            last_error = answer.err().expect("try_next implies an error");
         }
-        Err(CallError::Unreachable(last_connect_error))
+        Err(last_error)
     }
 }
 
@@ -266,5 +326,78 @@ impl CallError {
             CallError::Status { status, .. } => StatusCode::from_u16(*status).ok(),
             _ => None,
         }
+    }
+}
+
+/// EIP-3076 import and export for the keymanager API (`crate::keymanager`). The documents are
+/// passed through as JSON: the coordinator owns the interchange rules.
+impl CoordinatorClient {
+    /// Most pubkeys named in one export request, so the query string stays short (about
+    /// 6.4 KB).
+    pub const EXPORT_CHUNK: usize = 64;
+
+    /// `POST /v1/slashing/import` with an EIP-3076 interchange (format version 5). The import
+    /// is all-or-nothing; a refusal (for example another genesis validators root or format
+    /// version) is a [`CallError::Status`] naming the reason. Never retried on another URL once sent: an
+    /// import repeated after an unknown outcome could refuse records it just added.
+    ///
+    /// Errors: [`CallError`]; a timeout means the import may or may not have committed.
+    pub async fn slashing_import(
+        &self,
+        interchange: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, CallError> {
+        self.call(
+            Method::POST,
+            "/v1/slashing/import",
+            Some(interchange),
+            Instant::now() + timeout,
+            Retry::ConnectOnly,
+        )
+        .await
+    }
+
+    /// `GET /v1/slashing/export?pubkeys=…`: the committed history of `pubkeys` as one EIP-3076
+    /// interchange, read linearizably by the leader, in requests of at most
+    /// [`Self::EXPORT_CHUNK`] pubkeys whose `data` lists are concatenated. Validators without
+    /// history are absent from `data`. Each request ends within `timeout`.
+    ///
+    /// Errors: [`CallError`] of the first request that failed, or [`CallError::Decode`] when an
+    /// answer is not an interchange object with a `data` list.
+    pub async fn slashing_export(
+        &self,
+        pubkeys: &[failover_common::types::Pubkey],
+        timeout: Duration,
+    ) -> Result<serde_json::Value, CallError> {
+        let mut merged: Option<serde_json::Value> = None;
+        for chunk in pubkeys.chunks(Self::EXPORT_CHUNK) {
+            let list: Vec<String> = chunk.iter().map(|p| p.to_string()).collect();
+            let path = format!("/v1/slashing/export?pubkeys={}", list.join(","));
+            let mut doc: serde_json::Value = self
+                .call::<(), _>(
+                    Method::GET,
+                    &path,
+                    None,
+                    Instant::now() + timeout,
+                    Retry::Idempotent,
+                )
+                .await?;
+            let Some(data) = doc.get_mut("data").and_then(|d| d.as_array_mut()) else {
+                return Err(CallError::Decode(
+                    "the export is not an EIP-3076 interchange (no data list)".into(),
+                ));
+            };
+            match merged.as_mut() {
+                None => merged = Some(doc),
+                Some(m) => {
+                    let more = std::mem::take(data);
+                    m["data"]
+                        .as_array_mut()
+                        .expect("checked when stored")
+                        .extend(more);
+                }
+            }
+        }
+        merged.ok_or_else(|| CallError::Decode("no pubkeys to export".into()))
     }
 }

@@ -2,9 +2,11 @@
 //! record every slashable message before it signs it (DESIGN.md "signer-agent").
 //!
 //! Protocol, per sign request (DESIGN.md "One attestation, end to end"):
-//! 1. parse the body and compute the signing root ourselves (`failover_common::eth`);
-//! 2. check the network (`fork_info.genesis_validators_root`) and the signing state
-//!    ([`authority::SigningState`], learned by polling `GET /v1/authority`);
+//! 1. parse the body and compute the signing root ourselves (`failover_common::eth`, with the
+//!    configured network's constants for `VOLUNTARY_EXIT` and `VALIDATOR_REGISTRATION`);
+//! 2. check the network (`fork_info.genesis_validators_root`), refuse `VOLUNTARY_EXIT` unless
+//!    `allow_voluntary_exit`, and check the signing state ([`authority::SigningState`], learned
+//!    by polling `GET /v1/authority`);
 //! 3. for `ATTESTATION`, `BLOCK` and `BLOCK_V2`, hand the record to the group-commit
 //!    [`batcher`], which sends it with the agent's fencing token in one
 //!    `POST /v1/agent/records` shared with concurrent requests;
@@ -20,11 +22,13 @@
 //! - keys live in memory only ([`keys`]).
 //!
 //! Departure from Web3Signer: there is no local slashing database; the replicated one in the
-//! coordinators is the only one, and `GET /api/v1/eth2/highWatermark`, `/reload` and the
-//! keymanager API are not served yet.
+//! coordinators is the only one, and `GET /api/v1/eth2/highWatermark` and `/reload` are not
+//! served yet. The standard keymanager API (`/eth/v1/keystores`) imports a key's EIP-3076
+//! history into the coordinators before the key can sign ([`keymanager`]).
 //!
 //! Modules: [`config`], [`keys`], [`coordinator`] (HTTP client), [`authority`] (signing
-//! state), [`batcher`] (group commit), [`api`] (HTTP routes and errors), [`metrics`].
+//! state), [`batcher`] (group commit), [`api`] (HTTP routes and errors), [`keymanager`]
+//! (keymanager API), [`metrics`].
 
 #![deny(missing_docs)]
 
@@ -33,6 +37,7 @@ pub mod authority;
 pub mod batcher;
 pub mod config;
 pub mod coordinator;
+pub mod keymanager;
 pub mod keys;
 pub mod metrics;
 
@@ -43,12 +48,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use failover_common::api::{HeartbeatRequest, RegisterAgentRequest};
+use failover_common::eth::ChainSpec;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 pub use api::{router, ApiError, ErrorBody};
 pub use authority::{Authority, SigningState};
-pub use config::{Config, Overrides};
+pub use config::{Config, NetworkSetting, Overrides};
 
 use batcher::{BatchLimits, Batcher};
 use coordinator::CoordinatorClient;
@@ -59,13 +65,19 @@ use metrics::Metrics;
 pub struct Agent {
     /// The validated configuration.
     pub config: Config,
+    /// The network constants of [`Config::chain_spec`], resolved once at start.
+    pub chain: ChainSpec,
     /// The validator keys.
     pub keys: Arc<Keys>,
     /// The signing state.
     pub authority: Authority,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// The keymanager API state; `None` when `keymanager_token_file` is not configured.
+    pub keymanager: Option<keymanager::Keymanager>,
     client: Arc<CoordinatorClient>,
+    /// Orders registrations, so the last one sent carries the latest key set.
+    register_lock: tokio::sync::Mutex<()>,
     batcher: Batcher,
     poll_failures: AtomicU64,
 }
@@ -75,8 +87,20 @@ impl Agent {
     /// empty key set and the signing state `Unknown`. Starts the batching task, so it must be
     /// called inside a Tokio runtime; start the polls with [`Agent::spawn_background`].
     ///
-    /// Errors: the HTTP client cannot be built.
+    /// When `keymanager_token_file` is set, reads the keymanager API token from it, or
+    /// generates one into it ([`keymanager::Keymanager::open`]).
+    ///
+    /// Errors: the network settings are inconsistent ([`Config::chain_spec`]); the HTTP client
+    /// cannot be built; the keymanager token file cannot be read or created.
     pub fn new(config: Config, coordinator_token: String) -> anyhow::Result<Arc<Self>> {
+        let chain = config
+            .chain_spec()
+            .context("resolve the network constants")?;
+        let keymanager = config
+            .keymanager_token_file
+            .as_deref()
+            .map(keymanager::Keymanager::open)
+            .transpose()?;
         let metrics = Metrics::new();
         let client = Arc::new(CoordinatorClient::new(
             config.coordinators.clone(),
@@ -99,10 +123,13 @@ impl Agent {
         );
         Ok(Arc::new(Self {
             config,
+            chain,
             keys: Arc::new(Keys::new()),
             authority,
             metrics,
+            keymanager,
             client,
+            register_lock: tokio::sync::Mutex::new(()),
             batcher,
             poll_failures: AtomicU64::new(0),
         }))
@@ -134,10 +161,13 @@ impl Agent {
         }
     }
 
-    /// Registers with the coordinators once (`POST /v1/agent/register`) with the loaded keys.
+    /// Registers with the coordinators once (`POST /v1/agent/register`) with the keys usable
+    /// at the time of the call. Registrations are sent one at a time, each reading the key set
+    /// when its turn comes, so the last one sent carries the latest set.
     ///
     /// Errors: the call failed.
     pub async fn register(&self) -> Result<(), coordinator::CallError> {
+        let _in_order = self.register_lock.lock().await;
         let req = RegisterAgentRequest {
             agent: self.config.agent_id.clone(),
             region: self.config.region.clone(),
@@ -171,33 +201,51 @@ impl Agent {
                 }
             })
         };
-        let register = {
-            let weak = Arc::downgrade(self);
-            tokio::spawn(async move {
-                let mut backoff = Duration::from_millis(250);
-                loop {
-                    let Some(agent) = weak.upgrade() else { return };
-                    if agent.keys.is_complete() {
-                        match agent.register().await {
-                            Ok(()) => {
-                                tracing::info!(agent = %agent.config.agent_id, keys = agent.keys.count(), "registered with the coordinators");
-                                return;
-                            }
-                            Err(e) => {
-                                tracing::warn!(agent = %agent.config.agent_id, error = %e, retry_in = ?backoff, "registration failed");
-                                backoff = (backoff * 2).min(Duration::from_secs(10));
-                            }
-                        }
-                    }
-                    drop(agent);
-                    tokio::time::sleep(backoff).await;
-                }
-            })
-        };
+        let register = registration_task(Arc::downgrade(self));
         Background {
             handles: vec![poll, heartbeat, register],
         }
     }
+
+    /// Registers the current key set after a keymanager change: once now, and if that fails,
+    /// again in the background until it succeeds (registration gates no signature).
+    pub(crate) async fn register_soon(self: &Arc<Self>) {
+        match self.register().await {
+            Ok(()) => {
+                tracing::info!(agent = %self.config.agent_id, keys = self.keys.count(), "registered the new key set with the coordinators");
+            }
+            Err(e) => {
+                tracing::warn!(agent = %self.config.agent_id, error = %e, "registering the new key set failed; retrying in the background");
+                // Detached: it ends on success or when the agent is dropped.
+                drop(registration_task(Arc::downgrade(self)));
+            }
+        }
+    }
+}
+
+/// Registers once every key is loaded, retrying with backoff (250 ms doubling to 10 s) until
+/// it succeeds or the agent is dropped.
+fn registration_task(weak: Weak<Agent>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let Some(agent) = weak.upgrade() else { return };
+            if agent.keys.is_complete() {
+                match agent.register().await {
+                    Ok(()) => {
+                        tracing::info!(agent = %agent.config.agent_id, keys = agent.keys.count(), "registered with the coordinators");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(agent = %agent.config.agent_id, error = %e, retry_in = ?backoff, "registration failed");
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            drop(agent);
+            tokio::time::sleep(backoff).await;
+        }
+    })
 }
 
 fn every_tick<F, Fut>(weak: Weak<Agent>, every: Duration, f: F) -> JoinHandle<()>
@@ -227,6 +275,19 @@ impl Drop for Background {
             h.abort();
         }
     }
+}
+
+/// Sends `tracing` logs to stderr, filtered by `RUST_LOG` (default `info`), coloured only on a
+/// terminal. For binaries; call once.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 /// Reads the coordinator bearer token from `path` (surrounding whitespace removed).
@@ -263,6 +324,9 @@ pub async fn run(
     let addr = listener.local_addr().context("read the bound address")?;
 
     let agent = Agent::new(config, token)?;
+    if let Some(km) = &agent.keymanager {
+        tracing::info!(token_file = %km.token_file().display(), "keymanager API enabled at {}", keymanager::PATH);
+    }
     let _background = agent.spawn_background();
     let mut server = tokio::spawn(
         axum::serve(listener, router(agent.clone()))

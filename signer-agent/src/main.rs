@@ -59,14 +59,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Run(args) => {
             let cfg = args.load()?;
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+            signer_agent::init_logging();
             let runtime = tokio::runtime::Runtime::new().context("start the Tokio runtime")?;
             // A failure is reported once, by `main`'s error exit.
             let result = runtime.block_on(signer_agent::run(cfg, shutdown_signal()));

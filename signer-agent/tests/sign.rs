@@ -22,7 +22,7 @@ use failover_common::api::{
 use failover_common::types::{Pubkey, Root, Signature};
 use failover_common::{eth, interop, vectors};
 use serde_json::Value;
-use signer_agent::{Agent, Config, ErrorBody};
+use signer_agent::{Agent, Config, ErrorBody, NetworkSetting};
 use tower::ServiceExt;
 
 const TOKEN: &str = "agent-a-secret";
@@ -207,6 +207,20 @@ async fn dead_url() -> String {
     url
 }
 
+/// A URL that accepts connections and never answers, like a coordinator behind a partition
+/// that a proxy still connects to.
+async fn black_hole_url() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = l.accept().await {
+            held.push(conn);
+        }
+    });
+    url
+}
+
 // ---- agent under test ----------------------------------------------------------------------
 
 fn config(coordinators: Vec<String>) -> Config {
@@ -234,17 +248,7 @@ async fn agent(cfg: Config) -> Arc<Agent> {
 }
 
 fn example(name: &str) -> Value {
-    let all: Value = serde_json::from_str(&vectors::read(
-        "web3signer/_extracted/sign_request_examples.json",
-    ))
-    .unwrap();
-    all["examples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("no example {name}"))["request"]
-        .clone()
+    vectors::sign_request_example(name)
 }
 
 fn example_root(body: &Value) -> Root {
@@ -272,10 +276,15 @@ async fn send(agent: &Arc<Agent>, req: Request<Body>) -> (StatusCode, Vec<u8>) {
     (status, body.to_vec())
 }
 
+/// Sends a sign request with `Accept: application/json`, as Lighthouse's validator client does.
 async fn sign_json(agent: &Arc<Agent>, body: &Value) -> (StatusCode, Vec<u8>) {
     send(
         agent,
-        sign_request(&interop::pubkey(0), body.to_string(), None),
+        sign_request(
+            &interop::pubkey(0),
+            body.to_string(),
+            Some("application/json"),
+        ),
     )
     .await
 }
@@ -456,6 +465,66 @@ async fn moves_to_the_next_coordinator_when_a_connection_fails() {
 }
 
 #[tokio::test]
+async fn polls_authority_from_the_next_coordinator_when_one_never_answers() {
+    let fake = Fake::start().await;
+    let cfg = config(vec![black_hole_url().await, fake.url.clone()]);
+    let max_age = Duration::from_millis(cfg.authority_max_age_ms);
+    let agent = agent(cfg).await;
+    let started = std::time::Instant::now();
+    assert!(
+        agent.poll_authority().await,
+        "the second coordinator answers"
+    );
+    assert!(
+        started.elapsed() < max_age,
+        "the poll must finish within the authority max age ({max_age:?}), took {:?}",
+        started.elapsed()
+    );
+    // The first poll (inside `agent`) already moved past the black hole; signing works.
+    let (status, bytes) = sign_json(&agent, &example("ATTESTATION")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+}
+
+#[tokio::test]
+async fn moves_a_record_batch_to_the_next_coordinator_after_a_503_but_not_after_a_timeout() {
+    let down = Fake::start().await;
+    down.answer(Records::Unavailable);
+    let up = Fake::start().await;
+    let first = agent(config(vec![down.url.clone(), up.url.clone()])).await;
+    let (status, bytes) = sign_json(&first, &example("ATTESTATION")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert_eq!(
+        up.batches().len(),
+        1,
+        "the batch was committed by the second"
+    );
+
+    // A coordinator that times out is not retried: the outcome is unknown, the deadline used.
+    let hung = Fake::start().await;
+    hung.answer(Records::Hang);
+    let spare = Fake::start().await;
+    let second = agent(config(vec![hung.url.clone(), spare.url.clone()])).await;
+    let (status, _) = sign_json(&second, &example("ATTESTATION")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(hung.batches().len(), 1);
+    assert_eq!(
+        spare.batches().len(),
+        0,
+        "a timed-out batch is not sent again"
+    );
+}
+
+#[tokio::test]
 async fn answers_503_when_no_coordinator_ever_answered() {
     let agent = agent(config(vec![dead_url().await])).await;
     for name in ["ATTESTATION", "RANDAO_REVEAL"] {
@@ -544,15 +613,212 @@ async fn answers_404_for_an_unknown_key_and_400_for_a_malformed_identifier() {
     assert!(fake.batches().is_empty());
 }
 
+/// The network of the Web3Signer examples: the consensus-specs minimal config's fork
+/// versions (genesis `0x00000001`), with Deneb not scheduled, as a `custom` network.
+fn example_network(mut cfg: Config) -> Config {
+    cfg.network = NetworkSetting::Custom;
+    cfg.genesis_fork_version = Some("0x00000001".parse().unwrap());
+    cfg.capella_fork_version = Some("0x03000001".parse().unwrap());
+    cfg.deneb_fork_epoch = Some(u64::MAX);
+    cfg
+}
+
 #[tokio::test]
-async fn answers_400_not_supported_yet_for_unsupported_types() {
+async fn refuses_a_voluntary_exit_with_403_while_exits_are_disabled() {
+    let fake = Fake::start().await;
+    let cfg = config(vec![fake.url.clone()]);
+    assert!(!cfg.allow_voluntary_exit, "disabled by default");
+    let agent = agent(cfg).await;
+    let (status, bytes) = sign_json(&agent, &example("VOLUNTARY_EXIT")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let err = error_body(&bytes);
+    assert_eq!(err.code, "voluntary_exit_disabled");
+    assert!(
+        err.message.contains("allow_voluntary_exit = false"),
+        "{}",
+        err.message
+    );
+    assert_eq!(err.holder, None);
+    assert!(!String::from_utf8_lossy(&bytes).contains("signature"));
+    assert_eq!(agent.metrics.signatures.get(), 0);
+    assert!(fake.batches().is_empty());
+}
+
+#[tokio::test]
+async fn signs_a_voluntary_exit_when_allowed_without_recording_it() {
+    let fake = Fake::start().await;
+    let mut cfg = config(vec![fake.url.clone()]);
+    cfg.allow_voluntary_exit = true;
+    let agent = agent(cfg).await;
+    // Exit epoch 119 is before mainnet's Deneb epoch: fork_info decides, as in the example.
+    let body = example("VOLUNTARY_EXIT");
+    let (status, bytes) = sign_json(&agent, &body).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(eth::verify(
+        &interop::pubkey(0),
+        &example_root(&body),
+        &signature_of(&bytes)
+    ));
+    assert!(fake.batches().is_empty(), "exits are not slashable");
+    assert_eq!(agent.metrics.signatures.get(), 1);
+}
+
+#[tokio::test]
+async fn signs_a_validator_registration_with_the_configured_networks_genesis_fork_version() {
+    let fake = Fake::start().await;
+    let body = example("VALIDATOR_REGISTRATION");
+
+    // On the examples' network the example's signingRoot is the computed one.
+    let agent_on_examples = agent(example_network(config(vec![fake.url.clone()]))).await;
+    assert_eq!(agent_on_examples.chain.name, "custom");
+    let (status, bytes) = sign_json(&agent_on_examples, &body).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(eth::verify(
+        &interop::pubkey(0),
+        &example_root(&body),
+        &signature_of(&bytes)
+    ));
+    assert!(fake.batches().is_empty(), "registrations are not slashable");
+
+    // On mainnet (genesis fork version 0x00000000) the same message has another root: the
+    // example's is refused, and without it the mainnet root is signed.
+    let mainnet = agent(config(vec![fake.url.clone()])).await;
+    assert_eq!(mainnet.chain, eth::ChainSpec::mainnet());
+    let (status, bytes) = sign_json(&mainnet, &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_body(&bytes).message.contains("signingRoot"));
+    let mut without = body.clone();
+    without.as_object_mut().unwrap().remove("signingRoot");
+    let (status, bytes) = sign_json(&mainnet, &without).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let reg: eth::ValidatorRegistration =
+        serde_json::from_value(body["validator_registration"].clone()).unwrap();
+    let mainnet_root = eth::compute_signing_root(&reg, eth::ChainSpec::mainnet().builder_domain());
+    assert!(eth::verify(
+        &interop::pubkey(0),
+        &mainnet_root,
+        &signature_of(&bytes)
+    ));
+}
+
+#[tokio::test]
+async fn a_fenced_agent_refuses_exits_and_registrations_with_403_naming_the_holder() {
+    let fake = Fake::start().await;
+    *fake.state.authority.lock().unwrap() = AuthorityView {
+        holder: Some("agent-b".into()),
+        token: 11,
+        applied_index: 11,
+    };
+    let mut cfg = example_network(config(vec![fake.url.clone()]));
+    cfg.allow_voluntary_exit = true;
+    let agent = agent(cfg).await;
+    for name in ["VOLUNTARY_EXIT", "VALIDATOR_REGISTRATION"] {
+        let (status, bytes) = sign_json(&agent, &example(name)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name}");
+        let err = error_body(&bytes);
+        assert_eq!(err.code, "not_holder", "{name}");
+        assert_eq!(err.holder.as_deref(), Some("agent-b"), "{name}");
+    }
+    assert_eq!(agent.metrics.signatures.get(), 0);
+    assert!(fake.batches().is_empty());
+}
+
+#[tokio::test]
+async fn exits_and_registrations_answer_503_while_authority_is_unknown() {
+    let mut cfg = example_network(config(vec![dead_url().await]));
+    cfg.allow_voluntary_exit = true;
+    let agent = agent(cfg).await;
+    for name in ["VOLUNTARY_EXIT", "VALIDATOR_REGISTRATION"] {
+        let (status, bytes) = sign_json(&agent, &example(name)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{name}");
+        assert_eq!(error_body(&bytes).code, "unavailable", "{name}");
+    }
+    assert_eq!(agent.metrics.signatures.get(), 0);
+}
+
+#[tokio::test]
+async fn answers_json_or_bare_hex_by_the_accept_header_as_web3signer_does() {
     let fake = Fake::start().await;
     let agent = agent(config(vec![fake.url.clone()])).await;
-    let (status, bytes) = sign_json(&agent, &example("VOLUNTARY_EXIT")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    let err = error_body(&bytes);
-    assert_eq!(err.code, "unsupported_type");
-    assert!(err.message.contains("not supported yet"), "{}", err.message);
+    let body = example("RANDAO_REVEAL");
+    let want_root = example_root(&body);
+    // (Accept, JSON expected): JSON for application/json or */* anywhere in the list, the
+    // bare hex otherwise, an absent Accept included.
+    let cases = [
+        (None, false),
+        (Some("text/plain"), false),
+        (Some("TEXT/PLAIN; charset=utf-8"), false),
+        (Some("application/*"), false),
+        (Some("application/json"), true),
+        (Some("Application/JSON"), true),
+        (Some("*/*"), true),
+        (Some("text/plain, application/json;q=0.5"), true),
+        (Some("text/plain;q=1.0, */*;q=0.1"), true),
+    ];
+    for (accept, json) in cases {
+        let req = sign_request(&interop::pubkey(0), body.to_string(), accept);
+        let resp = signer_agent::router(agent.clone())
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{accept:?}");
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let sig: Signature = if json {
+            assert!(
+                content_type.starts_with("application/json"),
+                "{accept:?}: {content_type}"
+            );
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(v.as_object().unwrap().len(), 1, "only `signature`: {v}");
+            signature_of(&bytes)
+        } else {
+            assert!(
+                content_type.starts_with("text/plain"),
+                "{accept:?}: {content_type}"
+            );
+            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            assert!(
+                text.starts_with("0x") && text.len() == 2 + 192,
+                "{accept:?}: {text}"
+            );
+            text.parse().unwrap()
+        };
+        assert!(
+            eth::verify(&interop::pubkey(0), &want_root, &sig),
+            "{accept:?}"
+        );
+    }
+    // Errors are JSON whatever Accept says.
+    let (status, bytes) = send(
+        &agent,
+        sign_request(&interop::pubkey(1), body.to_string(), Some("text/plain")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_body(&bytes).code, "unknown_key");
 }
 
 #[tokio::test]

@@ -7,10 +7,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use failover_common::eth::ChainSpec;
 use failover_common::interop;
 use failover_common::keystore::{encrypt, KdfParams};
+use failover_common::types::Version;
 use signer_agent::keys::{self, Keys};
-use signer_agent::{Config, Overrides};
+use signer_agent::{Agent, Config, NetworkSetting, Overrides};
 
 const GVR: &str = "0x04700007fabc8282644aed6d1c7c9e21d38a03a0c4ba193f3afe428824b3a673";
 
@@ -47,6 +49,133 @@ fn the_example_config_parses_and_validates() {
     assert_eq!(cfg.record_deadline_ms, 3000);
     assert_eq!(cfg.max_batch, 1024);
     assert!(!cfg.allow_voluntary_exit);
+    assert_eq!(cfg.network, NetworkSetting::Mainnet);
+    assert_eq!(cfg.chain_spec().unwrap(), ChainSpec::mainnet());
+}
+
+/// A valid config file, plus `extra` lines.
+fn config_with(extra: &str) -> String {
+    format!(
+        "agent_id = \"a\"\nregion = \"eu\"\ncoordinators = [\"http://127.0.0.1:1\"]\n\
+         coordinator_token_file = \"t\"\ngenesis_validators_root = \"{GVR}\"\n\
+         keystores_dir = \"k\"\npasswords_dir = \"p\"\n{extra}"
+    )
+}
+
+#[test]
+fn network_defaults_to_mainnet_and_named_networks_use_their_built_in_constants() {
+    let cfg = Config::from_toml(&config_with("")).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(cfg.network, NetworkSetting::Mainnet);
+    assert_eq!(cfg.chain_spec().unwrap(), ChainSpec::mainnet());
+
+    for (name, chain) in [
+        ("mainnet", ChainSpec::mainnet()),
+        ("hoodi", ChainSpec::hoodi()),
+        ("holesky", ChainSpec::holesky()),
+        ("sepolia", ChainSpec::sepolia()),
+    ] {
+        let cfg = Config::from_toml(&config_with(&format!("network = \"{name}\"\n"))).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.chain_spec().unwrap(), chain, "{name}");
+    }
+    // The chain's SLOTS_PER_EPOCH comes from the config (a devnet may shorten epochs).
+    let cfg =
+        Config::from_toml(&config_with("network = \"hoodi\"\nslots_per_epoch = 8\n")).unwrap();
+    assert_eq!(
+        cfg.chain_spec().unwrap(),
+        ChainSpec {
+            slots_per_epoch: 8,
+            ..ChainSpec::hoodi()
+        }
+    );
+
+    let err = Config::from_toml(&config_with("network = \"goerli\"\n")).unwrap_err();
+    assert!(format!("{err:#}").contains("goerli"), "{err:#}");
+    let err = Config::from_toml(&config_with("network = \"Mainnet\"\n")).unwrap_err();
+    assert!(format!("{err:#}").contains("Mainnet"), "{err:#}");
+}
+
+#[test]
+fn a_named_network_refuses_fork_overrides_and_a_custom_one_needs_all_three() {
+    let cfg = Config::from_toml(&config_with(
+        "network = \"mainnet\"\ncapella_fork_version = \"0x03000000\"\ndeneb_fork_epoch = 5\n",
+    ))
+    .unwrap();
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "capella_fork_version, deneb_fork_epoch may be set only with network = \"custom\""
+        ),
+        "{err}"
+    );
+
+    let cfg = Config::from_toml(&config_with(
+        "network = \"custom\"\ngenesis_fork_version = \"0x10000038\"\n",
+    ))
+    .unwrap();
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("missing: capella_fork_version, deneb_fork_epoch"),
+        "{err}"
+    );
+    assert!(
+        Agent::new(cfg, "t".into()).is_err(),
+        "an agent never starts with it"
+    );
+
+    let cfg = Config::from_toml(&config_with(
+        "network = \"custom\"\ngenesis_fork_version = \"0x10000038\"\n\
+         capella_fork_version = \"0x40000038\"\ndeneb_fork_epoch = 7\nslots_per_epoch = 6\n",
+    ))
+    .unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(
+        cfg.chain_spec().unwrap(),
+        ChainSpec {
+            name: "custom",
+            genesis_fork_version: Version([0x10, 0, 0, 0x38]),
+            capella_fork_version: Version([0x40, 0, 0, 0x38]),
+            deneb_fork_epoch: 7,
+            slots_per_epoch: 6,
+        }
+    );
+
+    let err = Config::from_toml(&config_with(
+        "network = \"custom\"\ngenesis_fork_version = \"0x1000\"\n",
+    ))
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("genesis_fork_version"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn network_settings_come_from_flags_and_survive_the_printed_config() {
+    let mut cfg = Config::from_toml(&config_with("network = \"hoodi\"\n")).unwrap();
+    cfg.apply(&Overrides {
+        network: Some(NetworkSetting::Custom),
+        genesis_fork_version: Some("0x10000038".parse().unwrap()),
+        capella_fork_version: Some("0x40000038".parse().unwrap()),
+        deneb_fork_epoch: Some(0),
+        ..Overrides::default()
+    });
+    cfg.validate().unwrap();
+    assert_eq!(
+        cfg.chain_spec().unwrap().capella_fork_version,
+        Version([0x40, 0, 0, 0x38])
+    );
+    // `check-config` prints the effective config as TOML; it parses back to the same values.
+    let printed = toml::to_string(&cfg).unwrap();
+    assert!(printed.contains("network = \"custom\""), "{printed}");
+    assert!(printed.contains("deneb_fork_epoch = 0"), "{printed}");
+    assert_eq!(Config::from_toml(&printed).unwrap(), cfg);
+    // A named network prints without the fork settings, and also parses back.
+    let named = Config::from_toml(&config_with("")).unwrap();
+    let printed = toml::to_string(&named).unwrap();
+    assert!(!printed.contains("fork_version"), "{printed}");
+    assert_eq!(Config::from_toml(&printed).unwrap(), named);
 }
 
 #[test]
