@@ -349,17 +349,29 @@ async fn status(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json
     }))
 }
 
-async fn authority(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<AuthorityView>> {
+/// `GET /v1/authority`: the holder and fencing token, read linearizably (the leader confirms
+/// its leadership with a quorum; a follower forwards once to the leader; 503 without a
+/// reachable leader). Agents measure their short lease for non-slashable types from the moment
+/// they sent this request, so a view must never be older than the request: a follower cut off
+/// from the leader must not answer from its stale state (DESIGN.md, "short lease").
+async fn authority(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<HttpResponse> {
     s.principal(&headers)?;
-    let st = s.node.state.read().expect("state lock");
-    Ok(Json(AuthorityView {
-        holder: st.data.authority.holder.clone(),
-        token: st.data.authority.token,
-        applied_index: st.last_applied.map_or(0, |l| l.index),
-    }))
+    linearizable_read(
+        &s,
+        &headers,
+        "/v1/authority",
+        "the signing authority",
+        |s| {
+            let st = s.node.state.read().expect("state lock");
+            Json(AuthorityView {
+                holder: st.data.authority.holder.clone(),
+                token: st.data.authority.token,
+                applied_index: st.last_applied.map_or(0, |l| l.index),
+            })
+            .into_response()
+        },
+    )
+    .await
 }
 
 async fn list_handovers(
@@ -761,65 +773,86 @@ async fn slashing_export(
                 .collect::<ApiResult<Vec<_>>>()
         })
         .transpose()?;
-    match s.node.raft.ensure_linearizable().await {
-        Ok(_) => {
-            let st = s.node.state.read().expect("state lock");
-            let doc = st.data.export_interchange(
-                s.node.config.chain.genesis_validators_root,
-                pubkeys.as_deref(),
-            );
-            Ok(Json(doc).into_response())
-        }
-        Err(_) => {
-            // One hop at most: never forward a forwarded request, nor to ourselves.
-            let leader = s.node.leader().filter(|(id, _)| *id != s.node.id);
-            let (Some((_, leader_url)), false) = (leader, headers.contains_key(FORWARDED)) else {
-                return Err(WriteError::Unavailable {
-                    message: "no reachable leader: cannot read the committed history linearizably"
-                        .into(),
-                    leader_hint: None,
-                }
-                .into());
-            };
-            let mut url = format!("{}/v1/slashing/export", leader_url.trim_end_matches('/'));
-            if let Some(p) = &q.pubkeys {
-                url.push_str(&format!("?pubkeys={p}"));
-            }
-            let auth = headers
-                .get(axum::http::header::AUTHORIZATION)
-                .cloned()
-                .ok_or_else(ApiError::unauthorized)?;
-            let res = s
-                .node
-                .http
-                .get(url)
-                .header(axum::http::header::AUTHORIZATION, auth)
-                .header(FORWARDED, "1")
-                .timeout(std::time::Duration::from_millis(
-                    s.node.config.raft.write_timeout_ms,
-                ))
-                .send()
-                .await
-                .map_err(|e| {
-                    ApiError::from(WriteError::Unavailable {
-                        message: format!("forwarding the export to the leader failed: {e}"),
-                        leader_hint: Some(leader_url.clone()),
-                    })
-                })?;
-            let status =
-                StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let bytes = res.bytes().await.map_err(|e| {
-                ApiError::from(WriteError::Unavailable {
-                    message: format!("reading the leader's export failed: {e}"),
-                    leader_hint: Some(leader_url),
-                })
-            })?;
-            Ok((
-                status,
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                bytes,
-            )
-                .into_response())
-        }
+    let path = match &q.pubkeys {
+        Some(p) => format!("/v1/slashing/export?pubkeys={p}"),
+        None => "/v1/slashing/export".to_string(),
+    };
+    linearizable_read(&s, &headers, &path, "the committed history", |s| {
+        let st = s.node.state.read().expect("state lock");
+        let doc = st.data.export_interchange(
+            s.node.config.chain.genesis_validators_root,
+            pubkeys.as_deref(),
+        );
+        Json(doc).into_response()
+    })
+    .await
+}
+
+/// Answers a read of the committed state linearizably: on the leader, after confirming its
+/// leadership with a quorum and applying up to the read index (openraft
+/// `ensure_linearizable`), `read` builds the answer from local state; on any other node the
+/// request is forwarded once to the leader (`path` with its query, the caller's
+/// `Authorization`, and the `x-failover-forwarded` header), and the leader's answer is passed
+/// through.
+///
+/// Errors: 503 `unavailable` when there is no reachable leader, the request was already
+/// forwarded once, or forwarding failed (`what` names the data in the message).
+async fn linearizable_read(
+    s: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    what: &str,
+    read: impl FnOnce(&AppState) -> HttpResponse,
+) -> ApiResult<HttpResponse> {
+    if s.node.raft.ensure_linearizable().await.is_ok() {
+        return Ok(read(s));
     }
+    // One hop at most: never forward a forwarded request, nor to ourselves.
+    let leader = s.node.leader().filter(|(id, _)| *id != s.node.id);
+    let (Some((_, leader_url)), false) = (leader, headers.contains_key(FORWARDED)) else {
+        return Err(WriteError::Unavailable {
+            message: format!("no reachable leader: cannot read {what} linearizably"),
+            leader_hint: None,
+        }
+        .into());
+    };
+    let url = format!("{}{path}", leader_url.trim_end_matches('/'));
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .cloned()
+        .ok_or_else(ApiError::unauthorized)?;
+    let unavailable = |message: String| {
+        ApiError::from(WriteError::Unavailable {
+            message,
+            leader_hint: Some(leader_url.clone()),
+        })
+    };
+    let res = s
+        .node
+        .http
+        .get(url)
+        .header(axum::http::header::AUTHORIZATION, auth)
+        .header(FORWARDED, "1")
+        .timeout(std::time::Duration::from_millis(
+            s.node.config.raft.write_timeout_ms,
+        ))
+        .send()
+        .await
+        .map_err(|e| {
+            unavailable(format!(
+                "forwarding the read of {what} to the leader failed: {e}"
+            ))
+        })?;
+    let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let bytes = res.bytes().await.map_err(|e| {
+        unavailable(format!(
+            "reading the leader's answer about {what} failed: {e}"
+        ))
+    })?;
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response())
 }

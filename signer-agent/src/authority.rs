@@ -14,7 +14,12 @@
 //!   I2), so a stale `Enabled` can never get a slashable message signed;
 //! - an observation older than `authority_max_age` counts as [`SigningState::Unknown`]: a
 //!   partitioned agent stops signing even non-slashable messages on its own (the DESIGN.md
-//!   "short lease"); grants need finality and an operator, which take far longer;
+//!   "short lease"); grants need finality and an operator, which take far longer. The age of
+//!   a view is counted from the moment its request was sent, not from its arrival, and the
+//!   coordinator answers `GET /v1/authority` linearizably (its leader confirms leadership with
+//!   a quorum), so the holder named by a view held authority at some instant after the
+//!   request left: a fenced agent stops signing non-slashable messages at most
+//!   `authority_max_age` after the fence committed, whatever the network delayed;
 //! - tokens only grow (DESIGN.md I1) and so do applied indexes, so an observation with a
 //!   smaller token, or a view read at a smaller applied index, than one already seen (a lagging
 //!   follower's view) is ignored. A lagging view can still be the first one seen after a
@@ -115,18 +120,20 @@ impl Authority {
         self.inner.lock().expect("authority lock").last_contact = Some(Instant::now());
     }
 
-    /// Applies a `GET /v1/authority` view.
-    pub fn observe_view(&self, view: &AuthorityView) {
+    /// Applies a `GET /v1/authority` view whose request was sent at `requested_at`; its age
+    /// counts from then (module invariants).
+    pub fn observe_view(&self, view: &AuthorityView, requested_at: Instant) {
         let state = match &view.holder {
             Some(h) if *h == self.agent_id => SigningState::Enabled { token: view.token },
             other => SigningState::Fenced {
                 holder: other.clone(),
             },
         };
-        self.observe(state, view.token, Some(view.applied_index));
+        self.observe(state, view.token, Some(view.applied_index), requested_at);
     }
 
-    /// Applies a `not_holder` answer to a record batch sent with `sent_token`.
+    /// Applies a `not_holder` answer to a record batch sent with `sent_token`; the answer is
+    /// the leader's committed state, dated at its arrival.
     ///
     /// Returns the new state. When the answer names this agent as holder with a newer token
     /// (a re-grant), the state becomes `Enabled` with that token.
@@ -138,7 +145,7 @@ impl Authority {
     ) -> SigningState {
         match (holder, token) {
             (Some(h), Some(t)) if h == self.agent_id && t > sent_token => {
-                self.observe(SigningState::Enabled { token: t }, t, None)
+                self.observe(SigningState::Enabled { token: t }, t, None, Instant::now())
             }
             // The coordinator says the sent token is not current for us: we are fenced, even
             // if it names us (our token is stale and no newer one was given).
@@ -146,22 +153,23 @@ impl Authority {
                 SigningState::Fenced { holder: None },
                 t.unwrap_or(sent_token),
                 None,
+                Instant::now(),
             ),
             (holder, t) => self.observe(
                 SigningState::Fenced { holder },
                 t.unwrap_or(sent_token),
                 None,
+                Instant::now(),
             ),
         }
         self.current()
     }
 
     /// Applies an observation of `token`, read at `applied` (views only; record answers come
-    /// from the leader and have none).
-    fn observe(&self, state: SigningState, token: u64, applied: Option<u64>) {
+    /// from the leader and have none), valid from `at` on.
+    fn observe(&self, state: SigningState, token: u64, applied: Option<u64>, at: Instant) {
         let mut inner = self.inner.lock().expect("authority lock");
-        let now = Instant::now();
-        inner.last_contact = Some(now);
+        inner.last_contact = Some(Instant::now());
         if token < inner.max_token || applied.is_some_and(|a| a < inner.max_applied) {
             // A lagging view from before a newer grant or revoke we already saw.
             return;
@@ -176,7 +184,7 @@ impl Authority {
         self.metrics.set_signing_state(state.label());
         self.metrics.authority_token.set(token as i64);
         inner.state = state;
-        inner.observed_at = Some(now);
+        inner.observed_at = Some(at);
     }
 
     /// Refreshes the metric when the state expired to `Unknown` without a new observation.
@@ -201,9 +209,9 @@ mod tests {
     async fn a_view_naming_this_agent_enables_signing_with_its_token() {
         let a = Authority::new("a".into(), Duration::from_secs(5), Metrics::new());
         assert_eq!(a.current(), SigningState::Unknown);
-        a.observe_view(&view(Some("a"), 7));
+        a.observe_view(&view(Some("a"), 7), Instant::now());
         assert_eq!(a.current(), SigningState::Enabled { token: 7 });
-        a.observe_view(&view(Some("b"), 9));
+        a.observe_view(&view(Some("b"), 9), Instant::now());
         assert_eq!(
             a.current(),
             SigningState::Fenced {
@@ -215,8 +223,8 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_view_with_a_smaller_token_is_ignored() {
         let a = Authority::new("a".into(), Duration::from_secs(5), Metrics::new());
-        a.observe_view(&view(Some("b"), 9));
-        a.observe_view(&view(Some("a"), 7));
+        a.observe_view(&view(Some("b"), 9), Instant::now());
+        a.observe_view(&view(Some("a"), 7), Instant::now());
         assert_eq!(
             a.current(),
             SigningState::Fenced {
@@ -228,23 +236,29 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_view_from_before_a_revoke_does_not_re_enable() {
         let a = Authority::new("a".into(), Duration::from_secs(5), Metrics::new());
-        a.observe_view(&AuthorityView {
-            holder: None,
-            token: 7,
-            applied_index: 20,
-        });
-        a.observe_view(&AuthorityView {
-            holder: Some("a".into()),
-            token: 7,
-            applied_index: 15,
-        });
+        a.observe_view(
+            &AuthorityView {
+                holder: None,
+                token: 7,
+                applied_index: 20,
+            },
+            Instant::now(),
+        );
+        a.observe_view(
+            &AuthorityView {
+                holder: Some("a".into()),
+                token: 7,
+                applied_index: 15,
+            },
+            Instant::now(),
+        );
         assert_eq!(a.current(), SigningState::Fenced { holder: None });
     }
 
     #[tokio::test]
     async fn an_old_observation_expires_to_unknown() {
         let a = Authority::new("a".into(), Duration::from_millis(50), Metrics::new());
-        a.observe_view(&view(Some("a"), 7));
+        a.observe_view(&view(Some("a"), 7), Instant::now());
         assert_eq!(a.current(), SigningState::Enabled { token: 7 });
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(a.current(), SigningState::Unknown);
@@ -252,9 +266,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_views_age_counts_from_its_request_not_its_arrival() {
+        let a = Authority::new("a".into(), Duration::from_millis(400), Metrics::new());
+        let sent = Instant::now();
+        // The answer took 200 ms to arrive: 200 ms of lease are left, not 400.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        a.observe_view(&view(Some("a"), 7), sent);
+        assert_eq!(a.current(), SigningState::Enabled { token: 7 });
+        // 250 ms after arrival: within 400 ms of the arrival, past 400 ms of the request.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(a.current(), SigningState::Unknown);
+        assert!(a.coordinator_reachable(), "the coordinator did answer");
+    }
+
+    #[tokio::test]
     async fn not_holder_naming_this_agent_with_a_newer_token_re_enables() {
         let a = Authority::new("a".into(), Duration::from_secs(5), Metrics::new());
-        a.observe_view(&view(Some("a"), 7));
+        a.observe_view(&view(Some("a"), 7), Instant::now());
         assert_eq!(
             a.observe_not_holder(Some("a".into()), Some(12), 7),
             SigningState::Enabled { token: 12 }

@@ -139,9 +139,10 @@ impl Agent {
     /// view was received.
     pub async fn poll_authority(&self) -> bool {
         let timeout = Duration::from_millis(self.config.authority_max_age_ms / 2);
+        let requested_at = tokio::time::Instant::now();
         match self.client.authority(timeout).await {
             Ok(view) => {
-                self.authority.observe_view(&view);
+                self.authority.observe_view(&view, requested_at);
                 if self.poll_failures.swap(0, Ordering::Relaxed) > 0 {
                     tracing::info!(agent = %self.config.agent_id, "coordinator reachable again");
                 }

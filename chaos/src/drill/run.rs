@@ -9,6 +9,8 @@
 //! the sampler stop, and everything is judged and written to `DIR`:
 //! `duties.jsonl`, `handovers.json`, `audit.json`, `faults.json` (fault windows, Unix µs),
 //! `leaders.json` (every ~250 ms, each node's leader and term), `authority.json`,
+//! `commands.json` (every failoverctl invocation), the checker's `report.md`, `report.json`
+//! and `timeline.svg` (leaders, authority, signatures per agent per slot, faults shaded),
 //! `drill.json` (scenario, seed, schedule, verdict) and `summary.txt`.
 //!
 //! The verdict combines the lab's [`Summary`] checks, the independent
@@ -435,6 +437,7 @@ pub async fn run(
     write_jsonl(&dir.join(checker::FILE_DUTIES), &records)?;
     history.save_authority_history(&dir)?;
     let report = checker::check(&history);
+    checker::write_reports(&dir, &history, &report)?;
 
     let mut summary = Summary::build(SummaryInput {
         validators: lab.manifest.validators.len(),
