@@ -33,7 +33,10 @@ use signer_agent::keys::{self, DecryptJob, Keys};
 
 /// Measures start-up keystore loading against the single-thread scrypt cost.
 #[derive(Debug, Parser)]
-#[command(name = "keyload-bench", about)]
+#[command(
+    name = "keyload-bench",
+    about = "Measures start-up loading of production-cost EIP-2335 keystores (scrypt n=2^18) against the single-thread scrypt cost measured in the same run"
+)]
 struct Args {
     /// Folder that keeps the generated keystores between runs.
     cache: PathBuf,
