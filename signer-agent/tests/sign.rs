@@ -298,6 +298,18 @@ fn error_body(bytes: &[u8]) -> ErrorBody {
     })
 }
 
+/// Asserts a 200 answer whose signature verifies for interop key 0 over `root`, and returns
+/// the signature.
+fn assert_signed_over(status: StatusCode, bytes: &[u8], root: &Root) -> Signature {
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(bytes));
+    let sig = signature_of(bytes);
+    assert!(
+        eth::verify(&interop::pubkey(0), root, &sig),
+        "the signature verifies"
+    );
+    sig
+}
+
 fn signature_of(bytes: &[u8]) -> Signature {
     let v: Value = serde_json::from_slice(bytes).unwrap();
     v["signature"].as_str().unwrap().parse().unwrap()
@@ -312,14 +324,7 @@ async fn signs_an_attestation_after_a_valid_verdict_and_the_signature_verifies()
     let body = example("ATTESTATION");
 
     let (status, bytes) = sign_json(&agent, &body).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&bytes)
-    );
-    let sig = signature_of(&bytes);
-    assert!(eth::verify(&interop::pubkey(0), &example_root(&body), &sig));
+    let sig = assert_signed_over(status, &bytes, &example_root(&body));
 
     let batches = fake.batches();
     assert_eq!(batches.len(), 1);
@@ -653,17 +658,7 @@ async fn signs_a_voluntary_exit_when_allowed_without_recording_it() {
     // Exit epoch 119 is before mainnet's Deneb epoch: fork_info decides, as in the example.
     let body = example("VOLUNTARY_EXIT");
     let (status, bytes) = sign_json(&agent, &body).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&bytes)
-    );
-    assert!(eth::verify(
-        &interop::pubkey(0),
-        &example_root(&body),
-        &signature_of(&bytes)
-    ));
+    assert_signed_over(status, &bytes, &example_root(&body));
     assert!(fake.batches().is_empty(), "exits are not slashable");
     assert_eq!(agent.metrics.signatures.get(), 1);
 }
@@ -677,17 +672,7 @@ async fn signs_a_validator_registration_with_the_configured_networks_genesis_for
     let agent_on_examples = agent(example_network(config(vec![fake.url.clone()]))).await;
     assert_eq!(agent_on_examples.chain.name, "custom");
     let (status, bytes) = sign_json(&agent_on_examples, &body).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&bytes)
-    );
-    assert!(eth::verify(
-        &interop::pubkey(0),
-        &example_root(&body),
-        &signature_of(&bytes)
-    ));
+    assert_signed_over(status, &bytes, &example_root(&body));
     assert!(fake.batches().is_empty(), "registrations are not slashable");
 
     // On mainnet (genesis fork version 0x00000000) the same message has another root: the
@@ -827,17 +812,7 @@ async fn signs_a_randao_reveal_without_recording_it_while_enabled() {
     let agent = agent(config(vec![fake.url.clone()])).await;
     let body = example("RANDAO_REVEAL");
     let (status, bytes) = sign_json(&agent, &body).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&bytes)
-    );
-    assert!(eth::verify(
-        &interop::pubkey(0),
-        &example_root(&body),
-        &signature_of(&bytes)
-    ));
+    assert_signed_over(status, &bytes, &example_root(&body));
     assert!(fake.batches().is_empty());
 }
 
