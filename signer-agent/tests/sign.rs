@@ -324,7 +324,7 @@ async fn signs_an_attestation_after_a_valid_verdict_and_the_signature_verifies()
     let body = example("ATTESTATION");
 
     let (status, bytes) = sign_json(&agent, &body).await;
-    let sig = assert_signed_over(status, &bytes, &example_root(&body));
+    assert_signed_over(status, &bytes, &example_root(&body));
 
     let batches = fake.batches();
     assert_eq!(batches.len(), 1);
