@@ -230,9 +230,10 @@ async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str
 
 async fn metrics(State(s): State<AppState>) -> String {
     let m = s.node.raft.metrics().borrow().clone();
+    let heartbeats = s.node.heartbeats.lock().expect("heartbeats lock").clone();
     {
         let st = s.node.state.read().expect("state lock");
-        s.node.metrics.refresh(&m, s.node.id, &st.data);
+        s.node.metrics.refresh(&m, s.node.id, &st.data, &heartbeats);
     }
     s.node.metrics.render()
 }

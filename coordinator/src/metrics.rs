@@ -5,11 +5,15 @@
 //! [`Metrics::refresh`]; counters are incremented where the event happens.
 
 use failover_common::beacon::{BeaconObservation, ObservationStatus};
+use std::collections::BTreeMap;
+
+use failover_common::api::AgentId;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
+use crate::node::Heartbeat;
 use crate::state::{HandoverState, StateData};
 use crate::{NodeId, TypeConfig};
 
@@ -21,6 +25,10 @@ pub struct Metrics {
     is_leader: IntGauge,
     last_log_index: IntGauge,
     applied_index: IntGauge,
+    replication_lag: IntGaugeVec,
+    quorum_ack_age: GaugeVec,
+    authority_holder: IntGaugeVec,
+    heartbeat_age: GaugeVec,
     authority_token: IntGauge,
     authority_fenced: IntGauge,
     handovers: IntGaugeVec,
@@ -58,6 +66,11 @@ impl Metrics {
             registry.register(Box::new(m.clone())).expect("register");
             m
         };
+        let fv = |name: &str, help: &str, labels: &[&str]| {
+            let m = GaugeVec::new(Opts::new(name, help), labels).expect("metric");
+            registry.register(Box::new(m.clone())).expect("register");
+            m
+        };
         let cv = |name: &str, help: &str, labels: &[&str]| {
             let m = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
             registry.register(Box::new(m.clone())).expect("register");
@@ -83,6 +96,26 @@ impl Metrics {
             applied_index: g(
                 "failover_raft_applied_index",
                 "Index of the last applied entry.",
+            ),
+            replication_lag: gv(
+                "failover_raft_replication_lag_entries",
+                "Leader only: entries each follower is behind the leader's last log index.",
+                &["peer"],
+            ),
+            quorum_ack_age: fv(
+                "failover_raft_quorum_ack_age_seconds",
+                "Leader only: seconds since a quorum last acknowledged this leader.",
+                &["leader"],
+            ),
+            authority_holder: gv(
+                "failover_authority_holder",
+                "1 for the agent holding signing authority (no series while fenced).",
+                &["agent"],
+            ),
+            heartbeat_age: fv(
+                "failover_agent_heartbeat_age_seconds",
+                "Seconds since this node last received a heartbeat from each agent.",
+                &["agent"],
             ),
             authority_token: g(
                 "failover_authority_token",
@@ -131,12 +164,15 @@ impl Metrics {
         }
     }
 
-    /// Refreshes Raft and state gauges.
+    /// Refreshes Raft, state and heartbeat gauges from openraft's metrics `m` of `node`, the
+    /// replicated state `s` and the heartbeats this node received. Leader-only series
+    /// (replication lag, quorum acknowledgement age) are removed on other nodes.
     pub fn refresh(
         &self,
         m: &openraft::RaftMetrics<NodeId, openraft::BasicNode>,
         node: NodeId,
         s: &StateData,
+        heartbeats: &BTreeMap<AgentId, Heartbeat>,
     ) {
         let _: Option<TypeConfig> = None;
         self.term.set(m.current_term as i64);
@@ -147,6 +183,37 @@ impl Metrics {
             .set(m.last_log_index.unwrap_or(0) as i64);
         self.applied_index
             .set(m.last_applied.map_or(0, |l| l.index) as i64);
+        self.replication_lag.reset();
+        self.quorum_ack_age.reset();
+        if m.current_leader == Some(node) {
+            let last = m.last_log_index.unwrap_or(0);
+            for (peer, matched) in m.replication.iter().flatten() {
+                if *peer == node {
+                    continue;
+                }
+                // Nothing matched yet: the whole log is missing (index 0 is the first entry).
+                let behind = matched.map_or(last + 1, |l| last.saturating_sub(l.index));
+                self.replication_lag
+                    .with_label_values(&[peer.to_string().as_str()])
+                    .set(behind as i64);
+            }
+            if let Some(ms) = m.millis_since_quorum_ack {
+                self.quorum_ack_age
+                    .with_label_values(&[node.to_string().as_str()])
+                    .set(ms as f64 / 1000.0);
+            }
+        }
+        self.authority_holder.reset();
+        if let Some(h) = &s.authority.holder {
+            self.authority_holder
+                .with_label_values(&[h.as_str()])
+                .set(1);
+        }
+        for (agent, hb) in heartbeats {
+            self.heartbeat_age
+                .with_label_values(&[agent.as_str()])
+                .set(hb.at.elapsed().as_secs_f64());
+        }
         self.authority_token.set(s.authority.token as i64);
         self.authority_fenced
             .set(i64::from(s.authority.holder.is_none()));
@@ -190,5 +257,94 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("encode metrics");
         String::from_utf8(buf).expect("utf8 metrics")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, LogId, RaftMetrics};
+
+    fn log_id(index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(3, 1), index)
+    }
+
+    /// The value of the series whose line starts with `series` (name and labels).
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn leader_series_report_lag_quorum_age_holder_and_heartbeats() {
+        let metrics = Metrics::new();
+        let mut m = RaftMetrics::<NodeId, openraft::BasicNode>::new_initial(1);
+        m.current_term = 3;
+        m.current_leader = Some(1);
+        m.last_log_index = Some(40);
+        m.millis_since_quorum_ack = Some(250);
+        m.replication = Some(BTreeMap::from([
+            (1, Some(log_id(40))),
+            (2, Some(log_id(37))),
+            (3, None),
+        ]));
+        let mut s = StateData::default();
+        s.authority.holder = Some("agent-eu".into());
+        s.authority.token = 12;
+        let heartbeats = BTreeMap::from([(
+            "agent-eu".to_string(),
+            Heartbeat {
+                at: std::time::Instant::now() - std::time::Duration::from_secs(2),
+                keys_loaded: 4,
+            },
+        )]);
+        metrics.refresh(&m, 1, &s, &heartbeats);
+        let text = metrics.render();
+        assert_eq!(
+            value(&text, "failover_raft_replication_lag_entries{peer=\"2\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(&text, "failover_raft_replication_lag_entries{peer=\"3\"}"),
+            Some(41.0)
+        );
+        assert_eq!(
+            value(&text, "failover_raft_replication_lag_entries{peer=\"1\"}"),
+            None
+        );
+        assert_eq!(
+            value(&text, "failover_raft_quorum_ack_age_seconds{leader=\"1\"}"),
+            Some(0.25)
+        );
+        assert_eq!(
+            value(&text, "failover_authority_holder{agent=\"agent-eu\"}"),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, "failover_authority_token"), Some(12.0));
+        let age = value(
+            &text,
+            "failover_agent_heartbeat_age_seconds{agent=\"agent-eu\"}",
+        )
+        .expect("a heartbeat age");
+        assert!((2.0..60.0).contains(&age), "{age}");
+
+        // The same node as a follower, with authority fenced: leader-only series and the
+        // holder series disappear.
+        m.current_leader = Some(2);
+        s.authority.holder = None;
+        metrics.refresh(&m, 1, &s, &heartbeats);
+        let text = metrics.render();
+        assert!(
+            !text.contains("failover_raft_replication_lag_entries{"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("failover_raft_quorum_ack_age_seconds{"),
+            "{text}"
+        );
+        assert!(!text.contains("failover_authority_holder{"), "{text}");
+        assert_eq!(value(&text, "failover_authority_fenced"), Some(1.0));
     }
 }
