@@ -45,7 +45,7 @@ use super::{parse_duration, Anchor, At, FaultAction, PlannedFault, Scenario, Sch
 use crate::checker::{self, AuthoritySample, FaultWindow, History, LeaderSample};
 use crate::lab::duties::{unix_micros, AgentEndpoint, DutyRecord, SlotClock};
 use crate::lab::summary::{Check, Summary, SummaryInput};
-use crate::lab::{KdfChoice, Lab, LabConfig, Operator, Role};
+use crate::lab::{KdfChoice, Lab, LabConfig, Operator};
 use crate::netem::LinkMode;
 
 /// Marker file of a drill directory (wiped only when it carries it).
@@ -300,12 +300,7 @@ pub async fn run(
     lab.write_manifest()?;
     lab.grant_initial().await.context("initial grant")?;
     let active = lab.active_agent().id.clone();
-    let standby = lab
-        .manifest
-        .agents
-        .iter()
-        .find(|a| a.role == Role::Standby)
-        .map(|a| a.id.clone());
+    let standby = lab.standby_agent_id();
     let clock = lab.clock();
     let workload = Workload::start(WorkloadConfig {
         beacon_url: lab.manifest.beacon_nodes[0].url.clone(),

@@ -1017,6 +1017,15 @@ impl Lab {
             .expect("validated: exactly one active agent")
     }
 
+    /// The standby agent's id, if the lab has one.
+    pub fn standby_agent_id(&self) -> Option<String> {
+        self.manifest
+            .agents
+            .iter()
+            .find(|a| a.role == Role::Standby)
+            .map(|a| a.id.clone())
+    }
+
     /// Grants authority to the active agent through `failoverctl`, as the operators would:
     /// the first operator requests, the second approves (there is no holder yet, so the
     /// finality gate is epoch 0). Returns the handover id once the cluster names the agent as

@@ -32,7 +32,7 @@ use crate::checker::{self, AuthoritySample, History, LeaderSample};
 use super::duties::{send_duty, AgentEndpoint, DutyRecord, DutySim};
 use super::probes::{conflict_probes, Probe};
 use super::summary::{Check, ProbeOutcome, Summary, SummaryInput};
-use super::{Lab, Role};
+use super::Lab;
 
 /// Knobs of the drill.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,12 +80,7 @@ pub async fn run(
         lab.operator(0).name,
         lab.operator(1).name
     ));
-    let standby = lab
-        .manifest
-        .agents
-        .iter()
-        .find(|a| a.role == Role::Standby)
-        .map(|a| a.id.clone());
+    let standby = lab.standby_agent_id();
     let endpoints: Vec<AgentEndpoint> = lab
         .manifest
         .agents
