@@ -9,6 +9,8 @@
 //!   one-way loss and seeded delay.
 //! - [`drill`]: chaos drills from scenario files (faults timed against drill phases, a seed
 //!   that replays the schedule) run on the real binaries by `failover-drill`.
+//! - [`runbook`]: the shell blocks of `runbooks/*.md` and their test directives, so the runbooks
+//!   run as a test against the lab.
 //! - [`checker`]: the independent history checker (safety invariants I1–I5 re-verified from
 //!   the recording with its own SSZ and BLS code) and its Markdown/JSON/SVG reports.
 
@@ -19,6 +21,7 @@ pub mod checker;
 pub mod drill;
 pub mod lab;
 pub mod netem;
+pub mod runbook;
 
 /// Logs of the chaos binaries: to stderr, filtered by `RUST_LOG` (default `warn`), so their
 /// standard output stays the human summary.

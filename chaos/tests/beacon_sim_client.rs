@@ -191,3 +191,48 @@ async fn unreachable_and_silent_nodes_are_errors_within_the_timeout() {
     assert_eq!(agree(&obs, 1), Some(good.finalized()));
     assert_eq!(agree(&obs, 2), None);
 }
+
+#[tokio::test]
+async fn polls_carry_head_slots_and_the_kind_of_problem_for_metrics() {
+    let usable = start(chain(), 10).await;
+    let syncing = start(chain(), 10).await;
+    let foreign = start(Root([0x77; 32]), 10).await;
+    syncing.state.set_syncing(true);
+    syncing.clock.advance(Duration::from_secs(6));
+    // A closed port: connection refused.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let client = BeaconClient::new(
+        vec![
+            usable.url.clone(),
+            syncing.url.clone(),
+            foreign.url.clone(),
+            dead,
+        ],
+        Duration::from_secs(5),
+        chain(),
+    );
+    let polls = client.poll_all().await;
+    let problems: Vec<_> = polls.iter().map(|p| p.problem).collect();
+    assert_eq!(
+        problems,
+        [
+            None,
+            Some("syncing"),
+            Some("wrong_genesis"),
+            Some("transport")
+        ]
+    );
+    let head = polls[0]
+        .syncing
+        .expect("the usable node answered /node/syncing");
+    assert_eq!(head.sync_distance, 0);
+    assert_eq!(head.head_slot, 4 * 10, "epoch 10 of 4-slot epochs");
+    assert_eq!(polls[1].syncing.map(|s| s.sync_distance), Some(6));
+    assert!(polls[3].syncing.is_none());
+    // The evidence is exactly what observe_all returns.
+    let obs: Vec<_> = polls.into_iter().map(|p| p.observation).collect();
+    assert_eq!(obs, client.observe_all().await);
+}

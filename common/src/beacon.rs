@@ -558,6 +558,35 @@ pub enum BeaconError {
     Decode(String),
 }
 
+impl BeaconError {
+    /// A short stable label for metrics: `timeout`, `transport`, `http_status` or `malformed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BeaconError::Timeout(_) => "timeout",
+            BeaconError::Transport(_) => "transport",
+            BeaconError::Status { .. } => "http_status",
+            BeaconError::Decode(_) => "malformed",
+        }
+    }
+}
+
+/// One node's answer to a finality poll with monitoring details that are not evidence (they
+/// never enter the Raft log): the node's sync status and the kind of problem that kept it from
+/// counting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BeaconPoll {
+    /// The evidence unit, exactly as [`BeaconClient::observe`] returns it.
+    pub observation: BeaconObservation,
+    /// The node's `GET /eth/v1/node/syncing` answer (head slot and sync distance, in slots),
+    /// when it gave one in time.
+    pub syncing: Option<SyncingStatus>,
+    /// `None` when the observation is usable; otherwise why not, as a stable metrics label:
+    /// `syncing`, `optimistic`, `wrong_genesis`, a failed query's [`BeaconError::kind`]
+    /// (`timeout`, `transport`, `http_status`, `malformed`), `invalid_checkpoint` (a non-zero
+    /// epoch finalized with the zero root) or `internal` (the poll task failed).
+    pub problem: Option<&'static str>,
+}
+
 /// A Beacon API client over a fixed set of beacon nodes, for the finality gate.
 ///
 /// Every query is bounded by the timeout given to [`BeaconClient::new`]; a node that does not
@@ -613,27 +642,42 @@ impl BeaconClient {
     /// order of [`BeaconClient::urls`]. Completes within about the timeout even when nodes
     /// hang.
     pub async fn observe_all(&self) -> Vec<BeaconObservation> {
+        self.poll_all()
+            .await
+            .into_iter()
+            .map(|p| p.observation)
+            .collect()
+    }
+
+    /// As [`BeaconClient::observe_all`], with each node's monitoring details
+    /// ([`BeaconPoll`]): its sync status and what kind of problem, if any, kept it from
+    /// counting.
+    pub async fn poll_all(&self) -> Vec<BeaconPoll> {
         let mut tasks = tokio::task::JoinSet::new();
         for (i, url) in self.urls.iter().enumerate() {
             let this = self.clone();
             let url = url.clone();
-            tasks.spawn(async move { (i, this.observe(&url).await) });
+            tasks.spawn(async move { (i, this.poll(&url).await) });
         }
-        let mut out: Vec<Option<BeaconObservation>> = vec![None; self.urls.len()];
+        let mut out: Vec<Option<BeaconPoll>> = vec![None; self.urls.len()];
         while let Some(joined) = tasks.join_next().await {
-            if let Ok((i, obs)) = joined {
-                out[i] = Some(obs);
+            if let Ok((i, poll)) = joined {
+                out[i] = Some(poll);
             }
         }
         out.into_iter()
             .zip(&self.urls)
-            .map(|(obs, url)| {
-                obs.unwrap_or_else(|| BeaconObservation {
-                    url: url.clone(),
-                    status: ObservationStatus::Error {
-                        message: "observer task failed".to_string(),
+            .map(|(poll, url)| {
+                poll.unwrap_or_else(|| BeaconPoll {
+                    observation: BeaconObservation {
+                        url: url.clone(),
+                        status: ObservationStatus::Error {
+                            message: "observer task failed".to_string(),
+                        },
+                        finalized: None,
                     },
-                    finalized: None,
+                    syncing: None,
+                    problem: Some("internal"),
                 })
             })
             .collect()
@@ -646,28 +690,61 @@ impl BeaconClient {
     /// (from `/node/syncing`), then the first failed query, then an optimistic finality answer
     /// or a malformed checkpoint.
     pub async fn observe(&self, url: &str) -> BeaconObservation {
+        self.poll(url).await.observation
+    }
+
+    /// As [`BeaconClient::observe`], with the monitoring details ([`BeaconPoll`]).
+    pub async fn poll(&self, url: &str) -> BeaconPoll {
         let work = async {
             let (genesis, syncing, finality) = tokio::join!(
                 self.genesis(url),
                 self.syncing(url),
                 self.finality_checkpoints(url, StateId::Head)
             );
-            classify(
+            let first_error = [
+                genesis.as_ref().err(),
+                syncing.as_ref().err(),
+                finality.as_ref().err(),
+            ]
+            .into_iter()
+            .flatten()
+            .next()
+            .map(BeaconError::kind);
+            let sync_status = syncing.as_ref().ok().cloned();
+            let observation = classify(
                 url,
                 self.expected_genesis_validators_root,
                 genesis,
                 syncing,
                 finality,
-            )
+            );
+            let problem = match &observation.status {
+                ObservationStatus::Usable => None,
+                ObservationStatus::Syncing { .. } => Some("syncing"),
+                ObservationStatus::Optimistic => Some("optimistic"),
+                ObservationStatus::WrongGenesis { .. } => Some("wrong_genesis"),
+                ObservationStatus::Error { .. } => {
+                    Some(first_error.unwrap_or("invalid_checkpoint"))
+                }
+            };
+            BeaconPoll {
+                observation,
+                syncing: sync_status,
+                problem,
+            }
         };
         match tokio::time::timeout(self.timeout, work).await {
-            Ok(obs) => obs,
-            Err(_) => BeaconObservation {
-                url: url.to_string(),
-                status: ObservationStatus::Error {
-                    message: BeaconError::Timeout(self.timeout).to_string(),
+            Ok(poll) => poll,
+            Err(_) => BeaconPoll {
+                observation: BeaconObservation {
+                    url: url.to_string(),
+                    status: ObservationStatus::Error {
+                        message: BeaconError::Timeout(self.timeout).to_string(),
+                    },
+                    finalized: None,
                 },
-                finalized: None,
+                syncing: None,
+                problem: Some("timeout"),
             },
         }
     }

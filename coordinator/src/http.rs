@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tower_http::trace::TraceLayer;
 
-use crate::config::token_hash;
+use crate::access::Principal;
 use crate::node::{now_ms, Node, WriteError, WriteOutcome};
 use crate::state::{AuditEntry, FinalityRecord, Handover, Response};
 use crate::{NodeId, TypeConfig};
@@ -87,42 +87,19 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Principal {
-    Operator(String),
-    Agent(AgentId),
-    Cluster,
-}
+mod membership;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
     node: Arc<Node>,
-    tokens: Arc<HashMap<String, Principal>>,
 }
 
 impl AppState {
-    /// Builds the handler state, indexing the configured token hashes.
+    /// The handler state of `node`; tokens are looked up in the node's table in force
+    /// ([`Node::access`], reloadable).
     pub fn new(node: Arc<Node>) -> Self {
-        let mut tokens = HashMap::new();
-        for o in &node.config.operators {
-            tokens.insert(
-                o.token_sha256.to_lowercase(),
-                Principal::Operator(o.name.clone()),
-            );
-        }
-        for a in &node.config.agents {
-            tokens.insert(
-                a.token_sha256.to_lowercase(),
-                Principal::Agent(a.id.clone()),
-            );
-        }
-        tokens.insert(token_hash(&node.cluster_token), Principal::Cluster);
-        Self {
-            node,
-            tokens: Arc::new(tokens),
-        }
+        Self { node }
     }
 
     fn principal(&self, headers: &HeaderMap) -> ApiResult<Principal> {
@@ -131,9 +108,10 @@ impl AppState {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(ApiError::unauthorized)?;
-        self.tokens
-            .get(&token_hash(value))
-            .cloned()
+        self.node
+            .access
+            .current()
+            .principal(value)
             .ok_or_else(ApiError::unauthorized)
     }
 
@@ -164,10 +142,24 @@ impl AppState {
         }
     }
 
+    /// The cluster token, and, when the request names its target node (the Raft network sends
+    /// `x-failover-target`), this node: a Raft RPC meant for another node (a wrong membership
+    /// address) is refused with 409 `wrong_node` instead of being applied here.
     fn cluster(&self, headers: &HeaderMap) -> ApiResult<()> {
         match self.principal(headers)? {
-            Principal::Cluster => Ok(()),
-            _ => Err(ApiError::forbidden("this endpoint needs the cluster token")),
+            Principal::Cluster => {}
+            _ => return Err(ApiError::forbidden("this endpoint needs the cluster token")),
+        }
+        let target = headers
+            .get(crate::network::TARGET_HEADER)
+            .and_then(|v| v.to_str().ok());
+        match target {
+            Some(t) if t != self.node.id.to_string() => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "wrong_node",
+                format!("this is node {}, not node {t}", self.node.id),
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -203,6 +195,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/audit", get(audit))
         .route("/v1/slashing/import", post(slashing_import))
         .route("/v1/slashing/export", get(slashing_export))
+        .route("/v1/backup", get(backup))
         .route("/v1/agent/register", post(register_agent))
         .route("/v1/agent/records", post(record_batch))
         .route("/v1/agent/heartbeat", post(heartbeat))
@@ -210,8 +203,34 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/raft/vote", post(raft_vote))
         .route("/raft/snapshot", post(raft_snapshot))
         .route("/internal/v1/write", post(internal_write))
+        .route("/v1/cluster/members", get(membership::members))
+        .route("/v1/cluster/learners", post(membership::add_learner))
+        .route("/v1/cluster/voters", post(membership::change_voters))
+        .route("/internal/v1/identity", get(membership::identity))
+        .layer(axum::middleware::from_fn_with_state(
+            state.node.metrics.clone(),
+            count_unavailable,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Counts every 503 answer in `failover_unavailable_total{endpoint}`, labelled with the
+/// matched route (`unmatched` for none): each one is a request this node failed closed on.
+async fn count_unavailable(
+    State(metrics): State<Arc<crate::metrics::Metrics>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> HttpResponse {
+    let endpoint = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let res = next.run(req).await;
+    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+        metrics.unavailable.with_label_values(&[&endpoint]).inc();
+    }
+    res
 }
 
 async fn health() -> &'static str {
@@ -710,7 +729,12 @@ async fn raft_snapshot(
 ) -> ApiResult<HttpResponse> {
     s.cluster(&headers)?;
     let req: InstallSnapshotRequest<TypeConfig> = parse(&body)?;
-    Ok(Json(s.node.raft.install_snapshot(req).await).into_response())
+    let last_chunk = req.done;
+    let res = s.node.raft.install_snapshot(req).await;
+    if last_chunk && res.is_ok() {
+        s.node.metrics.snapshot_installs.inc();
+    }
+    Ok(Json(res).into_response())
 }
 
 /// `POST /v1/slashing/import`: an EIP-3076 interchange, all-or-nothing (`interchange`).
@@ -845,6 +869,13 @@ async fn linearizable_read(
             ))
         })?;
     let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    // The leader's media type (JSON, or a backup file), JSON when it names none.
+    let content_type = res
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
     let bytes = res.bytes().await.map_err(|e| {
         unavailable(format!(
             "reading the leader's answer about {what} failed: {e}"
@@ -852,8 +883,52 @@ async fn linearizable_read(
     })?;
     Ok((
         status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        [(axum::http::header::CONTENT_TYPE, content_type)],
         bytes,
     )
         .into_response())
+}
+
+/// `GET /v1/backup` (operator): the committed replicated state as a backup file
+/// (`backup` module: format version, genesis validators root, last applied log id, SHA-256
+/// trailer), media type `application/vnd.failover.backup`.
+///
+/// Linearizable like the export (the leader confirms its leadership and applies up to the
+/// read index; a follower forwards once): the file holds every write committed before the
+/// request. The state and its `last_applied` are copied under one lock, so the file is one
+/// consistent state. Errors: 401/403 without an operator token, 503 without a reachable
+/// leader.
+async fn backup(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<HttpResponse> {
+    let operator = s.operator(&headers)?;
+    linearizable_read(&s, &headers, "/v1/backup", "the state for a backup", |s| {
+        let snapshot = s.node.state.read().expect("state lock").clone();
+        let bytes = crate::backup::encode(
+            &snapshot,
+            s.node.config.chain.genesis_validators_root,
+            s.node.id,
+            crate::config::token_hash(&s.node.cluster_token),
+            now_ms(),
+        );
+        tracing::info!(
+            %operator,
+            last_applied = snapshot.last_applied.map_or(0, |l| l.index),
+            bytes = bytes.len(),
+            "backup served"
+        );
+        (
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    crate::backup::CONTENT_TYPE,
+                ),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"coordinator.backup\"",
+                ),
+            ],
+            bytes,
+        )
+            .into_response()
+    })
+    .await
 }

@@ -240,10 +240,15 @@ impl StateData {
         }
         let mut merged: BTreeMap<Pubkey, ValidatorHistory> = BTreeMap::new();
         let mut summary = ImportSummary::default();
+        // A validator new to a restored cluster starts at the restore floor.
+        let floor = self.restore_floor();
         for v in &doc.data {
-            let h = merged
-                .entry(v.pubkey)
-                .or_insert_with(|| self.validators.get(&v.pubkey).cloned().unwrap_or_default());
+            let h = merged.entry(v.pubkey).or_insert_with(|| {
+                self.validators
+                    .get(&v.pubkey)
+                    .cloned()
+                    .unwrap_or_else(|| ValidatorHistory::with_floor(floor))
+            });
             let before = summary.slashable;
             for b in &v.signed_blocks {
                 summary.count(h.import_block(b.slot, b.signing_root));

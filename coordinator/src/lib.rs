@@ -7,17 +7,23 @@
 //! - [`store`]: RocksDB log and state-machine storage (I6);
 //! - [`network`]: Raft RPC over HTTP;
 //! - [`node`]: a running node: Raft, writes with leader forwarding, finality polling;
+//! - [`membership`]: Raft membership changes (replacing a coordinator node);
 //! - [`http`]: the agent, operator and Raft HTTP API;
 //! - [`config`]: the strict TOML configuration;
+//! - [`access`]: the bearer-token table, reloadable on SIGHUP;
+//! - [`backup`]: online backup and safe restore into a new cluster (restore floor);
 //! - [`metrics`]: Prometheus metrics.
 
 #![deny(missing_docs)]
 
 use std::io::Cursor;
 
+pub mod access;
+pub mod backup;
 pub mod config;
 pub mod http;
 pub mod interchange;
+pub mod membership;
 pub mod metrics;
 pub mod network;
 pub mod node;

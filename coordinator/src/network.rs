@@ -7,6 +7,9 @@
 //! transport failure as a `NetworkError`. Every call is bounded by openraft's per-RPC
 //! deadline (`RPCOption::hard_ttl`).
 //!
+//! Every call names its target node in the [`TARGET_HEADER`] header; a node refuses an RPC
+//! meant for another id (409), so a wrong address never feeds one node's log into another.
+//!
 //! A peer is dialled at the URL in this node's own configuration (`peers[].url`) when it has
 //! one, not at the address replicated in the membership: each node has its own view of the
 //! links, so a deployment (or a drill) can route one direction of one link through a proxy.
@@ -29,6 +32,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{NodeId, TypeConfig};
+
+/// Header naming the node id a Raft RPC is meant for.
+pub const TARGET_HEADER: &str = "x-failover-target";
 
 /// Creates per-peer RPC clients sharing one HTTP connection pool.
 #[derive(Clone)]
@@ -98,6 +104,7 @@ impl PeerClient {
             .client
             .post(format!("{}/raft/{path}", self.url))
             .bearer_auth(&self.cluster_token)
+            .header(TARGET_HEADER, self.target.to_string())
             .timeout(ttl)
             .json(req)
             .send()

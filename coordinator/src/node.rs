@@ -9,7 +9,10 @@
 //!   attempts are bounded by `raft.write_timeout_ms` (STYLE.md 10);
 //! - only the leader proposes finality evidence, and only when the agreed epoch advances;
 //! - the cluster is initialised only by the `bootstrap` node and only when its store is
-//!   empty, so a restarted node always rejoins from its own data.
+//!   empty and no configured peer reports an initialised store, so a restarted node always
+//!   rejoins from its own data and a node added later (config copied from the bootstrap node
+//!   by mistake) never founds a second cluster; any other node with an empty store waits to be
+//!   added with `failoverctl cluster add-learner` (see [`crate::membership`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -28,6 +31,10 @@ use crate::network::Network;
 use crate::state::{Command, Response};
 use crate::store::{open_db, LogStore, SharedState, StateMachineStore};
 use crate::{NodeId, Raft};
+
+/// Bytes of snapshot data per `/raft/snapshot` request (see [`Node::start`]): at most
+/// ~1 MiB of JSON, under the HTTP server's 2 MB body limit.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 256 * 1024;
 
 /// Milliseconds since the Unix epoch on this node's clock (audit stamps only).
 pub fn now_ms() -> u64 {
@@ -86,6 +93,11 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Agent heartbeats received by this node.
     pub heartbeats: Mutex<BTreeMap<AgentId, Heartbeat>>,
+    /// Bearer tokens in force: `[[operators]]` and `[[agents]]` of the configuration, and the
+    /// cluster token; replaced by [`Node::reload_access`] (SIGHUP).
+    pub access: crate::access::SharedAccess,
+    /// Held while this node (as leader) runs a membership change: one at a time.
+    pub(crate) membership_change: tokio::sync::Mutex<()>,
     peer_urls: HashMap<NodeId, String>,
 }
 
@@ -101,6 +113,9 @@ impl Node {
             .trim()
             .to_string();
         anyhow::ensure!(!cluster_token.is_empty(), "cluster token file is empty");
+        let access =
+            crate::access::AccessList::new(&config.operators, &config.agents, &cluster_token)
+                .map_err(|e| anyhow::anyhow!("invalid [[operators]] / [[agents]]:\n{e}"))?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
         let db = open_db(&config.data_dir).context("open RocksDB store")?;
@@ -115,6 +130,11 @@ impl Node {
             election_timeout_max: r.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every),
             max_in_snapshot_log_to_keep: r.keep_logs,
+            // A chunk travels as a JSON array of numbers (up to 4 bytes per byte) in one
+            // `/raft/snapshot` body, which the HTTP server caps at 2 MB: openraft's 3 MiB
+            // default made every snapshot above ~0.5 MB fail to install (a lagging follower,
+            // or a node joining a restored cluster, never caught up).
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             ..Default::default()
         }
         .validate()
@@ -142,17 +162,42 @@ impl Node {
             state,
             http,
             cluster_token,
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::with_approvals_required(
+                config.handover.approvals_required,
+            )),
             heartbeats: Mutex::new(BTreeMap::new()),
+            access: crate::access::SharedAccess::new(access),
+            membership_change: tokio::sync::Mutex::new(()),
             peer_urls,
         });
-        if config.bootstrap {
-            let initialized = node
-                .raft
-                .is_initialized()
-                .await
-                .context("read raft state")?;
-            if !initialized {
+        tokio::spawn(count_raft_changes(
+            node.raft.metrics(),
+            Arc::downgrade(&node.metrics),
+        ));
+        let initialized = node
+            .raft
+            .is_initialized()
+            .await
+            .context("read raft state")?;
+        if !initialized && !config.bootstrap {
+            tracing::info!(
+                node = node.id,
+                "empty store and bootstrap = false: waiting to be added to the cluster \
+                 (failoverctl cluster add-learner --id {} --url URL)",
+                node.id
+            );
+        }
+        if config.bootstrap && !initialized {
+            let founded = node.initialised_peers().await;
+            if !founded.is_empty() {
+                tracing::error!(
+                    node = node.id,
+                    peers = ?founded,
+                    "bootstrap = true but peers already hold an initialised cluster: NOT \
+                     initialising a second one; waiting to be added with failoverctl cluster \
+                     add-learner (set bootstrap = false in this node's config)"
+                );
+            } else {
                 let members: BTreeMap<NodeId, BasicNode> = config
                     .peers
                     .iter()
@@ -179,18 +224,70 @@ impl Node {
         Ok(node)
     }
 
-    /// The current leader's id and URL, as this node knows it.
-    pub fn leader(&self) -> Option<(NodeId, String)> {
-        let m = self.raft.metrics().borrow().clone();
-        let id = m.current_leader?;
-        // This node's own view of the peer first (it may route through a proxy).
-        let url = self.peer_urls.get(&id).cloned().or_else(|| {
-            m.membership_config
+    /// Ids of configured peers (other than this node) whose store already holds a cluster,
+    /// asked through `GET /internal/v1/identity` with a 1 s deadline each, all at once.
+    /// Unreachable peers and peers of an older version count as not initialised.
+    async fn initialised_peers(&self) -> Vec<NodeId> {
+        let probes = self
+            .config
+            .peers
+            .iter()
+            .filter(|p| p.id != self.id)
+            .map(|p| async move {
+                match crate::membership::probe_identity(
+                    &self.http,
+                    &self.cluster_token,
+                    &p.url,
+                    Duration::from_secs(1),
+                )
+                .await
+                {
+                    Ok(ident) if ident.initialized => Some(p.id),
+                    _ => None,
+                }
+            });
+        futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// The URL at which this node reaches node `id`: its `peers[].url` in this node's config
+    /// (it may route through a proxy), else its address in the current membership (a node added
+    /// after this node's config was written). `None` if neither knows it.
+    pub fn peer_url(&self, id: NodeId) -> Option<String> {
+        self.peer_urls.get(&id).cloned().or_else(|| {
+            self.raft
+                .metrics()
+                .borrow()
+                .membership_config
                 .membership()
                 .get_node(&id)
                 .map(|n| n.addr.clone())
-        })?;
-        Some((id, url))
+        })
+    }
+
+    /// Replaces the operators and agents allowed to call the API with those of `new`, a
+    /// freshly read configuration of this node (operator onboarding, offboarding, token
+    /// rotation; `access` module). Requests already authenticated finish under the old table.
+    ///
+    /// Errors (the old table stays in force): `new` is invalid as a whole, is for another
+    /// node, or its `[[operators]]` / `[[agents]]` are unusable (every problem, one per line).
+    /// Keys other than those two that differ are listed in
+    /// [`crate::access::ReloadSummary::restart_needed`] and ignored until a restart.
+    pub fn reload_access(&self, new: &Config) -> Result<crate::access::ReloadSummary, String> {
+        let current = self.access.current();
+        let (list, summary) =
+            crate::access::prepare_reload(&self.config, &current, new, &self.cluster_token)?;
+        self.access.replace(list);
+        Ok(summary)
+    }
+
+    /// The current leader's id and URL, as this node knows it (URL as in [`Node::peer_url`]).
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let id = self.raft.metrics().borrow().current_leader?;
+        Some((id, self.peer_url(id)?))
     }
 
     /// Proposes `cmd` and waits for its committed answer, forwarding to the leader if this
@@ -328,10 +425,13 @@ impl Node {
         loop {
             tick.tick().await;
             if self.raft.metrics().borrow().current_leader != Some(self.id) {
+                self.metrics.clear_beacons();
                 continue;
             }
-            let observations = client.observe_all().await;
-            self.metrics.observe_beacons(&observations);
+            let polls = client.poll_all().await;
+            self.metrics
+                .observe_beacons(&polls, self.config.chain.slots_per_epoch);
+            let observations: Vec<_> = polls.into_iter().map(|p| p.observation).collect();
             let Some(cp) = agree(&observations, quorum) else {
                 if let Some((a, b)) = conflicting_finality(&observations) {
                     tracing::error!(
@@ -365,6 +465,29 @@ impl Node {
                 Ok(_) => tracing::info!(epoch = cp.epoch, "finality evidence committed"),
                 Err(e) => tracing::warn!(error = %e, "could not commit finality evidence"),
             }
+        }
+    }
+}
+
+/// Counts elections and leader changes ([`Metrics::observe_raft`]) on every change of
+/// openraft's metrics, so none is missed between two scrapes. Ends when Raft shuts down or
+/// the metrics are dropped.
+async fn count_raft_changes(
+    mut rx: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
+    metrics: std::sync::Weak<Metrics>,
+) {
+    loop {
+        let (term, leader) = {
+            let m = rx.borrow_and_update();
+            (m.current_term, m.current_leader)
+        };
+        let Some(metrics) = metrics.upgrade() else {
+            return;
+        };
+        metrics.observe_raft(term, leader);
+        drop(metrics);
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }

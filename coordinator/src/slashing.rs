@@ -35,6 +35,11 @@
 //! - **Export.** Because the watermark acts as a record, an EIP-3076 export writes it as one
 //!   (without a signing root) and a fresh cluster importing the file refuses exactly what this
 //!   one refuses.
+//! - **Restore floor.** A cluster restored from a backup carries a [`RestoreFloor`] at or
+//!   above the chain head at restore time; [`ValidatorHistory::raise_floor`] makes it a
+//!   watermark of every validator and [`ValidatorHistory::with_floor`] of every validator
+//!   first seen later, so nothing an agent of the old cluster may have signed after the backup
+//!   can be double-voted or surrounded (proof in the `backup` module docs).
 //!
 //! Invariant (DESIGN.md I3): after any sequence of `check_and_insert_*` and `prune_below`
 //! calls, no two records that were accepted (`Valid`) are slashable with each other. A zero
@@ -634,5 +639,125 @@ impl ValidatorHistory {
         } else {
             Merge::Added
         }
+    }
+}
+
+/// A cluster-wide lower bound set when a cluster is restored from a backup (see the
+/// `backup` module for the safety argument): nothing at or below it is ever signed again, for
+/// any validator, known at restore time or not.
+///
+/// `slot` is the last slot of `epoch`, so a block is allowed only in a later epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreFloor {
+    /// Floor epoch `F` (epochs): new attestations need `target > F` and `source ≥ F`.
+    pub epoch: u64,
+    /// Block floor (slots): the last slot of epoch `F`, `(F + 1) × SLOTS_PER_EPOCH − 1`; new
+    /// blocks need `slot > slot_floor`.
+    pub slot: u64,
+}
+
+impl RestoreFloor {
+    /// The floor for epoch `epoch` (epochs) on a chain with `slots_per_epoch` slots per epoch
+    /// (`0` is treated as 1). Saturates at `u64::MAX`.
+    pub fn at_epoch(epoch: u64, slots_per_epoch: u64) -> Self {
+        let spe = slots_per_epoch.max(1);
+        Self {
+            epoch,
+            slot: epoch
+                .saturating_add(1)
+                .saturating_mul(spe)
+                .saturating_sub(1),
+        }
+    }
+}
+
+impl ValidatorHistory {
+    /// An empty history whose low watermarks are `floor` (a validator first seen after a
+    /// restore), or the plain empty history when there is no floor.
+    pub fn with_floor(floor: Option<RestoreFloor>) -> Self {
+        let mut h = Self::default();
+        if let Some(f) = floor {
+            h.raise_floor(f);
+        }
+        h
+    }
+
+    /// Applies a restore floor: drops every record at or below it (blocks with
+    /// `slot ≤ floor.slot`, attestations with `target ≤ floor.epoch`) and raises the low
+    /// watermarks to at least `low_slot = floor.slot`, `low_source_epoch = floor.epoch`,
+    /// `low_target_epoch = floor.epoch`. Watermarks never go down.
+    ///
+    /// Afterwards every block at `slot ≤ floor.slot` and every attestation with
+    /// `target ≤ floor.epoch` or `source < floor.epoch` is refused, and the dropped records
+    /// refuse nothing more than the floor does: a dropped attestation `(s, t)` has
+    /// `s ≤ t ≤ F`, so a new one slashable with it would need `t' ≤ F` (double vote or
+    /// surrounded) or `s' < s ≤ F` (surrounding), both refused. Records above the floor are
+    /// kept (a restore puts the floor at or above every recorded epoch, so there are none
+    /// then). Dropping the rest keeps an EIP-3076 export exact: the floor is written as the
+    /// oldest record, so a complete-history importer refuses what this history refuses.
+    pub fn raise_floor(&mut self, floor: RestoreFloor) {
+        // prune_below drops `< min`; the floor drops `≤ floor`, hence the +1.
+        self.prune_below(floor.slot.saturating_add(1), floor.epoch.saturating_add(1));
+        self.low_slot = max_opt(self.low_slot, Some(floor.slot));
+        self.low_source_epoch = max_opt(self.low_source_epoch, Some(floor.epoch));
+        self.low_target_epoch = max_opt(self.low_target_epoch, Some(floor.epoch));
+    }
+}
+
+#[cfg(test)]
+mod floor_tests {
+    use super::*;
+
+    fn root(b: u8) -> Root {
+        Root([b; 32])
+    }
+
+    #[test]
+    fn the_restore_floor_refuses_everything_at_or_below_it_and_nothing_above() {
+        let mut h = ValidatorHistory::default();
+        h.check_and_insert_attestation(3, 4, root(1));
+        h.check_and_insert_attestation(4, 12, root(1));
+        h.check_and_insert_block(100, root(1));
+        let floor = RestoreFloor::at_epoch(10, 32);
+        assert_eq!(floor.slot, 351);
+        h.raise_floor(floor);
+        // the record above the floor (target 12) stays, the others are gone
+        assert_eq!(h.attestations.keys().copied().collect::<Vec<_>>(), vec![12]);
+        assert!(h.blocks.is_empty());
+        assert_eq!(
+            (h.low_slot, h.low_source_epoch, h.low_target_epoch),
+            (Some(351), Some(10), Some(10))
+        );
+        // safe before the restore, refused after it
+        assert!(h.check_attestation(9, 10, &root(2)).is_err());
+        assert!(matches!(
+            h.check_attestation(9, 13, &root(2)),
+            Err(Refusal::SourceBelowWatermark { .. })
+        ));
+        assert!(matches!(
+            h.check_block(351, &root(2)),
+            Err(Refusal::SlotBelowWatermark { .. })
+        ));
+        // above the floor: fine
+        assert_eq!(h.check_attestation(12, 13, &root(2)), Ok(Verdict::Valid));
+        assert_eq!(h.check_block(352, &root(2)), Ok(Verdict::Valid));
+        // a new validator starts at the floor
+        let fresh = ValidatorHistory::with_floor(Some(floor));
+        assert!(matches!(
+            fresh.check_attestation(10, 10, &root(2)),
+            Err(Refusal::TargetBelowWatermark { .. })
+        ));
+        assert!(matches!(
+            fresh.check_attestation(9, 11, &root(2)),
+            Err(Refusal::SourceBelowWatermark { .. })
+        ));
+        assert_eq!(
+            fresh.check_attestation(10, 11, &root(2)),
+            Ok(Verdict::Valid)
+        );
+        // watermarks never go down
+        let mut higher = ValidatorHistory::with_floor(Some(RestoreFloor::at_epoch(20, 32)));
+        higher.raise_floor(floor);
+        assert_eq!(higher.low_target_epoch, Some(20));
     }
 }

@@ -20,6 +20,9 @@
 //!   only with the required number of distinct approvals, not counting the requester's own
 //!   under the two-person rule.
 //! - There is no automatic failover: only operator commands move authority.
+//! - **Restore.** A state restored from a backup (`backup` module) carries [`RestoreInfo`]:
+//!   every validator history created later starts at the restore floor, and
+//!   `required_epoch` of every handover is at least the floor epoch.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,7 +31,7 @@ use failover_common::beacon::{BeaconObservation, CheckpointObs};
 use failover_common::types::Pubkey;
 use serde::{Deserialize, Serialize};
 
-use crate::slashing::ValidatorHistory;
+use crate::slashing::{RestoreFloor, ValidatorHistory};
 
 /// The handover rules in force, carried in each operator command by the proposing node so
 /// that apply stays deterministic even if node configurations differ.
@@ -111,6 +114,21 @@ pub enum Command {
         genesis_validators_root: failover_common::types::Root,
         /// Authenticated operator name.
         operator: String,
+        /// Proposer's wall clock (ms).
+        at_ms: u64,
+    },
+    /// An operator action carried out outside the state machine (a Raft membership change:
+    /// `cluster.add_learner`, `cluster.promote`, `cluster.remove`), recorded in the audit trail
+    /// only. Changes nothing else; answers [`Response::Ok`].
+    RecordAudit {
+        /// Authenticated operator name.
+        operator: String,
+        /// What was done, e.g. `cluster.remove`.
+        action: String,
+        /// Details (node ids, URLs).
+        detail: String,
+        /// Outcome as decided by the proposer: `completed`, `proposed: …`, `refused: …`.
+        outcome: String,
         /// Proposer's wall clock (ms).
         at_ms: u64,
     },
@@ -249,13 +267,16 @@ pub struct AuditEntry {
     pub at_ms: u64,
     /// Operator name.
     pub operator: String,
-    /// `handover.request`, `handover.approve`, `handover.approve.break_glass`, `handover.abort`.
+    /// `handover.request`, `handover.approve`, `handover.approve.break_glass`, `handover.abort`,
+    /// `slashing.import`, `cluster.add_learner`, `cluster.promote`, `cluster.remove`.
     pub action: String,
     /// Handover concerned, if any.
     pub handover: Option<u64>,
     /// Details (target, reason).
     pub detail: String,
-    /// `accepted`, `completed`, or `refused: <why>`.
+    /// `accepted`, `completed`, or `refused: <why>`; for membership changes also
+    /// `completed (no change needed)`, `added; catch-up timed out` and
+    /// `proposed: removes the current leader`.
     pub outcome: String,
 }
 
@@ -324,6 +345,8 @@ pub struct Dirty {
     pub agents: BTreeSet<AgentId>,
     /// Audit entries appended (indexes into `audit`).
     pub audit_from: Option<usize>,
+    /// The restore record changed (only when a snapshot is installed or a store seeded).
+    pub restore: bool,
 }
 
 /// The whole replicated state (without Raft bookkeeping).
@@ -341,6 +364,30 @@ pub struct StateData {
     pub finality: Option<FinalityRecord>,
     /// Append-only audit record.
     pub audit: Vec<AuditEntry>,
+    /// Set when this cluster was restored from a backup (`backup` module): the restore floor
+    /// applies to every validator, including those first seen after the restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreInfo>,
+}
+
+/// How and from what this cluster was restored (`coordinator restore`; `backup` module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreInfo {
+    /// Nothing at or below this is signed again, for any validator.
+    pub floor: RestoreFloor,
+    /// Where the floor epoch came from, e.g. `beacon wall-clock epoch 31 + margin 1` or
+    /// `--floor-epoch 40` (audit and status only).
+    pub floor_source: String,
+    /// Last applied log index of the backed-up cluster (`None` for an empty one).
+    pub backup_last_applied_index: Option<u64>,
+    /// Node that served the backup.
+    pub backup_source_node: crate::NodeId,
+    /// When the backup was taken, the serving node's wall clock (ms since the Unix epoch).
+    pub backup_created_at_ms: u64,
+    /// Log index at which the restored state begins (the seeded snapshot's index).
+    pub log_index: u64,
+    /// When the restore ran, the restoring machine's wall clock (ms since the Unix epoch).
+    pub at_ms: u64,
 }
 
 fn rejected(code: &str, message: impl Into<String>) -> Response {
@@ -354,6 +401,11 @@ impl StateData {
     /// Finalized epoch agreed so far (0 before any evidence).
     pub fn finalized_epoch(&self) -> u64 {
         self.finality.as_ref().map_or(0, |f| f.checkpoint.epoch)
+    }
+
+    /// The cluster-wide restore floor, if this cluster was restored from a backup.
+    pub fn restore_floor(&self) -> Option<RestoreFloor> {
+        self.restore.as_ref().map(|r| r.floor)
     }
 
     /// The open handover, if any (at most one is open at a time).
@@ -441,6 +493,27 @@ impl StateData {
                 );
                 response
             }
+            Command::RecordAudit {
+                operator,
+                action,
+                detail,
+                outcome,
+                at_ms,
+            } => {
+                self.audit(
+                    dirty,
+                    AuditEntry {
+                        log_index: index,
+                        at_ms: *at_ms,
+                        operator: operator.clone(),
+                        action: action.clone(),
+                        handover: None,
+                        detail: detail.clone(),
+                        outcome: outcome.clone(),
+                    },
+                );
+                Response::Ok
+            }
             Command::Finality {
                 checkpoint,
                 observations,
@@ -471,9 +544,13 @@ impl StateData {
             };
         }
         let info = self.agents.entry(agent.clone()).or_default();
+        let floor = self.restore.as_ref().map(|r| r.floor);
         let mut verdicts = Vec::with_capacity(items.len());
         for item in items {
-            let history = self.validators.entry(*item.pubkey()).or_default();
+            let history = self
+                .validators
+                .entry(*item.pubkey())
+                .or_insert_with(|| ValidatorHistory::with_floor(floor));
             let verdict = match item {
                 RecordItem::Block {
                     slot, signing_root, ..
@@ -587,6 +664,9 @@ impl StateData {
                 .max()
                 .unwrap_or(0),
         };
+        // After a restore, agents of the old cluster may have signed up to the floor epoch
+        // without this cluster knowing: the first handover waits for that to be final too.
+        let required_epoch = required_epoch.max(self.restore_floor().map_or(0, |f| f.epoch));
         let mut h = Handover {
             id: index,
             from: from.clone(),

@@ -3,9 +3,13 @@
 //! One RocksDB database per node, with three column families:
 //! - `logs`: key = log index (8 bytes big-endian), value = JSON `Entry`;
 //! - `meta`: the vote, the committed log id and the last purged log id;
-//! - `sm`: the state machine, one key per item (`authority`, `finality`, `v/<pubkey>`,
-//!   `h/<id>`, `a/<agent>`, `audit/<seq>`) plus `last_applied`, `membership` and the latest
-//!   built snapshot.
+//! - `sm`: the state machine, one key per item (`authority`, `finality`, `restore`,
+//!   `v/<pubkey>`, `h/<id>`, `a/<agent>`, `audit/<seq>`) plus `last_applied`, `membership`
+//!   and the latest built snapshot.
+//!
+//! A restored node's store is seeded with [`seed_snapshot`] (`coordinator restore`): exactly
+//! the state a node has after installing a snapshot, so openraft starts with its log beginning
+//! after the snapshot.
 //!
 //! Durability invariants (DESIGN.md I6, STYLE.md 5):
 //! - an append or a vote is acknowledged to openraft only after a synced write (WAL fsync);
@@ -299,6 +303,7 @@ impl StateMachineStore {
                     s.data.authority = serde_json::from_slice(&v).map_err(sm_read_err)?
                 }
                 "finality" => s.data.finality = serde_json::from_slice(&v).map_err(sm_read_err)?,
+                "restore" => s.data.restore = serde_json::from_slice(&v).map_err(sm_read_err)?,
                 "snapshot" => {}
                 _ => {
                     if let Some(rest) = key.strip_prefix("v/") {
@@ -350,6 +355,12 @@ impl StateMachineStore {
         if dirty.finality {
             batch.put_cf(sm, "finality", json(&s.data.finality)?);
         }
+        if dirty.restore {
+            match &s.data.restore {
+                Some(r) => batch.put_cf(sm, "restore", json(r)?),
+                None => batch.delete_cf(sm, "restore"),
+            }
+        }
         for pk in &dirty.validators {
             let key = format!("v/{pk}");
             match s.data.validators.get(pk) {
@@ -370,6 +381,97 @@ impl StateMachineStore {
         }
         Ok(())
     }
+}
+
+impl StateMachineStore {
+    /// A batch that replaces the whole `sm` family with `new` and stores it as the current
+    /// snapshot (`meta`, `bytes` = the JSON of `new`).
+    fn replace_all(
+        &self,
+        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        new: &SmSnapshotData,
+        bytes: Vec<u8>,
+    ) -> StorageResult<WriteBatch> {
+        let sm = cf(&self.db, CF_SM);
+        let mut batch = WriteBatch::default();
+        // Replace the whole family: delete every existing key, then write the new state.
+        for r in self.db.iterator_cf(sm, IteratorMode::Start) {
+            let (k, _) = r.map_err(sm_read_err)?;
+            batch.delete_cf(sm, k);
+        }
+        let all = Dirty {
+            authority: true,
+            finality: true,
+            validators: new.data.validators.keys().copied().collect(),
+            handovers: new.data.handovers.keys().copied().collect(),
+            agents: new.data.agents.keys().cloned().collect(),
+            audit_from: Some(0),
+            restore: true,
+        };
+        self.write_dirty(new, &all, &mut batch)?;
+        batch.put_cf(sm, "last_applied", json(&new.last_applied)?);
+        batch.put_cf(sm, "membership", json(&new.membership)?);
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: bytes,
+        };
+        batch.put_cf(sm, "snapshot", json(&stored)?);
+        Ok(batch)
+    }
+}
+
+/// Seeds an EMPTY store with `state` as if this node had installed a snapshot of it: the
+/// state machine, the current snapshot, `committed` and `last_purged` at
+/// `state.last_applied`, and `vote`, in one synced `WriteBatch`. openraft then starts with
+/// the log beginning after the snapshot, so a node added later receives the snapshot before
+/// any entry (used by `coordinator restore`, `backup` module).
+///
+/// Errors: the store is not empty (any key in any column family), `state.last_applied` is
+/// `None`, or a RocksDB error.
+pub fn seed_snapshot(
+    db: Arc<DB>,
+    state: &SmSnapshotData,
+    vote: Vote<NodeId>,
+) -> anyhow::Result<()> {
+    for name in [CF_LOGS, CF_META, CF_SM] {
+        let mut it = db.iterator_cf(cf(&db, name), IteratorMode::Start);
+        anyhow::ensure!(
+            it.next().is_none(),
+            "refusing to seed a store that already holds data (column family {name})"
+        );
+    }
+    let last = state
+        .last_applied
+        .ok_or_else(|| anyhow::anyhow!("a seeded snapshot needs a last applied log id"))?;
+    let sm = StateMachineStore::load(db.clone())?;
+    let meta = SnapshotMeta {
+        last_log_id: Some(last),
+        last_membership: state.membership.clone(),
+        snapshot_id: format!("restore-{}", last.index),
+    };
+    let bytes = serde_json::to_vec(state)?;
+    let mut batch = sm.replace_all(&meta, state, bytes)?;
+    let m = cf(&db, CF_META);
+    batch.put_cf(m, "vote", serde_json::to_vec(&vote)?);
+    batch.put_cf(m, "committed", serde_json::to_vec(&Some(last))?);
+    batch.put_cf(m, "last_purged", serde_json::to_vec(&last)?);
+    db.write_opt(batch, &synced())?;
+    Ok(())
+}
+
+/// Opens the node's database at `dir` read-only (for an offline backup). Does not take the
+/// database lock and writes nothing; on a directory a running node writes to it sees the
+/// state as of the open.
+///
+/// Errors: no database at `dir`, or RocksDB open errors.
+pub fn open_db_read_only(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
+    let opts = Options::default();
+    Ok(Arc::new(DB::open_cf_for_read_only(
+        &opts,
+        dir,
+        [CF_LOGS, CF_META, CF_SM],
+        false,
+    )?))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -486,29 +588,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         })?;
         new.last_applied = meta.last_log_id;
         new.membership = meta.last_membership.clone();
-        let sm = cf(&self.db, CF_SM);
-        let mut batch = WriteBatch::default();
-        // Replace the whole family: delete every existing key, then write the new state.
-        for r in self.db.iterator_cf(sm, IteratorMode::Start) {
-            let (k, _) = r.map_err(sm_read_err)?;
-            batch.delete_cf(sm, k);
-        }
-        let all = Dirty {
-            authority: true,
-            finality: true,
-            validators: new.data.validators.keys().copied().collect(),
-            handovers: new.data.handovers.keys().copied().collect(),
-            agents: new.data.agents.keys().cloned().collect(),
-            audit_from: Some(0),
-        };
-        self.write_dirty(&new, &all, &mut batch)?;
-        batch.put_cf(sm, "last_applied", json(&new.last_applied)?);
-        batch.put_cf(sm, "membership", json(&new.membership)?);
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: bytes,
-        };
-        batch.put_cf(sm, "snapshot", json(&stored)?);
+        let batch = self.replace_all(meta, &new, bytes)?;
         self.db.write_opt(batch, &synced()).map_err(|e| {
             io_err(
                 ErrorSubject::Snapshot(Some(meta.signature())),

@@ -674,6 +674,7 @@ pub async fn import(
     if !imported.is_empty() {
         tracing::info!(agent = %agent.config.agent_id, keys = ?imported, "keymanager: keys imported");
         agent.metrics.keys_loaded.set(agent.keys.count() as i64);
+        agent.metrics.keys_configured.add(imported.len() as i64);
         agent.register_soon().await;
     }
     Ok(finish_import(results))
@@ -770,6 +771,7 @@ pub async fn delete(
     if !removed.is_empty() {
         tracing::info!(agent = %agent.config.agent_id, keys = ?removed.iter().map(|k| k.pubkey).collect::<Vec<_>>(), "keymanager: keys removed from the key set");
         agent.metrics.keys_loaded.set(agent.keys.count() as i64);
+        agent.metrics.keys_configured.sub(removed.len() as i64);
     }
 
     // 2. Remove the files, so a restart does not load the keys again.

@@ -336,6 +336,7 @@ pub async fn run(
     );
 
     let count = files.len();
+    agent.metrics.keys_configured.set(count as i64);
     if count == 0 {
         tracing::warn!(dir = %agent.config.keystores_dir.display(), "no keystores found; this agent has no keys to sign with");
     }

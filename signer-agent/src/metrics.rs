@@ -14,9 +14,18 @@
 //! - `signer_agent_record_batches_total{result}`: batches by result (`ok`, `not_holder`,
 //!   `unavailable` (including timeouts and transport errors), `rejected`);
 //! - `signer_agent_keys_loaded`: keys decrypted and usable;
+//! - `signer_agent_keys_configured`: keys the agent is meant to hold: the keystores found at
+//!   start, plus keys imported and minus keys deleted through the keymanager API (a loaded
+//!   count below it, or zero keys, means keys are not loaded);
 //! - `signer_agent_signing_state`: 1 for the current state label (`enabled`, `fenced`,
 //!   `unknown`), 0 for the others; `signer_agent_authority_token`: last token observed.
+//!
+//! Counters whose label values are known in advance exist from the start at zero, so
+//! `increase()` sees their first event: every Web3Signer type with the outcomes `signed`,
+//! `not_holder` and `unavailable`, the slashable types with `slashing_protection`, and every
+//! batch result.
 
+use failover_common::eth::{SLASHABLE_TYPES, WEB3SIGNER_TYPES};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -40,6 +49,9 @@ pub struct Metrics {
     pub batches: IntCounterVec,
     /// Keys loaded.
     pub keys_loaded: IntGauge,
+    /// Keys the agent is meant to hold (keystores found at start, plus keymanager imports,
+    /// minus deletions).
+    pub keys_configured: IntGauge,
     /// Signing state, one series per state label.
     pub signing_state: IntGaugeVec,
     /// Last fencing token observed.
@@ -109,6 +121,12 @@ impl Metrics {
             "Validator keys decrypted and usable.",
         )
         .expect("metric");
+        let keys_configured = IntGauge::new(
+            "signer_agent_keys_configured",
+            "Validator keys the agent is meant to hold: keystores found at start, plus imports, \
+             minus deletions.",
+        )
+        .expect("metric");
         let signing_state = IntGaugeVec::new(
             Opts::new(
                 "signer_agent_signing_state",
@@ -130,6 +148,7 @@ impl Metrics {
             Box::new(batch_duration.clone()),
             Box::new(batches.clone()),
             Box::new(keys_loaded.clone()),
+            Box::new(keys_configured.clone()),
             Box::new(signing_state.clone()),
             Box::new(authority_token.clone()),
         ] {
@@ -140,6 +159,17 @@ impl Metrics {
                 .with_label_values(&[s])
                 .set((s == "unknown") as i64);
         }
+        for t in WEB3SIGNER_TYPES {
+            for outcome in ["signed", "not_holder", "unavailable"] {
+                sign_requests.with_label_values(&[t, outcome]);
+            }
+        }
+        for t in SLASHABLE_TYPES {
+            sign_requests.with_label_values(&[t, "slashing_protection"]);
+        }
+        for r in ["ok", "not_holder", "unavailable", "rejected"] {
+            batches.with_label_values(&[r]);
+        }
         Self {
             registry,
             sign_requests,
@@ -149,6 +179,7 @@ impl Metrics {
             batch_duration,
             batches,
             keys_loaded,
+            keys_configured,
             signing_state,
             authority_token,
         }
@@ -161,6 +192,25 @@ impl Metrics {
                 .with_label_values(&[s])
                 .set((s == state) as i64);
         }
+    }
+
+    /// Names of every metric family (histograms without their `_bucket`, `_sum` and `_count`
+    /// suffixes).
+    pub fn names(&self) -> Vec<String> {
+        [
+            "signer_agent_sign_requests_total",
+            "signer_agent_sign_duration_seconds",
+            "signer_agent_signatures_total",
+            "signer_agent_record_batch_size",
+            "signer_agent_record_batch_duration_seconds",
+            "signer_agent_record_batches_total",
+            "signer_agent_keys_loaded",
+            "signer_agent_keys_configured",
+            "signer_agent_signing_state",
+            "signer_agent_authority_token",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     /// The Prometheus text exposition of every series.
@@ -182,5 +232,69 @@ impl std::fmt::Debug for Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the series whose line starts with `series` (name and labels).
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn alerting_counters_and_key_gauges_exist_from_the_start() {
+        let m = Metrics::new();
+        let text = m.render();
+        for series in [
+            "signer_agent_sign_requests_total{outcome=\"slashing_protection\",type=\"ATTESTATION\"}",
+            "signer_agent_sign_requests_total{outcome=\"unavailable\",type=\"BLOCK_V2\"}",
+            "signer_agent_sign_requests_total{outcome=\"not_holder\",type=\"RANDAO_REVEAL\"}",
+            "signer_agent_record_batches_total{result=\"unavailable\"}",
+            "signer_agent_keys_loaded",
+            "signer_agent_keys_configured",
+        ] {
+            assert_eq!(value(&text, series), Some(0.0), "{series} in\n{text}");
+        }
+        // Every family rendered is named by names(), and every name is a family.
+        let families: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let m2 = Metrics::new();
+        m2.sign_duration
+            .with_label_values(&["ATTESTATION"])
+            .observe(0.1);
+        m2.batch_size.observe(1.0);
+        m2.batch_duration.observe(0.1);
+        let text2 = m2.render();
+        let families2: std::collections::BTreeSet<&str> = text2
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert!(families.is_subset(&families2));
+        let names = m.names();
+        assert_eq!(
+            families2,
+            names.iter().map(String::as_str).collect(),
+            "names() must list every family"
+        );
+    }
+
+    #[test]
+    fn keys_configured_above_loaded_shows_keys_not_loaded() {
+        let m = Metrics::new();
+        m.keys_configured.set(8);
+        m.keys_loaded.set(3);
+        let text = m.render();
+        assert_eq!(value(&text, "signer_agent_keys_configured"), Some(8.0));
+        assert_eq!(value(&text, "signer_agent_keys_loaded"), Some(3.0));
     }
 }

@@ -10,6 +10,11 @@
 //! With `--keep-running` the processes stay up after the drill (use `--no-duties
 //! --no-handover` for a freshly granted lab) until `failover-lab down --dir DIR`; `DIR/lab.json`
 //! says where everything is, with the operator tokens.
+//!
+//! With `--prometheus` a real Prometheus (from `PATH`) scrapes every coordinator and agent with
+//! the rules of `grafana/prometheus/` (every `for:` shortened to `--prometheus-rule-for`), its
+//! data in `DIR/prometheus/`, on `127.0.0.1:--prometheus-port` (default 9090); it stops with
+//! the lab. See `grafana/README.md` for pointing a Grafana at it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chaos::lab::procs::{alive, runs_executable, signal};
+use chaos::lab::prometheus::PrometheusOptions;
 use chaos::lab::scenario::{self, ScenarioOptions};
 use chaos::lab::{KdfChoice, Lab, LabConfig, Manifest, MANIFEST};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -95,6 +101,16 @@ struct RunArgs {
     /// Keystore key-derivation function and cost.
     #[arg(long, value_enum, default_value = "pbkdf2")]
     kdf: Kdf,
+    /// Start a Prometheus (from PATH) scraping the lab with grafana/prometheus/'s scrape
+    /// configuration and alert rules; it stops with the lab.
+    #[arg(long)]
+    prometheus: bool,
+    /// Loopback port of the lab's Prometheus.
+    #[arg(long, default_value_t = 9090, requires = "prometheus")]
+    prometheus_port: u16,
+    /// The `for:` duration of every alert rule in the lab (Prometheus duration).
+    #[arg(long, default_value = "2s", requires = "prometheus")]
+    prometheus_rule_for: String,
 }
 
 fn main() -> ExitCode {
@@ -144,6 +160,18 @@ async fn run(args: RunArgs) -> Result<bool> {
         lab = Lab::start(cfg, &progress) => lab?,
         _ = stopped(&mut stop) => anyhow::bail!("interrupted during start-up"),
     };
+    if args.prometheus {
+        let opts = PrometheusOptions {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], args.prometheus_port)),
+            rule_for: args.prometheus_rule_for.clone(),
+        };
+        let url = lab.start_prometheus(&opts).await?;
+        progress(&format!(
+            "Prometheus at {url} (alerts: {url}/alerts, targets: {url}/targets); data in {}",
+            lab.manifest.dir.join("prometheus").display()
+        ));
+        println!("PROMETHEUS {url}");
+    }
     let manifest = lab.write_manifest()?;
     progress(&format!(
         "lab ready in {:.1} s; {} written",

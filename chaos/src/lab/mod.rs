@@ -35,8 +35,10 @@ pub mod bench;
 pub mod ctl;
 pub mod duties;
 pub mod keys;
+pub mod ops;
 pub mod probes;
 pub mod procs;
+pub mod prometheus;
 pub mod scenario;
 pub mod summary;
 
@@ -292,6 +294,9 @@ pub struct Manifest {
     pub validators: Vec<Validator>,
     /// Binaries used.
     pub binaries: Binaries,
+    /// The lab's Prometheus, when started ([`Lab::start_prometheus`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<prometheus::PrometheusInfo>,
 }
 
 impl Manifest {
@@ -313,10 +318,13 @@ impl Manifest {
         serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
     }
 
-    /// Every child process id with its binary, agents first (they stop cleanly before the
-    /// coordinators they talk to), then coordinators, then beacon nodes.
+    /// Every child process id with its binary: Prometheus (if any), then agents (they stop
+    /// cleanly before the coordinators they talk to), then coordinators, then beacon nodes.
     pub fn child_pids(&self) -> Vec<(String, u32, PathBuf)> {
         let mut out = Vec::new();
+        if let Some(p) = &self.prometheus {
+            out.push(("prometheus".to_string(), p.pid, p.binary.clone()));
+        }
         for a in &self.agents {
             out.push((a.id.clone(), a.pid, self.binaries.signer_agent.clone()));
         }
@@ -430,6 +438,7 @@ impl Lab {
                 operators,
                 validators,
                 binaries: binaries.clone(),
+                prometheus: None,
             },
             ctl: Failoverctl::new(&binaries.failoverctl, vec![], &dir.join("failoverctl.log")),
             netem: config
@@ -593,7 +602,11 @@ impl Lab {
                 handover: HandoverCfg {
                     approvals_required: 1,
                     two_person_rule: true,
-                    break_glass_approvals: 2,
+                    // The production default (3) once the lab has enough operators besides a
+                    // requester; never fewer than 2.
+                    break_glass_approvals: (self.config.operators.len() as u32)
+                        .saturating_sub(1)
+                        .clamp(2, 3),
                 },
                 raft: RaftCfg {
                     heartbeat_ms: self.config.raft_heartbeat_ms,

@@ -1,13 +1,30 @@
-//! `coordinator`: one node of the failover coordinator cluster.
+//! `coordinator`: one node of the failover coordinator cluster, and its offline tools.
 //!
-//! `coordinator run --config FILE` starts the node (config from the file, then `FAILOVER_*`
-//! environment variables, then flags). `coordinator hash-token` reads a token on standard
-//! input and prints the SHA-256 to put in a config file.
+//! - `coordinator run --config FILE` starts the node (config from the file, then `FAILOVER_*`
+//!   environment variables, then flags). SIGHUP re-reads the file and replaces the
+//!   `[[operators]]` and `[[agents]]` in force when the whole file is valid (`access` module);
+//!   a bad file keeps the old ones and logs the problems at ERROR.
+//! - `coordinator reload --config FILE [--pid PID]` checks a file as SIGHUP would and, with
+//!   `--pid`, sends SIGHUP to the running node.
+//! - `coordinator hash-token` reads a token on standard input and prints its SHA-256 for a
+//!   `token_sha256` field; `coordinator gen-token` prints a new random token (and its hash on
+//!   standard error).
+//! - `coordinator backup --url URL --out FILE` (online, operator token in `FAILOVER_TOKEN` or
+//!   `--token-file`) or `coordinator backup --config FILE --out FILE` (offline, a stopped
+//!   node's data directory); `coordinator verify-backup --backup FILE`;
+//!   `coordinator restore --backup FILE --config FILE [--floor-epoch E]` seeds a fresh node as a
+//!   new one-node cluster (`backup` module).
+//!
+//! Exit status: 0 on success, 1 on any error (the message is printed on standard error).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use coordinator::access::AccessList;
+use coordinator::backup::{self, RestoreOptions, DEFAULT_FLOOR_MARGIN_EPOCHS};
 use coordinator::config::{token_hash, Config};
 use coordinator::http::router;
 use coordinator::node::Node;
@@ -23,25 +40,140 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Overrides of the file's values, applied at start and at every reload.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct Overrides {
+    /// Override `listen`.
+    #[arg(long, env = "FAILOVER_LISTEN")]
+    listen: Option<String>,
+    /// Override `data_dir`.
+    #[arg(long, env = "FAILOVER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a node.
+    /// Run a node. SIGHUP reloads [[operators]] and [[agents]] from the config file.
     Run {
         /// Config file (TOML; see config/coordinator.example.toml).
         #[arg(long, env = "FAILOVER_CONFIG")]
         config: PathBuf,
-        /// Override `listen`.
-        #[arg(long, env = "FAILOVER_LISTEN")]
-        listen: Option<String>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Check a config file as a reload would; with --pid, then send SIGHUP to the node.
+    Reload {
+        /// Config file the running node was started with.
+        #[arg(long, env = "FAILOVER_CONFIG")]
+        config: PathBuf,
+        /// Process id of the running node (e.g. `systemctl show -p MainPID --value coordinator`).
+        #[arg(long)]
+        pid: Option<i32>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Print the SHA-256 of a token read from standard input (for `token_sha256` fields).
+    /// Surrounding whitespace and the newline are ignored, as the server ignores them.
+    HashToken,
+    /// Print a new random token (256 bits, hex) on standard output and the config line with
+    /// its hash on standard error.
+    GenToken,
+    /// Write a backup of the cluster's committed state.
+    Backup {
+        /// Backup file to write (refused if it exists, unless --force).
+        #[arg(long)]
+        out: PathBuf,
+        /// Online: any coordinator's base URL, e.g. http://10.0.1.5:7101 (a linearizable read
+        /// served by the leader).
+        #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+        url: Option<String>,
+        /// Online: file holding the operator token (else FAILOVER_TOKEN).
+        #[arg(long, requires = "url")]
+        token_file: Option<PathBuf>,
+        /// Offline: the config of a STOPPED node; its data directory is read read-only.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Overwrite an existing --out file.
+        #[arg(long)]
+        force: bool,
+        /// Online: request timeout in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
+    /// Verify a backup file (checksum, format) and print its header.
+    VerifyBackup {
+        /// Backup file.
+        #[arg(long)]
+        backup: PathBuf,
+    },
+    /// Restore a backup into a FRESH node (empty data_dir) as a new one-node cluster, fenced,
+    /// with the restore floor raised to the chain head.
+    Restore {
+        /// Backup file (written by `coordinator backup`).
+        #[arg(long)]
+        backup: PathBuf,
+        /// Config of the new node: a new cluster token, an empty data_dir, the same chain.
+        #[arg(long, env = "FAILOVER_CONFIG")]
+        config: PathBuf,
+        /// Restore floor epoch; must be at or above the chain's current epoch. Without it, the
+        /// floor is the beacon nodes' wall-clock epoch + --floor-margin-epochs.
+        #[arg(long)]
+        floor_epoch: Option<u64>,
+        /// Epochs added to the beacon nodes' wall-clock epoch.
+        #[arg(long, default_value_t = DEFAULT_FLOOR_MARGIN_EPOCHS)]
+        floor_margin_epochs: u64,
+        /// Operator name for the audit entry (default: $USER).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        operator: String,
         /// Override `data_dir`.
         #[arg(long, env = "FAILOVER_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
-    /// Print the SHA-256 of a token read from standard input (for `token_sha256` fields).
-    HashToken,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("start tokio runtime")
+}
+
+/// Reads, overrides and validates the config file (every problem in the error).
+fn load_config(path: &Path, o: &Overrides) -> anyhow::Result<Config> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("read config {}", path.display()))?;
+    let mut cfg = Config::from_toml(&text).map_err(anyhow::Error::msg)?;
+    if let Some(l) = &o.listen {
+        cfg.listen = l.clone();
+    }
+    if let Some(d) = &o.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
+    Ok(cfg)
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::HashToken => {
@@ -49,40 +181,167 @@ fn main() -> anyhow::Result<()> {
             std::io::stdin()
                 .read_line(&mut t)
                 .context("read token from stdin")?;
+            anyhow::ensure!(!t.trim().is_empty(), "no token on standard input");
             println!("{}", token_hash(&t));
             Ok(())
         }
-        Cmd::Run {
+        Cmd::GenToken => {
+            use rand::RngCore;
+            let mut b = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut b);
+            let token = hex::encode(b);
+            println!("{token}");
+            eprintln!("token_sha256 = \"{}\"", token_hash(&token));
+            Ok(())
+        }
+        Cmd::Run { config, overrides } => {
+            init_logs();
+            let cfg = load_config(&config, &overrides)?;
+            runtime()?.block_on(run(cfg, config, overrides))
+        }
+        Cmd::Reload {
             config,
-            listen,
+            pid,
+            overrides,
+        } => {
+            let cfg = load_config(&config, &overrides)?;
+            let token = std::fs::read_to_string(&cfg.cluster_token_file)
+                .with_context(|| format!("read {}", cfg.cluster_token_file.display()))?;
+            let list = AccessList::new(&cfg.operators, &cfg.agents, token.trim())
+                .map_err(|e| anyhow::anyhow!("invalid [[operators]] / [[agents]]:\n{e}"))?;
+            print_json(&serde_json::json!({
+                "config": config,
+                "valid": true,
+                "operators": list.operators(),
+                "agents": list.agents(),
+            }))?;
+            if let Some(pid) = pid {
+                anyhow::ensure!(pid > 0, "--pid must be a process id");
+                // SAFETY: kill(2) with a positive pid and a valid signal number has no memory
+                // effects in this process.
+                let rc = unsafe { libc::kill(pid, libc::SIGHUP) };
+                anyhow::ensure!(
+                    rc == 0,
+                    "send SIGHUP to {pid}: {}",
+                    std::io::Error::last_os_error()
+                );
+                eprintln!("sent SIGHUP to {pid}; the node logs \"access reloaded\" or the reason it kept the old list");
+            }
+            Ok(())
+        }
+        Cmd::Backup {
+            out,
+            url,
+            token_file,
+            config,
+            force,
+            timeout_secs,
+        } => {
+            let bytes = match (url, config) {
+                (Some(url), _) => {
+                    let token = match token_file {
+                        Some(f) => std::fs::read_to_string(&f)
+                            .with_context(|| format!("read {}", f.display()))?,
+                        None => std::env::var("FAILOVER_TOKEN").context(
+                            "no operator token: pass --token-file or set FAILOVER_TOKEN",
+                        )?,
+                    };
+                    runtime()?.block_on(fetch_backup(
+                        &url,
+                        token.trim(),
+                        Duration::from_secs(timeout_secs),
+                    ))?
+                }
+                (None, Some(config)) => {
+                    let cfg = load_config(&config, &Overrides::default())?;
+                    eprintln!(
+                        "offline backup of node {} ({}): this node's applied state; for a running \
+                         cluster prefer --url (the leader's committed state)",
+                        cfg.node_id,
+                        cfg.data_dir.display()
+                    );
+                    backup::offline_backup(&cfg)?
+                }
+                (None, None) => anyhow::bail!("pass --url URL (online) or --config FILE (offline)"),
+            };
+            // Never write what we could not read back.
+            let b = backup::decode(&bytes).context("the backup received does not verify")?;
+            backup::write_file(&out, &bytes, force)?;
+            print_json(&serde_json::json!({
+                "out": out,
+                "bytes": bytes.len(),
+                "header": b.header,
+            }))
+        }
+        Cmd::VerifyBackup { backup: path } => {
+            let b = backup::read_file(&path)?;
+            print_json(&serde_json::json!({
+                "backup": path,
+                "valid": true,
+                "header": b.header,
+                "holder": b.state.authority.holder,
+                "token": b.state.authority.token,
+                "handovers": b.state.handovers.len(),
+                "agents": b.state.agents.keys().collect::<Vec<_>>(),
+                "finalized_epoch": b.state.finalized_epoch(),
+            }))
+        }
+        Cmd::Restore {
+            backup: path,
+            config,
+            floor_epoch,
+            floor_margin_epochs,
+            operator,
             data_dir,
         } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info,openraft=warn".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("read config {}", config.display()))?;
-            let mut cfg = Config::from_toml(&text).map_err(anyhow::Error::msg)?;
-            if let Some(l) = listen {
-                cfg.listen = l;
-            }
-            if let Some(d) = data_dir {
-                cfg.data_dir = d;
-            }
-            cfg.validate()
-                .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", config.display()))?;
-            tokio::runtime::Runtime::new()
-                .context("start tokio runtime")?
-                .block_on(run(cfg))
+            let cfg = load_config(
+                &config,
+                &Overrides {
+                    listen: None,
+                    data_dir,
+                },
+            )?;
+            let b = backup::read_file(&path)?;
+            let opts = RestoreOptions {
+                floor_epoch,
+                floor_margin_epochs,
+                operator,
+            };
+            let report = runtime()?.block_on(backup::restore(&cfg, &b, &opts))?;
+            print_json(&report)?;
+            eprintln!(
+                "restored: start the node with `coordinator run --config {}`; authority is fenced \
+                 (grant it with a handover once finality reaches epoch {}), and add nodes with \
+                 membership changes",
+                config.display(),
+                report.floor.epoch
+            );
+            Ok(())
         }
     }
 }
 
-async fn run(cfg: Config) -> anyhow::Result<()> {
+/// `GET {url}/v1/backup` with the operator `token`, bounded by `timeout`.
+async fn fetch_backup(url: &str, token: &str, timeout: Duration) -> anyhow::Result<Vec<u8>> {
+    let res = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()?
+        .get(format!("{}/v1/backup", url.trim_end_matches('/')))
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}/v1/backup"))?;
+    let status = res.status();
+    let bytes = res.bytes().await.context("read the backup")?;
+    anyhow::ensure!(
+        status.is_success(),
+        "GET {url}/v1/backup answered {status}: {}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(500)])
+    );
+    Ok(bytes.to_vec())
+}
+
+async fn run(cfg: Config, config_path: PathBuf, overrides: Overrides) -> anyhow::Result<()> {
     let listen = cfg.listen.clone();
     let node = Node::start(cfg).await?;
     let listener = tokio::net::TcpListener::bind(&listen)
@@ -90,6 +349,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("bind {listen}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(node.clone().run_finality_poller());
+    tokio::spawn(reload_on_sighup(node.clone(), config_path, overrides));
     tracing::info!(node = node.id, %url, "coordinator listening");
     println!("READY {url}");
     let app = router(node.clone());
@@ -100,6 +360,44 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(node = node.id, "shutting down");
     node.raft.shutdown().await.ok();
     Ok(())
+}
+
+/// On every SIGHUP: re-read the config file and put its `[[operators]]` and `[[agents]]` in
+/// force if the whole file is valid; otherwise keep the old ones and log why at ERROR.
+async fn reload_on_sighup(node: Arc<Node>, path: PathBuf, overrides: Overrides) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP: access reload disabled");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let result = load_config(&path, &overrides)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|cfg| node.reload_access(&cfg));
+        match result {
+            Ok(summary) => {
+                tracing::info!(
+                    config = %path.display(),
+                    summary = %serde_json::to_string(&summary).unwrap_or_default(),
+                    "access reloaded"
+                );
+                if !summary.restart_needed.is_empty() {
+                    tracing::warn!(
+                        keys = ?summary.restart_needed,
+                        "these config keys changed but only take effect at the next restart"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(
+                config = %path.display(),
+                error = %e,
+                "access reload refused: the operators and agents in force are unchanged"
+            ),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -5,13 +5,17 @@
 //! document per command with `--output json`.
 //!
 //! Exit codes: 0 success; 1 refused by the coordinator (4xx: conflict, not found, two-person
-//! rule…); 2 usage error; 3 unavailable (no quorum, timeout, unreachable); 4 `wait` timed out.
+//! rule…); 2 usage error; 3 unavailable (no quorum, timeout, unreachable); 4 `wait` timed out,
+//! or `cluster add-learner`'s learner did not catch up in time (it stays a learner).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use coordinator::http::StatusView;
+use coordinator::membership::{
+    AddLearnerBody, ChangeOutcome, ChangeVotersBody, MemberRole, MembersView,
+};
 use coordinator::state::{AuditEntry, Handover};
 use failover_common::api::{AbortBody, ApiErrorBody, ApproveBody, HandoverRequestBody};
 use serde::de::DeserializeOwned;
@@ -67,6 +71,43 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         since: u64,
     },
+    /// Raft membership: list members, add a learner, promote it to voter, remove a node.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Voters and learners, with each one's matched log index and lag as the leader sees it.
+    Members,
+    /// Add node ID, running at URL with an empty store and `bootstrap = false`, as a learner;
+    /// returns once it has caught up with the leader's log (exit code 4 if it has not in time).
+    AddLearner {
+        /// Raft id of the new node (its config's `node_id`).
+        #[arg(long)]
+        id: u64,
+        /// URL at which the other coordinators reach it, e.g. http://10.0.4.7:7101.
+        #[arg(long)]
+        url: String,
+        /// Seconds to wait for the learner to catch up.
+        #[arg(long = "wait-timeout", default_value_t = 60)]
+        wait_timeout: u64,
+    },
+    /// Promote caught-up learner(s) to voter.
+    Promote {
+        /// Learner id(s), comma-separated or repeated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        id: Vec<u64>,
+    },
+    /// Remove node(s) from the membership: voters and learners leave it completely.
+    Remove {
+        /// Member id(s), comma-separated or repeated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        id: Vec<u64>,
+        /// Keep removed voters as learners (they keep receiving the log) instead.
+        #[arg(long)]
+        keep_learner: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -98,6 +139,9 @@ enum HandoverCmd {
         /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
+        /// Print only the new handover's id (for `ID=$(failoverctl handover request …)`).
+        #[arg(long)]
+        id_only: bool,
     },
     /// Approve handover ID (refused before finality covers the fenced holder's last message).
     Approve {
@@ -116,7 +160,16 @@ enum HandoverCmd {
         reason: String,
     },
     /// List handovers.
-    List,
+    List {
+        /// Only open handovers (fenced, awaiting finality or approval). At most one is open at
+        /// a time.
+        #[arg(long)]
+        open: bool,
+        /// Print only the ids, one per line (for `ID=$(failoverctl handover list --open
+        /// --id-only)`).
+        #[arg(long)]
+        id_only: bool,
+    },
     /// Show one handover.
     Show {
         /// Handover id.
@@ -168,6 +221,17 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, Failure> {
+        self.call_within(method, path, body, None)
+    }
+
+    /// Like [`Client::call`], with a per-request `timeout` instead of `--timeout` when given.
+    fn call_within<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Option<Duration>,
+    ) -> Result<T, Failure> {
         let mut last = String::from("no coordinator URL given");
         for url in &self.urls {
             let mut req = self
@@ -179,6 +243,9 @@ impl Client {
                 .bearer_auth(&self.token);
             if let Some(b) = body {
                 req = req.json(b);
+            }
+            if let Some(t) = timeout {
+                req = req.timeout(t);
             }
             match req.send() {
                 Err(e) if e.is_connect() => {
@@ -194,11 +261,16 @@ impl Client {
                             Failure::Unavailable(format!("unreadable answer from {url}: {e}"))
                         });
                     }
-                    let msg = match serde_json::from_str::<ApiErrorBody>(&text) {
-                        Ok(b) => format!("{} ({}): {}", status.as_u16(), b.code, b.message),
-                        Err(_) => format!("{}: {text}", status.as_u16()),
+                    let (msg, code) = match serde_json::from_str::<ApiErrorBody>(&text) {
+                        Ok(b) => (
+                            format!("{} ({}): {}", status.as_u16(), b.code, b.message),
+                            b.code,
+                        ),
+                        Err(_) => (format!("{}: {text}", status.as_u16()), String::new()),
                     };
-                    return Err(if status.is_server_error() {
+                    return Err(if code == "catch_up_timeout" {
+                        Failure::Timeout(msg)
+                    } else if status.is_server_error() {
                         Failure::Unavailable(msg)
                     } else {
                         Failure::Refused(msg)
@@ -208,6 +280,71 @@ impl Client {
         }
         Err(Failure::Unavailable(last))
     }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+fn print_members(v: &MembersView) {
+    println!(
+        "leader      {}",
+        v.leader_id.map_or("none".into(), |l| l.to_string())
+    );
+    println!("term        {}", v.term);
+    println!(
+        "log         last {} commit {} applied {} (node {})",
+        opt(v.last_log_index),
+        opt(v.commit_index),
+        opt(v.applied_index),
+        v.answered_by
+    );
+    println!("membership  log index {}", opt(v.membership_log_index));
+    if v.joint {
+        println!(
+            "JOINT       configurations {:?}: a change stopped half way; re-run it",
+            v.configs
+        );
+    }
+    if !v.replication_known {
+        println!("(no leader answered: matched index and lag unknown)");
+    }
+    println!(
+        "\n{:<5} {:<8} {:<6} {:<7} {:>9} {:>7}  URL",
+        "ID", "ROLE", "LEADER", "REGION", "MATCHED", "LAG"
+    );
+    for m in v.voters.iter().chain(&v.learners) {
+        let role = match m.role {
+            MemberRole::Voter => "voter",
+            MemberRole::Learner => "learner",
+        };
+        println!(
+            "{:<5} {:<8} {:<6} {:<7} {:>9} {:>7}  {}",
+            m.id,
+            role,
+            if m.leader { "*" } else { "" },
+            m.region.as_deref().unwrap_or("?"),
+            opt(m.matched_index),
+            opt(m.lag),
+            m.url
+        );
+    }
+}
+
+fn print_change(json: bool, o: &ChangeOutcome) {
+    if json {
+        return print_json(o);
+    }
+    if o.changed {
+        println!("{}: committed at log index {}", o.action, opt(o.log_index));
+    } else {
+        println!("{}: nothing to change", o.action);
+    }
+    for w in &o.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    println!();
+    print_members(&o.members);
 }
 
 fn print_json<T: Serialize>(v: &T) {
@@ -390,6 +527,66 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 None => println!("{text}"),
             }
         }
+        Cmd::Cluster(cmd) => {
+            // A joint membership change commits two entries: give it more than one write.
+            let change_timeout = Some(Duration::from_secs(cli.timeout.max(30)));
+            match cmd {
+                ClusterCmd::Members => {
+                    let v: MembersView =
+                        c.call(reqwest::Method::GET, "/v1/cluster/members", none)?;
+                    if json {
+                        print_json(&v)
+                    } else {
+                        print_members(&v)
+                    }
+                }
+                ClusterCmd::AddLearner {
+                    id,
+                    url,
+                    wait_timeout,
+                } => {
+                    let body = AddLearnerBody {
+                        id,
+                        url,
+                        catch_up_timeout_ms: Some(wait_timeout.saturating_mul(1000)),
+                    };
+                    let o: ChangeOutcome = c.call_within(
+                        reqwest::Method::POST,
+                        "/v1/cluster/learners",
+                        Some(&body),
+                        Some(Duration::from_secs(wait_timeout + cli.timeout.max(30))),
+                    )?;
+                    print_change(json, &o)
+                }
+                ClusterCmd::Promote { id } => {
+                    let body = ChangeVotersBody {
+                        promote: id,
+                        ..Default::default()
+                    };
+                    let o: ChangeOutcome = c.call_within(
+                        reqwest::Method::POST,
+                        "/v1/cluster/voters",
+                        Some(&body),
+                        change_timeout,
+                    )?;
+                    print_change(json, &o)
+                }
+                ClusterCmd::Remove { id, keep_learner } => {
+                    let body = ChangeVotersBody {
+                        remove: id,
+                        keep_learner,
+                        ..Default::default()
+                    };
+                    let o: ChangeOutcome = c.call_within(
+                        reqwest::Method::POST,
+                        "/v1/cluster/voters",
+                        Some(&body),
+                        change_timeout,
+                    )?;
+                    print_change(json, &o)
+                }
+            }
+        }
         Cmd::Audit { since } => {
             let a: Vec<AuditEntry> = c.call(
                 reqwest::Method::GET,
@@ -418,10 +615,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Cmd::Handover(h) => match h {
-            HandoverCmd::Request { to, reason } => {
+            HandoverCmd::Request {
+                to,
+                reason,
+                id_only,
+            } => {
                 let body = HandoverRequestBody { to, reason };
                 let h: Handover = c.call(reqwest::Method::POST, "/v1/handovers", Some(&body))?;
-                show(json, &h)
+                if id_only {
+                    println!("{}", h.id);
+                } else {
+                    show(json, &h)
+                }
             }
             HandoverCmd::Approve { id, break_glass } => {
                 let body = ApproveBody { break_glass };
@@ -441,9 +646,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 )?;
                 show(json, &h)
             }
-            HandoverCmd::List => {
-                let hs: Vec<Handover> = c.call(reqwest::Method::GET, "/v1/handovers", none)?;
-                if json {
+            HandoverCmd::List { open, id_only } => {
+                let mut hs: Vec<Handover> = c.call(reqwest::Method::GET, "/v1/handovers", none)?;
+                if open {
+                    hs.retain(|h| h.state.is_open());
+                }
+                if id_only {
+                    for h in &hs {
+                        println!("{}", h.id);
+                    }
+                } else if json {
                     print_json(&hs)
                 } else {
                     print_handovers(&hs)

@@ -1,0 +1,232 @@
+//! Membership routes (see [`crate::membership`]):
+//! - `GET /v1/cluster/members` (operator): the leader's view, forwarded once from a follower;
+//!   the local view (`replication_known = false`) when no leader answers;
+//! - `POST /v1/cluster/learners` (operator) `{"id", "url", "catch_up_timeout_ms"?}`;
+//! - `POST /v1/cluster/voters` (operator) `{"promote": [ids]}` or
+//!   `{"remove": [ids], "keep_learner"?}`;
+//! - `GET /internal/v1/identity` (cluster token): this node's id, for the leader's checks.
+//!
+//! Writes run on the leader: a follower forwards the request once (caller's `Authorization`,
+//! `x-failover-forwarded`) and passes the leader's answer through; without a reachable leader
+//! the answer is 503 `unavailable` with the leader's URL when known.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::Json;
+
+use super::{parse, ApiError, ApiResult, AppState, FORWARDED};
+use crate::membership::{
+    AddLearnerBody, ChangeOutcome, ChangeVotersBody, MembershipError, NodeIdentity,
+};
+
+impl From<MembershipError> for ApiError {
+    fn from(e: MembershipError) -> Self {
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut err = ApiError::new(status, e.code(), e.to_string());
+        err.body.leader_hint = e.leader_hint();
+        err
+    }
+}
+
+/// Forwards a request once to the leader and passes its answer through.
+///
+/// Errors: 503 `unavailable` when this request was already forwarded, no other node is known
+/// as leader, or the leader gave no answer within `timeout` (outcome unknown for a write).
+async fn forward(
+    s: &AppState,
+    headers: &HeaderMap,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Bytes>,
+    timeout: Duration,
+) -> ApiResult<HttpResponse> {
+    let leader = s.node.leader().filter(|(id, _)| *id != s.node.id);
+    let unavailable = |message: String, hint: Option<String>| {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        e.body.leader_hint = hint;
+        e
+    };
+    let (Some((leader_id, leader_url)), false) = (leader, headers.contains_key(FORWARDED)) else {
+        return Err(unavailable(
+            format!(
+                "node {} is not the leader and knows no other leader: membership requests run \
+                 on the leader",
+                s.node.id
+            ),
+            None,
+        ));
+    };
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .cloned()
+        .ok_or_else(ApiError::unauthorized)?;
+    let mut req = s
+        .node
+        .http
+        .request(
+            method,
+            format!("{}{path}", leader_url.trim_end_matches('/')),
+        )
+        .header(axum::http::header::AUTHORIZATION, auth)
+        .header(FORWARDED, "1")
+        .timeout(timeout);
+    if let Some(b) = body {
+        req = req
+            .header(axum::http::header::CONTENT_TYPE, "application/json")
+            .body(b);
+    }
+    let res = req.send().await.map_err(|e| {
+        let outcome = if e.is_connect() {
+            "not sent"
+        } else {
+            "outcome unknown"
+        };
+        unavailable(
+            format!("forwarding to leader {leader_id} at {leader_url} failed ({outcome}): {e}"),
+            Some(leader_url.clone()),
+        )
+    })?;
+    let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let bytes = res.bytes().await.map_err(|e| {
+        unavailable(
+            format!("reading leader {leader_id}'s answer failed (outcome unknown): {e}"),
+            Some(leader_url.clone()),
+        )
+    })?;
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response())
+}
+
+/// Counts the action in `failover_operator_actions_total` and maps the outcome.
+fn answer(
+    s: &AppState,
+    action: &str,
+    r: Result<ChangeOutcome, MembershipError>,
+) -> ApiResult<HttpResponse> {
+    let result = match &r {
+        Ok(_) => "ok",
+        Err(MembershipError::Unavailable { .. }) => "unavailable",
+        Err(_) => "rejected",
+    };
+    s.node
+        .metrics
+        .operator_actions
+        .with_label_values(&[action, result])
+        .inc();
+    Ok(Json(r?).into_response())
+}
+
+fn write_timeout(s: &AppState) -> Duration {
+    Duration::from_millis(s.node.config.raft.write_timeout_ms)
+}
+
+/// `GET /v1/cluster/members` (operator): a [`crate::membership::MembersView`].
+pub(super) async fn members(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<HttpResponse> {
+    s.operator(&headers)?;
+    if !s.node.is_leader() && !headers.contains_key(FORWARDED) && s.node.leader().is_some() {
+        match forward(
+            &s,
+            &headers,
+            reqwest::Method::GET,
+            "/v1/cluster/members",
+            None,
+            write_timeout(&s),
+        )
+        .await
+        {
+            Ok(r) if r.status().is_success() => return Ok(r),
+            Ok(r) => tracing::debug!(status = %r.status(), "leader refused members; local view"),
+            Err(e) => tracing::debug!(?e, "leader unreachable; local members view"),
+        }
+    }
+    Ok(Json(s.node.members_view()).into_response())
+}
+
+/// `POST /v1/cluster/learners` (operator): a [`ChangeOutcome`] once the learner caught up.
+pub(super) async fn add_learner(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<HttpResponse> {
+    let operator = s.operator(&headers)?;
+    let req: AddLearnerBody = parse(&body)?;
+    req.validate().map_err(ApiError::bad_request)?;
+    if !s.node.is_leader() {
+        let timeout = req.catch_up_timeout() + write_timeout(&s) * 3;
+        return forward(
+            &s,
+            &headers,
+            reqwest::Method::POST,
+            "/v1/cluster/learners",
+            Some(body),
+            timeout,
+        )
+        .await;
+    }
+    tracing::info!(%operator, id = req.id, url = %req.url, "membership: add learner");
+    let r = s.node.add_learner(req, operator).await;
+    answer(&s, "cluster_add_learner", r)
+}
+
+/// `POST /v1/cluster/voters` (operator): promote learners or remove members; a
+/// [`ChangeOutcome`].
+pub(super) async fn change_voters(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<HttpResponse> {
+    let operator = s.operator(&headers)?;
+    let req: ChangeVotersBody = parse(&body)?;
+    req.validate().map_err(ApiError::bad_request)?;
+    if !s.node.is_leader() {
+        return forward(
+            &s,
+            &headers,
+            reqwest::Method::POST,
+            "/v1/cluster/voters",
+            Some(body),
+            write_timeout(&s) * 5,
+        )
+        .await;
+    }
+    let action = if req.promote.is_empty() {
+        "cluster_remove"
+    } else {
+        "cluster_promote"
+    };
+    tracing::info!(%operator, promote = ?req.promote, remove = ?req.remove, "membership: change voters");
+    let r = s.node.change_voters(req, operator).await;
+    answer(&s, action, r)
+}
+
+/// `GET /internal/v1/identity` (cluster token): a [`NodeIdentity`].
+pub(super) async fn identity(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<NodeIdentity>> {
+    s.cluster(&headers)?;
+    let initialized = s.node.raft.is_initialized().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("raft stopped: {e}"),
+        )
+    })?;
+    Ok(Json(NodeIdentity {
+        node_id: s.node.id,
+        initialized,
+        region: s.node.config.me().region.clone(),
+    }))
+}

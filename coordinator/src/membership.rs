@@ -1,0 +1,1033 @@
+//! Raft membership changes, for replacing a coordinator node: add a learner, promote it to
+//! voter, remove the old node (DESIGN.md "Membership").
+//!
+//! Every change runs on the leader, one at a time (a second one is refused with
+//! [`MembershipError::InProgress`]), in a task of its own so that a caller that disconnects or
+//! times out never leaves openraft's two-step joint change half done. Before proposing, the
+//! leader checks what openraft would not:
+//! - a learner's URL really answers as that node id (`GET /internal/v1/identity` with the
+//!   cluster token), so the leader never streams the log into another node;
+//! - a learner is caught up (at most [`CAUGHT_UP_MAX_LAG`] entries behind) before it becomes a
+//!   voter;
+//! - the voter set after the change keeps a majority of reachable, caught-up voters, so the
+//!   joint configuration can commit rather than hang.
+//!
+//! Decisions:
+//! - removing the leader is allowed: openraft keeps it leading until the configuration
+//!   without it is committed, then it steps down and the remaining voters elect a new leader
+//!   within about one election timeout (writes fail closed meanwhile). The answer carries a
+//!   warning saying so;
+//! - an even voter count is allowed (replacing a node of three goes through four) but the
+//!   answer warns about it, and about fewer than three voters; an empty voter set is refused;
+//! - a removed node leaves the membership completely unless `keep_learner` is set;
+//! - each change is audited (`cluster.add_learner`, `cluster.promote`, `cluster.remove`) with a
+//!   [`Command::RecordAudit`] entry written after the outcome is known; removing the leader
+//!   itself is audited just before the change (outcome `proposed: …`), because afterwards the
+//!   removed node can no longer reach the cluster. The audit entry is best effort: a change
+//!   that committed is reported as such even if its audit entry could not be written.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, RaftMetrics};
+use serde::{Deserialize, Serialize};
+
+use crate::node::{now_ms, Node};
+use crate::state::Command;
+use crate::NodeId;
+
+/// Largest lag, in log entries behind the leader's last log index, at which a learner counts as
+/// caught up (ready to be promoted), and a voter counts towards the quorum check.
+pub const CAUGHT_UP_MAX_LAG: u64 = 100;
+
+/// Default time `POST /v1/cluster/learners` waits for the new learner to catch up (ms).
+pub const DEFAULT_CATCH_UP_TIMEOUT_MS: u64 = 60_000;
+
+/// Largest accepted `catch_up_timeout_ms` (ms): one hour.
+pub const MAX_CATCH_UP_TIMEOUT_MS: u64 = 3_600_000;
+
+/// Deadline of one identity probe of a peer (quorum check, learner check).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /internal/v1/identity` (cluster token): who answers at a URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeIdentity {
+    /// The answering node's Raft id (its config's `node_id`).
+    pub node_id: NodeId,
+    /// Whether its store holds a cluster (it was initialised or has received a membership).
+    pub initialized: bool,
+    /// Its region (from its own config).
+    pub region: String,
+}
+
+/// Asks the coordinator at `url` who it is, authenticated with `cluster_token`, within
+/// `timeout`.
+///
+/// Errors: a one-line description when the node is unreachable, answers non-2xx (for
+/// instance another cluster token: 401) or answers something unreadable.
+pub async fn probe_identity(
+    http: &reqwest::Client,
+    cluster_token: &str,
+    url: &str,
+    timeout: Duration,
+) -> Result<NodeIdentity, String> {
+    let res = http
+        .get(format!(
+            "{}/internal/v1/identity",
+            url.trim_end_matches('/')
+        ))
+        .bearer_auth(cluster_token)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| format!("unreachable: {e}"))?;
+    let status = res.status();
+    if !status.is_success() {
+        let text = res.text().await.unwrap_or_default();
+        return Err(format!("answered {status}: {text}"));
+    }
+    res.json::<NodeIdentity>()
+        .await
+        .map_err(|e| format!("unreadable identity: {e}"))
+}
+
+/// Body of `POST /v1/cluster/learners`. Unknown fields are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddLearnerBody {
+    /// Raft id of the new node (≥ 1, not a member yet); must equal the `node_id` of the
+    /// coordinator answering at `url`.
+    pub id: NodeId,
+    /// Base URL of the new node, `http://` or `https://`, e.g. `http://10.0.4.5:7100`. It
+    /// becomes the node's membership address, which every node whose own config does not list
+    /// this id dials.
+    pub url: String,
+    /// How long to wait for the learner to catch up (ms); default
+    /// [`DEFAULT_CATCH_UP_TIMEOUT_MS`], at most [`MAX_CATCH_UP_TIMEOUT_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up_timeout_ms: Option<u64>,
+}
+
+impl AddLearnerBody {
+    /// Checks the fields. Errors: a message for a 400.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("id must be ≥ 1".into());
+        }
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://"))
+            || self.url.len() <= "https://".len()
+        {
+            return Err(format!(
+                "url {:?} must be an http:// or https:// base URL",
+                self.url
+            ));
+        }
+        if let Some(t) = self.catch_up_timeout_ms {
+            if t == 0 || t > MAX_CATCH_UP_TIMEOUT_MS {
+                return Err(format!(
+                    "catch_up_timeout_ms must be 1 to {MAX_CATCH_UP_TIMEOUT_MS}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The catch-up wait in force.
+    pub fn catch_up_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.catch_up_timeout_ms
+                .unwrap_or(DEFAULT_CATCH_UP_TIMEOUT_MS),
+        )
+    }
+}
+
+/// Body of `POST /v1/cluster/voters`: exactly one of `promote` (learners become voters) and
+/// `remove` (members leave). Unknown fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeVotersBody {
+    /// Learner ids to make voters; each must be caught up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promote: Vec<NodeId>,
+    /// Member ids (voters or learners) to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<NodeId>,
+    /// With `remove`: removed voters stay as learners instead of leaving the membership.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_learner: bool,
+}
+
+impl ChangeVotersBody {
+    /// Checks the shape. Errors: a message for a 400.
+    pub fn validate(&self) -> Result<(), String> {
+        match (self.promote.is_empty(), self.remove.is_empty()) {
+            (true, true) => return Err("give the ids to `promote` or to `remove`".into()),
+            (false, false) => return Err("`promote` and `remove` go in separate requests".into()),
+            _ => {}
+        }
+        if self.keep_learner && self.remove.is_empty() {
+            return Err("`keep_learner` only applies to `remove`".into());
+        }
+        if self.promote.iter().chain(&self.remove).any(|id| *id == 0) {
+            return Err("ids must be ≥ 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Role of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    /// Votes and counts towards the quorum.
+    Voter,
+    /// Receives the log; does not vote.
+    Learner,
+}
+
+/// One member as shown by `GET /v1/cluster/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Raft id.
+    pub id: NodeId,
+    /// Voter or learner.
+    pub role: MemberRole,
+    /// Membership address (the URL given when the node was added, or the bootstrap node's
+    /// `peers[].url`).
+    pub url: String,
+    /// Region from the answering node's config, when it lists this id.
+    pub region: Option<String>,
+    /// Whether this member is the leader.
+    pub leader: bool,
+    /// Highest log index the leader knows this member holds; `null` when nothing matched yet
+    /// or when the answer does not come from the leader (`replication_known = false`).
+    pub matched_index: Option<u64>,
+    /// Entries this member is behind the leader's last log index; `null` when unknown, as for
+    /// `matched_index`.
+    pub lag: Option<u64>,
+}
+
+/// `GET /v1/cluster/members`: the Raft membership and replication progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersView {
+    /// Node that built this view (the leader, unless no leader was reachable).
+    pub answered_by: NodeId,
+    /// Leader id known to that node.
+    pub leader_id: Option<NodeId>,
+    /// Current term.
+    pub term: u64,
+    /// Highest index stored by a quorum of every voter configuration, computed by the leader
+    /// from the members' matched indexes; `null` unless `replication_known`.
+    pub commit_index: Option<u64>,
+    /// Last log index of the answering node.
+    pub last_log_index: Option<u64>,
+    /// Last applied index of the answering node.
+    pub applied_index: Option<u64>,
+    /// Log index of the membership entry in force (it may not be committed yet).
+    pub membership_log_index: Option<u64>,
+    /// True while a change is between its two steps (joint configuration): `configs` then holds
+    /// the old and the new voter sets. Re-running the same change completes it.
+    pub joint: bool,
+    /// Voter sets of the configuration (one, or two when joint).
+    pub configs: Vec<Vec<NodeId>>,
+    /// Voters, by id.
+    pub voters: Vec<MemberView>,
+    /// Learners, by id.
+    pub learners: Vec<MemberView>,
+    /// True when the view comes from the leader, with per-member replication progress.
+    pub replication_known: bool,
+}
+
+/// Answer of a membership change (`POST /v1/cluster/learners`, `POST /v1/cluster/voters`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeOutcome {
+    /// `add_learner`, `promote` or `remove`.
+    pub action: String,
+    /// False when the membership already was as asked (nothing proposed).
+    pub changed: bool,
+    /// Log index of the last membership entry proposed, when `changed`.
+    pub log_index: Option<u64>,
+    /// Things the operator should know: even or small voter counts, a removed leader.
+    pub warnings: Vec<String>,
+    /// The membership after the change, as this leader sees it.
+    pub members: MembersView,
+}
+
+/// Why a membership change was refused or has no known outcome. Each maps to one HTTP status
+/// and a stable error `code` ([`MembershipError::code`], [`MembershipError::http_status`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// Malformed request: 400 `bad_request`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The id is not a member (or, for promote, not a learner): 404 `unknown_node`.
+    #[error("{0}")]
+    UnknownNode(String),
+    /// The id is already a member in another role or at another URL: 409 `already_member`.
+    #[error("{0}")]
+    AlreadyMember(String),
+    /// The URL answers as another node id: 409 `wrong_node`.
+    #[error("{0}")]
+    WrongNode(String),
+    /// The node to add could not be reached from the leader: 409 `node_unreachable`.
+    #[error("{0}")]
+    NodeUnreachable(String),
+    /// The learner to promote lags behind: 409 `not_caught_up`.
+    #[error("{0}")]
+    NotCaughtUp(String),
+    /// Another membership change is running or not yet committed: 409 `change_in_progress`.
+    #[error("{0}")]
+    InProgress(String),
+    /// The change would leave no voter: 409 `no_voters_left`.
+    #[error("{0}")]
+    NoVotersLeft(String),
+    /// The voters after the change would not hold a majority of reachable, caught-up nodes:
+    /// 409 `would_lose_quorum`.
+    #[error("{0}")]
+    WouldLoseQuorum(String),
+    /// No quorum, no leader, or no answer in time; the outcome may be unknown: 503
+    /// `unavailable`.
+    #[error("{message}")]
+    Unavailable {
+        /// What happened.
+        message: String,
+        /// The leader's URL, when known.
+        leader_hint: Option<String>,
+    },
+    /// The learner was added but had not caught up in time; it keeps replicating: 504
+    /// `catch_up_timeout`.
+    #[error("{0}")]
+    CatchUpTimeout(String),
+}
+
+impl MembershipError {
+    /// The stable error code of the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::UnknownNode(_) => "unknown_node",
+            Self::AlreadyMember(_) => "already_member",
+            Self::WrongNode(_) => "wrong_node",
+            Self::NodeUnreachable(_) => "node_unreachable",
+            Self::NotCaughtUp(_) => "not_caught_up",
+            Self::InProgress(_) => "change_in_progress",
+            Self::NoVotersLeft(_) => "no_voters_left",
+            Self::WouldLoseQuorum(_) => "would_lose_quorum",
+            Self::Unavailable { .. } => "unavailable",
+            Self::CatchUpTimeout(_) => "catch_up_timeout",
+        }
+    }
+
+    /// The HTTP status (400, 404, 409, 503 or 504).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::UnknownNode(_) => 404,
+            Self::Unavailable { .. } => 503,
+            Self::CatchUpTimeout(_) => 504,
+            _ => 409,
+        }
+    }
+
+    /// The leader's URL, for [`MembershipError::Unavailable`].
+    pub fn leader_hint(&self) -> Option<String> {
+        match self {
+            Self::Unavailable { leader_hint, .. } => leader_hint.clone(),
+            _ => None,
+        }
+    }
+}
+
+type Metrics = RaftMetrics<NodeId, BasicNode>;
+
+/// What an openraft membership call answers.
+type RaftChangeResult = Result<
+    openraft::raft::ClientWriteResponse<crate::TypeConfig>,
+    RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+>;
+
+/// Matched log index of `id` as the leader sees it (its own last log index for the leader).
+fn matched(m: &Metrics, leader: NodeId, id: NodeId) -> Option<u64> {
+    let repl = m.replication.as_ref()?;
+    match repl.get(&id) {
+        Some(l) => l.map(|l| l.index),
+        None if id == leader => m.last_log_index,
+        None => None,
+    }
+}
+
+/// Highest index held by a majority of each voter configuration.
+fn quorum_index(m: &Metrics, leader: NodeId) -> Option<u64> {
+    let configs = m.membership_config.membership().get_joint_config();
+    let mut commit: Option<u64> = None;
+    for voters in configs.iter().filter(|c| !c.is_empty()) {
+        let mut idx: Vec<Option<u64>> = voters.iter().map(|v| matched(m, leader, *v)).collect();
+        // Largest first: the majority-th largest is held by a majority.
+        idx.sort_unstable_by(|a, b| b.cmp(a));
+        let q = idx[voters.len() / 2]?;
+        commit = Some(commit.map_or(q, |c| c.min(q)));
+    }
+    commit
+}
+
+fn lag_of(m: &Metrics, matched: Option<u64>) -> Option<u64> {
+    matched.map(|i| m.last_log_index.unwrap_or(0).saturating_sub(i))
+}
+
+fn ids(set: &BTreeSet<NodeId>) -> String {
+    let v: Vec<String> = set.iter().map(|i| i.to_string()).collect();
+    format!("[{}]", v.join(", "))
+}
+
+fn unavailable(message: impl Into<String>, leader_hint: Option<String>) -> MembershipError {
+    MembershipError::Unavailable {
+        message: message.into(),
+        leader_hint,
+    }
+}
+
+impl Node {
+    /// True when this node is the leader, as its metrics say.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// The membership as this node sees it; with replication progress when it is the leader.
+    pub fn members_view(&self) -> MembersView {
+        let m = self.raft.metrics().borrow().clone();
+        self.view_from(&m)
+    }
+
+    fn view_from(&self, m: &Metrics) -> MembersView {
+        let membership = m.membership_config.membership();
+        let is_leader = m.current_leader == Some(self.id) && m.replication.is_some();
+        let regions: BTreeMap<NodeId, String> = self
+            .config
+            .peers
+            .iter()
+            .map(|p| (p.id, p.region.clone()))
+            .collect();
+        let member = |id: NodeId, role: MemberRole| {
+            let matched = if is_leader {
+                matched(m, self.id, id)
+            } else {
+                None
+            };
+            MemberView {
+                id,
+                role,
+                url: membership
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default(),
+                region: regions.get(&id).cloned(),
+                leader: m.current_leader == Some(id),
+                matched_index: matched,
+                lag: lag_of(m, matched),
+            }
+        };
+        let voter_ids: BTreeSet<NodeId> = membership.voter_ids().collect();
+        MembersView {
+            answered_by: self.id,
+            leader_id: m.current_leader,
+            term: m.current_term,
+            commit_index: if is_leader {
+                quorum_index(m, self.id)
+            } else {
+                None
+            },
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            membership_log_index: m.membership_config.log_id().map(|l| l.index),
+            joint: membership.get_joint_config().len() > 1,
+            configs: membership
+                .get_joint_config()
+                .iter()
+                .map(|c| c.iter().copied().collect())
+                .collect(),
+            voters: voter_ids
+                .iter()
+                .map(|id| member(*id, MemberRole::Voter))
+                .collect(),
+            learners: membership
+                .learner_ids()
+                .map(|id| member(id, MemberRole::Learner))
+                .collect(),
+            replication_known: is_leader,
+        }
+    }
+
+    fn not_leader(&self) -> MembershipError {
+        unavailable(
+            format!(
+                "node {} is not the leader: membership changes run on the leader",
+                self.id
+            ),
+            self.leader().map(|l| l.1),
+        )
+    }
+
+    fn change_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.raft.write_timeout_ms.saturating_mul(2))
+    }
+
+    /// Adds node `req.id` at `req.url` as a learner and waits until it has caught up (at most
+    /// [`CAUGHT_UP_MAX_LAG`] entries behind, and holding the membership entry that added it),
+    /// for at most `req.catch_up_timeout()`. Runs on the leader only; `operator` is recorded in
+    /// the audit trail. Adding a learner already present at the same URL only waits.
+    ///
+    /// Errors: [`MembershipError::AlreadyMember`] (a voter, or a learner at another URL),
+    /// [`MembershipError::NodeUnreachable`], [`MembershipError::WrongNode`],
+    /// [`MembershipError::InProgress`], [`MembershipError::Unavailable`] (not the leader, no
+    /// quorum, outcome unknown), [`MembershipError::CatchUpTimeout`].
+    pub async fn add_learner(
+        self: &Arc<Self>,
+        req: AddLearnerBody,
+        operator: String,
+    ) -> Result<ChangeOutcome, MembershipError> {
+        req.validate().map_err(MembershipError::BadRequest)?;
+        let node = self.clone();
+        let detail = format!("node {} at {}", req.id, req.url);
+        self.spawn_audited(operator, "cluster.add_learner", detail, async move {
+            node.add_learner_inner(req).await
+        })
+        .await
+    }
+
+    async fn add_learner_inner(
+        &self,
+        req: AddLearnerBody,
+    ) -> Result<ChangeOutcome, MembershipError> {
+        let _guard = self.lock_change()?;
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        if membership.voter_ids().any(|v| v == req.id) {
+            return Err(MembershipError::AlreadyMember(format!(
+                "node {} is already a voter",
+                req.id
+            )));
+        }
+        let existing = membership.get_node(&req.id).map(|n| n.addr.clone());
+        if let Some(addr) = &existing {
+            if addr.trim_end_matches('/') != req.url.trim_end_matches('/') {
+                return Err(MembershipError::AlreadyMember(format!(
+                    "node {} is already a learner at {addr}; remove it first to change its URL",
+                    req.id
+                )));
+            }
+        }
+        // The leader must reach the node, and it must be the node we think it is, at the URL
+        // that goes into the membership and at this node's own config URL for it, if any.
+        let mut urls = vec![req.url.clone()];
+        if let Some(p) = self.config.peers.iter().find(|p| p.id == req.id) {
+            if p.url.trim_end_matches('/') != req.url.trim_end_matches('/') {
+                urls.push(p.url.clone());
+            }
+        }
+        for url in &urls {
+            let ident = probe_identity(&self.http, &self.cluster_token, url, PROBE_TIMEOUT)
+                .await
+                .map_err(|e| {
+                    MembershipError::NodeUnreachable(format!(
+                        "leader {} cannot reach node {} at {url}: {e}; start it first (empty data \
+                         dir, bootstrap = false, same cluster token) and check the URL",
+                        self.id, req.id
+                    ))
+                })?;
+            if ident.node_id != req.id {
+                return Err(MembershipError::WrongNode(format!(
+                    "the coordinator at {url} is node {}, not node {}",
+                    ident.node_id, req.id
+                )));
+            }
+        }
+        let (changed, log_index) = if existing.is_some() {
+            (false, m.membership_config.log_id().map_or(0, |l| l.index))
+        } else {
+            let raft = self.raft.clone();
+            let (id, addr) = (req.id, req.url.clone());
+            let task =
+                tokio::spawn(async move { raft.add_learner(id, BasicNode { addr }, false).await });
+            let resp = self.await_change(task).await?;
+            (true, resp)
+        };
+        // Wait until the learner holds the entry that added it and is within the lag bound.
+        let id = req.id;
+        let me = self.id;
+        let waited = self
+            .raft
+            .wait(Some(req.catch_up_timeout()))
+            .metrics(
+                move |m: &Metrics| {
+                    if m.current_leader != Some(me) || m.replication.is_none() {
+                        return true; // lost leadership: stop waiting
+                    }
+                    if m.membership_config.log_id().map_or(0, |l| l.index) < log_index {
+                        return false;
+                    }
+                    match matched(m, me, id) {
+                        Some(i) => {
+                            i >= log_index
+                                && m.last_log_index.unwrap_or(0).saturating_sub(i)
+                                    <= CAUGHT_UP_MAX_LAG
+                        }
+                        None => false,
+                    }
+                },
+                "learner caught up",
+            )
+            .await;
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.id) || m.replication.is_none() {
+            return Err(unavailable(
+                format!(
+                    "node {} lost leadership while node {id} was catching up (learner added at \
+                     log index {log_index}); check `failoverctl cluster members`",
+                    self.id
+                ),
+                self.leader().map(|l| l.1),
+            ));
+        }
+        if waited.is_err() {
+            let matched_now = matched(&m, self.id, id);
+            return Err(MembershipError::CatchUpTimeout(format!(
+                "node {id} was added as a learner (log index {log_index}) but had not caught up \
+                 after {} ms: it holds up to index {} of {}; it keeps replicating: watch \
+                 `failoverctl cluster members` and promote it once its lag is at most {}",
+                req.catch_up_timeout().as_millis(),
+                matched_now.map_or("none".to_string(), |i| i.to_string()),
+                m.last_log_index.unwrap_or(0),
+                CAUGHT_UP_MAX_LAG
+            )));
+        }
+        Ok(ChangeOutcome {
+            action: "add_learner".into(),
+            changed,
+            log_index: changed.then_some(log_index),
+            warnings: vec![],
+            members: self.view_from(&m),
+        })
+    }
+
+    /// Promotes caught-up learners to voters, or removes members, per `req`. Runs on the leader
+    /// only; `operator` is recorded in the audit trail. Promoting a voter or removing with
+    /// `keep_learner` a node that is already a learner changes nothing (`changed = false`).
+    ///
+    /// Errors: [`MembershipError::BadRequest`], [`MembershipError::UnknownNode`],
+    /// [`MembershipError::NotCaughtUp`], [`MembershipError::NoVotersLeft`],
+    /// [`MembershipError::WouldLoseQuorum`], [`MembershipError::InProgress`],
+    /// [`MembershipError::Unavailable`] (not the leader, no quorum, outcome unknown).
+    pub async fn change_voters(
+        self: &Arc<Self>,
+        req: ChangeVotersBody,
+        operator: String,
+    ) -> Result<ChangeOutcome, MembershipError> {
+        req.validate().map_err(MembershipError::BadRequest)?;
+        let (action, detail) = if req.promote.is_empty() {
+            (
+                "cluster.remove",
+                format!(
+                    "nodes {:?}{}",
+                    req.remove,
+                    if req.keep_learner {
+                        " (kept as learners)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        } else {
+            ("cluster.promote", format!("nodes {:?}", req.promote))
+        };
+        let node = self.clone();
+        let op = operator.clone();
+        let detail2 = detail.clone();
+        self.spawn_audited(operator, action, detail, async move {
+            node.change_voters_inner(req, op, detail2).await
+        })
+        .await
+    }
+
+    async fn change_voters_inner(
+        &self,
+        req: ChangeVotersBody,
+        operator: String,
+        detail: String,
+    ) -> Result<ChangeOutcome, MembershipError> {
+        let _guard = self.lock_change()?;
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let promote = !req.promote.is_empty();
+        let asked: BTreeSet<NodeId> = if promote {
+            req.promote.iter().copied().collect()
+        } else {
+            req.remove.iter().copied().collect()
+        };
+        for id in &asked {
+            if !voters.contains(id) && !learners.contains(id) {
+                let hint = if promote {
+                    "; add it first with `failoverctl cluster add-learner`"
+                } else {
+                    ""
+                };
+                return Err(MembershipError::UnknownNode(format!(
+                    "node {id} is not a member (voters {}, learners {}){hint}",
+                    ids(&voters),
+                    ids(&learners)
+                )));
+            }
+        }
+        let mut warnings = Vec::new();
+        let (new_voters, voter_change, learner_removal) = if promote {
+            let to_promote: BTreeSet<NodeId> = asked.difference(&voters).copied().collect();
+            for id in &to_promote {
+                let mi = matched(&m, self.id, *id);
+                let caught_up = mi.is_some_and(|i| last.saturating_sub(i) <= CAUGHT_UP_MAX_LAG);
+                if !caught_up {
+                    return Err(MembershipError::NotCaughtUp(format!(
+                        "learner {id} is not caught up: it holds up to index {} of {last} (at most \
+                         {CAUGHT_UP_MAX_LAG} behind is needed); wait and retry",
+                        mi.map_or("none".to_string(), |i| i.to_string())
+                    )));
+                }
+            }
+            let new: BTreeSet<NodeId> = voters.union(&to_promote).copied().collect();
+            let change = (!to_promote.is_empty()).then_some(ChangeMembers::AddVoterIds(to_promote));
+            (new, change, None)
+        } else {
+            let rm_voters: BTreeSet<NodeId> = asked.intersection(&voters).copied().collect();
+            let rm_learners: BTreeSet<NodeId> = asked.intersection(&learners).copied().collect();
+            let new: BTreeSet<NodeId> = voters.difference(&rm_voters).copied().collect();
+            if new.is_empty() {
+                return Err(MembershipError::NoVotersLeft(format!(
+                    "removing {} would leave no voter",
+                    ids(&rm_voters)
+                )));
+            }
+            let change = (!rm_voters.is_empty()).then_some(ChangeMembers::RemoveVoters(rm_voters));
+            let learner_removal = (!req.keep_learner && !rm_learners.is_empty())
+                .then_some(ChangeMembers::RemoveNodes(rm_learners));
+            (new, change, learner_removal)
+        };
+        if voter_change.is_none() && learner_removal.is_none() {
+            return Ok(ChangeOutcome {
+                action: if promote { "promote" } else { "remove" }.into(),
+                changed: false,
+                log_index: None,
+                warnings,
+                members: self.view_from(&m),
+            });
+        }
+        if voter_change.is_some() {
+            self.check_quorum_after(&m, &new_voters).await?;
+            let n = new_voters.len();
+            if n % 2 == 0 {
+                warnings.push(format!(
+                    "{n} voters: an even count tolerates no more failures than {} voters; finish \
+                     the replacement (promote or remove one more node)",
+                    n - 1
+                ));
+            }
+            if n < 3 {
+                warnings.push(format!(
+                    "{n} voter(s): the cluster tolerates no voter failure"
+                ));
+            }
+        }
+        let removes_me = !promote && !new_voters.contains(&self.id);
+        if removes_me {
+            warnings.push(format!(
+                "node {} was the leader: it steps down once the change is applied; writes fail \
+                 closed until the remaining voters {} elect a new leader (about one election \
+                 timeout); stop node {} now",
+                self.id,
+                ids(&new_voters),
+                self.id
+            ));
+            // Audit before: once removed, this node can no longer reach the cluster.
+            self.audit_best_effort(
+                operator,
+                "cluster.remove",
+                detail,
+                "proposed: removes the current leader".into(),
+            )
+            .await;
+        }
+        let mut log_index = None;
+        for change in [voter_change, learner_removal].into_iter().flatten() {
+            let raft = self.raft.clone();
+            let retain = req.keep_learner;
+            let task = tokio::spawn(async move { raft.change_membership(change, retain).await });
+            log_index = Some(self.await_change(task).await?);
+        }
+        let m = self.raft.metrics().borrow().clone();
+        Ok(ChangeOutcome {
+            action: if promote { "promote" } else { "remove" }.into(),
+            changed: true,
+            log_index,
+            warnings,
+            members: self.view_from(&m),
+        })
+    }
+
+    /// Refuses a voter set that would not have a majority of reachable, caught-up voters (the
+    /// leader counts as both).
+    async fn check_quorum_after(
+        &self,
+        m: &Metrics,
+        new_voters: &BTreeSet<NodeId>,
+    ) -> Result<(), MembershipError> {
+        let last = m.last_log_index.unwrap_or(0);
+        let probes = new_voters.iter().map(|id| async move {
+            if *id == self.id {
+                return (*id, Ok(()));
+            }
+            let mi = matched(m, self.id, *id);
+            if mi.is_none_or(|i| last.saturating_sub(i) > CAUGHT_UP_MAX_LAG) {
+                return (
+                    *id,
+                    Err(format!(
+                        "holds up to index {} of {last}",
+                        mi.map_or("none".to_string(), |i| i.to_string())
+                    )),
+                );
+            }
+            let Some(url) = self.peer_url(*id) else {
+                return (*id, Err("no URL known".to_string()));
+            };
+            let r = probe_identity(&self.http, &self.cluster_token, &url, PROBE_TIMEOUT).await;
+            match r {
+                Ok(ident) if ident.node_id == *id => (*id, Ok(())),
+                Ok(ident) => (*id, Err(format!("{url} answers as node {}", ident.node_id))),
+                Err(e) => (*id, Err(format!("{url} {e}"))),
+            }
+        });
+        let results = futures::future::join_all(probes).await;
+        let healthy = results.iter().filter(|(_, r)| r.is_ok()).count();
+        let need = new_voters.len() / 2 + 1;
+        if healthy >= need {
+            return Ok(());
+        }
+        let problems: Vec<String> = results
+            .into_iter()
+            .filter_map(|(id, r)| r.err().map(|e| format!("node {id}: {e}")))
+            .collect();
+        Err(MembershipError::WouldLoseQuorum(format!(
+            "after the change the voters {} need {need} reachable, caught-up nodes but only \
+             {healthy} are: {}",
+            ids(new_voters),
+            problems.join("; ")
+        )))
+    }
+
+    fn lock_change(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, MembershipError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        self.membership_change.try_lock().map_err(|_| {
+            MembershipError::InProgress(format!(
+                "another membership change is running on leader {}; wait for it and check \
+                 `failoverctl cluster members`",
+                self.id
+            ))
+        })
+    }
+
+    /// Waits for a spawned openraft membership call for at most twice the write timeout. The
+    /// call itself keeps running past the deadline, so a joint change is never abandoned
+    /// between its two steps by this node. Returns the log index of the last entry.
+    async fn await_change(
+        &self,
+        task: tokio::task::JoinHandle<RaftChangeResult>,
+    ) -> Result<u64, MembershipError> {
+        let hint = || self.leader().map(|l| l.1);
+        match tokio::time::timeout(self.change_timeout(), task).await {
+            Err(_) => Err(unavailable(
+                format!(
+                    "the membership change was not committed within {} ms (no quorum?); its \
+                     outcome is unknown and it may still complete: check `failoverctl cluster \
+                     members` and re-run the same command",
+                    self.change_timeout().as_millis()
+                ),
+                hint(),
+            )),
+            Ok(Err(e)) => Err(unavailable(
+                format!("membership change task failed: {e}"),
+                hint(),
+            )),
+            Ok(Ok(Ok(resp))) => Ok(resp.log_id.index),
+            Ok(Ok(Err(RaftError::APIError(e)))) => Err(match e {
+                ClientWriteError::ForwardToLeader(f) => unavailable(
+                    format!(
+                        "node {} is no longer the leader (leader: {})",
+                        self.id,
+                        f.leader_id.map_or("unknown".to_string(), |l| l.to_string())
+                    ),
+                    f.leader_node.map(|n| n.addr),
+                ),
+                ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(p)) => {
+                    MembershipError::InProgress(format!(
+                        "the membership entry at {} is not committed yet (committed: {}); retry \
+                         shortly",
+                        p.membership_log_id
+                            .map_or("?".to_string(), |l| l.index.to_string()),
+                        p.committed
+                            .map_or("none".to_string(), |l| l.index.to_string())
+                    ))
+                }
+                ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::LearnerNotFound(l),
+                ) => MembershipError::UnknownNode(format!(
+                    "node {} is not a learner; add it first with `failoverctl cluster add-learner`",
+                    l.node_id
+                )),
+                ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::EmptyMembership(_),
+                ) => MembershipError::NoVotersLeft("the change would leave no voter".into()),
+            }),
+            Ok(Ok(Err(RaftError::Fatal(e)))) => {
+                Err(unavailable(format!("raft stopped: {e}"), None))
+            }
+        }
+    }
+
+    /// Runs `work` in a task of its own (it completes even if the caller goes away), then
+    /// audits its outcome, unless it had no committed answer (`unavailable`: the audit write
+    /// would fail the same way) or the leader removed itself (audited before the change).
+    async fn spawn_audited<F>(
+        self: &Arc<Self>,
+        operator: String,
+        action: &'static str,
+        detail: String,
+        work: F,
+    ) -> Result<ChangeOutcome, MembershipError>
+    where
+        F: std::future::Future<Output = Result<ChangeOutcome, MembershipError>> + Send + 'static,
+    {
+        let node = self.clone();
+        let task = tokio::spawn(async move {
+            let result = work.await;
+            let outcome = match &result {
+                Ok(o) if !o.changed => Some("completed (no change needed)".to_string()),
+                Ok(o)
+                    if !o.members.voters.iter().any(|v| v.id == node.id)
+                        && action == "cluster.remove" =>
+                {
+                    None
+                }
+                Ok(_) => Some("completed".to_string()),
+                Err(MembershipError::Unavailable { .. }) => None,
+                Err(MembershipError::CatchUpTimeout(_)) => {
+                    Some("added; catch-up timed out".to_string())
+                }
+                Err(e) => Some(format!("refused: {} ({e})", e.code())),
+            };
+            if let Some(outcome) = outcome {
+                node.audit_best_effort(operator, action, detail, outcome)
+                    .await;
+            }
+            result
+        });
+        task.await.unwrap_or_else(|e| {
+            Err(unavailable(
+                format!("membership change task failed: {e}"),
+                None,
+            ))
+        })
+    }
+
+    async fn audit_best_effort(
+        &self,
+        operator: String,
+        action: &str,
+        detail: String,
+        outcome: String,
+    ) {
+        let cmd = Command::RecordAudit {
+            operator,
+            action: action.to_string(),
+            detail,
+            outcome,
+            at_ms: now_ms(),
+        };
+        if let Err(e) = self.write(cmd).await {
+            tracing::warn!(error = %e, action, "could not write the audit entry of a membership change");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_refuse_unknown_fields_and_bad_shapes() {
+        let e = serde_json::from_str::<AddLearnerBody>(r#"{"id":4,"url":"http://x","extra":1}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("extra"), "{e}");
+        let b: AddLearnerBody = serde_json::from_str(r#"{"id":4,"url":"ftp://x"}"#).unwrap();
+        assert!(b.validate().is_err());
+        let b: AddLearnerBody = serde_json::from_str(r#"{"id":0,"url":"http://x:1"}"#).unwrap();
+        assert!(b.validate().is_err());
+        let b: AddLearnerBody = serde_json::from_str(r#"{"id":4,"url":"http://x:1"}"#).unwrap();
+        assert!(b.validate().is_ok());
+        assert_eq!(
+            b.catch_up_timeout(),
+            Duration::from_millis(DEFAULT_CATCH_UP_TIMEOUT_MS)
+        );
+        let v: ChangeVotersBody = serde_json::from_str(r#"{}"#).unwrap();
+        assert!(v.validate().is_err());
+        let v: ChangeVotersBody = serde_json::from_str(r#"{"promote":[4],"remove":[1]}"#).unwrap();
+        assert!(v.validate().is_err());
+        let v: ChangeVotersBody =
+            serde_json::from_str(r#"{"promote":[4],"keep_learner":true}"#).unwrap();
+        assert!(v.validate().is_err());
+        let v: ChangeVotersBody =
+            serde_json::from_str(r#"{"remove":[1],"keep_learner":true}"#).unwrap();
+        assert!(v.validate().is_ok());
+        assert!(
+            serde_json::from_str::<ChangeVotersBody>(r#"{"remove":[1],"force":true}"#).is_err()
+        );
+    }
+
+    fn log_id(i: u64) -> openraft::LogId<NodeId> {
+        openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), i)
+    }
+
+    #[test]
+    fn commit_index_is_the_quorum_matched_index() {
+        let mut m = Metrics::new_initial(1);
+        m.current_leader = Some(1);
+        m.last_log_index = Some(40);
+        let members = openraft::Membership::new(
+            vec![BTreeSet::from([1, 2, 3])],
+            BTreeMap::from([
+                (1, BasicNode::new("http://a")),
+                (2, BasicNode::new("http://b")),
+                (3, BasicNode::new("http://c")),
+                (4, BasicNode::new("http://d")),
+            ]),
+        );
+        m.membership_config = Arc::new(openraft::StoredMembership::new(Some(log_id(3)), members));
+        m.replication = Some(BTreeMap::from([
+            (1, Some(log_id(40))),
+            (2, Some(log_id(37))),
+            (3, None),
+            (4, Some(log_id(12))),
+        ]));
+        assert_eq!(quorum_index(&m, 1), Some(37));
+        m.replication = Some(BTreeMap::from([
+            (1, Some(log_id(40))),
+            (2, None),
+            (3, None),
+        ]));
+        assert_eq!(quorum_index(&m, 1), None);
+        assert_eq!(matched(&m, 1, 1), Some(40));
+        assert_eq!(lag_of(&m, Some(37)), Some(3));
+    }
+}
