@@ -6,345 +6,72 @@
 //! without losing a committed record; kill -9 the whole cluster and restart it with the
 //! authority and the history intact.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use failover_common::api::{RecordBatchResponse, RecordItem, Verdict};
+use failover_common::api::{RecordItem, Verdict};
 use failover_common::types::{Pubkey, Root};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use support::{
+    assert_openapi_paths, attestation, verdicts, Api, Cluster, FakeBeacon, AGENT_A, AGENT_B, ALICE,
+    BOB, GVR,
+};
 
-const GVR: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
-const ALICE: &str = "alice-token";
-const BOB: &str = "bob-token";
-const AGENT_A: &str = "agent-a-token";
-const AGENT_B: &str = "agent-b-token";
-
-fn hash(t: &str) -> String {
-    coordinator::config::token_hash(t)
-}
-
-/// A fake beacon node whose finalized epoch the test controls.
-async fn fake_beacon(finalized: Arc<AtomicU64>) -> String {
-    async fn genesis() -> Json<Value> {
-        Json(
-            json!({"data": {"genesis_time": "1606824023", "genesis_validators_root": GVR,
-            "genesis_fork_version": "0x00000000"}}),
-        )
-    }
-    async fn syncing() -> Json<Value> {
-        Json(
-            json!({"data": {"head_slot": "1000", "sync_distance": "0", "is_syncing": false,
-            "is_optimistic": false, "el_offline": false}}),
-        )
-    }
-    async fn finality(State(f): State<Arc<AtomicU64>>) -> Json<Value> {
-        let e = f.load(Ordering::SeqCst);
-        let cp = json!({"epoch": e.to_string(), "root": format!("0x{:064x}", e + 7)});
-        Json(json!({"execution_optimistic": false, "finalized": false,
-            "data": {"previous_justified": cp, "current_justified": cp, "finalized": cp}}))
-    }
-    let app = Router::new()
-        .route("/eth/v1/beacon/genesis", get(genesis))
-        .route("/eth/v1/node/syncing", get(syncing))
-        .route(
-            "/eth/v1/beacon/states/{state}/finality_checkpoints",
-            get(finality),
-        )
-        .with_state(finalized);
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    url
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Cluster {
-    dir: PathBuf,
-    urls: Vec<String>,
-    procs: Vec<Option<Child>>,
-}
-
-impl Cluster {
-    fn new(dir: &Path, beacon: &str) -> Self {
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let urls: Vec<String> = ports
-            .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect();
-        std::fs::write(dir.join("cluster.token"), "cluster-secret").unwrap();
-        for (i, port) in ports.iter().enumerate() {
-            let peers: String = (0..3)
-                .map(|j| {
-                    format!(
-                        "[[peers]]\nid = {}\nurl = \"{}\"\nregion = \"{}\"\n",
-                        j + 1,
-                        urls[j],
-                        ["eu", "us", "ap"][j]
-                    )
-                })
-                .collect();
-            let cfg = format!(
-                r#"node_id = {id}
-listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-cluster_token_file = "{tok}"
-bootstrap = {boot}
-{peers}
-[[operators]]
-name = "alice"
-token_sha256 = "{alice}"
-[[operators]]
-name = "bob"
-token_sha256 = "{bob}"
-[[agents]]
-id = "agent-a"
-token_sha256 = "{a}"
-[[agents]]
-id = "agent-b"
-token_sha256 = "{b}"
-[chain]
-genesis_validators_root = "{GVR}"
-slots_per_epoch = 32
-[beacon]
-urls = ["{beacon}"]
-poll_interval_ms = 200
-timeout_ms = 1000
-[raft]
-heartbeat_ms = 100
-election_min_ms = 800
-election_max_ms = 1600
-write_timeout_ms = 4000
-snapshot_every = 8
-keep_logs = 0
-"#,
-                id = i + 1,
-                port = port,
-                data = dir.join(format!("node{}", i + 1)).display(),
-                tok = dir.join("cluster.token").display(),
-                boot = i == 0,
-                alice = hash(ALICE),
-                bob = hash(BOB),
-                a = hash(AGENT_A),
-                b = hash(AGENT_B),
-            );
-            std::fs::write(dir.join(format!("node{}.toml", i + 1)), cfg).unwrap();
-        }
-        let mut c = Cluster {
-            dir: dir.to_path_buf(),
-            urls,
-            procs: vec![None, None, None],
-        };
-        for i in 0..3 {
-            c.start(i);
-        }
-        c
-    }
-
-    fn start(&mut self, i: usize) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("node{}.log", i + 1)))
-            .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-            .args(["run", "--config"])
-            .arg(self.dir.join(format!("node{}.toml", i + 1)))
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.starts_with("READY "),
-            "node {} did not start: {line:?}",
-            i + 1
-        );
-        self.procs[i] = Some(child);
-    }
-
-    /// kill -9: no shutdown path runs.
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.procs[i].take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for i in 0..3 {
-            self.kill(i);
-        }
-    }
-}
-
-struct Api {
-    http: reqwest::Client,
+/// Three nodes polling `beacon`, snapshotting every 8 entries and keeping no log after a
+/// snapshot (a restarted node catches up by installing one); all started.
+fn three_nodes(dir: &std::path::Path, beacon: &str) -> Cluster {
+    let mut cluster = Cluster::new(dir, 3, |_, c| {
+        c.beacon = Some(beacon.to_string());
+        c.raft.push_str("snapshot_every = 8\nkeep_logs = 0\n");
+    });
+    cluster.start_all();
+    cluster
 }
 
 impl Api {
-    async fn get(&self, url: &str, path: &str, token: &str) -> (StatusCode, Value) {
-        match self
-            .http
-            .get(format!("{url}{path}"))
-            .bearer_auth(token)
-            .send()
-            .await
-        {
-            Ok(r) => (r.status(), r.json().await.unwrap_or(Value::Null)),
-            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Value::Null),
-        }
-    }
-    async fn post(&self, url: &str, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        match self
-            .http
-            .post(format!("{url}{path}"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-        {
-            Ok(r) => (r.status(), r.json().await.unwrap_or(Value::Null)),
-            Err(e) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": e.to_string()}),
-            ),
-        }
-    }
-    /// Waits until `url` reports a leader, returning the status.
+    /// Waits until one of `urls` reports a leader, returning its status.
     async fn wait_leader(&self, urls: &[String]) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            for u in urls {
-                let (s, v) = self.get(u, "/v1/status", ALICE).await;
-                if s == StatusCode::OK && !v["leader_id"].is_null() {
-                    return v;
-                }
-            }
-            assert!(Instant::now() < deadline, "no leader elected in 30 s");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    async fn records(
-        &self,
-        url: &str,
-        token: &str,
-        agent: &str,
-        tok: u64,
-        items: Vec<RecordItem>,
-    ) -> (StatusCode, Value) {
-        self.post(
-            url,
-            "/v1/agent/records",
-            token,
-            json!({"agent": agent, "token": tok, "items": items}),
-        )
-        .await
+        let has_leader = |v: &Value| !v["leader_id"].is_null();
+        self.wait_answer(urls, "/v1/status", has_leader, "no leader elected in 30 s")
+            .await
     }
 }
 
+/// Validator 7's attestation from `source` to `target` with signing root `[r; 32]`.
 fn att(source: u64, target: u64, r: u8) -> RecordItem {
-    RecordItem::Attestation {
-        pubkey: Pubkey([7; 48]),
-        source_epoch: source,
-        target_epoch: target,
-        signing_root: Root([r; 32]),
-    }
-}
-
-fn verdicts(v: &Value) -> Vec<Verdict> {
-    serde_json::from_value::<RecordBatchResponse>(v.clone())
-        .expect("record response")
-        .verdicts
+    attestation(7, source, target, r)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
     let tmp = tempfile::tempdir().unwrap();
-    let finalized = Arc::new(AtomicU64::new(0));
-    let beacon = fake_beacon(finalized.clone()).await;
-    let mut cluster = Cluster::new(tmp.path(), &beacon);
-    let api = Api {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap(),
-    };
+    let beacon = FakeBeacon::new(0, 1000);
+    let beacon_url = beacon.serve().await;
+    let mut cluster = three_nodes(tmp.path(), &beacon_url);
+    let api = Api::new(Duration::from_secs(10));
     api.wait_leader(&cluster.urls).await;
     // Any node accepts any request: use node 3 (likely a follower) for writes.
     let any = cluster.urls[2].clone();
 
     for (agent, tok) in [("agent-a", AGENT_A), ("agent-b", AGENT_B)] {
-        let (s, v) = api
-            .post(
-                &any,
-                "/v1/agent/register",
-                tok,
-                json!({"agent": agent, "region": "eu", "pubkeys": []}),
-            )
-            .await;
+        let (s, v) = api.register(&any, tok, agent, &[]).await;
         assert_eq!(s, StatusCode::OK, "{v}");
     }
     // An agent cannot register as another agent.
-    let (s, _) = api
-        .post(
-            &any,
-            "/v1/agent/register",
-            AGENT_A,
-            json!({"agent": "agent-b", "region": "eu", "pubkeys": []}),
-        )
-        .await;
+    let (s, _) = api.register(&any, AGENT_A, "agent-b", &[]).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 
     // First grant: nothing recorded yet, so required_epoch is 0 and finality is not needed.
-    let (s, h) = api
-        .post(
-            &any,
-            "/v1/handovers",
-            ALICE,
-            json!({"to": "agent-a", "reason": "initial grant"}),
-        )
-        .await;
+    let (s, h) = api.handover(&any, "agent-a", "initial grant").await;
     assert_eq!(s, StatusCode::OK, "{h}");
     let id1 = h["id"].as_u64().unwrap();
     assert_eq!(h["state"], "awaiting_approval");
     // Two-person rule: the requester cannot approve.
-    let (s, v) = api
-        .post(
-            &any,
-            &format!("/v1/handovers/{id1}/approve"),
-            ALICE,
-            json!({}),
-        )
-        .await;
+    let (s, v) = api.approve_as(&any, id1, ALICE).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    let (s, h) = api
-        .post(
-            &any,
-            &format!("/v1/handovers/{id1}/approve"),
-            BOB,
-            json!({}),
-        )
-        .await;
+    let (s, h) = api.approve_as(&any, id1, BOB).await;
     assert_eq!(s, StatusCode::OK, "{h}");
     assert_eq!(h["state"], "completed");
     let token_a = h["granted_token"].as_u64().unwrap();
@@ -373,14 +100,7 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
     assert_eq!(v["holder"], "agent-a");
 
     // Handover to agent-b: fences agent-a at once and waits for finality of epoch 3.
-    let (s, h) = api
-        .post(
-            &any,
-            "/v1/handovers",
-            ALICE,
-            json!({"to": "agent-b", "reason": "planned maintenance"}),
-        )
-        .await;
+    let (s, h) = api.handover(&any, "agent-b", "planned maintenance").await;
     assert_eq!(s, StatusCode::OK, "{h}");
     let id2 = h["id"].as_u64().unwrap();
     assert_eq!(h["state"], "awaiting_finality");
@@ -395,21 +115,14 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
     );
     assert!(v["holder"].is_null());
     // Approval before finality is refused.
-    let (s, v) = api
-        .post(
-            &any,
-            &format!("/v1/handovers/{id2}/approve"),
-            BOB,
-            json!({}),
-        )
-        .await;
+    let (s, v) = api.approve_as(&any, id2, BOB).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     // Finality of epoch 2 is not enough; epoch 3 is.
-    finalized.store(2, Ordering::SeqCst);
+    beacon.finalize(2);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, h) = api.get(&any, &format!("/v1/handovers/{id2}"), ALICE).await;
     assert_eq!(h["state"], "awaiting_finality", "{h}");
-    finalized.store(3, Ordering::SeqCst);
+    beacon.finalize(3);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, h) = api.get(&any, &format!("/v1/handovers/{id2}"), ALICE).await;
@@ -419,14 +132,7 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
         assert!(Instant::now() < deadline, "finality never confirmed: {h}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (s, h) = api
-        .post(
-            &any,
-            &format!("/v1/handovers/{id2}/approve"),
-            BOB,
-            json!({}),
-        )
-        .await;
+    let (s, h) = api.approve_as(&any, id2, BOB).await;
     assert_eq!(s, StatusCode::OK, "{h}");
     assert_eq!(h["state"], "completed");
     let token_b = h["granted_token"].as_u64().unwrap();
@@ -533,12 +239,8 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
     }
 
     // kill -9 everything, restart: authority and history are intact.
-    for i in 0..3 {
-        cluster.kill(i);
-    }
-    for i in 0..3 {
-        cluster.start(i);
-    }
+    cluster.kill_all();
+    cluster.start_all();
     let st = api.wait_leader(&cluster.urls).await;
     assert_eq!(st["holder"], "agent-b");
     assert_eq!(st["token"].as_u64().unwrap(), token_b);
@@ -605,19 +307,7 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
         "imported block must be enforced"
     );
 
-    let (s, audit) = api.get(&cluster.urls[0], "/v1/audit", ALICE).await;
-    assert_eq!(s, StatusCode::OK);
-    let actions: Vec<(String, String)> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["operator"].as_str().unwrap().to_string(),
-                e["action"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let actions = api.audit(&cluster.urls[0], "operator", "action").await;
     assert!(
         actions.contains(&("bob".into(), "handover.approve".into())),
         "{actions:?}"
@@ -634,10 +324,7 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
 
 #[test]
 fn openapi_document_describes_every_operator_and_agent_route() {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(coordinator::http::OPENAPI_YAML).expect("valid YAML");
-    let paths = doc["paths"].as_mapping().expect("paths");
-    for p in [
+    assert_openapi_paths(&[
         "/v1/status",
         "/v1/authority",
         "/v1/handovers",
@@ -652,7 +339,5 @@ fn openapi_document_describes_every_operator_and_agent_route() {
         "/v1/slashing/export",
         "/metrics",
         "/health",
-    ] {
-        assert!(paths.contains_key(p), "OpenAPI document lacks {p}");
-    }
+    ]);
 }

@@ -1,0 +1,575 @@
+//! Test-cluster scaffolding shared by the integration tests (`mod support;` in each file):
+//! node config files, `coordinator run` processes and in-process nodes on loopback ports, a
+//! fake beacon node, the operator and agent tokens, and HTTP helpers.
+//!
+//! Each test file is its own crate and uses only part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use coordinator::config::{token_hash, Config};
+use coordinator::node::Node;
+use failover_common::api::{RecordBatchResponse, RecordItem, Verdict};
+use failover_common::types::{Pubkey, Root};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// The genesis validators root of the chain every test config and the fake beacon node use.
+pub const GVR: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
+/// Operator `alice`'s bearer token (in clear).
+pub const ALICE: &str = "alice-token";
+/// Operator `bob`'s bearer token (in clear).
+pub const BOB: &str = "bob-token";
+/// Agent `agent-a`'s bearer token (in clear).
+pub const AGENT_A: &str = "agent-a-token";
+/// Agent `agent-b`'s bearer token (in clear).
+pub const AGENT_B: &str = "agent-b-token";
+/// The contents of the cluster token file [`Cluster::new`] writes.
+pub const CLUSTER_SECRET: &str = "cluster-secret";
+/// Region labels of the peers [`Cluster::new`] lists, by node index.
+pub const REGIONS: [&str; 4] = ["eu", "us", "ap", "sa"];
+/// The `[raft]` keys of a test node unless it says otherwise: 100 ms heartbeats, elections
+/// within 0.8–1.6 s, 4 s per write.
+pub const RAFT: &str = "heartbeat_ms = 100
+election_min_ms = 800
+election_max_ms = 1600
+write_timeout_ms = 4000
+";
+
+/// A free TCP port on 127.0.0.1 (bound once, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One node's config file, rendered as TOML by [`NodeConfig::to_toml`]. Tokens are given in
+/// clear and written as their hashes.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// `node_id`.
+    pub id: u64,
+    /// `listen`, e.g. `127.0.0.1:7100`.
+    pub listen: String,
+    /// `data_dir`.
+    pub data_dir: PathBuf,
+    /// `cluster_token_file`.
+    pub token_file: PathBuf,
+    /// `bootstrap`.
+    pub bootstrap: bool,
+    /// `[[peers]]` as (id, url, region).
+    pub peers: Vec<(u64, String, String)>,
+    /// `[[operators]]` as (name, clear token).
+    pub operators: Vec<(&'static str, &'static str)>,
+    /// `[[agents]]` as (id, clear token).
+    pub agents: Vec<(&'static str, &'static str)>,
+    /// The one URL of `[beacon]` (polled every 200 ms, 1 s timeout); no section if `None`.
+    pub beacon: Option<String>,
+    /// The lines of the `[raft]` table.
+    pub raft: String,
+    /// Further tables, appended as they are (e.g. `[handover]`).
+    pub extra: String,
+}
+
+impl NodeConfig {
+    /// A node that does not bootstrap, knows no peers and no beacon node, with operators
+    /// alice ([`ALICE`]) and bob ([`BOB`]), agents agent-a ([`AGENT_A`]) and agent-b
+    /// ([`AGENT_B`]), and the [`RAFT`] timing.
+    pub fn new(id: u64, listen: &str, data_dir: &Path, token_file: &Path) -> Self {
+        Self {
+            id,
+            listen: listen.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            token_file: token_file.to_path_buf(),
+            bootstrap: false,
+            peers: Vec::new(),
+            operators: vec![("alice", ALICE), ("bob", BOB)],
+            agents: vec![("agent-a", AGENT_A), ("agent-b", AGENT_B)],
+            beacon: None,
+            raft: RAFT.to_string(),
+            extra: String::new(),
+        }
+    }
+
+    /// The config file's text.
+    pub fn to_toml(&self) -> String {
+        let peers: String = self
+            .peers
+            .iter()
+            .map(|(j, u, r)| format!("[[peers]]\nid = {j}\nurl = \"{u}\"\nregion = \"{r}\"\n"))
+            .collect();
+        let operators = principals("operators", "name", &self.operators);
+        let agents = principals("agents", "id", &self.agents);
+        let beacon = match &self.beacon {
+            Some(url) => {
+                format!("[beacon]\nurls = [\"{url}\"]\npoll_interval_ms = 200\ntimeout_ms = 1000\n")
+            }
+            None => String::new(),
+        };
+        format!(
+            r#"node_id = {id}
+listen = "{listen}"
+data_dir = {data:?}
+cluster_token_file = {tok:?}
+bootstrap = {boot}
+{peers}
+{operators}{agents}
+[chain]
+genesis_validators_root = "{GVR}"
+slots_per_epoch = 32
+{beacon}[raft]
+{raft}{extra}"#,
+            id = self.id,
+            listen = self.listen,
+            data = self.data_dir,
+            tok = self.token_file,
+            boot = self.bootstrap,
+            raft = self.raft,
+            extra = self.extra,
+        )
+    }
+}
+
+/// The `[[table]]` entries of `list`, as (`key`, clear token), with the tokens hashed.
+fn principals(table: &str, key: &str, list: &[(&str, &str)]) -> String {
+    list.iter()
+        .map(|(n, t)| {
+            format!(
+                "[[{table}]]\n{key} = \"{n}\"\ntoken_sha256 = \"{}\"\n",
+                token_hash(t)
+            )
+        })
+        .collect()
+}
+
+/// `coordinator run` processes on loopback ports, all in one directory: `cluster.token`, and
+/// per node (1-based) `nodeN.toml`, `nodeN.log` (stderr) and the data directory `nodeN`.
+/// Dropping it kills every node still running.
+pub struct Cluster {
+    /// The directory of the token, the configs, the logs and the data.
+    pub dir: PathBuf,
+    /// Each node's base URL, `http://127.0.0.1:port`, by index.
+    pub urls: Vec<String>,
+    /// The config each node's file holds, by index.
+    pub configs: Vec<NodeConfig>,
+    procs: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    /// Writes the configs of `nodes` nodes on free ports and starts none of them. Node 1
+    /// bootstraps; every node lists all of them as peers (regions from [`REGIONS`]);
+    /// `customize` then amends node `i`'s [`NodeConfig::new`] defaults.
+    pub fn new(
+        dir: &Path,
+        nodes: usize,
+        mut customize: impl FnMut(usize, &mut NodeConfig),
+    ) -> Self {
+        let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let urls: Vec<String> = ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
+        let token_file = dir.join("cluster.token");
+        std::fs::write(&token_file, CLUSTER_SECRET).unwrap();
+        let mut configs = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let mut cfg = NodeConfig::new(
+                i as u64 + 1,
+                &format!("127.0.0.1:{port}"),
+                &dir.join(format!("node{}", i + 1)),
+                &token_file,
+            );
+            cfg.bootstrap = i == 0;
+            cfg.peers = (0..nodes)
+                .map(|j| (j as u64 + 1, urls[j].clone(), REGIONS[j].to_string()))
+                .collect();
+            customize(i, &mut cfg);
+            std::fs::write(dir.join(format!("node{}.toml", i + 1)), cfg.to_toml()).unwrap();
+            configs.push(cfg);
+        }
+        Cluster {
+            dir: dir.to_path_buf(),
+            urls,
+            configs,
+            procs: (0..nodes).map(|_| None).collect(),
+        }
+    }
+
+    /// Node `i`'s config file.
+    pub fn config_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node{}.toml", i + 1))
+    }
+
+    /// Node `i`'s log file (its stderr, appended to across restarts).
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node{}.log", i + 1))
+    }
+
+    /// Starts node `i` from its config file and waits for its `READY` line.
+    pub fn start(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+            .args(["run", "--config"])
+            .arg(self.config_path(i))
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("READY "),
+            "node {} did not start: {line:?}",
+            i + 1
+        );
+        self.procs[i] = Some(child);
+    }
+
+    /// Starts every node, in index order.
+    pub fn start_all(&mut self) {
+        for i in 0..self.procs.len() {
+            self.start(i);
+        }
+    }
+
+    /// kill -9 of node `i` if it runs: no shutdown path runs.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// kill -9 of every running node.
+    pub fn kill_all(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill(i);
+        }
+    }
+
+    /// The process id of node `i`, which must be running.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.procs[i].as_ref().expect("node running").id()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// Starts an in-process node from `cfg`, with its finality poller, serving the HTTP router on
+/// `listener`.
+pub async fn serve(cfg: Config, listener: tokio::net::TcpListener) -> Arc<Node> {
+    let node = Node::start(cfg).await.unwrap();
+    tokio::spawn(node.clone().run_finality_poller());
+    let app = coordinator::http::router(node.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    node
+}
+
+/// A fake beacon node on the [`GVR`] chain whose finalized epoch and head slot the test sets.
+#[derive(Clone)]
+pub struct FakeBeacon {
+    /// The epoch of every checkpoint `finality_checkpoints` reports.
+    pub finalized: Arc<AtomicU64>,
+    /// The head slot `syncing` reports.
+    pub head_slot: Arc<AtomicU64>,
+}
+
+impl FakeBeacon {
+    /// A beacon node at head slot `head_slot` with `finalized` as the finalized epoch.
+    pub fn new(finalized: u64, head_slot: u64) -> Self {
+        Self {
+            finalized: Arc::new(AtomicU64::new(finalized)),
+            head_slot: Arc::new(AtomicU64::new(head_slot)),
+        }
+    }
+
+    /// Reports `epoch` as finalized from now on.
+    pub fn finalize(&self, epoch: u64) {
+        self.finalized.store(epoch, Ordering::SeqCst);
+    }
+
+    /// Serves the beacon API on a loopback port; returns its base URL.
+    pub async fn serve(&self) -> String {
+        async fn genesis() -> Json<Value> {
+            Json(
+                json!({"data": {"genesis_time": "1606824023", "genesis_validators_root": GVR,
+                "genesis_fork_version": "0x00000000"}}),
+            )
+        }
+        async fn syncing(State(b): State<FakeBeacon>) -> Json<Value> {
+            let head = b.head_slot.load(Ordering::SeqCst);
+            Json(
+                json!({"data": {"head_slot": head.to_string(), "sync_distance": "0",
+                "is_syncing": false, "is_optimistic": false, "el_offline": false}}),
+            )
+        }
+        async fn finality(State(b): State<FakeBeacon>) -> Json<Value> {
+            let e = b.finalized.load(Ordering::SeqCst);
+            let cp = json!({"epoch": e.to_string(), "root": format!("0x{:064x}", e + 7)});
+            Json(json!({"execution_optimistic": false, "finalized": false,
+                "data": {"previous_justified": cp, "current_justified": cp, "finalized": cp}}))
+        }
+        let app = Router::new()
+            .route("/eth/v1/beacon/genesis", get(genesis))
+            .route("/eth/v1/node/syncing", get(syncing))
+            .route(
+                "/eth/v1/beacon/states/{state}/finality_checkpoints",
+                get(finality),
+            )
+            .with_state(self.clone());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        url
+    }
+}
+
+/// An HTTP client for the operator and agent APIs: each call returns the status and the JSON
+/// body (`null` if the body is not JSON).
+pub struct Api {
+    /// The client, for requests the helpers do not cover.
+    pub http: reqwest::Client,
+    /// A request that gets no HTTP answer panics (else it reads as 503).
+    strict: bool,
+}
+
+impl Api {
+    /// For clusters whose nodes are killed or re-elect: a request that gets no answer within
+    /// `timeout` reads as 503 (with `null`, or `{"error": …}` for a POST).
+    pub fn new(timeout: Duration) -> Self {
+        Self::with(timeout, false)
+    }
+
+    /// For nodes that must always answer: a request that gets no answer within `timeout`
+    /// panics.
+    pub fn strict(timeout: Duration) -> Self {
+        Self::with(timeout, true)
+    }
+
+    fn with(timeout: Duration, strict: bool) -> Self {
+        Self {
+            http: reqwest::Client::builder().timeout(timeout).build().unwrap(),
+            strict,
+        }
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Value), reqwest::Error> {
+        let r = match request.send().await {
+            Ok(r) => r,
+            Err(e) if self.strict => panic!("request got no answer: {e}"),
+            Err(e) => return Err(e),
+        };
+        Ok((r.status(), r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// GET `path` on `url` with bearer `token`.
+    pub async fn get(&self, url: &str, path: &str, token: &str) -> (StatusCode, Value) {
+        let request = self.http.get(format!("{url}{path}")).bearer_auth(token);
+        self.send(request)
+            .await
+            .unwrap_or((StatusCode::SERVICE_UNAVAILABLE, Value::Null))
+    }
+
+    /// POST the JSON `body` to `path` on `url` with bearer `token`.
+    pub async fn post(
+        &self,
+        url: &str,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let request = self
+            .http
+            .post(format!("{url}{path}"))
+            .bearer_auth(token)
+            .json(&body);
+        self.send(request).await.unwrap_or_else(unanswered)
+    }
+
+    /// POST `body` as it is (JSON or not), labelled `application/json`.
+    pub async fn post_raw(
+        &self,
+        url: &str,
+        path: &str,
+        token: &str,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let request = self
+            .http
+            .post(format!("{url}{path}"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        self.send(request).await.unwrap_or_else(unanswered)
+    }
+
+    /// POST `/v1/agent/records`: `agent` (bearer `token`) records `items` under the authority
+    /// token `tok`.
+    pub async fn records(
+        &self,
+        url: &str,
+        token: &str,
+        agent: &str,
+        tok: u64,
+        items: Vec<RecordItem>,
+    ) -> (StatusCode, Value) {
+        self.post(
+            url,
+            "/v1/agent/records",
+            token,
+            json!({"agent": agent, "token": tok, "items": items}),
+        )
+        .await
+    }
+
+    /// POST `/v1/agent/register`: `agent` (bearer `token`) registers in region eu with
+    /// `pubkeys`.
+    pub async fn register(
+        &self,
+        url: &str,
+        token: &str,
+        agent: &str,
+        pubkeys: &[Pubkey],
+    ) -> (StatusCode, Value) {
+        self.post(
+            url,
+            "/v1/agent/register",
+            token,
+            json!({"agent": agent, "region": "eu", "pubkeys": pubkeys}),
+        )
+        .await
+    }
+
+    /// POST `/v1/handovers`: alice requests a handover to `to` for `reason`.
+    pub async fn handover(&self, url: &str, to: &str, reason: &str) -> (StatusCode, Value) {
+        self.post(
+            url,
+            "/v1/handovers",
+            ALICE,
+            json!({"to": to, "reason": reason}),
+        )
+        .await
+    }
+
+    /// POST `/v1/handovers/{id}/approve` with bearer `token`.
+    pub async fn approve_as(&self, url: &str, id: u64, token: &str) -> (StatusCode, Value) {
+        let path = format!("/v1/handovers/{id}/approve");
+        self.post(url, &path, token, json!({})).await
+    }
+
+    /// Asks `urls` in turn for `path` (as alice), every 200 ms, until one answers 200 with a
+    /// body that `accept`s; returns that body. Panics with `failure` after 30 s.
+    pub async fn wait_answer(
+        &self,
+        urls: &[String],
+        path: &str,
+        accept: impl Fn(&Value) -> bool,
+        failure: &str,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for u in urls {
+                let (s, v) = self.get(u, path, ALICE).await;
+                if s == StatusCode::OK && accept(&v) {
+                    return v;
+                }
+            }
+            assert!(Instant::now() < deadline, "{failure}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The audit trail of `url` (asked as alice, which must succeed): the `first` and `second`
+    /// fields of each entry.
+    pub async fn audit(&self, url: &str, first: &str, second: &str) -> Vec<(String, String)> {
+        let (s, audit) = self.get(url, "/v1/audit", ALICE).await;
+        assert_eq!(s, StatusCode::OK);
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e[first].as_str().unwrap().to_string(),
+                    e[second].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// How a POST that got no answer reads.
+fn unanswered(e: reqwest::Error) -> (StatusCode, Value) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": e.to_string()}),
+    )
+}
+
+/// The verdicts of a `/v1/agent/records` response.
+pub fn verdicts(v: &Value) -> Vec<Verdict> {
+    serde_json::from_value::<RecordBatchResponse>(v.clone())
+        .expect("record response")
+        .verdicts
+}
+
+/// An attestation by validator `[v; 48]` from `source` to `target` with signing root `[r; 32]`.
+pub fn attestation(v: u8, source: u64, target: u64, r: u8) -> RecordItem {
+    RecordItem::Attestation {
+        pubkey: Pubkey([v; 48]),
+        source_epoch: source,
+        target_epoch: target,
+        signing_root: Root([r; 32]),
+    }
+}
+
+/// A block by validator `[v; 48]` at `slot` with signing root `[r; 32]`.
+pub fn block(v: u8, slot: u64, r: u8) -> RecordItem {
+    RecordItem::Block {
+        pubkey: Pubkey([v; 48]),
+        slot,
+        signing_root: Root([r; 32]),
+    }
+}
+
+/// The `coordinator` binary, to be given arguments.
+pub fn coordinator_cmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_coordinator"))
+}
+
+/// The served OpenAPI document.
+pub fn openapi() -> serde_yaml::Value {
+    serde_yaml::from_str(coordinator::http::OPENAPI_YAML).expect("valid YAML")
+}
+
+/// Asserts that the OpenAPI document describes each of `paths`.
+pub fn assert_openapi_paths(paths: &[&str]) {
+    let doc = openapi();
+    let described = doc["paths"].as_mapping().expect("paths");
+    for p in paths {
+        assert!(described.contains_key(*p), "OpenAPI document lacks {p}");
+    }
+}
