@@ -563,13 +563,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         promote: id,
                         ..Default::default()
                     };
-                    let o: ChangeOutcome = c.call_within(
-                        reqwest::Method::POST,
-                        "/v1/cluster/voters",
-                        Some(&body),
-                        change_timeout,
-                    )?;
-                    print_change(json, &o)
+                    change_voters(&c, &body, change_timeout, json)?
                 }
                 ClusterCmd::Remove { id, keep_learner } => {
                     let body = ChangeVotersBody {
@@ -577,13 +571,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         keep_learner,
                         ..Default::default()
                     };
-                    let o: ChangeOutcome = c.call_within(
-                        reqwest::Method::POST,
-                        "/v1/cluster/voters",
-                        Some(&body),
-                        change_timeout,
-                    )?;
-                    print_change(json, &o)
+                    change_voters(&c, &body, change_timeout, json)?
                 }
             }
         }
@@ -705,6 +693,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         },
     }
+    Ok(())
+}
+
+/// `POST /v1/cluster/voters` (promote or remove) and prints the outcome.
+fn change_voters(
+    c: &Client,
+    body: &ChangeVotersBody,
+    timeout: Option<Duration>,
+    json: bool,
+) -> Result<(), Failure> {
+    let o: ChangeOutcome = c.call_within(
+        reqwest::Method::POST,
+        "/v1/cluster/voters",
+        Some(body),
+        timeout,
+    )?;
+    print_change(json, &o);
     Ok(())
 }
 
