@@ -6,16 +6,12 @@
 //! test; run alone, first `cargo build --workspace`. A missing binary fails with that hint.
 
 use chaos::lab::scenario::{self, ScenarioOptions};
-use chaos::lab::{KdfChoice, Lab, LabConfig};
+use chaos::lab::{Lab, LabConfig};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn planned_handover_drill_passes_every_check() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = LabConfig::three_regions(dir.path().join("lab"));
-    cfg.validators = 8;
-    cfg.kdf = KdfChoice::Pbkdf2Cheap;
-    cfg.seconds_per_slot = 0.25;
-    cfg.finality_lag_epochs = 1;
+    let cfg = LabConfig::fast_test(dir.path().join("lab"), 8);
     let progress = |line: &str| eprintln!("[lab] {line}");
     let mut lab = Lab::start(cfg, &progress).await.unwrap();
     let opts = ScenarioOptions {

@@ -25,7 +25,7 @@ use chaos::lab::prometheus::{
     alert_rules, locate_tool, metric_selectors, PromClient, PrometheusOptions, ALERTS_YML,
 };
 use chaos::lab::scenario::{self, ScenarioOptions};
-use chaos::lab::{procs, KdfChoice, Lab, LabConfig};
+use chaos::lab::{procs, Lab, LabConfig};
 use serde_json::Value;
 
 /// The dashboards that must exist, by file name.
@@ -330,11 +330,7 @@ async fn lab_prometheus_has_data_for_every_panel_and_alert_and_a_dead_holder_fir
     locate_tool("prometheus").unwrap_or_else(|e| panic!("{e:#}"));
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = LabConfig::three_regions(dir.path().join("lab"));
-    cfg.validators = 8;
-    cfg.kdf = KdfChoice::Pbkdf2Cheap;
-    cfg.seconds_per_slot = 0.25;
-    cfg.finality_lag_epochs = 1;
+    let cfg = LabConfig::fast_test(dir.path().join("lab"), 8);
     let progress = |line: &str| eprintln!("[lab] {line}");
     let mut lab = Lab::start(cfg, &progress).await.unwrap();
     let opts = PrometheusOptions {

@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use chaos::lab::{KdfChoice, Lab, LabConfig};
+use chaos::lab::{Lab, LabConfig};
 use chaos::runbook::{self, Runbook, Step};
 
 /// The runbooks in the order they run against the one lab. Every `*.md` of `runbooks/` except
@@ -299,11 +299,7 @@ async fn check_after(lab: &Lab, name: &str) -> Result<()> {
 async fn runbooks_run_against_the_lab() {
     let books = runbook::load_dir(&runbooks_dir()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = LabConfig::three_regions(dir.path().join("lab"));
-    cfg.validators = 4;
-    cfg.kdf = KdfChoice::Pbkdf2Cheap;
-    cfg.seconds_per_slot = 0.25;
-    cfg.finality_lag_epochs = 1;
+    let mut cfg = LabConfig::fast_test(dir.path().join("lab"), 4);
     // break-glass.md needs a requester and three other approvers.
     cfg.operators = ["alice", "bob", "carol", "dave"].map(String::from).to_vec();
     let progress = |line: &str| eprintln!("[lab] {line}");

@@ -182,6 +182,18 @@ impl LabConfig {
         }
     }
 
+    /// The three-region lab made small and fast for tests: `validators` keys in cheap-KDF
+    /// keystores (never for real keys), 0.25 s slots, finality one epoch behind the head.
+    pub fn fast_test(dir: PathBuf, validators: u64) -> Self {
+        Self {
+            validators,
+            kdf: KdfChoice::Pbkdf2Cheap,
+            seconds_per_slot: 0.25,
+            finality_lag_epochs: 1,
+            ..Self::three_regions(dir)
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         ensure!(self.validators > 0, "need at least one validator");
         ensure!(
