@@ -44,6 +44,7 @@ const ORDER: &[&str] = &[
     "failover-coordinator-fail-closed.md",
     "failover-signer-fail-closed.md",
     "failover-keys-not-loaded.md",
+    "failover-auth-failures.md",
     "operator-onboarding.md",
     // Changes membership for good (node 1 leaves).
     "replace-node.md",

@@ -132,6 +132,22 @@ pub enum Refusal {
         /// Nothing at or below this target may be signed.
         watermark: u64,
     },
+    /// The recording agent has not registered this validator with the cluster: an agent
+    /// records only for its own keys (DESIGN.md "Trust boundaries"). Nothing recorded; the
+    /// agent answers 503 until its registration commits.
+    NotRegistered,
+    /// The message lies more than `margin` epochs ahead of the chain's current epoch as the
+    /// coordinator sees it; recorded, it would block the validator until then. Nothing
+    /// recorded; the agent answers 400 `future_epoch`.
+    FutureEpoch {
+        /// The message's largest epoch (a block's slot's epoch, an attestation's source or
+        /// target).
+        epoch: u64,
+        /// The chain's current epoch at the coordinator.
+        current: u64,
+        /// `limits.max_future_epochs` of the coordinator.
+        margin: u64,
+    },
 }
 
 impl Refusal {
@@ -146,6 +162,8 @@ impl Refusal {
             Refusal::SurroundedVote { .. } => "surrounded_vote",
             Refusal::SourceBelowWatermark { .. } => "source_below_watermark",
             Refusal::TargetBelowWatermark { .. } => "target_below_watermark",
+            Refusal::NotRegistered => "not_registered",
+            Refusal::FutureEpoch { .. } => "future_epoch",
         }
     }
 }

@@ -11,8 +11,11 @@
 
 pub mod api;
 pub mod beacon;
+pub mod chain_time;
 pub mod eth;
 pub mod interop;
 pub mod keystore;
+pub mod secret_file;
+pub mod serve;
 pub mod types;
 pub mod vectors;

@@ -106,7 +106,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use failover_common::beacon::BeaconClient;
@@ -342,18 +342,14 @@ pub fn write_file(path: &Path, bytes: &[u8], overwrite: bool) -> anyhow::Result<
     Ok(())
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use failover_common::chain_time::now_ms;
 
 fn read_cluster_token(config: &Config) -> anyhow::Result<String> {
-    let t = std::fs::read_to_string(&config.cluster_token_file)
-        .with_context(|| format!("read cluster token {}", config.cluster_token_file.display()))?;
-    let t = t.trim().to_string();
-    anyhow::ensure!(!t.is_empty(), "cluster token file is empty");
-    Ok(t)
+    Ok(
+        failover_common::secret_file::read_secret(&config.cluster_token_file)
+            .context("read the cluster token")?
+            .to_string(),
+    )
 }
 
 /// An offline backup of the node configured by `config`: its data directory opened

@@ -5,7 +5,9 @@
 //! - this node appears in `peers` exactly once, peer ids and URLs are unique;
 //! - every token is given as a SHA-256 hash (64 hex digits), never in clear, except the
 //!   cluster token which each node must send to its peers and so reads from a file;
-//! - `approvals_required ≥ 1`, `break_glass_approvals ≥ approvals_required`;
+//! - `approvals_required ≥ 1`, `break_glass_approvals ≥ approvals_required`, and both can be
+//!   met by the configured operators (under the two-person rule, not counting the
+//!   requester);
 //! - election timeouts are larger than the heartbeat interval.
 
 use std::path::PathBuf;
@@ -68,6 +70,10 @@ pub struct RaftCfg {
     /// Deadline for one client write, including forwarding (ms). Past it the outcome is
     /// unknown and the caller answers 503.
     pub write_timeout_ms: u64,
+    /// Largest AppendEntries body sent to a peer when it holds more than one entry (bytes of
+    /// JSON); openraft then sends fewer entries per request. Must stay below every peer's
+    /// `limits.max_import_bytes`, the body limit of `/raft/append`.
+    pub max_append_bytes: usize,
 }
 
 impl Default for RaftCfg {
@@ -79,6 +85,7 @@ impl Default for RaftCfg {
             snapshot_every: 20_000,
             keep_logs: 5_000,
             write_timeout_ms: 5_000,
+            max_append_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -145,6 +152,56 @@ impl Default for BeaconCfg {
     }
 }
 
+/// Limits on what clients may send (DESIGN.md "Trust boundaries and hostile input").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsCfg {
+    /// Records and EIP-3076 import entries more than this many epochs ahead of the chain's
+    /// current epoch (`chain_clock` module) are refused with 400 `future_epoch` (epochs).
+    /// An operator import may override it with `?allow_future=true`, which is audited.
+    pub max_future_epochs: u64,
+    /// Failed authentications one source address may have per minute; past it the source
+    /// gets 429 `too_many_auth_failures` until its budget refills (`guard` module).
+    pub auth_failures_per_minute: u32,
+    /// Time a client has to send complete request headers; also the longest a keep-alive
+    /// connection may stay idle (ms).
+    pub header_read_timeout_ms: u64,
+    /// Time a request has from its headers to its answer, body included; past it the answer
+    /// is 408 (ms). Also bounds how long `POST /v1/cluster/learners` waits for catch-up.
+    pub request_timeout_ms: u64,
+    /// Connections served at once; further ones are closed on accept.
+    pub max_connections: usize,
+    /// Largest request body on every route but the EIP-3076 import (bytes).
+    pub max_body_bytes: usize,
+    /// Largest EIP-3076 interchange accepted by `POST /v1/slashing/import` (bytes).
+    pub max_import_bytes: usize,
+}
+
+impl Default for LimitsCfg {
+    fn default() -> Self {
+        Self {
+            max_future_epochs: 2,
+            auth_failures_per_minute: 30,
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            max_connections: 1024,
+            max_body_bytes: 2 * 1024 * 1024,
+            max_import_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl LimitsCfg {
+    /// The listener limits these settings give ([`failover_common::serve`]).
+    pub fn listener(&self) -> failover_common::serve::ListenerLimits {
+        failover_common::serve::ListenerLimits {
+            header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
+            request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+            max_connections: self.max_connections,
+        }
+    }
+}
+
 /// The whole coordinator configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,6 +240,9 @@ pub struct Config {
     /// Maximum records in one agent batch.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Limits on client input.
+    #[serde(default)]
+    pub limits: LimitsCfg,
 }
 
 fn default_max_batch() -> usize {
@@ -253,11 +313,32 @@ impl Config {
         if h.break_glass_approvals < h.approvals_required {
             errs.push("handover.break_glass_approvals must be ≥ approvals_required".into());
         }
-        if h.two_person_rule && h.approvals_required as usize > self.operators.len().max(1) {
-            errs.push(
-                "not enough operators to ever reach approvals_required under the two-person rule"
-                    .into(),
-            );
+        // Under the two-person rule the requester's approval never counts, so at most
+        // `operators − 1` distinct approvals can ever be given, normal or break-glass.
+        let approvers = if h.two_person_rule {
+            self.operators.len().saturating_sub(1)
+        } else {
+            self.operators.len()
+        };
+        let rule = if h.two_person_rule {
+            " (the requester cannot approve under the two-person rule)"
+        } else {
+            ""
+        };
+        if h.approvals_required as usize > approvers {
+            errs.push(format!(
+                "handover.approvals_required = {} can never be met: {} operator(s) are \
+                 configured, so at most {approvers} can approve{rule}",
+                h.approvals_required,
+                self.operators.len()
+            ));
+        }
+        if h.break_glass_approvals as usize > approvers {
+            errs.push(format!(
+                "handover.break_glass_approvals = {} can never be met: at most {approvers} \
+                 operator(s) can approve{rule}",
+                h.break_glass_approvals
+            ));
         }
         let r = &self.raft;
         if r.election_min_ms <= r.heartbeat_ms * 2 || r.election_max_ms <= r.election_min_ms {
@@ -271,6 +352,32 @@ impl Config {
         }
         if self.max_batch == 0 {
             errs.push("max_batch must be ≥ 1".into());
+        }
+        let l = &self.limits;
+        if l.header_read_timeout_ms == 0 || l.request_timeout_ms < 1_000 {
+            errs.push(
+                "limits: header_read_timeout_ms must be ≥ 1 and request_timeout_ms ≥ 1000".into(),
+            );
+        }
+        if l.max_connections == 0 || l.max_body_bytes < 1024 || l.max_import_bytes < 1024 {
+            errs.push(
+                "limits: max_connections must be ≥ 1, max_body_bytes and max_import_bytes ≥ 1024"
+                    .into(),
+            );
+        }
+        if self.raft.max_append_bytes == 0 || self.raft.max_append_bytes > l.max_import_bytes {
+            errs.push(format!(
+                "raft.max_append_bytes ({}) must be between 1 and limits.max_import_bytes ({}), \
+                 the body limit of /raft/append",
+                self.raft.max_append_bytes, l.max_import_bytes
+            ));
+        }
+        if l.request_timeout_ms <= self.raft.write_timeout_ms {
+            errs.push(format!(
+                "limits.request_timeout_ms ({}) must exceed raft.write_timeout_ms ({}), or a write \
+                 would be cut before its committed answer",
+                l.request_timeout_ms, self.raft.write_timeout_ms
+            ));
         }
         if errs.is_empty() {
             Ok(())
@@ -325,6 +432,30 @@ mod tests {
         let bad = format!("{EXAMPLE}\nsurprise = 1\n");
         let err = Config::from_toml(&bad).unwrap_err();
         assert!(err.contains("surprise"), "{err}");
+    }
+
+    #[test]
+    fn a_policy_that_can_never_be_met_is_refused_at_start_up() {
+        let mut c = Config::from_toml(EXAMPLE).unwrap();
+        c.operators.truncate(2);
+        c.handover.approvals_required = 2;
+        c.handover.two_person_rule = true;
+        c.handover.break_glass_approvals = 2;
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.contains("approvals_required = 2 can never be met"),
+            "{err}"
+        );
+        assert!(
+            err.contains("break_glass_approvals = 2 can never be met"),
+            "{err}"
+        );
+        c.handover.two_person_rule = false;
+        c.validate().unwrap();
+        c.handover.two_person_rule = true;
+        c.handover.approvals_required = 1;
+        c.handover.break_glass_approvals = 1;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tower_http::trace::TraceLayer;
 
 use crate::access::Principal;
+use crate::guard::AuthFailure;
 use crate::node::{now_ms, Node, WriteError, WriteOutcome};
 use crate::state::{AuditEntry, FinalityRecord, Handover, Response};
 use crate::{NodeId, TypeConfig};
@@ -37,6 +38,8 @@ use crate::{NodeId, TypeConfig};
 pub struct ApiError {
     status: StatusCode,
     body: ApiErrorBody,
+    /// Set when the request failed to authenticate; counted by [`crate::guard`].
+    auth_failure: Option<AuthFailure>,
 }
 
 impl ApiError {
@@ -50,20 +53,31 @@ impl ApiError {
                 token: None,
                 leader_hint: None,
             },
+            auth_failure: None,
         }
     }
     fn bad_request(m: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", m)
     }
-    fn unauthorized() -> Self {
-        Self::new(
+    fn unauthorized(why: AuthFailure) -> Self {
+        let mut e = Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or unknown bearer token",
-        )
+        );
+        e.auth_failure = Some(why);
+        e
     }
     fn forbidden(m: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", m)
+    }
+    /// 403 for a valid token used where its principal may not act: the wrong kind of
+    /// principal for the route, or an agent naming another agent. Counted as an
+    /// authentication failure.
+    fn wrong_principal(m: impl Into<String>) -> Self {
+        let mut e = Self::forbidden(m);
+        e.auth_failure = Some(AuthFailure::WrongPrincipal);
+        e
     }
 }
 
@@ -81,7 +95,11 @@ impl From<WriteError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> HttpResponse {
-        (self.status, Json(self.body)).into_response()
+        let mut res = (self.status, Json(self.body)).into_response();
+        if let Some(f) = self.auth_failure {
+            res.extensions_mut().insert(f);
+        }
+        res
     }
 }
 
@@ -107,25 +125,29 @@ impl AppState {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(ApiError::unauthorized)?;
+            .ok_or_else(|| ApiError::unauthorized(AuthFailure::Missing))?;
         self.node
             .access
             .current()
             .principal(value)
-            .ok_or_else(ApiError::unauthorized)
+            .ok_or_else(|| ApiError::unauthorized(AuthFailure::UnknownToken))
     }
 
     fn operator(&self, headers: &HeaderMap) -> ApiResult<String> {
         match self.principal(headers)? {
             Principal::Operator(n) => Ok(n),
-            _ => Err(ApiError::forbidden("this endpoint needs an operator token")),
+            _ => Err(ApiError::wrong_principal(
+                "this endpoint needs an operator token",
+            )),
         }
     }
 
     fn agent(&self, headers: &HeaderMap) -> ApiResult<AgentId> {
         match self.principal(headers)? {
             Principal::Agent(a) => Ok(a),
-            _ => Err(ApiError::forbidden("this endpoint needs an agent token")),
+            _ => Err(ApiError::wrong_principal(
+                "this endpoint needs an agent token",
+            )),
         }
     }
 
@@ -136,7 +158,7 @@ impl AppState {
         match self.principal(headers)? {
             Principal::Operator(n) => Ok(n),
             Principal::Agent(a) => Ok(format!("agent:{a}")),
-            Principal::Cluster => Err(ApiError::forbidden(
+            Principal::Cluster => Err(ApiError::wrong_principal(
                 "this endpoint needs an operator or agent token",
             )),
         }
@@ -148,7 +170,11 @@ impl AppState {
     fn cluster(&self, headers: &HeaderMap) -> ApiResult<()> {
         match self.principal(headers)? {
             Principal::Cluster => {}
-            _ => return Err(ApiError::forbidden("this endpoint needs the cluster token")),
+            _ => {
+                return Err(ApiError::wrong_principal(
+                    "this endpoint needs the cluster token",
+                ))
+            }
         }
         let target = headers
             .get(crate::network::TARGET_HEADER)
@@ -173,19 +199,25 @@ fn rejected_to_error(code: &str, message: String) -> ApiError {
     let status = match code {
         "not_found" => StatusCode::NOT_FOUND,
         "forbidden" => StatusCode::FORBIDDEN,
-        "bad_request" => StatusCode::BAD_REQUEST,
+        "bad_request" | "future_epoch" => StatusCode::BAD_REQUEST,
         _ => StatusCode::CONFLICT,
     };
     ApiError::new(status, code, message)
 }
 
 /// Builds the router with every route. Separate from `main` so tests can drive it.
+///
+/// Limits (DESIGN.md "Trust boundaries and hostile input"): every route but `/health`,
+/// `/metrics`, `/v1/openapi.yaml` and `/internal/v1/identity` needs a known bearer token,
+/// checked before the body is read (`require_token`), so an unauthenticated client cannot
+/// make the node buffer a body; bodies are capped at `limits.max_body_bytes`, the EIP-3076
+/// import and the Raft routes at `limits.max_import_bytes`. Timeouts and the connection cap
+/// belong to the listener ([`failover_common::serve`]).
 pub fn router(node: Arc<Node>) -> Router {
     let state = AppState::new(node);
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/v1/openapi.yaml", get(openapi))
+    let limits = state.node.config.limits.clone();
+    let large = || DefaultBodyLimit::max(limits.max_import_bytes);
+    let authenticated = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/authority", get(authority))
         .route("/v1/handovers", get(list_handovers).post(request_handover))
@@ -193,26 +225,55 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/handovers/{id}/approve", post(approve_handover))
         .route("/v1/handovers/{id}/abort", post(abort_handover))
         .route("/v1/audit", get(audit))
-        .route("/v1/slashing/import", post(slashing_import))
+        .route("/v1/policy", get(get_policy).post(propose_policy))
+        .route("/v1/policy/confirm", post(confirm_policy))
+        .route("/v1/slashing/import", post(slashing_import).layer(large()))
         .route("/v1/slashing/export", get(slashing_export))
         .route("/v1/backup", get(backup))
         .route("/v1/agent/register", post(register_agent))
         .route("/v1/agent/records", post(record_batch))
         .route("/v1/agent/heartbeat", post(heartbeat))
-        .route("/raft/append", post(raft_append))
+        .route("/raft/append", post(raft_append).layer(large()))
         .route("/raft/vote", post(raft_vote))
-        .route("/raft/snapshot", post(raft_snapshot))
-        .route("/internal/v1/write", post(internal_write))
+        .route("/raft/snapshot", post(raft_snapshot).layer(large()))
+        .route("/internal/v1/write", post(internal_write).layer(large()))
         .route("/v1/cluster/members", get(membership::members))
         .route("/v1/cluster/learners", post(membership::add_learner))
         .route("/v1/cluster/voters", post(membership::change_voters))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.yaml", get(openapi))
         .route("/internal/v1/identity", get(membership::identity))
+        .merge(authenticated)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.node.metrics.clone(),
             count_unavailable,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.node.auth_guard.clone(),
+            crate::guard::layer,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Refuses a request without a known bearer token (401) before its body is read; the handler
+/// then checks that the principal may use the route.
+async fn require_token(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> HttpResponse {
+    match s.principal(req.headers()) {
+        Ok(_) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Counts every 503 answer in `failover_unavailable_total{endpoint}`, labelled with the
@@ -233,8 +294,15 @@ async fn count_unavailable(
     res
 }
 
-async fn health() -> &'static str {
-    "OK"
+/// `GET /health`: 200 `OK` while Raft runs; 503 once it stopped on a fatal error (a storage
+/// failure stops the node rather than let it diverge; an operator must act).
+async fn health(State(s): State<AppState>) -> HttpResponse {
+    match &s.node.raft.metrics().borrow().running_state {
+        Ok(()) => "OK".into_response(),
+        Err(fatal) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("stopped: {fatal}")).into_response()
+        }
+    }
 }
 
 /// The OpenAPI document of this API (`docs/coordinator-openapi.yaml`), served unauthenticated.
@@ -534,6 +602,73 @@ async fn abort_handover(
     operator_write(&s, "abort", cmd).await
 }
 
+/// `GET /v1/policy`: the approval policy in force, a pending change, and this node's own
+/// `[handover]` configuration (which applies only while no policy is replicated).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyView {
+    /// The replicated policy; `None` until the bootstrap node set it.
+    pub policy: Option<crate::state::ApprovalPolicy>,
+    /// A proposed change waiting for a second operator.
+    pub pending: Option<crate::state::PendingPolicy>,
+    /// The answering node's configured `[handover]` rules.
+    pub configured: crate::state::ApprovalPolicy,
+}
+
+async fn get_policy(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<PolicyView>> {
+    s.operator(&headers)?;
+    let st = s.node.state.read().expect("state lock");
+    Ok(Json(PolicyView {
+        policy: st.data.policy,
+        pending: st.data.pending_policy.clone(),
+        configured: crate::state::ApprovalPolicy::of(&s.node.config.policy()),
+    }))
+}
+
+/// `POST /v1/policy` (operator): proposes a new approval policy (body: `approvals_required`,
+/// `two_person_rule`, `break_glass_approvals`; unknown fields refused). It applies only once
+/// another operator confirms it (`POST /v1/policy/confirm`). Errors: 400 for an unusable
+/// policy, 503 without a committed answer.
+async fn propose_policy(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let operator = s.operator(&headers)?;
+    let policy: crate::state::ApprovalPolicy = parse(&body)?;
+    policy.check().map_err(ApiError::bad_request)?;
+    tracing::warn!(%operator, ?policy, "approval policy change proposed");
+    let cmd = crate::state::Command::ProposePolicy {
+        policy,
+        operator,
+        at_ms: now_ms(),
+    };
+    operator_command(&s, "policy_propose", cmd, |r| match r {
+        Response::Ok => Ok(()),
+        other => Err(other),
+    })
+    .await?;
+    Ok(Json(serde_json::json!({ "pending": policy })))
+}
+
+/// `POST /v1/policy/confirm` (operator): confirms the pending policy change, which then
+/// applies. Errors: 403 when the confirming operator proposed it (two-person rule), 404 when
+/// nothing is pending, 503 without a committed answer.
+async fn confirm_policy(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    let operator = s.operator(&headers)?;
+    let cmd = crate::state::Command::ConfirmPolicy {
+        operator,
+        at_ms: now_ms(),
+    };
+    operator_command(&s, "policy_confirm", cmd, |r| match r {
+        Response::Ok => Ok(Json(serde_json::json!({ "confirmed": true }))),
+        other => Err(other),
+    })
+    .await
+}
+
 /// Query of `GET /v1/audit`.
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
@@ -567,7 +702,7 @@ async fn register_agent(
     let agent = s.agent(&headers)?;
     let req: RegisterAgentRequest = parse(&body)?;
     if req.agent != agent {
-        return Err(ApiError::forbidden(format!(
+        return Err(ApiError::wrong_principal(format!(
             "token belongs to {agent}, not {}",
             req.agent
         )));
@@ -590,7 +725,7 @@ async fn heartbeat(
     let agent = s.agent(&headers)?;
     let req: HeartbeatRequest = parse(&body)?;
     if req.agent != agent {
-        return Err(ApiError::forbidden(format!(
+        return Err(ApiError::wrong_principal(format!(
             "token belongs to {agent}, not {}",
             req.agent
         )));
@@ -614,7 +749,7 @@ async fn record_batch(
     let agent = s.agent(&headers)?;
     let req: RecordBatchRequest = parse(&body)?;
     if req.agent != agent {
-        return Err(ApiError::forbidden(format!(
+        return Err(ApiError::wrong_principal(format!(
             "token belongs to {agent}, not {}",
             req.agent
         )));
@@ -628,14 +763,29 @@ async fn record_batch(
     }
     let n = req.items.len();
     s.node.metrics.batch_size.observe(n as f64);
-    let out = s
-        .node
-        .write(crate::state::Command::RecordBatch {
-            agent: req.agent,
-            token: req.token,
-            items: req.items,
+    let early = future_verdicts(&s, &req.items);
+    let items: Vec<_> = req
+        .items
+        .into_iter()
+        .zip(&early)
+        .filter(|(_, v)| v.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    let out = if items.is_empty() {
+        // Everything refused at the edge: nothing to propose, nothing recorded.
+        Ok(crate::node::WriteOutcome {
+            response: Response::Records { verdicts: vec![] },
+            log_index: 0,
         })
-        .await;
+    } else {
+        s.node
+            .write(crate::state::Command::RecordBatch {
+                agent: req.agent,
+                token: req.token,
+                items,
+            })
+            .await
+    };
     s.node
         .metrics
         .batch_latency
@@ -653,6 +803,19 @@ async fn record_batch(
     };
     match out.response {
         Response::Records { verdicts } => {
+            // Put the edge refusals back in request order.
+            let mut committed = verdicts.into_iter();
+            let verdicts: Vec<Verdict> = early
+                .into_iter()
+                .map(|e| e.or_else(|| committed.next()))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "the state machine answered fewer verdicts than items",
+                    )
+                })?;
             for v in &verdicts {
                 let label = match v {
                     Verdict::Valid => "valid",
@@ -684,12 +847,47 @@ async fn record_batch(
             e.body.token = Some(token);
             Err(e)
         }
+        Response::Rejected { code, message } => Err(rejected_to_error(&code, message)),
         other => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             format!("unexpected state machine answer {other:?}"),
         )),
     }
+}
+
+/// The far-future bound on a record batch, at the edge (apply reads no clock): the verdict
+/// [`Refusal::FutureEpoch`](failover_common::api::Refusal::FutureEpoch) for every item whose
+/// epoch (a block's `slot / SLOTS_PER_EPOCH`, an attestation's larger of source and target)
+/// lies more than `limits.max_future_epochs` ahead of the chain clock, `None` for the others.
+/// Refused items are never proposed, so one far-future request cannot fail the other items of
+/// its batch.
+fn future_verdicts(
+    s: &AppState,
+    items: &[failover_common::api::RecordItem],
+) -> Vec<Option<Verdict>> {
+    use failover_common::api::{RecordItem, Refusal};
+    let spe = s.node.config.chain.slots_per_epoch;
+    items
+        .iter()
+        .map(|i| {
+            let epoch = match i {
+                RecordItem::Block { slot, .. } => crate::slashing::epoch_of_slot(*slot, spe),
+                RecordItem::Attestation {
+                    source_epoch,
+                    target_epoch,
+                    ..
+                } => (*source_epoch).max(*target_epoch),
+            };
+            s.node.check_future([epoch]).err().map(|e| {
+                Verdict::Refused(Refusal::FutureEpoch {
+                    epoch: e.epoch,
+                    current: e.current,
+                    margin: e.margin,
+                })
+            })
+        })
+        .collect()
 }
 
 async fn internal_write(
@@ -699,6 +897,16 @@ async fn internal_write(
 ) -> ApiResult<Json<WriteOutcome>> {
     s.cluster(&headers)?;
     let cmd: crate::state::Command = parse(&body)?;
+    // Only what a follower legitimately forwards: the commands its own agent and operator
+    // handlers propose. Finality evidence is proposed by the leader from its own beacon polls
+    // and never arrives from outside; accepting it here would let any holder of the cluster
+    // token open the finality gate of a handover.
+    if matches!(cmd, crate::state::Command::Finality { .. }) {
+        return Err(ApiError::forbidden(
+            "finality evidence is proposed only by the leader from its own beacon nodes; it is \
+             never forwarded",
+        ));
+    }
     Ok(Json(s.node.write_local(cmd).await?))
 }
 
@@ -709,6 +917,9 @@ async fn raft_append(
 ) -> ApiResult<HttpResponse> {
     s.cluster(&headers)?;
     let req: AppendEntriesRequest<TypeConfig> = parse(&body)?;
+    if let Some(c) = req.leader_commit {
+        s.node.join.observe_leader_commit(c.index);
+    }
     Ok(Json(s.node.raft.append_entries(req).await).into_response())
 }
 
@@ -719,6 +930,18 @@ async fn raft_vote(
 ) -> ApiResult<HttpResponse> {
     s.cluster(&headers)?;
     let req: VoteRequest<NodeId> = parse(&body)?;
+    // A node that may have lost acknowledged records votes only once it caught up (`join`).
+    if !s.node.join.may_vote_for(req.last_log_id.map(|l| l.index)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_joined",
+            format!(
+                "node {} started with an empty store and has not caught up with the leader's \
+                 log yet; it grants no vote to a candidate with history until it has",
+                s.node.id
+            ),
+        ));
+    }
     Ok(Json(s.node.raft.vote(req).await).into_response())
 }
 
@@ -729,6 +952,9 @@ async fn raft_snapshot(
 ) -> ApiResult<HttpResponse> {
     s.cluster(&headers)?;
     let req: InstallSnapshotRequest<TypeConfig> = parse(&body)?;
+    if let Some(l) = req.meta.last_log_id {
+        s.node.join.observe_leader_commit(l.index);
+    }
     let last_chunk = req.done;
     let res = s.node.raft.install_snapshot(req).await;
     if last_chunk && res.is_ok() {
@@ -740,27 +966,105 @@ async fn raft_snapshot(
 /// `POST /v1/slashing/import`: an EIP-3076 interchange, all-or-nothing (`interchange`).
 /// Operators and agents (an agent importing the history that comes with a keystore through
 /// its keymanager API) may call it; the audit records the operator or `agent:<id>`.
+///
+/// Entries more than `limits.max_future_epochs` ahead of the chain clock are refused with
+/// 400 `future_epoch` and a message naming them (up to 10, and the count), unless an
+/// operator passes `?allow_future=true`, which the audit records; an agent may not.
 async fn slashing_import(
     State(s): State<AppState>,
     headers: HeaderMap,
+    Query(q): Query<ImportQuery>,
     body: Bytes,
 ) -> ApiResult<Json<crate::interchange::ImportSummary>> {
+    let principal = s.principal(&headers)?;
     let operator = s.operator_or_agent(&headers)?;
     let interchange: crate::interchange::Interchange = parse(&body).map_err(|e| {
         ApiError::bad_request(format!("not an EIP-3076 interchange: {}", e.body.message))
     })?;
+    if q.allow_future && !matches!(principal, Principal::Operator(_)) {
+        return Err(ApiError::forbidden(
+            "only an operator may override the future-epoch bound (allow_future)",
+        ));
+    }
+    if !q.allow_future {
+        check_import_future(&s, &interchange)?;
+    } else {
+        tracing::warn!(%operator, "slashing-protection import with the far-future bound overridden");
+    }
     tracing::info!(%operator, validators = interchange.data.len(), "slashing-protection import");
     let cmd = crate::state::Command::ImportInterchange {
         interchange,
         genesis_validators_root: s.node.config.chain.genesis_validators_root,
         operator,
         at_ms: now_ms(),
+        allow_future: q.allow_future,
     };
     operator_command(&s, "slashing_import", cmd, |r| match r {
         Response::Imported { summary } => Ok(Json(summary)),
         other => Err(other),
     })
     .await
+}
+
+/// Query of `POST /v1/slashing/import`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// Operators only: accept entries beyond the far-future bound (audited).
+    #[serde(default)]
+    pub allow_future: bool,
+}
+
+/// Refuses an import holding entries beyond the far-future bound, naming up to 10 of them
+/// (`0x…: block slot S (epoch E)`, `0x…: attestation S→T`) and how many there are in all.
+fn check_import_future(s: &AppState, doc: &crate::interchange::Interchange) -> ApiResult<()> {
+    let spe = s.node.config.chain.slots_per_epoch;
+    let mut found: Vec<String> = Vec::new();
+    let mut total = 0usize;
+    let mut first_err = None;
+    for v in &doc.data {
+        for b in &v.signed_blocks {
+            let epoch = crate::slashing::epoch_of_slot(b.slot, spe);
+            if let Err(e) = s.node.check_future([epoch]) {
+                total = total.saturating_add(1);
+                if found.len() < 10 {
+                    found.push(format!(
+                        "{}: block slot {} (epoch {epoch})",
+                        v.pubkey, b.slot
+                    ));
+                }
+                first_err.get_or_insert(e);
+            }
+        }
+        for a in &v.signed_attestations {
+            if let Err(e) = s.node.check_future([a.source_epoch, a.target_epoch]) {
+                total = total.saturating_add(1);
+                if found.len() < 10 {
+                    found.push(format!(
+                        "{}: attestation {}→{}",
+                        v.pubkey, a.source_epoch, a.target_epoch
+                    ));
+                }
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        None => Ok(()),
+        Some(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "future_epoch",
+            format!(
+                "{total} entr{} of the interchange lie more than {} epoch(s) ahead of the chain's \
+                 current epoch {}; nothing was imported. An operator who knows the file is \
+                 right may import it with ?allow_future=true (audited). Entries: {}",
+                if total == 1 { "y" } else { "ies" },
+                e.margin,
+                e.current,
+                found.join("; ")
+            ),
+        )),
+    }
 }
 
 /// Header marking a request already forwarded once by a coordinator.
@@ -845,7 +1149,7 @@ async fn linearizable_read(
     let auth = headers
         .get(axum::http::header::AUTHORIZATION)
         .cloned()
-        .ok_or_else(ApiError::unauthorized)?;
+        .ok_or_else(|| ApiError::unauthorized(AuthFailure::Missing))?;
     let unavailable = |message: String| {
         ApiError::from(WriteError::Unavailable {
             message,

@@ -23,6 +23,13 @@
 //! the history the import merges into, and one recorded after is checked against the
 //! imported records. Since import only adds refusals, no signature allowed after it can be
 //! slashable with anything in the file.
+//!
+//! Hostile input (STYLE.md 14): every epoch, slot and index here may be anything from 0 to
+//! `u64::MAX`, committed by the log before anyone looked at it, so nothing in this module may
+//! panic on it: arithmetic is checked or saturating, enforced by
+//! `clippy::arithmetic_side_effects`, which CI runs with `-D warnings`.
+
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
 
@@ -138,10 +145,10 @@ pub struct ImportSummary {
 impl ImportSummary {
     fn count(&mut self, m: Merge) {
         match m {
-            Merge::Added => self.added += 1,
-            Merge::Known => self.known += 1,
-            Merge::Slashable => self.slashable += 1,
-            Merge::BelowWatermark => self.below_watermark += 1,
+            Merge::Added => self.added = self.added.saturating_add(1),
+            Merge::Known => self.known = self.known.saturating_add(1),
+            Merge::Slashable => self.slashable = self.slashable.saturating_add(1),
+            Merge::BelowWatermark => self.below_watermark = self.below_watermark.saturating_add(1),
         }
     }
 }
@@ -259,8 +266,10 @@ impl StateData {
             if summary.slashable > before && !summary.slashable_validators.contains(&v.pubkey) {
                 summary.slashable_validators.push(v.pubkey);
             }
-            summary.blocks += v.signed_blocks.len();
-            summary.attestations += v.signed_attestations.len();
+            summary.blocks = summary.blocks.saturating_add(v.signed_blocks.len());
+            summary.attestations = summary
+                .attestations
+                .saturating_add(v.signed_attestations.len());
         }
         summary.validators = merged.len();
         let touched: Vec<Pubkey> = merged.keys().copied().collect();

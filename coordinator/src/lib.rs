@@ -20,9 +20,12 @@ use std::io::Cursor;
 
 pub mod access;
 pub mod backup;
+pub mod chain_clock;
 pub mod config;
+pub mod guard;
 pub mod http;
 pub mod interchange;
+pub mod join;
 pub mod membership;
 pub mod metrics;
 pub mod network;

@@ -5,8 +5,10 @@
 //! [`MembershipError::InProgress`]), in a task of its own so that a caller that disconnects or
 //! times out never leaves openraft's two-step joint change half done. Before proposing, the
 //! leader checks what openraft would not:
-//! - a learner's URL really answers as that node id (`GET /internal/v1/identity` with the
-//!   cluster token), so the leader never streams the log into another node;
+//! - a learner's URL really answers as that node id and proves that it holds the cluster
+//!   token without revealing it ([`probe_identity`]: a random challenge, an HMAC answer), so
+//!   the leader never sends the token or the log to an address an operator typed by mistake
+//!   or on purpose;
 //! - a learner is caught up (at most [`CAUGHT_UP_MAX_LAG`] entries behind) before it becomes a
 //!   voter;
 //! - the voter set after the change keeps a majority of reachable, caught-up voters, so the
@@ -30,9 +32,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, RaftMetrics};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::node::{now_ms, Node};
 use crate::state::Command;
@@ -51,7 +55,8 @@ pub const MAX_CATCH_UP_TIMEOUT_MS: u64 = 3_600_000;
 /// Deadline of one identity probe of a peer (quorum check, learner check).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `GET /internal/v1/identity` (cluster token): who answers at a URL.
+/// `GET /internal/v1/identity[?challenge=HEX]`: who answers at a URL. Served without any
+/// secret, so that a node can be asked before anything secret is sent to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeIdentity {
     /// The answering node's Raft id (its config's `node_id`).
@@ -60,29 +65,90 @@ pub struct NodeIdentity {
     pub initialized: bool,
     /// Its region (from its own config).
     pub region: String,
+    /// When the request carried a `challenge`: [`identity_proof`] of this node for it, hex.
+    /// Proves that the node holds this cluster's token without revealing the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
 }
 
-/// Asks the coordinator at `url` who it is, authenticated with `cluster_token`, within
-/// `timeout`.
+/// The proof a node gives of holding the cluster token: HMAC-SHA256 keyed with the token over
+/// `"failover-coordinator identity v1\n{node_id}\n{challenge}"`, as 64 hex digits. Binding the
+/// node id keeps a proof for one node from answering for another; a fresh random challenge
+/// per probe keeps an old proof from being replayed.
+pub fn identity_proof(cluster_token: &str, node_id: NodeId, challenge: &str) -> String {
+    hex::encode(
+        identity_mac(cluster_token, node_id, challenge)
+            .finalize()
+            .into_bytes(),
+    )
+}
+
+fn identity_mac(cluster_token: &str, node_id: NodeId, challenge: &str) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(cluster_token.trim().as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(format!("failover-coordinator identity v1\n{node_id}\n{challenge}").as_bytes());
+    mac
+}
+
+/// Asks the coordinator at `url` who it is, within `timeout`, sending no secret: the request
+/// carries a fresh random challenge, and the answer must carry [`identity_proof`] for the node
+/// id it claims, checked in constant time against `cluster_token`.
 ///
-/// Errors: a one-line description when the node is unreachable, answers non-2xx (for
-/// instance another cluster token: 401) or answers something unreadable.
+/// Errors: a one-line description when the node is unreachable, answers non-2xx, answers
+/// something unreadable, or cannot prove that it holds this cluster's token (a listener that
+/// is not a coordinator of this cluster: nothing secret was sent to it).
 pub async fn probe_identity(
     http: &reqwest::Client,
     cluster_token: &str,
     url: &str,
     timeout: Duration,
 ) -> Result<NodeIdentity, String> {
-    let res = http
+    let challenge = hex::encode(rand::random::<[u8; 32]>());
+    let ident = ask_identity(http, url, Some(&challenge), timeout).await?;
+    let proof = ident
+        .proof
+        .as_deref()
+        .and_then(|p| hex::decode(p).ok())
+        .ok_or_else(|| {
+            format!(
+                "answers as node {} but gives no proof of holding this cluster's token (not a \
+                 coordinator of this cluster, or an older version); nothing secret was sent to it",
+                ident.node_id
+            )
+        })?;
+    identity_mac(cluster_token, ident.node_id, &challenge)
+        .verify_slice(&proof)
+        .map_err(|_| {
+            format!(
+                "answers as node {} but its proof does not match this cluster's token (another \
+                 cluster, or not a coordinator); nothing secret was sent to it",
+                ident.node_id
+            )
+        })?;
+    Ok(ident)
+}
+
+/// Asks the coordinator at `url` who it claims to be, sending no secret and checking no
+/// proof (only for decisions where a false claim errs on the safe side, like not founding a
+/// cluster). `challenge`, when given, is passed on.
+///
+/// Errors: unreachable, non-2xx, or unreadable answers, as one line.
+pub async fn ask_identity(
+    http: &reqwest::Client,
+    url: &str,
+    challenge: Option<&str>,
+    timeout: Duration,
+) -> Result<NodeIdentity, String> {
+    let mut req = http
         .get(format!(
             "{}/internal/v1/identity",
             url.trim_end_matches('/')
         ))
-        .bearer_auth(cluster_token)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| format!("unreachable: {e}"))?;
+        .timeout(timeout);
+    if let Some(c) = challenge {
+        req = req.query(&[("challenge", c)]);
+    }
+    let res = req.send().await.map_err(|e| format!("unreachable: {e}"))?;
     let status = res.status();
     if !status.is_success() {
         let text = res.text().await.unwrap_or_default();
@@ -532,7 +598,7 @@ impl Node {
                 .map_err(|e| {
                     MembershipError::NodeUnreachable(format!(
                         "leader {} cannot reach node {} at {url}: {e}; start it first (empty data \
-                         dir, bootstrap = false, same cluster token) and check the URL",
+                         dir, bootstrap = false, same cluster token) and check the URL; nothing was sent to it",
                         self.id, req.id
                     ))
                 })?;
@@ -558,7 +624,13 @@ impl Node {
         let me = self.id;
         let waited = self
             .raft
-            .wait(Some(req.catch_up_timeout()))
+            .wait(Some(
+                req.catch_up_timeout().min(
+                    // answer before the listener's request timeout cuts the request
+                    Duration::from_millis(self.config.limits.request_timeout_ms)
+                        .saturating_sub(Duration::from_secs(2)),
+                ),
+            ))
             .metrics(
                 move |m: &Metrics| {
                     if m.current_leader != Some(me) || m.replication.is_none() {

@@ -23,7 +23,8 @@
 //!   `failover_beacon_finality_lag_epochs{beacon}`, `failover_beacon_errors_total{beacon,kind}`;
 //! - requests: `failover_unavailable_total{endpoint}` (every 503), `failover_records_total`,
 //!   `failover_record_batch_size`, `failover_record_batch_seconds`,
-//!   `failover_operator_actions_total{action,result}`.
+//!   `failover_operator_actions_total{action,result}`,
+//!   `failover_auth_failures_total{listener,reason}` ([`crate::guard`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -67,6 +68,8 @@ pub const RECORD_VERDICTS: &[&str] = &[
     "surrounded_vote",
     "source_below_watermark",
     "target_below_watermark",
+    "not_registered",
+    "future_epoch",
     "not_holder",
     "unavailable",
 ];
@@ -152,6 +155,8 @@ pub struct Metrics {
     pub batch_latency: Histogram,
     /// Operator actions by `action` and `result` (`ok`, `rejected`, `unavailable`).
     pub operator_actions: IntCounterVec,
+    /// Failed authentications by `listener` and `reason` ([`crate::guard`]).
+    pub auth_failures: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -344,6 +349,12 @@ impl Metrics {
                 "failover_operator_actions_total",
                 "Operator actions by action and result.",
                 &["action", "result"],
+            ),
+            auth_failures: cv(
+                "failover_auth_failures_total",
+                "Requests refused because they failed to authenticate (401, or 403 for a \
+                 token of the wrong principal), by listener and reason.",
+                &["listener", "reason"],
             ),
             names: Vec::new(),
             registry: registry.clone(),

@@ -7,6 +7,8 @@
 //! transport failure as a `NetworkError`. Every call is bounded by openraft's per-RPC
 //! deadline (`RPCOption::hard_ttl`).
 //!
+//! AppendEntries is bounded in bytes (`raft.max_append_bytes`, see [`PeerClient`]).
+//!
 //! Every call names its target node in the [`TARGET_HEADER`] header; a node refuses an RPC
 //! meant for another id (409), so a wrong address never feeds one node's log into another.
 //!
@@ -17,7 +19,8 @@
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -42,31 +45,43 @@ pub struct Network {
     client: reqwest::Client,
     cluster_token: String,
     peer_urls: Arc<HashMap<NodeId, String>>,
+    max_append_bytes: usize,
 }
 
 impl Network {
     /// A factory using `client`, sending `cluster_token` as the bearer token, and dialling
     /// each peer at its URL in `peer_urls` (this node's config), or else at its membership
     /// address.
+    /// AppendEntries bodies are kept under `max_append_bytes` (bytes of JSON) whenever they
+    /// hold more than one entry ([`PeerClient`]).
     pub fn new(
         client: reqwest::Client,
         cluster_token: String,
         peer_urls: HashMap<NodeId, String>,
+        max_append_bytes: usize,
     ) -> Self {
         Self {
             client,
             cluster_token,
             peer_urls: Arc::new(peer_urls),
+            max_append_bytes,
         }
     }
 }
 
 /// RPC client for one peer.
+///
+/// AppendEntries is bounded in bytes as openraft's contract intends: a request of more than
+/// one entry whose JSON exceeds `max_append_bytes` is not sent; openraft gets
+/// [`RPCError::PayloadTooLarge`] with a hint of how many entries fit and retries at once with
+/// fewer. A peer that still answers 413 (a smaller body limit) is treated the same way, halving
+/// the entries, so an oversized request is never resent unchanged.
 pub struct PeerClient {
     client: reqwest::Client,
     cluster_token: String,
     target: NodeId,
     url: String,
+    max_append_bytes: usize,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -83,8 +98,18 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .unwrap_or(&node.addr)
                 .trim_end_matches('/')
                 .to_string(),
+            max_append_bytes: self.max_append_bytes,
         }
     }
+}
+
+/// How many of `entries` entries fit in `limit` bytes when they take `size` bytes in all
+/// (proportionally, at least 1, fewer than `entries`).
+fn entries_that_fit(entries: u64, size: usize, limit: usize) -> u64 {
+    let fit = u128::from(entries) * limit as u128 / (size.max(1) as u128);
+    u64::try_from(fit)
+        .unwrap_or(u64::MAX)
+        .clamp(1, entries.saturating_sub(1).max(1))
 }
 
 impl PeerClient {
@@ -99,21 +124,49 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let res = self.send(path, body, option).await?;
+        self.finish(res).await
+    }
+
+    /// Posts `body` to `/raft/{path}` of the peer within openraft's deadline.
+    async fn send<E>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<reqwest::Response, RPCError<NodeId, BasicNode, E>>
+    where
+        E: std::error::Error,
+    {
         let ttl = option.hard_ttl().max(Duration::from_millis(50));
         let res = self
             .client
             .post(format!("{}/raft/{path}", self.url))
             .bearer_auth(&self.cluster_token)
             .header(TARGET_HEADER, self.target.to_string())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(ttl)
-            .json(req)
+            .body(body)
             .send()
             .await;
-        let res = match res {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(RPCError::Unreachable(Unreachable::new(&e))),
-            Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
-        };
+        match res {
+            Ok(r) => Ok(r),
+            Err(e) if e.is_connect() => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+
+    /// Reads the peer's answer: a non-2xx status is a network error, the body is
+    /// `Result<response, error>` as JSON.
+    async fn finish<Resp, E>(
+        &self,
+        res: reqwest::Response,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         if !res.status().is_success() {
             let status = res.status();
             let text = res.text().await.unwrap_or_default();
@@ -135,7 +188,29 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("append", &rpc, &option).await
+        let entries = rpc.entries.len() as u64;
+        let body =
+            serde_json::to_vec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if entries > 1 && body.len() > self.max_append_bytes {
+            let hint = entries_that_fit(entries, body.len(), self.max_append_bytes);
+            tracing::debug!(
+                target_node = self.target,
+                entries,
+                bytes = body.len(),
+                hint,
+                "AppendEntries over raft.max_append_bytes: asking openraft for fewer entries"
+            );
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
+        let res = self.send("append", body, &option).await?;
+        if res.status() == reqwest::StatusCode::PAYLOAD_TOO_LARGE && entries > 1 {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(entries / 2),
+            ));
+        }
+        self.finish(res).await
     }
 
     async fn install_snapshot(
@@ -155,5 +230,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call("vote", &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entries_that_fit;
+
+    #[test]
+    fn the_entries_hint_is_proportional_and_always_shrinks() {
+        assert_eq!(entries_that_fit(300, 30_000_000, 4_000_000), 40);
+        assert_eq!(entries_that_fit(2, 10_000_000, 4_000_000), 1);
+        assert_eq!(entries_that_fit(300, 4_000_001, 4_000_000), 299);
+        assert_eq!(
+            entries_that_fit(u64::MAX, usize::MAX, usize::MAX),
+            u64::MAX - 1
+        );
     }
 }

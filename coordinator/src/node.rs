@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use failover_common::api::AgentId;
@@ -37,12 +37,7 @@ use crate::{NodeId, Raft};
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 256 * 1024;
 
 /// Milliseconds since the Unix epoch on this node's clock (audit stamps only).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use failover_common::chain_time::now_ms;
 
 /// Why a write has no committed answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -96,6 +91,15 @@ pub struct Node {
     /// Bearer tokens in force: `[[operators]]` and `[[agents]]` of the configuration, and the
     /// cluster token; replaced by [`Node::reload_access`] (SIGHUP).
     pub access: crate::access::SharedAccess,
+    /// Whether this node may vote ([`crate::join`]).
+    pub join: Arc<crate::join::JoinState>,
+    /// Connections of this node's listener ([`failover_common::serve`]).
+    pub listener_stats: Arc<failover_common::serve::ListenerStats>,
+    /// Failed-authentication accounting and per-source slow-down ([`crate::guard`]).
+    pub auth_guard: Arc<crate::guard::AuthGuard>,
+    /// The chain's current slot as this node sees it, for the far-future bound
+    /// ([`crate::chain_clock`]); fed by [`Node::run_chain_clock`].
+    pub chain_clock: crate::chain_clock::ChainClock,
     /// Held while this node (as leader) runs a membership change: one at a time.
     pub(crate) membership_change: tokio::sync::Mutex<()>,
     peer_urls: HashMap<NodeId, String>,
@@ -105,14 +109,13 @@ impl Node {
     /// Opens the store, starts Raft, and initialises the cluster if this is the bootstrap node
     /// with an empty store.
     ///
-    /// Errors: unreadable cluster token, RocksDB open/load failures, invalid Raft timing.
+    /// Errors: unreadable or empty cluster token, or one that other users may read (the
+    /// error gives the `chmod`), RocksDB open/load failures, invalid Raft timing.
     pub async fn start(config: Config) -> anyhow::Result<Arc<Node>> {
         let config = Arc::new(config);
-        let cluster_token = std::fs::read_to_string(&config.cluster_token_file)
-            .with_context(|| format!("read cluster token {}", config.cluster_token_file.display()))?
-            .trim()
+        let cluster_token = failover_common::secret_file::read_secret(&config.cluster_token_file)
+            .context("read the cluster token")?
             .to_string();
-        anyhow::ensure!(!cluster_token.is_empty(), "cluster token file is empty");
         let access =
             crate::access::AccessList::new(&config.operators, &config.agents, &cluster_token)
                 .map_err(|e| anyhow::anyhow!("invalid [[operators]] / [[agents]]:\n{e}"))?;
@@ -145,7 +148,12 @@ impl Node {
             .context("build HTTP client")?;
         let peer_urls: HashMap<NodeId, String> =
             config.peers.iter().map(|p| (p.id, p.url.clone())).collect();
-        let network = Network::new(http.clone(), cluster_token.clone(), peer_urls.clone());
+        let network = Network::new(
+            http.clone(),
+            cluster_token.clone(),
+            peer_urls.clone(),
+            config.raft.max_append_bytes,
+        );
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -155,6 +163,18 @@ impl Node {
         )
         .await
         .context("start raft")?;
+        let had_data = raft.is_initialized().await.context("read raft state")?;
+        let join = Arc::new(
+            crate::join::JoinState::open(&config.data_dir, config.node_id, had_data)
+                .with_context(|| format!("read or write {}", crate::join::FILE_NAME))?,
+        );
+        let metrics = Arc::new(Metrics::with_approvals_required(
+            config.handover.approvals_required,
+        ));
+        let auth_guard = Arc::new(crate::guard::AuthGuard::new(
+            metrics.auth_failures.clone(),
+            config.limits.auth_failures_per_minute,
+        ));
         let node = Arc::new(Node {
             id: config.node_id,
             config: config.clone(),
@@ -162,14 +182,19 @@ impl Node {
             state,
             http,
             cluster_token,
-            metrics: Arc::new(Metrics::with_approvals_required(
-                config.handover.approvals_required,
-            )),
+            metrics,
+            auth_guard,
+            listener_stats: Arc::default(),
+            join: join.clone(),
             heartbeats: Mutex::new(BTreeMap::new()),
             access: crate::access::SharedAccess::new(access),
+            chain_clock: crate::chain_clock::ChainClock::default(),
             membership_change: tokio::sync::Mutex::new(()),
             peer_urls,
         });
+        tokio::spawn(node.clone().run_chain_clock());
+        tokio::spawn(node.join.clone().watch(node.raft.clone()));
+        tokio::spawn(node.clone().keep_policy());
         tokio::spawn(count_raft_changes(
             node.raft.metrics(),
             Arc::downgrade(&node.metrics),
@@ -219,6 +244,10 @@ impl Node {
                     .initialize(members)
                     .await
                     .context("initialise cluster")?;
+                // The founder holds the whole (initial) log.
+                node.join
+                    .mark_joined(0)
+                    .with_context(|| format!("write {}", crate::join::FILE_NAME))?;
             }
         }
         Ok(node)
@@ -234,10 +263,12 @@ impl Node {
             .iter()
             .filter(|p| p.id != self.id)
             .map(|p| async move {
-                match crate::membership::probe_identity(
+                // An unproven claim is enough here: believing a peer initialised only keeps
+                // this node from founding a cluster, which is the safe side.
+                match crate::membership::ask_identity(
                     &self.http,
-                    &self.cluster_token,
                     &p.url,
+                    None,
                     Duration::from_secs(1),
                 )
                 .await
@@ -405,6 +436,87 @@ impl Node {
         Err(ForwardError::Retry(format!(
             "leader refused forwarded write: {text}"
         )))
+    }
+
+    /// Sees to the replicated approval policy ([`crate::state::ApprovalPolicy`]): the
+    /// bootstrap node proposes its `[handover]` rules as the cluster's policy until one is set
+    /// (every second; the command is a no-op once a policy exists); every node then logs once,
+    /// at WARN, when its own `[handover]` differs from the policy in force, which is the one
+    /// that applies.
+    pub async fn keep_policy(self: Arc<Self>) {
+        let mine = crate::state::ApprovalPolicy::of(&self.config.policy());
+        loop {
+            let current = self.state.read().expect("state lock").data.policy;
+            match current {
+                Some(p) => {
+                    if p != mine {
+                        tracing::warn!(
+                            replicated = ?p,
+                            configured = ?mine,
+                            "this node's [handover] differs from the cluster's replicated \
+                             approval policy; the replicated one applies (change it with \
+                             failoverctl policy propose / confirm)"
+                        );
+                    }
+                    return;
+                }
+                None if self.config.bootstrap
+                    && self.raft.is_initialized().await.unwrap_or(false) =>
+                {
+                    let cmd = Command::InitPolicy {
+                        policy: mine,
+                        node: self.id,
+                        at_ms: now_ms(),
+                    };
+                    if let Err(e) = self.write(cmd).await {
+                        tracing::debug!(error = %e, "approval policy not set yet; retrying");
+                    }
+                }
+                None => {}
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Keeps [`Node::chain_clock`] fed from the configured beacon nodes, on every node (leader
+    /// or not: each one checks the records it receives), every `beacon.poll_interval_ms`.
+    /// Returns at once when no beacon node is configured (the bound is then not applied, and
+    /// the log says so).
+    pub async fn run_chain_clock(self: Arc<Self>) {
+        if self.config.beacon.urls.is_empty() {
+            tracing::warn!(
+                "no beacon nodes configured: the coordinator cannot tell the chain's current \
+                 epoch, so records and imports far in the future are not refused here"
+            );
+            return;
+        }
+        let client = BeaconClient::new(
+            self.config.beacon.urls.clone(),
+            Duration::from_millis(self.config.beacon.timeout_ms),
+            self.config.chain.genesis_validators_root,
+        );
+        self.chain_clock
+            .clone()
+            .run(
+                client,
+                Duration::from_millis(self.config.beacon.poll_interval_ms),
+            )
+            .await
+    }
+
+    /// Checks `epochs` (epochs of records or import entries) against the far-future bound
+    /// (`limits.max_future_epochs` ahead of the chain clock).
+    ///
+    /// Errors: the first epoch beyond the bound, as [`crate::chain_clock::FutureEpoch`].
+    pub fn check_future(
+        &self,
+        epochs: impl IntoIterator<Item = u64>,
+    ) -> Result<(), crate::chain_clock::FutureEpoch> {
+        let margin = self.config.limits.max_future_epochs;
+        let spe = self.config.chain.slots_per_epoch;
+        epochs
+            .into_iter()
+            .try_for_each(|e| self.chain_clock.check_epoch(e, margin, spe))
     }
 
     /// Runs the finality poller forever: on the leader, every `beacon.poll_interval_ms`,

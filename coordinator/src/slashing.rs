@@ -44,10 +44,19 @@
 //! Invariant (DESIGN.md I3): after any sequence of `check_and_insert_*` and `prune_below`
 //! calls, no two records that were accepted (`Valid`) are slashable with each other. A zero
 //! signing root never counts as "the same message" (EIP-3076).
+//!
+//! Hostile input (STYLE.md 14): every epoch, slot and index here may be anything from 0 to
+//! `u64::MAX`, committed by the log before anyone looked at it, so nothing in this module may
+//! panic on it: arithmetic is checked or saturating, enforced by
+//! `clippy::arithmetic_side_effects`, which CI runs with `-D warnings`.
+
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use failover_common::api::{Refusal, Verdict};
+pub use failover_common::chain_time::epoch_of_slot;
 use failover_common::types::Root;
 use serde::{Deserialize, Serialize};
 
@@ -207,7 +216,9 @@ impl ValidatorHistory {
         }
         // A recorded attestation with a larger target and smaller source surrounds the new
         // one; one with a smaller target and larger source is surrounded by it.
-        for (&prev_target, prev) in self.attestations.range(target_epoch + 1..) {
+        // `(target, ∞)` without `target + 1`: a target of `u64::MAX` must not overflow.
+        let above = (Bound::Excluded(target_epoch), Bound::Unbounded);
+        for (&prev_target, prev) in self.attestations.range(above) {
             if prev.source_epoch < source_epoch {
                 return Err(Refusal::SurroundedVote {
                     prev_source_epoch: prev.source_epoch,
@@ -298,7 +309,7 @@ impl ValidatorHistory {
     /// block slot (`slot / slots_per_epoch`), watermarks included. `None` if nothing recorded.
     pub fn max_epoch(&self, slots_per_epoch: u64) -> Option<u64> {
         let block_epoch = max_opt(self.blocks.keys().next_back().copied(), self.low_slot)
-            .map(|s| s / slots_per_epoch.max(1));
+            .map(|s| epoch_of_slot(s, slots_per_epoch));
         let target = max_opt(
             self.attestations.keys().next_back().copied(),
             self.low_target_epoch,
@@ -308,6 +319,7 @@ impl ValidatorHistory {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -705,6 +717,7 @@ impl ValidatorHistory {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod floor_tests {
     use super::*;
 

@@ -14,6 +14,8 @@
 //! - **I2.** A record batch is accepted only when `(agent, token)` equals the current
 //!   `(holder, token)`; otherwise the whole batch is refused with [`Response::NotHolder`].
 //! - **I3.** Records pass through [`ValidatorHistory`]'s single check-and-insert entry point.
+//! - **Own keys only.** A record for a validator the holder has not registered is refused
+//!   ([`Refusal::NotRegistered`]) and nothing is stored for it.
 //! - **I5.** A handover request fences the holder in the same entry (holder becomes `None`)
 //!   and freezes `required_epoch`; the grant happens only in an approval entry, only after
 //!   finality evidence covers `required_epoch` (or the larger break-glass quorum approved), and
@@ -23,18 +25,26 @@
 //! - **Restore.** A state restored from a backup (`backup` module) carries [`RestoreInfo`]:
 //!   every validator history created later starts at the restore floor, and
 //!   `required_epoch` of every handover is at least the floor epoch.
+//!
+//! Hostile input (STYLE.md 14): every epoch, slot and index here may be anything from 0 to
+//! `u64::MAX`, committed by the log before anyone looked at it, so nothing in this module may
+//! panic on it: arithmetic is checked or saturating, enforced by
+//! `clippy::arithmetic_side_effects`, which CI runs with `-D warnings`.
+
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use failover_common::api::{AgentId, RecordItem, Verdict};
+use failover_common::api::{AgentId, RecordItem, Refusal, Verdict};
 use failover_common::beacon::{BeaconObservation, CheckpointObs};
 use failover_common::types::Pubkey;
 use serde::{Deserialize, Serialize};
 
 use crate::slashing::{RestoreFloor, ValidatorHistory};
 
-/// The handover rules in force, carried in each operator command by the proposing node so
-/// that apply stays deterministic even if node configurations differ.
+/// The handover rules a proposing node carries in each operator command (from its own
+/// configuration). Only `slots_per_epoch` is always used; the approval rules apply only until
+/// the replicated [`ApprovalPolicy`] is set ([`StateData::effective_policy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandoverPolicy {
     /// Distinct operator approvals needed to complete a handover.
@@ -45,6 +55,59 @@ pub struct HandoverPolicy {
     pub break_glass_approvals: u32,
     /// Slots per epoch of the chain (consensus preset `SLOTS_PER_EPOCH`).
     pub slots_per_epoch: u64,
+}
+
+/// The approval rules of the whole cluster, replicated (item 7 of the hostile-input issue):
+/// set once by the bootstrap node from its `[handover]` configuration
+/// ([`Command::InitPolicy`]), changed only by one operator's proposal confirmed by another
+/// ([`Command::ProposePolicy`], [`Command::ConfirmPolicy`]), every step audited. Once set it
+/// overrides the [`HandoverPolicy`] a proposing node carries in its commands, so one node
+/// configured differently cannot loosen the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalPolicy {
+    /// Distinct operator approvals needed to complete a handover (≥ 1).
+    pub approvals_required: u32,
+    /// When true, the requester's own approval does not count.
+    pub two_person_rule: bool,
+    /// Distinct break-glass approvals needed to complete without finality evidence
+    /// (≥ `approvals_required`).
+    pub break_glass_approvals: u32,
+}
+
+impl ApprovalPolicy {
+    /// The approval rules of a carried [`HandoverPolicy`].
+    pub fn of(p: &HandoverPolicy) -> Self {
+        Self {
+            approvals_required: p.approvals_required,
+            two_person_rule: p.two_person_rule,
+            break_glass_approvals: p.break_glass_approvals,
+        }
+    }
+
+    /// Checks the rules that make a policy usable at all.
+    ///
+    /// Errors: `approvals_required` is 0, or `break_glass_approvals < approvals_required`.
+    pub fn check(&self) -> Result<(), String> {
+        if self.approvals_required == 0 {
+            return Err("approvals_required must be ≥ 1".into());
+        }
+        if self.break_glass_approvals < self.approvals_required {
+            return Err("break_glass_approvals must be ≥ approvals_required".into());
+        }
+        Ok(())
+    }
+}
+
+/// A policy change proposed by one operator, waiting for another to confirm it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPolicy {
+    /// The proposed policy.
+    pub policy: ApprovalPolicy,
+    /// Operator who proposed it (cannot confirm it).
+    pub proposed_by: String,
+    /// Log index of the proposal.
+    pub log_index: u64,
 }
 
 /// A command in the Raft log (the application data of an entry).
@@ -116,6 +179,9 @@ pub enum Command {
         operator: String,
         /// Proposer's wall clock (ms).
         at_ms: u64,
+        /// The operator overrode the far-future bound (`?allow_future=true`); audit only.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_future: bool,
     },
     /// An operator action carried out outside the state machine (a Raft membership change:
     /// `cluster.add_learner`, `cluster.promote`, `cluster.remove`), recorded in the audit trail
@@ -129,6 +195,33 @@ pub enum Command {
         detail: String,
         /// Outcome as decided by the proposer: `completed`, `proposed: …`, `refused: …`.
         outcome: String,
+        /// Proposer's wall clock (ms).
+        at_ms: u64,
+    },
+    /// Sets the cluster's approval policy if none is set yet (proposed by the bootstrap node
+    /// from its configuration); ignored (answers `Ok`) once a policy exists.
+    InitPolicy {
+        /// The policy.
+        policy: ApprovalPolicy,
+        /// Node that proposed it (audit).
+        node: u64,
+        /// Proposer's wall clock (ms).
+        at_ms: u64,
+    },
+    /// An operator proposes a new approval policy; it takes effect only when another operator
+    /// confirms it ([`Command::ConfirmPolicy`]). Replaces an earlier pending proposal.
+    ProposePolicy {
+        /// The proposed policy.
+        policy: ApprovalPolicy,
+        /// Authenticated operator name.
+        operator: String,
+        /// Proposer's wall clock (ms).
+        at_ms: u64,
+    },
+    /// An operator other than the proposer confirms the pending policy, which then applies.
+    ConfirmPolicy {
+        /// Authenticated operator name.
+        operator: String,
         /// Proposer's wall clock (ms).
         at_ms: u64,
     },
@@ -172,11 +265,16 @@ pub struct AgentInfo {
 }
 
 impl AgentInfo {
+    /// True when this agent registered validator `pubkey` (its latest registration).
+    pub fn holds(&self, pubkey: &Pubkey) -> bool {
+        self.pubkeys.contains(pubkey)
+    }
+
     /// Highest epoch this agent recorded, for `required_epoch` (DESIGN.md handover step 1).
     pub fn max_epoch(&self, slots_per_epoch: u64) -> u64 {
         let b = self
             .max_block_slot
-            .map(|s| s / slots_per_epoch.max(1))
+            .map(|s| crate::slashing::epoch_of_slot(s, slots_per_epoch))
             .unwrap_or(0);
         b.max(self.max_target_epoch.unwrap_or(0))
     }
@@ -268,7 +366,8 @@ pub struct AuditEntry {
     /// Operator name.
     pub operator: String,
     /// `handover.request`, `handover.approve`, `handover.approve.break_glass`, `handover.abort`,
-    /// `slashing.import`, `cluster.add_learner`, `cluster.promote`, `cluster.remove`.
+    /// `slashing.import`, `cluster.add_learner`, `cluster.promote`, `cluster.remove`,
+    /// `policy.init` (operator `node:<id>`), `policy.propose`, `policy.confirm`.
     pub action: String,
     /// Handover concerned, if any.
     pub handover: Option<u64>,
@@ -347,6 +446,8 @@ pub struct Dirty {
     pub audit_from: Option<usize>,
     /// The restore record changed (only when a snapshot is installed or a store seeded).
     pub restore: bool,
+    /// The approval policy or the pending proposal changed.
+    pub policy: bool,
 }
 
 /// The whole replicated state (without Raft bookkeeping).
@@ -368,6 +469,13 @@ pub struct StateData {
     /// applies to every validator, including those first seen after the restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreInfo>,
+    /// The cluster's approval policy; `None` until the bootstrap node sets it, and until then
+    /// the policy a command carries applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ApprovalPolicy>,
+    /// A proposed policy change waiting for a second operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_policy: Option<PendingPolicy>,
 }
 
 /// How and from what this cluster was restored (`coordinator restore`; `backup` module).
@@ -390,6 +498,13 @@ pub struct RestoreInfo {
     pub at_ms: u64,
 }
 
+fn describe_policy(p: &ApprovalPolicy) -> String {
+    format!(
+        "approvals_required {}, two_person_rule {}, break_glass_approvals {}",
+        p.approvals_required, p.two_person_rule, p.break_glass_approvals
+    )
+}
+
 fn rejected(code: &str, message: impl Into<String>) -> Response {
     Response::Rejected {
         code: code.to_string(),
@@ -406,6 +521,20 @@ impl StateData {
     /// The cluster-wide restore floor, if this cluster was restored from a backup.
     pub fn restore_floor(&self) -> Option<RestoreFloor> {
         self.restore.as_ref().map(|r| r.floor)
+    }
+
+    /// The approval rules in force for a command carrying `carried`: the replicated policy
+    /// once set, else the carried one (with the carried `slots_per_epoch` either way).
+    pub fn effective_policy(&self, carried: &HandoverPolicy) -> HandoverPolicy {
+        match self.policy {
+            Some(p) => HandoverPolicy {
+                approvals_required: p.approvals_required,
+                two_person_rule: p.two_person_rule,
+                break_glass_approvals: p.break_glass_approvals,
+                slots_per_epoch: carried.slots_per_epoch,
+            },
+            None => *carried,
+        }
     }
 
     /// The open handover, if any (at most one is open at a time).
@@ -439,14 +568,58 @@ impl StateData {
                 operator,
                 at_ms,
                 policy,
-            } => self.apply_request(index, to, reason, operator, *at_ms, policy, dirty),
+            } => {
+                let policy = self.effective_policy(policy);
+                self.apply_request(index, to, reason, operator, *at_ms, &policy, dirty)
+            }
             Command::ApproveHandover {
                 id,
                 operator,
                 break_glass,
                 at_ms,
                 policy,
-            } => self.apply_approve(index, *id, operator, *break_glass, *at_ms, policy, dirty),
+            } => {
+                let policy = self.effective_policy(policy);
+                self.apply_approve(index, *id, operator, *break_glass, *at_ms, &policy, dirty)
+            }
+            Command::InitPolicy {
+                policy,
+                node,
+                at_ms,
+            } => {
+                if self.policy.is_some() {
+                    return Response::Ok;
+                }
+                let outcome = match policy.check() {
+                    Ok(()) => {
+                        self.policy = Some(*policy);
+                        dirty.policy = true;
+                        "accepted".to_string()
+                    }
+                    Err(e) => format!("refused: {e}"),
+                };
+                self.audit(
+                    dirty,
+                    AuditEntry {
+                        log_index: index,
+                        at_ms: *at_ms,
+                        operator: format!("node:{node}"),
+                        action: "policy.init".into(),
+                        handover: None,
+                        detail: describe_policy(policy),
+                        outcome,
+                    },
+                );
+                Response::Ok
+            }
+            Command::ProposePolicy {
+                policy,
+                operator,
+                at_ms,
+            } => self.apply_propose_policy(index, policy, operator, *at_ms, dirty),
+            Command::ConfirmPolicy { operator, at_ms } => {
+                self.apply_confirm_policy(index, operator, *at_ms, dirty)
+            }
             Command::AbortHandover {
                 id,
                 operator,
@@ -458,6 +631,7 @@ impl StateData {
                 genesis_validators_root,
                 operator,
                 at_ms,
+                allow_future,
             } => {
                 let result = self.import_interchange(interchange, *genesis_validators_root);
                 let (outcome, response) = match result {
@@ -487,7 +661,15 @@ impl StateData {
                         operator: operator.clone(),
                         action: "slashing.import".into(),
                         handover: None,
-                        detail: format!("{} validators", interchange.data.len()),
+                        detail: if *allow_future {
+                            format!(
+                                "{} validators; FAR-FUTURE OVERRIDE: entries beyond the \
+                                 future-epoch bound were allowed by the operator",
+                                interchange.data.len()
+                            )
+                        } else {
+                            format!("{} validators", interchange.data.len())
+                        },
                         outcome,
                     },
                 );
@@ -547,9 +729,18 @@ impl StateData {
         let floor = self.restore.as_ref().map(|r| r.floor);
         let mut verdicts = Vec::with_capacity(items.len());
         for item in items {
+            let pk = *item.pubkey();
+            // An agent records only for keys it registered (DESIGN.md "Trust boundaries"): a
+            // holder cannot write history, and so block signing, for validators it does not
+            // hold.
+            if !info.holds(&pk) {
+                verdicts.push(Verdict::Refused(Refusal::NotRegistered));
+                continue;
+            }
+            let existed = self.validators.contains_key(&pk);
             let history = self
                 .validators
-                .entry(*item.pubkey())
+                .entry(pk)
                 .or_insert_with(|| ValidatorHistory::with_floor(floor));
             let verdict = match item {
                 RecordItem::Block {
@@ -579,13 +770,110 @@ impl StateData {
                 }
             };
             if verdict == Verdict::Valid {
-                info.records_accepted += 1;
-                dirty.validators.insert(*item.pubkey());
+                info.records_accepted = info.records_accepted.saturating_add(1);
+                dirty.validators.insert(pk);
+            } else if !existed {
+                // Nothing recorded: leave no empty history behind, so memory matches disk.
+                self.validators.remove(&pk);
             }
             verdicts.push(verdict);
         }
         dirty.agents.insert(agent.clone());
         Response::Records { verdicts }
+    }
+
+    fn apply_propose_policy(
+        &mut self,
+        index: u64,
+        policy: &ApprovalPolicy,
+        operator: &str,
+        at_ms: u64,
+        dirty: &mut Dirty,
+    ) -> Response {
+        let (outcome, response) = match policy.check() {
+            Err(e) => (format!("refused: {e}"), rejected("bad_request", e)),
+            Ok(()) => {
+                self.pending_policy = Some(PendingPolicy {
+                    policy: *policy,
+                    proposed_by: operator.to_string(),
+                    log_index: index,
+                });
+                dirty.policy = true;
+                (
+                    "accepted; waits for another operator's confirmation".to_string(),
+                    Response::Ok,
+                )
+            }
+        };
+        self.audit(
+            dirty,
+            AuditEntry {
+                log_index: index,
+                at_ms,
+                operator: operator.to_string(),
+                action: "policy.propose".into(),
+                handover: None,
+                detail: describe_policy(policy),
+                outcome,
+            },
+        );
+        response
+    }
+
+    fn apply_confirm_policy(
+        &mut self,
+        index: u64,
+        operator: &str,
+        at_ms: u64,
+        dirty: &mut Dirty,
+    ) -> Response {
+        let result = match &self.pending_policy {
+            None => Err(rejected("not_found", "no policy change is pending")),
+            Some(p) if p.proposed_by == operator => Err(rejected(
+                "forbidden",
+                format!(
+                    "two-person rule: {operator} proposed this policy change and cannot confirm it"
+                ),
+            )),
+            Some(p) => Ok(p.clone()),
+        };
+        let (detail, outcome, response) = match result {
+            Ok(p) => {
+                self.policy = Some(p.policy);
+                self.pending_policy = None;
+                dirty.policy = true;
+                (
+                    format!(
+                        "{} (proposed by {} at log index {})",
+                        describe_policy(&p.policy),
+                        p.proposed_by,
+                        p.log_index
+                    ),
+                    "completed".to_string(),
+                    Response::Ok,
+                )
+            }
+            Err(r) => {
+                let msg = match &r {
+                    Response::Rejected { message, .. } => message.clone(),
+                    _ => String::new(),
+                };
+                (String::new(), format!("refused: {msg}"), r)
+            }
+        };
+        self.audit(
+            dirty,
+            AuditEntry {
+                log_index: index,
+                at_ms,
+                operator: operator.to_string(),
+                action: "policy.confirm".into(),
+                handover: None,
+                detail,
+                outcome,
+            },
+        );
+        response
     }
 
     fn audit(&mut self, dirty: &mut Dirty, entry: AuditEntry) {

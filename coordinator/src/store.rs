@@ -4,8 +4,8 @@
 //! - `logs`: key = log index (8 bytes big-endian), value = JSON `Entry`;
 //! - `meta`: the vote, the committed log id and the last purged log id;
 //! - `sm`: the state machine, one key per item (`authority`, `finality`, `restore`,
-//!   `v/<pubkey>`, `h/<id>`, `a/<agent>`, `audit/<seq>`) plus `last_applied`, `membership`
-//!   and the latest built snapshot.
+//!   `policy`, `pending_policy`, `v/<pubkey>`, `h/<id>`, `a/<agent>`, `audit/<seq>`) plus
+//!   `last_applied`, `membership` and the latest built snapshot.
 //!
 //! A restored node's store is seeded with [`seed_snapshot`] (`coordinator restore`): exactly
 //! the state a node has after installing a snapshot, so openraft starts with its log beginning
@@ -18,8 +18,11 @@
 //!   `last_applied`;
 //! - installing a snapshot replaces the whole `sm` family in one synced `WriteBatch`;
 //! - any I/O error inside apply is returned to openraft as a `StorageError`, which stops the
-//!   node rather than letting replicas diverge; a restart reloads the state from disk and
-//!   replays the log from `last_applied`.
+//!   node rather than letting replicas diverge (logged at ERROR; `/health` then answers 503);
+//!   a restart reloads the state from disk and replays the log from `last_applied`;
+//! - state is visible only once durable: apply works on a private copy, writes, and only then
+//!   publishes the change to the read view ([`StateMachineStore`]); no fsync runs under the
+//!   read view's lock.
 
 // openraft's storage traits fix the error type (`StorageError`, ~224 bytes); the helpers
 // here return the same type so `?` works without conversions.
@@ -269,11 +272,24 @@ struct StoredSnapshot {
 pub type SharedState = Arc<RwLock<SmSnapshotData>>;
 
 /// The state-machine store (openraft `RaftStateMachine`).
+///
+/// Two copies of the state: `working`, which only apply touches, and `state`, the published
+/// read view. Apply changes `working`, writes the change in one synced batch, and only then
+/// copies the changed parts into `state` (item 4 of the hostile-input issue): readers (status,
+/// audit, metrics, snapshots) never see a change that is not on disk, and the fsync never runs
+/// under the lock readers take.
 #[derive(Clone)]
 pub struct StateMachineStore {
     db: Arc<DB>,
     state: SharedState,
+    working: Arc<std::sync::Mutex<SmSnapshotData>>,
     snapshot_seq: Arc<std::sync::atomic::AtomicU64>,
+    /// Set by a failed state-machine write: `working` is then ahead of the disk, so every
+    /// later apply fails too (fail-stop) until the process restarts and reloads from disk.
+    failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Test hook: the next state-machine write fails as an I/O error would.
+    #[cfg(test)]
+    fail_next_write: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn json<T: Serialize>(v: &T) -> StorageResult<Vec<u8>> {
@@ -304,6 +320,10 @@ impl StateMachineStore {
                 }
                 "finality" => s.data.finality = serde_json::from_slice(&v).map_err(sm_read_err)?,
                 "restore" => s.data.restore = serde_json::from_slice(&v).map_err(sm_read_err)?,
+                "policy" => s.data.policy = serde_json::from_slice(&v).map_err(sm_read_err)?,
+                "pending_policy" => {
+                    s.data.pending_policy = serde_json::from_slice(&v).map_err(sm_read_err)?
+                }
                 "snapshot" => {}
                 _ => {
                     if let Some(rest) = key.strip_prefix("v/") {
@@ -332,8 +352,12 @@ impl StateMachineStore {
         }
         Ok(Self {
             db,
+            working: Arc::new(std::sync::Mutex::new(s.clone())),
             state: Arc::new(RwLock::new(s)),
             snapshot_seq: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            failed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            #[cfg(test)]
+            fail_next_write: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
@@ -361,6 +385,10 @@ impl StateMachineStore {
                 None => batch.delete_cf(sm, "restore"),
             }
         }
+        if dirty.policy {
+            batch.put_cf(sm, "policy", json(&s.data.policy)?);
+            batch.put_cf(sm, "pending_policy", json(&s.data.pending_policy)?);
+        }
         for pk in &dirty.validators {
             let key = format!("v/{pk}");
             match s.data.validators.get(pk) {
@@ -383,7 +411,69 @@ impl StateMachineStore {
     }
 }
 
+/// Copies into the read view `to` what one apply changed in the working copy `from`: the
+/// parts `dirty` names, `last_applied`, and the membership when it changed.
+fn publish(from: &SmSnapshotData, to: &mut SmSnapshotData, dirty: &Dirty, membership: bool) {
+    to.last_applied = from.last_applied;
+    if membership {
+        to.membership = from.membership.clone();
+    }
+    if dirty.authority {
+        to.data.authority = from.data.authority.clone();
+    }
+    if dirty.finality {
+        to.data.finality = from.data.finality.clone();
+    }
+    if dirty.restore {
+        to.data.restore = from.data.restore.clone();
+    }
+    if dirty.policy {
+        to.data.policy = from.data.policy;
+        to.data.pending_policy = from.data.pending_policy.clone();
+    }
+    for pk in &dirty.validators {
+        match from.data.validators.get(pk) {
+            Some(h) => to.data.validators.insert(*pk, h.clone()),
+            None => to.data.validators.remove(pk),
+        };
+    }
+    for id in &dirty.handovers {
+        if let Some(h) = from.data.handovers.get(id) {
+            to.data.handovers.insert(*id, h.clone());
+        }
+    }
+    for a in &dirty.agents {
+        if let Some(info) = from.data.agents.get(a) {
+            to.data.agents.insert(a.clone(), info.clone());
+        }
+    }
+    if dirty.audit_from.is_some() {
+        let have = to.data.audit.len();
+        to.data
+            .audit
+            .extend(from.data.audit.iter().skip(have).cloned());
+    }
+}
+
 impl StateMachineStore {
+    /// One synced write of the state machine's batch.
+    fn write_synced(&self, batch: WriteBatch) -> StorageResult<()> {
+        #[cfg(test)]
+        if self
+            .fail_next_write
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(io_err(
+                ErrorSubject::StateMachine,
+                ErrorVerb::Write,
+                std::io::Error::other("injected write failure"),
+            ));
+        }
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
+    }
+
     /// A batch that replaces the whole `sm` family with `new` and stores it as the current
     /// snapshot (`meta`, `bytes` = the JSON of `new`).
     fn replace_all(
@@ -407,6 +497,7 @@ impl StateMachineStore {
             agents: new.data.agents.keys().cloned().collect(),
             audit_from: Some(0),
             restore: true,
+            policy: true,
         };
         self.write_dirty(new, &all, &mut batch)?;
         batch.put_cf(sm, "last_applied", json(&new.last_applied)?);
@@ -530,38 +621,55 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(io_err(
+                ErrorSubject::StateMachine,
+                ErrorVerb::Write,
+                std::io::Error::other("an earlier state-machine write failed; restart the node"),
+            ));
+        }
         let mut dirty = Dirty::default();
         let mut responses = Vec::new();
         let mut batch = WriteBatch::default();
-        // Apply to a working copy of the touched state under the write lock, then persist in one
-        // synced batch. If persisting fails, the node stops (StorageError) before answering.
-        let mut s = self.state.write().expect("state lock");
+        // 1. Build: apply to the working copy, which no reader sees.
+        let mut w = self.working.lock().expect("working state lock");
         let mut membership_changed = false;
         for ent in entries {
-            s.last_applied = Some(ent.log_id);
+            w.last_applied = Some(ent.log_id);
             let resp = match &ent.payload {
                 EntryPayload::Blank => Response::Ok,
                 EntryPayload::Normal(cmd) => {
                     let cmd: &Command = cmd;
-                    s.data.apply(ent.log_id.index, cmd, &mut dirty)
+                    w.data.apply(ent.log_id.index, cmd, &mut dirty)
                 }
                 EntryPayload::Membership(m) => {
-                    s.membership = StoredMembership::new(Some(ent.log_id), m.clone());
+                    w.membership = StoredMembership::new(Some(ent.log_id), m.clone());
                     membership_changed = true;
                     Response::Ok
                 }
             };
             responses.push(resp);
         }
-        self.write_dirty(&s, &dirty, &mut batch)?;
+        // 2. Write: one synced batch, with no reader lock held.
+        self.write_dirty(&w, &dirty, &mut batch)?;
         let sm = cf(&self.db, CF_SM);
-        batch.put_cf(sm, "last_applied", json(&s.last_applied)?);
+        batch.put_cf(sm, "last_applied", json(&w.last_applied)?);
         if membership_changed {
-            batch.put_cf(sm, "membership", json(&s.membership)?);
+            batch.put_cf(sm, "membership", json(&w.membership)?);
         }
-        self.db
-            .write_opt(batch, &synced())
-            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+        if let Err(e) = self.write_synced(batch) {
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!(
+                error = %e,
+                last_applied = ?w.last_applied,
+                "cannot persist the state machine: this node stops (fail-stop) and serves only \
+                 state that is on disk; fix the disk and restart it"
+            );
+            return Err(e);
+        }
+        // 3. Publish: copy what changed into the read view.
+        let mut s = self.state.write().expect("state lock");
+        publish(&w, &mut s, &dirty, membership_changed);
         Ok(responses)
     }
 
@@ -596,6 +704,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 e,
             )
         })?;
+        *self.working.lock().expect("working state lock") = new.clone();
         *self.state.write().expect("state lock") = new;
         Ok(())
     }
@@ -615,5 +724,60 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, LogId};
+
+    fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(cmd),
+        }
+    }
+
+    fn audit(at_ms: u64) -> Command {
+        Command::RecordAudit {
+            operator: "alice".into(),
+            action: "cluster.promote".into(),
+            detail: String::new(),
+            outcome: "completed".into(),
+            at_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_publishes_nothing_and_stops_every_later_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::load(open_db(dir.path()).unwrap()).unwrap();
+        let view = sm.shared();
+        sm.apply([entry(1, audit(1))]).await.unwrap();
+        assert_eq!(view.read().unwrap().data.audit.len(), 1);
+
+        sm.fail_next_write
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(sm.apply([entry(2, audit(2))]).await.is_err());
+        {
+            let seen = view.read().unwrap();
+            assert_eq!(
+                seen.data.audit.len(),
+                1,
+                "the unpersisted entry is not visible"
+            );
+            assert_eq!(seen.last_applied.map(|l| l.index), Some(1));
+        }
+        // The working copy is ahead of the disk now: nothing more may be applied.
+        assert!(sm.apply([entry(2, audit(2))]).await.is_err());
+        assert_eq!(view.read().unwrap().data.audit.len(), 1);
+
+        // A restart reloads what is on disk and applies the entry again.
+        drop(sm);
+        let mut sm = StateMachineStore::load(open_db(dir.path()).unwrap()).unwrap();
+        assert_eq!(sm.shared().read().unwrap().data.audit.len(), 1);
+        sm.apply([entry(2, audit(2))]).await.unwrap();
+        assert_eq!(sm.shared().read().unwrap().data.audit.len(), 2);
     }
 }

@@ -146,7 +146,7 @@ async fn online_backup_of_a_live_cluster_restores_into_a_fenced_floored_new_clus
 
     // ---- a live 3-node cluster ---------------------------------------------------------
     let old_token = dir.join("old-cluster.token");
-    std::fs::write(&old_token, "old-cluster-secret").unwrap();
+    failover_common::secret_file::write_private(&old_token, "old-cluster-secret").unwrap();
     let mut listeners = Vec::new();
     for _ in 0..3 {
         listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
@@ -191,7 +191,7 @@ async fn online_backup_of_a_live_cluster_restores_into_a_fenced_floored_new_clus
 
     // ---- records and a completed handover ----------------------------------------------
     for (agent, tok) in [("agent-a", AGENT_A), ("agent-b", AGENT_B)] {
-        let (st, v) = api.register(&follower, tok, agent, &[pk(7)]).await;
+        let (st, v) = api.register(&follower, tok, agent, &[pk(7), pk(8)]).await;
         assert_eq!(st, StatusCode::OK, "{v}");
     }
     let (id1, _) = api.request(&follower, "agent-a").await;
@@ -322,7 +322,7 @@ async fn online_backup_of_a_live_cluster_restores_into_a_fenced_floored_new_clus
 
     // ---- restore into a fresh node ------------------------------------------------------
     let new_token = dir.join("new-cluster.token");
-    std::fs::write(&new_token, "new-cluster-secret").unwrap();
+    failover_common::secret_file::write_private(&new_token, "new-cluster-secret").unwrap();
     let l4 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url4 = format!("http://{}", l4.local_addr().unwrap());
     let data4 = dir.join("node4");
@@ -604,6 +604,17 @@ async fn online_backup_of_a_live_cluster_restores_into_a_fenced_floored_new_clus
             "node 5 never caught up: {a5:?} vs {a4:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The chain moves on to epoch 34 (records more than two epochs ahead are refused).
+    beacon
+        .head_slot
+        .store(34 * 32, std::sync::atomic::Ordering::SeqCst);
+    while node5.chain_clock.current_epoch(32) < Some(34) {
+        assert!(
+            Instant::now() < deadline,
+            "node 5 never saw the chain move on"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let vs = api
         .verdicts(

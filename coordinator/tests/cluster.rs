@@ -56,7 +56,7 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
     let any = cluster.urls[2].clone();
 
     for (agent, tok) in [("agent-a", AGENT_A), ("agent-b", AGENT_B)] {
-        let (s, v) = api.register(&any, tok, agent, &[]).await;
+        let (s, v) = api.register(&any, tok, agent, &[Pubkey([7; 48])]).await;
         assert_eq!(s, StatusCode::OK, "{v}");
     }
     // An agent cannot register as another agent.

@@ -117,6 +117,11 @@ fn run_case(case: &TestCase) -> (Vec<String>, usize) {
         for (item, expected) in checks {
             executed += 1;
             index += 1;
+            // The holder records only for keys it registered.
+            let holder = state.agents.entry("agent".into()).or_default();
+            if !holder.holds(item.pubkey()) {
+                holder.pubkeys.push(*item.pubkey());
+            }
             let cmd = Command::RecordBatch {
                 agent: "agent".into(),
                 token: 1,

@@ -29,7 +29,7 @@ impl Log {
             l.apply(Command::RegisterAgent {
                 agent: a.into(),
                 region: "r".into(),
-                pubkeys: vec![],
+                pubkeys: vec![Pubkey([1; 48])],
             });
         }
         l

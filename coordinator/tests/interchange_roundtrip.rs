@@ -9,7 +9,7 @@
 use coordinator::interchange::{
     Interchange, Metadata, SignedAttestation, SignedBlock, ValidatorData,
 };
-use coordinator::state::{Authority, Command, Dirty, Response, StateData};
+use coordinator::state::{AgentInfo, Authority, Command, Dirty, Response, StateData};
 use failover_common::api::{RecordItem, Verdict};
 use failover_common::beacon::CheckpointObs;
 use failover_common::types::{Pubkey, Root};
@@ -18,11 +18,21 @@ use proptest::prelude::*;
 const GVR: Root = Root([9; 32]);
 
 fn fresh() -> StateData {
+    let mut agents = std::collections::BTreeMap::new();
+    agents.insert(
+        "a".to_string(),
+        AgentInfo {
+            // every validator `item` can name is registered by the holder
+            pubkeys: (0..=254u8).map(|v| Pubkey([v + 1; 48])).collect(),
+            ..Default::default()
+        },
+    );
     StateData {
         authority: Authority {
             holder: Some("a".into()),
             token: 1,
         },
+        agents,
         ..Default::default()
     }
 }

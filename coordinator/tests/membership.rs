@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use failover_common::api::{RecordItem, Verdict};
+use failover_common::types::Pubkey;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{
@@ -127,7 +128,9 @@ async fn replace_a_node_add_learner_promote_remove_and_remove_the_leader() {
     assert!(first["commit_index"].as_u64().is_some(), "{first}");
 
     // State to replicate: an agent, a grant and a record.
-    let (s, v) = api.register(&urls[0], AGENT_A, "agent-a", &[]).await;
+    let (s, v) = api
+        .register(&urls[0], AGENT_A, "agent-a", &[Pubkey([7; 48])])
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, h) = api.handover(&urls[1], "agent-a", "initial grant").await;
     assert_eq!(s, StatusCode::OK, "{h}");

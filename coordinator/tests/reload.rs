@@ -27,7 +27,8 @@ fn with_access(
         operators: operators.to_vec(),
         agents: agents.to_vec(),
         raft: "heartbeat_ms = 50\nelection_min_ms = 300\nelection_max_ms = 600\n".to_string(),
-        extra: "[handover]\napprovals_required = 1\ntwo_person_rule = false\n".to_string(),
+        extra: "[handover]\napprovals_required = 1\ntwo_person_rule = false\nbreak_glass_approvals = 1\n"
+            .to_string(),
         ..cfg.clone()
     }
 }

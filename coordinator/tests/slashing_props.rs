@@ -170,7 +170,7 @@ fn setup_commands() -> Vec<Command> {
         Command::RegisterAgent {
             agent: "a".into(),
             region: "eu".into(),
-            pubkeys: vec![],
+            pubkeys: vec![pk(0), pk(1)],
         },
         Command::RequestHandover {
             to: "a".into(),

@@ -74,7 +74,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
 /// The JSON body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ErrorBody {
-    /// Stable code: `bad_request`, `unsupported_type`, `wrong_genesis`, `unknown_key`,
+    /// Stable code: `bad_request`, `unsupported_type`, `wrong_genesis`, `future_epoch`, `unknown_key`,
     /// `not_holder`, `voluntary_exit_disabled`, `slashing_protection`, `unavailable`,
     /// `internal`.
     pub code: String,
@@ -120,6 +120,11 @@ pub enum ApiError {
     /// or signed.
     #[error("voluntary exits are disabled by configuration (allow_voluntary_exit = false)")]
     VoluntaryExitDisabled,
+    /// A slashable message more than `max_future_epochs` ahead of the chain's wall-clock
+    /// epoch (400): recorded, it would block the validator until then. Nothing is recorded
+    /// or signed.
+    #[error("{0}")]
+    FutureEpoch(failover_common::chain_time::FutureEpoch),
     /// Slashing protection refused the record (412).
     #[error("refused by slashing protection: {}", .0.label())]
     SlashingRefused(Refusal),
@@ -144,7 +149,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_)
             | ApiError::UnsupportedType(_)
-            | ApiError::WrongGenesis { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::WrongGenesis { .. }
+            | ApiError::FutureEpoch(_) => StatusCode::BAD_REQUEST,
             ApiError::UnknownKey(_) => StatusCode::NOT_FOUND,
             ApiError::NotHolder { .. } | ApiError::VoluntaryExitDisabled => StatusCode::FORBIDDEN,
             ApiError::SlashingRefused(_) => StatusCode::PRECONDITION_FAILED,
@@ -159,6 +165,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::UnsupportedType(_) => "unsupported_type",
             ApiError::WrongGenesis { .. } => "wrong_genesis",
+            ApiError::FutureEpoch(_) => "future_epoch",
             ApiError::UnknownKey(_) => "unknown_key",
             ApiError::NotHolder { .. } => "not_holder",
             ApiError::VoluntaryExitDisabled => "voluntary_exit_disabled",
@@ -299,6 +306,21 @@ async fn sign_request(
             return Err(ApiError::WrongGenesis { expected, got });
         }
     }
+    if let (Some(message), Some(timing)) = (&task.slashable, agent.config.timing()) {
+        let spe = agent.config.slots_per_epoch;
+        let epoch = match *message {
+            SlashableMessage::Block { slot } => {
+                failover_common::chain_time::epoch_of_slot(slot, spe)
+            }
+            SlashableMessage::Attestation {
+                source_epoch,
+                target_epoch,
+            } => source_epoch.max(target_epoch),
+        };
+        let current = timing.epoch_at(failover_common::chain_time::now_ms(), spe);
+        failover_common::chain_time::check_future(epoch, current, agent.config.max_future_epochs)
+            .map_err(ApiError::FutureEpoch)?;
+    }
     if task.kind == "VOLUNTARY_EXIT" && !agent.config.allow_voluntary_exit {
         return Err(ApiError::VoluntaryExitDisabled);
     }
@@ -333,6 +355,24 @@ async fn sign_request(
         let deadline = started + agent.config.record_deadline();
         match agent.batcher.record(item, token, deadline).await {
             RecordOutcome::Verdict(Verdict::Valid | Verdict::SameData) => {}
+            RecordOutcome::Verdict(Verdict::Refused(Refusal::FutureEpoch {
+                epoch,
+                current,
+                margin,
+            })) => {
+                return Err(ApiError::FutureEpoch(
+                    failover_common::chain_time::FutureEpoch {
+                        epoch,
+                        current,
+                        margin,
+                    },
+                ))
+            }
+            RecordOutcome::Verdict(Verdict::Refused(Refusal::NotRegistered)) => {
+                return Err(ApiError::Unavailable(
+                    "this key is not registered with the coordinators yet; retry shortly".into(),
+                ))
+            }
             RecordOutcome::Verdict(Verdict::Refused(refusal)) => {
                 return Err(ApiError::SlashingRefused(refusal))
             }

@@ -130,6 +130,21 @@ pub struct Config {
     /// does not exist, a random token is written to it (mode 0600) at start-up. Unset (the
     /// default): the keymanager API is disabled and its routes answer 404.
     pub keymanager_token_file: Option<PathBuf>,
+    /// Unix time of the chain's genesis (seconds), for the far-future bound. Only with
+    /// `network = "custom"` (named networks have theirs built in), together with
+    /// `slot_duration_ms`. Unset on a custom network: the agent cannot tell the chain's epoch
+    /// and leaves the bound to the coordinators (it logs a warning at start-up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub genesis_time: Option<u64>,
+    /// `SECONDS_PER_SLOT` of a `custom` network in milliseconds (≥ 1). Only with
+    /// `genesis_time`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot_duration_ms: Option<u64>,
+    /// A slashable message (block slot, attestation source or target) more than this many
+    /// epochs ahead of the chain's wall-clock epoch is refused with 400 `future_epoch`, and
+    /// nothing is recorded or signed: recorded, it would block that validator until the chain
+    /// got there (epochs). Default 2.
+    pub max_future_epochs: u64,
 }
 
 impl Default for Config {
@@ -156,6 +171,9 @@ impl Default for Config {
             authority_max_age_ms: 3000,
             heartbeat_ms: 2000,
             keymanager_token_file: None,
+            genesis_time: None,
+            slot_duration_ms: None,
+            max_future_epochs: 2,
         }
     }
 }
@@ -231,6 +249,15 @@ pub struct Overrides {
     /// Keymanager API bearer-token file (enables `/eth/v1/keystores`).
     #[arg(long, env = "SIGNER_AGENT_KEYMANAGER_TOKEN_FILE")]
     pub keymanager_token_file: Option<PathBuf>,
+    /// Genesis time of a custom network (Unix seconds).
+    #[arg(long, env = "SIGNER_AGENT_GENESIS_TIME")]
+    pub genesis_time: Option<u64>,
+    /// Slot duration of a custom network (ms).
+    #[arg(long, env = "SIGNER_AGENT_SLOT_DURATION_MS")]
+    pub slot_duration_ms: Option<u64>,
+    /// Epochs a slashable message may lie ahead of the chain.
+    #[arg(long, env = "SIGNER_AGENT_MAX_FUTURE_EPOCHS")]
+    pub max_future_epochs: Option<u64>,
 }
 
 impl Config {
@@ -302,6 +329,13 @@ impl Config {
         if o.keymanager_token_file.is_some() {
             self.keymanager_token_file = o.keymanager_token_file.clone();
         }
+        if o.genesis_time.is_some() {
+            self.genesis_time = o.genesis_time;
+        }
+        if o.slot_duration_ms.is_some() {
+            self.slot_duration_ms = o.slot_duration_ms;
+        }
+        set(&mut self.max_future_epochs, &o.max_future_epochs);
     }
 
     /// Checks the invariants in the module docs.
@@ -361,6 +395,20 @@ impl Config {
         if let Err(e) = self.chain_spec() {
             problems.push(e.to_string());
         }
+        match (
+            self.network.named(),
+            self.genesis_time,
+            self.slot_duration_ms,
+        ) {
+            (Some(n), g, d) if g.is_some() || d.is_some() => problems.push(format!(
+                "genesis_time and slot_duration_ms may be set only with network = \"custom\"; \
+                 network = \"{n}\" has them built in"
+            )),
+            (None, Some(_), None) | (None, None, Some(_)) => problems
+                .push("genesis_time and slot_duration_ms go together: set both or neither".into()),
+            (None, _, Some(0)) => problems.push("slot_duration_ms must be > 0".into()),
+            _ => {}
+        }
         for (i, url) in self.coordinators.iter().enumerate() {
             let ok = (url.starts_with("http://") || url.starts_with("https://"))
                 && reqwest::Url::parse(url).is_ok();
@@ -380,6 +428,24 @@ impl Config {
                 "invalid signer-agent config:\n  - {}",
                 problems.join("\n  - ")
             )
+        }
+    }
+
+    /// The chain's genesis time and slot length: built in for a named network, from
+    /// `genesis_time` and `slot_duration_ms` for a custom one; `None` for a custom network
+    /// without them (no agent-side far-future bound).
+    pub fn timing(&self) -> Option<failover_common::chain_time::ChainTiming> {
+        match (
+            self.network.named(),
+            self.genesis_time,
+            self.slot_duration_ms,
+        ) {
+            (Some(n), _, _) => Some(failover_common::chain_time::ChainTiming::of_network(n)),
+            (None, Some(g), Some(d)) => Some(failover_common::chain_time::ChainTiming {
+                genesis_ms: g.saturating_mul(1000),
+                slot_ms: d.max(1),
+            }),
+            _ => None,
         }
     }
 

@@ -98,9 +98,10 @@ pub struct Keymanager {
 impl Keymanager {
     /// Reads the bearer token from `path` (surrounding whitespace ignored), or, when the file
     /// does not exist, writes a new random token `api-token-0x<64 hex digits>` to it with mode
-    /// 0600. Warns when an existing file is readable by group or others.
+    /// 0600.
     ///
-    /// Errors: the file cannot be read, is empty, or cannot be created (missing folder).
+    /// Errors: the file cannot be read, is empty, other users may read it (the message gives
+    /// the `chmod`), or it cannot be created (missing folder).
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let token = match std::fs::read_to_string(path) {
             Ok(text) => {
@@ -110,7 +111,7 @@ impl Keymanager {
                     "keymanager token file {} is empty",
                     path.display()
                 );
-                warn_if_shared(path);
+                failover_common::secret_file::check_private(path)?;
                 Zeroizing::new(token)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -173,19 +174,6 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
 }
-
-#[cfg(unix)]
-fn warn_if_shared(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(file = %path.display(), mode = format_args!("{:o}", meta.permissions().mode() & 0o777), "the keymanager token file is readable by other users; chmod 600 it");
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_shared(_path: &Path) {}
 
 /// Writes `bytes` to `path` durably with mode 0600: a temporary file in the same folder,
 /// fsynced, renamed over `path` (when `replace`; otherwise created only if absent), and the

@@ -306,13 +306,15 @@ pub trait DecryptJob: Send + 'static {
     /// Decrypts the secret key (one KDF run: about a second and 256 MiB for production
     /// scrypt) and checks it against the keystore's `pubkey` (EIP-2335).
     ///
-    /// Errors: the password cannot be read, is wrong, or the secret does not match the
-    /// `pubkey`; the message names the keystore when it has a file.
+    /// Errors: the password cannot be read (or other users may read it: the message gives
+    /// the `chmod`), is wrong, or the secret does not match the `pubkey`; the message names
+    /// the keystore when it has a file.
     fn decrypt(&self) -> anyhow::Result<SecretKey>;
 }
 
 impl DecryptJob for KeystoreFile {
     fn decrypt(&self) -> anyhow::Result<SecretKey> {
+        failover_common::secret_file::check_private(&self.password_path)?;
         let password = Zeroizing::new(
             std::fs::read_to_string(&self.password_path)
                 .with_context(|| format!("read password file {}", self.password_path.display()))?,

@@ -293,17 +293,12 @@ pub fn init_logging() {
 
 /// Reads the coordinator bearer token from `path` (surrounding whitespace removed).
 ///
-/// Errors: the file cannot be read or is empty.
+/// Errors: the file cannot be read, is empty, or other users may read it (the message gives
+/// the `chmod` that fixes it).
 pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("read coordinator token file {}", path.display()))?;
-    let token = text.trim().to_string();
-    anyhow::ensure!(
-        !token.is_empty(),
-        "coordinator token file {} is empty",
-        path.display()
-    );
-    Ok(token)
+    Ok(failover_common::secret_file::read_secret(path)
+        .context("read the coordinator token")?
+        .to_string())
 }
 
 /// Runs an agent until `shutdown` completes: reads the token, parses the keystores, binds the

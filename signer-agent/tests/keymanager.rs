@@ -49,7 +49,7 @@ impl Coordinator {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("cluster.token");
-        std::fs::write(&token_file, "cluster-secret").unwrap();
+        failover_common::secret_file::write_private(&token_file, "cluster-secret").unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let hash = coordinator::config::token_hash;
@@ -74,6 +74,8 @@ id = "{AGENT}"
 token_sha256 = "{agent}"
 [chain]
 genesis_validators_root = "{GVR}"
+[handover]
+break_glass_approvals = 1
 [raft]
 heartbeat_ms = 50
 election_min_ms = 200
@@ -946,9 +948,9 @@ fn write_keystores(s: &Setup, indices: &[u64]) -> Vec<signer_agent::keys::Keysto
             keystore(i, &password),
         )
         .unwrap();
-        std::fs::write(
-            s.passwords_dir().join(format!("validator-{i}.txt")),
-            password,
+        failover_common::secret_file::write_private(
+            &s.passwords_dir().join(format!("validator-{i}.txt")),
+            &password,
         )
         .unwrap();
     }
@@ -1010,7 +1012,11 @@ async fn healthcheck_stays_503_when_a_configured_keystore_fails_to_load() {
     let (url, _) = fake_coordinator(Duration::ZERO).await;
     let s = setup_loading(vec![url]).await;
     let files = write_keystores(&s, &[0, 1, 2]);
-    std::fs::write(s.passwords_dir().join("validator-1.txt"), "wrong").unwrap();
+    failover_common::secret_file::write_private(
+        &s.passwords_dir().join("validator-1.txt"),
+        "wrong",
+    )
+    .unwrap();
     assert!(
         signer_agent::keys::decrypt_all(files, s.agent.keys.clone(), 1)
             .await

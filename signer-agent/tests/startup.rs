@@ -32,9 +32,9 @@ fn write_keys(dir: &Path, indices: &[u64]) -> (std::path::PathBuf, std::path::Pa
         )
         .unwrap();
         std::fs::write(ks.join(format!("validator-{i}.json")), k.to_json()).unwrap();
-        std::fs::write(
-            pw.join(format!("validator-{i}.txt")),
-            format!("password-{i}\n"),
+        failover_common::secret_file::write_private(
+            &pw.join(format!("validator-{i}.txt")),
+            &format!("password-{i}\n"),
         )
         .unwrap();
     }
@@ -257,7 +257,7 @@ async fn loads_every_keystore_in_the_folder_with_its_password_file() {
 async fn a_wrong_password_stops_loading_and_names_the_keystore() {
     let dir = tempfile::tempdir().unwrap();
     let (ks, pw) = write_keys(dir.path(), &[0, 1]);
-    std::fs::write(pw.join("validator-1.txt"), "nope").unwrap();
+    failover_common::secret_file::write_private(&pw.join("validator-1.txt"), "nope").unwrap();
     let keys = Arc::new(Keys::new());
     let err = keys::decrypt_all(keys::scan(&ks, &pw).unwrap(), keys.clone(), 2)
         .await
@@ -286,7 +286,7 @@ fn the_binary_prints_ready_after_loading_keys_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (ks, pw) = write_keys(dir.path(), &[0, 1]);
     let token = dir.path().join("token");
-    std::fs::write(&token, "secret\n").unwrap();
+    failover_common::secret_file::write_private(&token, "secret\n").unwrap();
     let cfg = dir.path().join("signer-agent.toml");
     std::fs::write(
         &cfg,

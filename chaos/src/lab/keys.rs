@@ -142,19 +142,11 @@ pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes a secret (password, token) readable by its owner only (mode 0600).
+/// Writes a secret (password, token) readable by its owner only (mode 0600), as
+/// `failover_common::secret_file::write_private` does.
 ///
 /// Errors: the file cannot be created or written.
 pub fn write_secret(path: &Path, secret: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("create {}", path.display()))?;
-    f.write_all(secret.as_bytes())
+    failover_common::secret_file::write_private(path, secret)
         .with_context(|| format!("write {}", path.display()))
 }

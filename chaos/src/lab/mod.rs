@@ -145,7 +145,8 @@ pub struct LabConfig {
 
 impl LabConfig {
     /// The three-region lab: beacon nodes and coordinators in eu, us and ap, `agent-eu`
-    /// active and `agent-us` standby, operators alice and bob, 64 validators, 0.5 s slots,
+    /// active and `agent-us` standby, operators alice, bob and carol (two break-glass
+    /// approvals besides the requester), 64 validators, 0.5 s slots,
     /// 8-slot epochs, finality two epochs behind the head, Deneb from genesis, standard PBKDF2
     /// keystores.
     pub fn three_regions(dir: PathBuf) -> Self {
@@ -172,7 +173,7 @@ impl LabConfig {
                     role: Role::Standby,
                 },
             ],
-            operators: vec!["alice".into(), "bob".into()],
+            operators: vec!["alice".into(), "bob".into(), "carol".into()],
             record_deadline_ms: 2_000,
             netem: false,
             netem_seed: 0,
@@ -627,6 +628,7 @@ impl Lab {
                     ..RaftCfg::default()
                 },
                 max_batch: 4096,
+                limits: Default::default(),
             };
             cfg.validate().map_err(|e| {
                 anyhow::anyhow!("the lab built an invalid coordinator config:\n{e}")

@@ -205,9 +205,9 @@ fn real_main() -> anyhow::Result<()> {
             overrides,
         } => {
             let cfg = load_config(&config, &overrides)?;
-            let token = std::fs::read_to_string(&cfg.cluster_token_file)
-                .with_context(|| format!("read {}", cfg.cluster_token_file.display()))?;
-            let list = AccessList::new(&cfg.operators, &cfg.agents, token.trim())
+            let token = failover_common::secret_file::read_secret(&cfg.cluster_token_file)
+                .context("read the cluster token")?;
+            let list = AccessList::new(&cfg.operators, &cfg.agents, &token)
                 .map_err(|e| anyhow::anyhow!("invalid [[operators]] / [[agents]]:\n{e}"))?;
             print_json(&serde_json::json!({
                 "config": config,
@@ -240,8 +240,9 @@ fn real_main() -> anyhow::Result<()> {
             let bytes = match (url, config) {
                 (Some(url), _) => {
                     let token = match token_file {
-                        Some(f) => std::fs::read_to_string(&f)
-                            .with_context(|| format!("read {}", f.display()))?,
+                        Some(f) => failover_common::secret_file::read_secret(&f)
+                            .context("read the operator token")?
+                            .to_string(),
                         None => std::env::var("FAILOVER_TOKEN").context(
                             "no operator token: pass --token-file or set FAILOVER_TOKEN",
                         )?,
@@ -353,10 +354,14 @@ async fn run(cfg: Config, config_path: PathBuf, overrides: Overrides) -> anyhow:
     tracing::info!(node = node.id, %url, "coordinator listening");
     println!("READY {url}");
     let app = router(node.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serve HTTP")?;
+    failover_common::serve::serve(
+        listener,
+        app,
+        node.config.limits.listener(),
+        node.listener_stats.clone(),
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!(node = node.id, "shutting down");
     node.raft.shutdown().await.ok();
     Ok(())

@@ -42,9 +42,11 @@ struct Cli {
         global = true
     )]
     coordinator: Vec<String>,
-    /// Operator bearer token.
-    #[arg(long, env = "FAILOVER_TOKEN", global = true, hide_env_values = true)]
-    token: Option<String>,
+    /// File holding the operator bearer token (mode 0600; refused when others can read it).
+    /// Without it the token comes from the `FAILOVER_TOKEN` environment variable. There is
+    /// no flag for the token itself: a command line shows in `ps` to every user.
+    #[arg(long, env = "FAILOVER_TOKEN_FILE", global = true)]
+    token_file: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table", global = true)]
     output: Output,
@@ -74,6 +76,30 @@ enum Cmd {
     /// Raft membership: list members, add a learner, promote it to voter, remove a node.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// The cluster's replicated approval policy: show it, propose a change, confirm another
+    /// operator's proposal (a change needs two operators).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// The policy in force, a pending change, and the answering node's configuration.
+    Show,
+    /// Propose a new policy; it applies once another operator confirms it.
+    Propose {
+        /// Distinct approvals to complete a handover (≥ 1).
+        #[arg(long)]
+        approvals: u32,
+        /// Whether the requester's own approval does not count.
+        #[arg(long, action = clap::ArgAction::Set)]
+        two_person_rule: bool,
+        /// Distinct break-glass approvals (≥ --approvals).
+        #[arg(long)]
+        break_glass: u32,
+    },
+    /// Confirm the pending change (not as the operator who proposed it).
+    Confirm,
 }
 
 #[derive(Subcommand)]
@@ -117,6 +143,10 @@ enum SlashingCmd {
     Import {
         /// Interchange JSON file.
         file: std::path::PathBuf,
+        /// Accept entries more than the coordinators' `limits.max_future_epochs` ahead of the
+        /// chain (they would block those validators until then); recorded in the audit.
+        #[arg(long)]
+        allow_future: bool,
     },
     /// Export the committed history as an EIP-3076 interchange (format version 5).
     Export {
@@ -397,11 +427,24 @@ fn print_handover(h: &Handover) {
     }
 }
 
+/// The operator token: from `--token-file` (checked like every secret file), else from the
+/// `FAILOVER_TOKEN` environment variable.
+fn operator_token(file: Option<&std::path::Path>) -> Result<String, Failure> {
+    if let Some(f) = file {
+        return failover_common::secret_file::read_secret(f)
+            .map(|t| t.to_string())
+            .map_err(|e| Failure::Usage(format!("operator token: {e}")));
+    }
+    match std::env::var("FAILOVER_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => Err(Failure::Usage(
+            "no token: pass --token-file FILE (mode 0600) or set FAILOVER_TOKEN".into(),
+        )),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
-    let token = cli
-        .token
-        .clone()
-        .ok_or_else(|| Failure::Usage("no token: pass --token or set FAILOVER_TOKEN".into()))?;
+    let token = operator_token(cli.token_file.as_deref())?;
     if cli.coordinator.is_empty() {
         return Err(Failure::Usage(
             "no coordinator: pass --coordinator URL or set FAILOVER_COORDINATOR".into(),
@@ -476,13 +519,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 print_handovers(&s.handovers);
             }
         }
-        Cmd::Slashing(SlashingCmd::Import { file }) => {
+        Cmd::Slashing(SlashingCmd::Import { file, allow_future }) => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| Failure::Usage(format!("read {}: {e}", file.display())))?;
             let doc: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| Failure::Usage(format!("{} is not JSON: {e}", file.display())))?;
+            let path = if allow_future {
+                "/v1/slashing/import?allow_future=true"
+            } else {
+                "/v1/slashing/import"
+            };
             let summary: coordinator::interchange::ImportSummary =
-                c.call(reqwest::Method::POST, "/v1/slashing/import", Some(&doc))?;
+                c.call(reqwest::Method::POST, path, Some(&doc))?;
             if json {
                 print_json(&summary);
             } else {
@@ -527,6 +575,70 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 None => println!("{text}"),
             }
         }
+        Cmd::Policy(cmd) => match cmd {
+            PolicyCmd::Show => {
+                let v: coordinator::http::PolicyView =
+                    c.call(reqwest::Method::GET, "/v1/policy", none)?;
+                if json {
+                    print_json(&v);
+                } else {
+                    let show = |p: &coordinator::state::ApprovalPolicy| {
+                        format!(
+                            "approvals {}, two-person rule {}, break-glass {}",
+                            p.approvals_required, p.two_person_rule, p.break_glass_approvals
+                        )
+                    };
+                    println!(
+                        "in force    {}",
+                        v.policy
+                            .as_ref()
+                            .map_or("not set yet (each node's own config applies)".into(), show)
+                    );
+                    match &v.pending {
+                        Some(p) => println!(
+                            "pending     {} (proposed by {} at log index {}; another operator must confirm)",
+                            show(&p.policy),
+                            p.proposed_by,
+                            p.log_index
+                        ),
+                        None => println!("pending     none"),
+                    }
+                    println!(
+                        "configured  {} (this node's [handover])",
+                        show(&v.configured)
+                    );
+                }
+            }
+            PolicyCmd::Propose {
+                approvals,
+                two_person_rule,
+                break_glass,
+            } => {
+                let body = coordinator::state::ApprovalPolicy {
+                    approvals_required: approvals,
+                    two_person_rule,
+                    break_glass_approvals: break_glass,
+                };
+                let v: serde_json::Value =
+                    c.call(reqwest::Method::POST, "/v1/policy", Some(&body))?;
+                if json {
+                    print_json(&v);
+                } else {
+                    println!(
+                        "proposed; another operator confirms with: failoverctl policy confirm"
+                    );
+                }
+            }
+            PolicyCmd::Confirm => {
+                let v: serde_json::Value =
+                    c.call(reqwest::Method::POST, "/v1/policy/confirm", none)?;
+                if json {
+                    print_json(&v);
+                } else {
+                    println!("confirmed: the new policy is in force");
+                }
+            }
+        },
         Cmd::Cluster(cmd) => {
             // A joint membership change commits two entries: give it more than one write.
             let change_timeout = Some(Duration::from_secs(cli.timeout.max(30)));

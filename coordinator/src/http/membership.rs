@@ -13,10 +13,12 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
+
+use serde::Deserialize;
 
 use super::{parse, ApiError, ApiResult, AppState, FORWARDED};
 use crate::membership::{
@@ -64,7 +66,7 @@ async fn forward(
     let auth = headers
         .get(axum::http::header::AUTHORIZATION)
         .cloned()
-        .ok_or_else(ApiError::unauthorized)?;
+        .ok_or_else(|| ApiError::unauthorized(crate::guard::AuthFailure::Missing))?;
     let mut req = s
         .node
         .http
@@ -214,9 +216,12 @@ pub(super) async fn change_voters(
 /// `GET /internal/v1/identity` (cluster token): a [`NodeIdentity`].
 pub(super) async fn identity(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Query(q): Query<IdentityQuery>,
 ) -> ApiResult<Json<NodeIdentity>> {
-    s.cluster(&headers)?;
+    let valid = |c: &str| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit());
+    if q.challenge.as_deref().is_some_and(|c| !valid(c)) {
+        return Err(ApiError::bad_request("challenge must be 64 hex digits"));
+    }
     let initialized = s.node.raft.is_initialized().await.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -228,5 +233,17 @@ pub(super) async fn identity(
         node_id: s.node.id,
         initialized,
         region: s.node.config.me().region.clone(),
+        proof: q
+            .challenge
+            .map(|c| crate::membership::identity_proof(&s.node.cluster_token, s.node.id, &c)),
     }))
+}
+
+/// Query of `GET /internal/v1/identity`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IdentityQuery {
+    /// 64 hex digits chosen at random by the asking node.
+    #[serde(default)]
+    challenge: Option<String>,
 }

@@ -28,6 +28,10 @@ pub const GVR: &str = "0x1111111111111111111111111111111111111111111111111111111
 pub const ALICE: &str = "alice-token";
 /// Operator `bob`'s bearer token (in clear).
 pub const BOB: &str = "bob-token";
+/// Operator `carol`'s bearer token (in clear).
+pub const CAROL: &str = "carol-token";
+/// Operator `dave`'s bearer token (in clear).
+pub const DAVE: &str = "dave-token";
 /// Agent `agent-a`'s bearer token (in clear).
 pub const AGENT_A: &str = "agent-a-token";
 /// Agent `agent-b`'s bearer token (in clear).
@@ -83,7 +87,8 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// A node that does not bootstrap, knows no peers and no beacon node, with operators
-    /// alice ([`ALICE`]) and bob ([`BOB`]), agents agent-a ([`AGENT_A`]) and agent-b
+    /// alice ([`ALICE`]), bob ([`BOB`]), carol ([`CAROL`]) and dave ([`DAVE`]) (the default
+    /// three break-glass approvals need three operators besides the requester), agents agent-a ([`AGENT_A`]) and agent-b
     /// ([`AGENT_B`]), and the [`RAFT`] timing.
     pub fn new(id: u64, listen: &str, data_dir: &Path, token_file: &Path) -> Self {
         Self {
@@ -93,7 +98,12 @@ impl NodeConfig {
             token_file: token_file.to_path_buf(),
             bootstrap: false,
             peers: Vec::new(),
-            operators: vec![("alice", ALICE), ("bob", BOB)],
+            operators: vec![
+                ("alice", ALICE),
+                ("bob", BOB),
+                ("carol", CAROL),
+                ("dave", DAVE),
+            ],
             agents: vec![("agent-a", AGENT_A), ("agent-b", AGENT_B)],
             beacon: None,
             raft: RAFT.to_string(),
@@ -180,7 +190,7 @@ impl Cluster {
             .map(|p| format!("http://127.0.0.1:{p}"))
             .collect();
         let token_file = dir.join("cluster.token");
-        std::fs::write(&token_file, CLUSTER_SECRET).unwrap();
+        failover_common::secret_file::write_private(&token_file, CLUSTER_SECRET).unwrap();
         let mut configs = Vec::new();
         for (i, port) in ports.iter().enumerate() {
             let mut cfg = NodeConfig::new(
@@ -281,7 +291,14 @@ pub async fn serve(cfg: Config, listener: tokio::net::TcpListener) -> Arc<Node> 
     let node = Node::start(cfg).await.unwrap();
     tokio::spawn(node.clone().run_finality_poller());
     let app = coordinator::http::router(node.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (limits, stats) = (node.config.limits.listener(), node.listener_stats.clone());
+    tokio::spawn(failover_common::serve::serve(
+        listener,
+        app,
+        limits,
+        stats,
+        std::future::pending(),
+    ));
     node
 }
 

@@ -105,7 +105,10 @@ fn ensure_cache(cache: &Path, count: usize, threads: usize) -> anyhow::Result<(P
                             KdfParams::SCRYPT,
                             &mut rng,
                         )?;
-                        std::fs::write(pw_dir.join(format!("{}.txt", name(i))), &password)?;
+                        failover_common::secret_file::write_private(
+                            &pw_dir.join(format!("{}.txt", name(i))),
+                            &password,
+                        )?;
                         std::fs::write(ks_dir.join(format!("{}.json", name(i))), ks.to_json())?;
                         if k % 50 == 49 {
                             eprintln!(

@@ -1,0 +1,139 @@
+//! One way to serve an axum router on a TCP listener with the limits every listener of this
+//! project needs (DESIGN.md "Trust boundaries and hostile input", STYLE.md 14).
+//!
+//! `axum::serve` sets no timer, so a client that opens a connection and never finishes its
+//! request headers holds the connection, and a task, for ever; enough of them exhaust the
+//! process's file descriptors. [`serve`] runs each connection with hyper's HTTP/1 server and:
+//! - a **request-header read timeout** ([`ListenerLimits::header_read_timeout`]): a
+//!   connection that has not sent a complete request head in time is closed. hyper applies it
+//!   to every request head, so a keep-alive connection that stays idle is closed after the
+//!   same time;
+//! - a **request timeout** ([`ListenerLimits::request_timeout`]): a request whose handler
+//!   (body included) has not answered in time gets 408, so a body trickled byte by byte
+//!   cannot hold a handler;
+//! - a **connection cap** ([`ListenerLimits::max_connections`]): past it a new connection is
+//!   closed at once, and existing ones keep being served, so a flood of connections cannot
+//!   starve the clients already connected;
+//! - the peer address as axum's `ConnectInfo<SocketAddr>` on every request (for per-source
+//!   accounting), and graceful shutdown: on `shutdown`, no new connection is accepted and the
+//!   open ones finish their current request.
+//!
+//! Body limits are per route and belong to the router (`axum::extract::DefaultBodyLimit`).
+//!
+//! Invariant: every accepted connection holds one permit of the cap until it is closed, and
+//! each connection is served in its own task, so one slow client never delays another.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+/// Limits of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Time a client has to send a complete request head, and the longest a keep-alive
+    /// connection may stay idle between requests.
+    pub header_read_timeout: Duration,
+    /// Time a request has, from its head to the handler's answer (body reading included);
+    /// past it the answer is 408.
+    pub request_timeout: Duration,
+    /// Connections served at once; further ones are closed when accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ListenerLimits {
+    /// 10 s for headers, 30 s per request, 1,024 connections.
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Counters of one listener, readable while it runs (for metrics and tests).
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Connections accepted and served.
+    pub accepted: AtomicU64,
+    /// Connections closed at once because the cap was reached.
+    pub refused_over_cap: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+}
+
+/// Serves `app` on `listener` under `limits` until `shutdown` completes, then waits for the
+/// open connections to finish their current request. `stats` is updated as connections come
+/// and go.
+///
+/// Errors: none from clients (a failing connection only ends that connection); accept errors
+/// (such as running out of file descriptors) are logged and retried after 50 ms.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ListenerLimits,
+    stats: Arc<ListenerStats>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let app = app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        limits.request_timeout,
+    ));
+    let cap = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = cap.clone().try_acquire_owned() else {
+            stats.refused_over_cap.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "connection cap reached; closing the new connection");
+            drop(stream);
+            continue;
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        let svc = app
+            .clone()
+            .map_request(move |mut req: axum::extract::Request| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+        let svc = TowerToHyperService::new(svc.map_request(
+            |req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+        ));
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
