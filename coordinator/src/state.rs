@@ -16,6 +16,9 @@
 //! - **I3.** Records pass through [`ValidatorHistory`]'s single check-and-insert entry point.
 //! - **Own keys only.** A record for a validator the holder has not registered is refused
 //!   ([`Refusal::NotRegistered`]) and nothing is stored for it.
+//! - **No history, no past.** A validator's first record starts from
+//!   [`StateData::fresh_floor`]: nothing at or below the finalized epoch minus
+//!   [`FRESH_VALIDATOR_MARGIN_EPOCHS`] (or the restore floor) is signed.
 //! - **I5.** A handover request fences the holder in the same entry (holder becomes `None`)
 //!   and freezes `required_epoch`; the grant happens only in an approval entry, only after
 //!   finality evidence covers `required_epoch` (or the larger break-glass quorum approved), and
@@ -56,6 +59,10 @@ pub struct HandoverPolicy {
     /// Slots per epoch of the chain (consensus preset `SLOTS_PER_EPOCH`).
     pub slots_per_epoch: u64,
 }
+
+/// Epochs below the agreed finalized epoch under which a validator seen for the first time
+/// signs nothing ([`StateData::fresh_floor`]).
+pub const FRESH_VALIDATOR_MARGIN_EPOCHS: u64 = 1;
 
 /// The approval rules of the whole cluster, replicated (item 7 of the hostile-input issue):
 /// set once by the bootstrap node from its `[handover]` configuration
@@ -390,6 +397,9 @@ pub struct FinalityRecord {
     pub log_index: u64,
     /// Proposer's wall clock (ms).
     pub at_ms: u64,
+    /// `SLOTS_PER_EPOCH` carried by the evidence (0 in records from before it was kept).
+    #[serde(default)]
+    pub slots_per_epoch: u64,
 }
 
 /// Answer of the state machine to one command.
@@ -534,6 +544,26 @@ impl StateData {
                 slots_per_epoch: carried.slots_per_epoch,
             },
             None => *carried,
+        }
+    }
+
+    /// The lower bound of a validator seen for the first time: the restore floor, and
+    /// [`FRESH_VALIDATOR_MARGIN_EPOCHS`] below the agreed finalized epoch, whichever is higher.
+    /// A validator with no history never signs a message older than finality (item 2 of the
+    /// hostile-input issue): such a message can no longer be included, and signing it could
+    /// only conflict with history this cluster does not know.
+    pub fn fresh_floor(&self) -> Option<RestoreFloor> {
+        let by_finality = self.finality.as_ref().and_then(|f| {
+            let epoch = f
+                .checkpoint
+                .epoch
+                .checked_sub(FRESH_VALIDATOR_MARGIN_EPOCHS)
+                .filter(|e| *e > 0)?;
+            Some(RestoreFloor::at_epoch(epoch, f.slots_per_epoch))
+        });
+        match (self.restore_floor(), by_finality) {
+            (Some(a), Some(b)) => Some(if a.epoch >= b.epoch { a } else { b }),
+            (a, b) => a.or(b),
         }
     }
 
@@ -725,8 +755,8 @@ impl StateData {
                 token: self.authority.token,
             };
         }
+        let floor = self.fresh_floor();
         let info = self.agents.entry(agent.clone()).or_default();
-        let floor = self.restore.as_ref().map(|r| r.floor);
         let mut verdicts = Vec::with_capacity(items.len());
         for item in items {
             let pk = *item.pubkey();
@@ -1237,6 +1267,7 @@ impl StateData {
             observations: observations.to_vec(),
             log_index: index,
             at_ms,
+            slots_per_epoch,
         });
         dirty.finality = true;
         let ids: Vec<u64> = self

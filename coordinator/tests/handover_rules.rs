@@ -293,3 +293,29 @@ fn apply_is_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_validator_without_history_signs_nothing_older_than_finality() {
+    use failover_common::api::{Refusal, Verdict};
+    let mut l = Log::new();
+    let token = l.grant("agent-eu");
+    l.finality(10);
+    let verdict = |r: Response| match r {
+        Response::Records { verdicts } => verdicts[0].clone(),
+        other => panic!("{other:?}"),
+    };
+    // Finalized epoch 10, margin 1: the first record starts above epoch 9.
+    assert_eq!(
+        verdict(l.record("agent-eu", token, 4, 5)),
+        Verdict::Refused(Refusal::SourceBelowWatermark {
+            source_epoch: 4,
+            watermark: 9
+        })
+    );
+    assert!(
+        l.state.validators.is_empty(),
+        "a refused first record leaves no history behind"
+    );
+    assert_eq!(verdict(l.record("agent-eu", token, 9, 10)), Verdict::Valid);
+    assert_eq!(verdict(l.record("agent-eu", token, 10, 11)), Verdict::Valid);
+}

@@ -238,7 +238,12 @@ proptest! {
             original.import_interchange(&file(&records), GVR).expect("a well-formed file imports");
         }
         let json = serde_json::to_string(&original.export_interchange(GVR, None)).unwrap();
+        // The importing cluster follows the same chain: it knows the same finality, which
+        // also bounds validators it has no history for.
         let mut imported = fresh();
+        if let Some(epoch) = finalized {
+            finalize(&mut imported, epoch);
+        }
         imported.import_interchange(&serde_json::from_str(&json).unwrap(), GVR).expect("an export always imports");
         for (v, o) in &probes {
             let it = item(*v, o);
@@ -261,7 +266,12 @@ proptest! {
         // The document survives JSON, as a file would.
         let json = serde_json::to_string(&doc).unwrap();
         let doc = serde_json::from_str(&json).unwrap();
+        // The importing cluster follows the same chain: it knows the same finality, which
+        // also bounds validators it has no history for.
         let mut imported = fresh();
+        if let Some(epoch) = finalized {
+            finalize(&mut imported, epoch);
+        }
         imported.import_interchange(&doc, GVR).expect("an export always imports");
         for (v, o) in &probes {
             let it = item(*v, o);

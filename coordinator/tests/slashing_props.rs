@@ -5,6 +5,9 @@
 //!    model written directly from the documented rules with linear scans.
 //! 2. No two accepted records of a validator are slashable with each other, by the
 //!    consensus-spec definitions checked pairwise.
+//!
+//! The model includes the floor of a validator's first record: nothing at or below the
+//! finalized epoch minus one.
 
 use coordinator::state::{Command, HandoverPolicy, Response};
 use coordinator::store::{open_db, StateMachineStore};
@@ -273,6 +276,47 @@ fn run_stored(ops: &[Op]) -> (Vec<String>, Vec<(u8, RecordItem)>) {
     })
 }
 
+impl Model {
+    /// A validator with no history yet.
+    fn is_fresh(&self) -> bool {
+        self.blocks.is_empty()
+            && self.atts.is_empty()
+            && self.low_slot.is_none()
+            && self.low_source.is_none()
+            && self.low_target.is_none()
+    }
+
+    /// The history a first record starts from once `finalized` is agreed: nothing at or below
+    /// `finalized − 1` (the state machine's `FRESH_VALIDATOR_MARGIN_EPOCHS`), written as
+    /// watermarks.
+    fn floored(finalized: u64) -> Model {
+        let f = finalized.saturating_sub(1);
+        if f == 0 {
+            return Model::default();
+        }
+        Model {
+            low_slot: Some((f + 1) * SLOTS_PER_EPOCH - 1),
+            low_source: Some(f),
+            low_target: Some(f),
+            ..Model::default()
+        }
+    }
+
+    /// Checks a record with `check`; a fresh validator is checked from its floor, which is
+    /// kept only when the record is accepted.
+    fn record(&mut self, finalized: u64, check: impl FnOnce(&mut Model) -> String) -> String {
+        if !self.is_fresh() {
+            return check(self);
+        }
+        let mut m = Model::floored(finalized);
+        let kind = check(&mut m);
+        if kind == "valid" {
+            *self = m;
+        }
+        kind
+    }
+}
+
 fn run_model(ops: &[Op]) -> Vec<String> {
     let mut models = [Model::default(), Model::default()];
     let mut finalized = 0;
@@ -287,14 +331,15 @@ fn run_model(ops: &[Op]) -> Vec<String> {
                 }
             }
             Op::Block { v, slot, root: r } => {
-                kinds.push(models[*v as usize].block(*slot, root(*r)))
+                kinds.push(models[*v as usize].record(finalized, |m| m.block(*slot, root(*r))))
             }
             Op::Att {
                 v,
                 source,
                 target,
                 root: r,
-            } => kinds.push(models[*v as usize].att(*source, *target, root(*r))),
+            } => kinds
+                .push(models[*v as usize].record(finalized, |m| m.att(*source, *target, root(*r)))),
         }
     }
     kinds

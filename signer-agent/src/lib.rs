@@ -41,7 +41,7 @@ pub mod keymanager;
 pub mod keys;
 pub mod metrics;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -301,6 +301,17 @@ pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
         .to_string())
 }
 
+/// Limits of the agent's listener ([`failover_common::serve`]): request headers within 10 s
+/// (also the idle keep-alive limit), at most 1,024 connections, and 10 minutes per request:
+/// sign requests end within `record_deadline_ms` on their own, while a keymanager import of
+/// many scrypt keystores legitimately takes minutes.
+pub const LISTENER_LIMITS: failover_common::serve::ListenerLimits =
+    failover_common::serve::ListenerLimits {
+        header_read_timeout: std::time::Duration::from_secs(10),
+        request_timeout: std::time::Duration::from_secs(600),
+        max_connections: 1024,
+    };
+
 /// Runs an agent until `shutdown` completes: reads the token, parses the keystores, binds the
 /// listener, serves, decrypts the keys in parallel, then prints `READY http://<addr>` on
 /// stdout, and finally shuts down gracefully.
@@ -324,11 +335,13 @@ pub async fn run(
         tracing::info!(token_file = %km.token_file().display(), "keymanager API enabled at {}", keymanager::PATH);
     }
     let _background = agent.spawn_background();
-    let mut server = tokio::spawn(
-        axum::serve(listener, router(agent.clone()))
-            .with_graceful_shutdown(shutdown)
-            .into_future(),
-    );
+    let mut server = tokio::spawn(failover_common::serve::serve(
+        listener,
+        router(agent.clone()),
+        LISTENER_LIMITS,
+        Arc::default(),
+        shutdown,
+    ));
 
     let count = files.len();
     agent.metrics.keys_configured.set(count as i64);
@@ -341,7 +354,7 @@ pub async fn run(
     tokio::select! {
         loaded = keys::decrypt_all(files, agent.keys.clone(), parallelism) => loaded?,
         served = &mut server => {
-            served.context("API server task")?.context("API server")?;
+            served.context("API server task")?;
             return Ok(());
         }
     }
@@ -360,10 +373,7 @@ pub async fn run(
         out.flush().context("flush stdout")?;
     }
 
-    server
-        .await
-        .context("API server task")?
-        .context("API server")?;
+    server.await.context("API server task")?;
     tracing::info!(agent = %agent.config.agent_id, "shut down");
     Ok(())
 }

@@ -556,6 +556,46 @@ async fn refuses_a_mismatched_signing_root_with_400_and_records_nothing() {
 }
 
 #[tokio::test]
+async fn refuses_an_attestation_far_ahead_of_the_chain_with_400_and_records_nothing() {
+    let fake = Fake::start().await;
+    // mainnet: the wall-clock epoch is in the hundreds of thousands, far below 10^8
+    let agent = agent(config(vec![fake.url.clone()])).await;
+    for (field, epoch) in [("target", "100000000"), ("source", "18446744073709551615")] {
+        let mut body = example("ATTESTATION");
+        body.as_object_mut().unwrap().remove("signingRoot");
+        body["attestation"][field]["epoch"] = Value::String(epoch.into());
+        let (status, bytes) = sign_json(&agent, &body).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let err = error_body(&bytes);
+        assert_eq!(err.code, "future_epoch");
+        assert!(err.message.contains(epoch), "{}", err.message);
+    }
+    assert!(fake.batches().is_empty(), "nothing was recorded");
+}
+
+#[tokio::test]
+async fn a_future_epoch_refusal_from_the_coordinator_is_a_400_and_nothing_is_signed() {
+    let fake = Fake::start().await;
+    fake.answer(Records::Answer {
+        verdict: Verdict::Refused(Refusal::FutureEpoch {
+            epoch: 9,
+            current: 3,
+            margin: 2,
+        }),
+        delay: Duration::ZERO,
+    });
+    let agent = agent(config(vec![fake.url.clone()])).await;
+    let (status, bytes) = sign_json(&agent, &example("ATTESTATION")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_body(&bytes).code, "future_epoch");
+}
+
+#[tokio::test]
 async fn refuses_malformed_json_with_400() {
     let fake = Fake::start().await;
     let agent = agent(config(vec![fake.url.clone()])).await;
