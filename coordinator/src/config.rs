@@ -31,6 +31,19 @@ pub struct Peer {
     pub url: String,
     /// Region label, e.g. `eu`.
     pub region: String,
+    /// Base URL of the peer's Raft/internal listener (its `raft_listen`), e.g.
+    /// `http://10.0.1.5:7200`. When set, Raft RPC and forwarded writes go there and `url` is
+    /// only its operator/agent API; it is also the peer's membership address. Unset: one
+    /// listener serves both. Set for every peer or for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_url: Option<String>,
+}
+
+impl Peer {
+    /// Where Raft RPC and internal calls reach this peer: `raft_url`, else `url`.
+    pub fn rpc_url(&self) -> &str {
+        self.raft_url.as_deref().unwrap_or(&self.url)
+    }
 }
 
 /// An operator allowed to use the operator API.
@@ -208,8 +221,14 @@ impl LimitsCfg {
 pub struct Config {
     /// This node's Raft id; must appear in `peers`.
     pub node_id: NodeId,
-    /// Address to listen on, e.g. `0.0.0.0:7100`.
+    /// Address of the operator and agent API listener, e.g. `0.0.0.0:7100`.
     pub listen: String,
+    /// Address of a separate listener for Raft RPC and internal calls between coordinators,
+    /// e.g. `0.0.0.0:7200`, so that a flood of clients on `listen` cannot starve elections and
+    /// a firewall can open each port to whom it belongs. Needs `raft_url` on every peer.
+    /// Unset: `listen` serves everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_listen: Option<String>,
     /// Directory of the RocksDB database.
     pub data_dir: PathBuf,
     /// File holding the shared cluster token used between coordinators (Raft RPC, forwarding).
@@ -283,12 +302,25 @@ impl Config {
             errs.push("peer ids must be ≥ 1".into());
         }
         for p in &self.peers {
-            if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
-                errs.push(format!(
-                    "peer {} url {:?} must start with http:// or https://",
-                    p.id, p.url
-                ));
+            for u in std::iter::once(&p.url).chain(&p.raft_url) {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    errs.push(format!(
+                        "peer {} url {u:?} must start with http:// or https://",
+                        p.id
+                    ));
+                }
             }
+        }
+        let with_raft_url = self.peers.iter().filter(|p| p.raft_url.is_some()).count();
+        if with_raft_url != 0 && with_raft_url != self.peers.len() {
+            errs.push("raft_url must be set for every peer or for none".into());
+        }
+        if self.raft_listen.is_some() != (with_raft_url != 0) {
+            errs.push(
+                "raft_listen and the peers' raft_url go together: set both (a separate Raft \
+                 listener) or neither"
+                    .into(),
+            );
         }
         for o in &self.operators {
             if !is_hash(&o.token_sha256) {
@@ -456,6 +488,25 @@ mod tests {
         c.handover.approvals_required = 1;
         c.handover.break_glass_approvals = 1;
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_separate_raft_listener_needs_a_raft_url_on_every_peer() {
+        let mut c = Config::from_toml(EXAMPLE).unwrap();
+        c.raft_listen = Some("127.0.0.1:7201".into());
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.contains("raft_listen and the peers' raft_url go together"),
+            "{err}"
+        );
+        c.peers[0].raft_url = Some("http://127.0.0.1:7201".into());
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("every peer or for none"), "{err}");
+        for (i, p) in c.peers.iter_mut().enumerate() {
+            p.raft_url = Some(format!("http://127.0.0.1:720{}", i + 1));
+        }
+        c.validate().unwrap();
+        assert_eq!(c.me().rpc_url(), "http://127.0.0.1:7201");
     }
 
     #[test]

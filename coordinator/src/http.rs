@@ -205,7 +205,9 @@ fn rejected_to_error(code: &str, message: String) -> ApiError {
     ApiError::new(status, code, message)
 }
 
-/// Builds the router with every route. Separate from `main` so tests can drive it.
+/// Builds the router with every route, for a node whose one listener serves both operators
+/// and agents and the other coordinators ([`api_router`] merged with [`internal_router`]).
+/// Separate from `main` so tests can drive it.
 ///
 /// Limits (DESIGN.md "Trust boundaries and hostile input"): every route but `/health`,
 /// `/metrics`, `/v1/openapi.yaml` and `/internal/v1/identity` needs a known bearer token,
@@ -215,8 +217,26 @@ fn rejected_to_error(code: &str, message: String) -> ApiError {
 /// belong to the listener ([`failover_common::serve`]).
 pub fn router(node: Arc<Node>) -> Router {
     let state = AppState::new(node);
-    let limits = state.node.config.limits.clone();
-    let large = || DefaultBodyLimit::max(limits.max_import_bytes);
+    layered(api_routes(&state).merge(internal_routes(&state)), &state)
+}
+
+/// The operator and agent API alone (`listen` when `raft_listen` is set): status, handovers,
+/// audit, policy, slashing import/export, backup, membership, agent routes, with `/health`,
+/// `/metrics`, the OpenAPI document and the identity probe.
+pub fn api_router(node: Arc<Node>) -> Router {
+    let state = AppState::new(node);
+    layered(api_routes(&state), &state)
+}
+
+/// Raft RPC and the internal calls between coordinators alone (`raft_listen`): `/raft/*`,
+/// `/internal/v1/write`, with `/health`, `/metrics` and the identity probe.
+pub fn internal_router(node: Arc<Node>) -> Router {
+    let state = AppState::new(node);
+    layered(internal_routes(&state), &state)
+}
+
+fn api_routes(state: &AppState) -> Router<AppState> {
+    let large = DefaultBodyLimit::max(state.node.config.limits.max_import_bytes);
     let authenticated = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/authority", get(authority))
@@ -227,16 +247,12 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/audit", get(audit))
         .route("/v1/policy", get(get_policy).post(propose_policy))
         .route("/v1/policy/confirm", post(confirm_policy))
-        .route("/v1/slashing/import", post(slashing_import).layer(large()))
+        .route("/v1/slashing/import", post(slashing_import).layer(large))
         .route("/v1/slashing/export", get(slashing_export))
         .route("/v1/backup", get(backup))
         .route("/v1/agent/register", post(register_agent))
         .route("/v1/agent/records", post(record_batch))
         .route("/v1/agent/heartbeat", post(heartbeat))
-        .route("/raft/append", post(raft_append).layer(large()))
-        .route("/raft/vote", post(raft_vote))
-        .route("/raft/snapshot", post(raft_snapshot).layer(large()))
-        .route("/internal/v1/write", post(internal_write).layer(large()))
         .route("/v1/cluster/members", get(membership::members))
         .route("/v1/cluster/learners", post(membership::add_learner))
         .route("/v1/cluster/voters", post(membership::change_voters))
@@ -245,12 +261,33 @@ pub fn router(node: Arc<Node>) -> Router {
             require_token,
         ));
     Router::new()
+        .route("/v1/openapi.yaml", get(openapi))
+        .merge(authenticated)
+}
+
+fn internal_routes(state: &AppState) -> Router<AppState> {
+    let large = || DefaultBodyLimit::max(state.node.config.limits.max_import_bytes);
+    Router::new()
+        .route("/raft/append", post(raft_append).layer(large()))
+        .route("/raft/vote", post(raft_vote))
+        .route("/raft/snapshot", post(raft_snapshot).layer(large()))
+        .route("/internal/v1/write", post(internal_write).layer(large()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
+}
+
+/// The routes every listener serves, and the layers every listener has.
+fn layered(routes: Router<AppState>, state: &AppState) -> Router {
+    Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/v1/openapi.yaml", get(openapi))
         .route("/internal/v1/identity", get(membership::identity))
-        .merge(authenticated)
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .merge(routes)
+        .layer(DefaultBodyLimit::max(
+            state.node.config.limits.max_body_bytes,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.node.metrics.clone(),
             count_unavailable,
@@ -260,7 +297,7 @@ pub fn router(node: Arc<Node>) -> Router {
             crate::guard::layer,
         ))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state.clone())
 }
 
 /// Refuses a request without a known bearer token (401) before its body is read; the handler

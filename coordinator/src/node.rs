@@ -148,10 +148,15 @@ impl Node {
             .context("build HTTP client")?;
         let peer_urls: HashMap<NodeId, String> =
             config.peers.iter().map(|p| (p.id, p.url.clone())).collect();
+        let rpc_urls: HashMap<NodeId, String> = config
+            .peers
+            .iter()
+            .map(|p| (p.id, p.rpc_url().to_string()))
+            .collect();
         let network = Network::new(
             http.clone(),
             cluster_token.clone(),
-            peer_urls.clone(),
+            rpc_urls,
             config.raft.max_append_bytes,
         );
         let raft = Raft::new(
@@ -230,7 +235,7 @@ impl Node {
                         (
                             p.id,
                             BasicNode {
-                                addr: p.url.clone(),
+                                addr: p.rpc_url().to_string(),
                             },
                         )
                     })
@@ -267,7 +272,7 @@ impl Node {
                 // this node from founding a cluster, which is the safe side.
                 match crate::membership::ask_identity(
                     &self.http,
-                    &p.url,
+                    p.rpc_url(),
                     None,
                     Duration::from_secs(1),
                 )
@@ -284,9 +289,11 @@ impl Node {
             .collect()
     }
 
-    /// The URL at which this node reaches node `id`: its `peers[].url` in this node's config
-    /// (it may route through a proxy), else its address in the current membership (a node added
-    /// after this node's config was written). `None` if neither knows it.
+    /// The URL at which this node reaches node `id`'s operator/agent API: its `peers[].url` in
+    /// this node's config (it may route through a proxy), else its address in the current
+    /// membership (a node added after this node's config was written; with separate Raft
+    /// listeners that is its Raft URL, so list every node in every config). `None` if neither
+    /// knows it.
     pub fn peer_url(&self, id: NodeId) -> Option<String> {
         self.peer_urls.get(&id).cloned().or_else(|| {
             self.raft

@@ -585,3 +585,93 @@ async fn finality_evidence_is_never_accepted_from_another_node() {
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(node.state.read().unwrap().data.finalized_epoch(), 0);
 }
+
+// ---- item 8: Raft and internal RPC on their own listener -----------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_flood_on_the_api_listener_does_not_reach_raft_on_its_own_listener() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raft_ports: Vec<u16> = (0..3).map(|_| support::free_port()).collect();
+    let raft_urls: Vec<String> = raft_ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let mut cluster = Cluster::new(tmp.path(), 3, |i, c| {
+        c.raft_listen = Some((format!("127.0.0.1:{}", raft_ports[i]), raft_urls.clone()));
+        c.extra = "[limits]\nmax_connections = 16\nheader_read_timeout_ms = 30000\n".into();
+    });
+    cluster.start_all();
+    let api = Api::new(Duration::from_secs(5));
+    let urls = cluster.urls.clone();
+    let st = api
+        .wait_answer(
+            &urls,
+            "/v1/status",
+            |v| !v["leader_id"].is_null(),
+            "no leader",
+        )
+        .await;
+    let leader = st["leader_id"].as_u64().unwrap() as usize - 1;
+    let follower = urls[(leader + 1) % 3].clone();
+    let term = st["term"].as_u64().unwrap();
+
+    // Each listener serves only its own routes.
+    let res = api
+        .http
+        .get(format!("{}/v1/status", raft_urls[leader]))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let (s, _) = api
+        .post(&urls[leader], "/raft/vote", CLUSTER_SECRET, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Fill the leader's API listener with connections that never finish their headers.
+    let addr = urls[leader].trim_start_matches("http://").to_string();
+    let mut flood = Vec::new();
+    for _ in 0..40 {
+        if let Ok(mut c) = TcpStream::connect(&addr) {
+            let _ = c.write_all(b"GET /v1/status HTTP/1.1\r\n");
+            flood.push(c);
+        }
+    }
+    // A new client (no pooled connection) gets nothing from the leader's API now.
+    let fresh = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let res = fresh
+        .get(format!("{}/v1/status", urls[leader]))
+        .bearer_auth(ALICE)
+        .send()
+        .await;
+    assert!(res.is_err(), "the leader's API listener is full: {res:?}");
+
+    // The cluster still elects nothing new and commits: writes through a follower reach the
+    // leader over the Raft listener.
+    let token = grant_agent_a(&api, &follower).await;
+    let (s, v) = api
+        .records(
+            &follower,
+            AGENT_A,
+            "agent-a",
+            token,
+            vec![attestation(7, 1, 2, 1)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(verdicts(&v), vec![Verdict::Valid]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (s, st) = api.get(&follower, "/v1/status", ALICE).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        st["term"].as_u64(),
+        Some(term),
+        "no election while the API was flooded"
+    );
+    assert_eq!(st["leader_id"].as_u64(), Some(leader as u64 + 1));
+    drop(flood);
+}

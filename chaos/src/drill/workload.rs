@@ -279,12 +279,16 @@ fn races_vote(
 /// in `records` that was signed first for the same validator with another signing root: a
 /// block of the same or a later slot, or an attestation of the same or a later target or of a
 /// later source (each of which a conservative slashing protection may refuse after it).
+///
+/// An adversarial message answered 503 counts too: 503 means the outcome is unknown, and its
+/// record may still have committed after the agent's deadline (during a frozen or partitioned
+/// leader, the honest and the adversarial record of a race can commit in either order).
 pub fn race_blocked(honest: &DutyRecord, records: &[DutyRecord]) -> bool {
     honest.probe.is_none()
         && honest.status == 412
         && records.iter().any(|r| {
             r.probe.is_some()
-                && r.status == 200
+                && matches!(r.status, 200 | 503)
                 && r.validator == honest.validator
                 && r.kind == honest.kind
                 && r.signing_root != honest.signing_root
@@ -317,4 +321,47 @@ async fn fetch_fork(http: &reqwest::Client, base: &str) -> Result<Fork> {
         current_version: fork.data.current_version,
         epoch: fork.data.epoch,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use failover_common::types::{Pubkey, Root};
+
+    fn block(probe: Option<&str>, root: u8, status: u16, sent: u64, received: u64) -> DutyRecord {
+        DutyRecord {
+            agent: "agent-eu".into(),
+            kind: DutyKind::Block,
+            validator: 2,
+            pubkey: Pubkey([2; 48]),
+            slot: 26,
+            source_epoch: None,
+            target_epoch: None,
+            signing_root: Root([root; 32]),
+            status,
+            reason: String::new(),
+            signature: None,
+            sent_us: sent,
+            received_us: received,
+            probe: probe.map(str::to_string),
+            request: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn an_honest_refusal_after_a_race_of_unknown_outcome_is_explained() {
+        let honest = block(None, 1, 412, 500, 2_300);
+        for status in [200, 503] {
+            let race = block(Some("race double proposal"), 9, status, 0, 2_000);
+            assert!(
+                race_blocked(&honest, &[race.clone(), honest.clone()]),
+                "{status}"
+            );
+        }
+        // A race that was refused (412) or answered after the honest duty explains nothing.
+        let refused = block(Some("race double proposal"), 9, 412, 0, 2_000);
+        assert!(!race_blocked(&honest, &[refused]));
+        let later = block(Some("race double proposal"), 9, 503, 0, 3_000);
+        assert!(!race_blocked(&honest, &[later]));
+    }
 }

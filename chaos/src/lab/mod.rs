@@ -540,6 +540,7 @@ impl Lab {
                     id: i as u64 + 1,
                     url: format!("http://127.0.0.1:{}", procs::free_port()?),
                     region: region.clone(),
+                    raft_url: None,
                 })
             })
             .collect::<Result<_>>()?;
@@ -577,6 +578,7 @@ impl Lab {
             let cfg = CoordinatorConfig {
                 node_id: peer.id,
                 listen: peer.url.trim_start_matches("http://").to_string(),
+                raft_listen: None,
                 data_dir: node_dir.join("db"),
                 cluster_token_file: cluster_token_file.clone(),
                 bootstrap: peer.id == 1,

@@ -348,6 +348,7 @@ impl Lab {
             id: 11,
             url: url.clone(),
             region: "eu".into(),
+            raft_url: None,
         }];
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("restore host config: {e}"))?;
@@ -410,6 +411,7 @@ impl Lab {
             id,
             url: url.clone(),
             region: region.to_string(),
+            raft_url: None,
         });
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("new coordinator config: {e}"))?;

@@ -349,19 +349,57 @@ async fn run(cfg: Config, config_path: PathBuf, overrides: Overrides) -> anyhow:
         .await
         .with_context(|| format!("bind {listen}"))?;
     let url = format!("http://{}", listener.local_addr()?);
+    let raft_listener = match &node.config.raft_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("bind the Raft listener {addr}"))?;
+            tracing::info!(node = node.id, raft = %l.local_addr()?, "Raft and internal RPC on their own listener");
+            Some(l)
+        }
+        None => None,
+    };
     tokio::spawn(node.clone().run_finality_poller());
     tokio::spawn(reload_on_sighup(node.clone(), config_path, overrides));
     tracing::info!(node = node.id, %url, "coordinator listening");
     println!("READY {url}");
-    let app = router(node.clone());
-    failover_common::serve::serve(
-        listener,
-        app,
-        node.config.limits.listener(),
-        node.listener_stats.clone(),
-        shutdown_signal(),
-    )
-    .await;
+    let limits = node.config.limits.listener();
+    match raft_listener {
+        None => {
+            failover_common::serve::serve(
+                listener,
+                router(node.clone()),
+                limits,
+                node.listener_stats.clone(),
+                shutdown_signal(),
+            )
+            .await
+        }
+        Some(raft_listener) => {
+            // Both listeners stop on the one signal.
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let stop = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            let internal = tokio::spawn(failover_common::serve::serve(
+                raft_listener,
+                coordinator::http::internal_router(node.clone()),
+                limits,
+                Arc::default(),
+                stop(rx.clone()),
+            ));
+            let api = tokio::spawn(failover_common::serve::serve(
+                listener,
+                coordinator::http::api_router(node.clone()),
+                limits,
+                node.listener_stats.clone(),
+                stop(rx),
+            ));
+            shutdown_signal().await;
+            let _ = tx.send(true);
+            let _ = tokio::join!(internal, api);
+        }
+    }
     tracing::info!(node = node.id, "shutting down");
     node.raft.shutdown().await.ok();
     Ok(())

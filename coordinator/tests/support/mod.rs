@@ -83,6 +83,8 @@ pub struct NodeConfig {
     pub raft: String,
     /// Further tables, appended as they are (e.g. `[handover]`).
     pub extra: String,
+    /// `raft_listen`, and each peer's `raft_url` by index (a separate Raft listener), if any.
+    pub raft_listen: Option<(String, Vec<String>)>,
 }
 
 impl NodeConfig {
@@ -108,6 +110,7 @@ impl NodeConfig {
             beacon: None,
             raft: RAFT.to_string(),
             extra: String::new(),
+            raft_listen: None,
         }
     }
 
@@ -116,8 +119,19 @@ impl NodeConfig {
         let peers: String = self
             .peers
             .iter()
-            .map(|(j, u, r)| format!("[[peers]]\nid = {j}\nurl = \"{u}\"\nregion = \"{r}\"\n"))
+            .enumerate()
+            .map(|(i, (j, u, r))| {
+                let raft_url = match &self.raft_listen {
+                    Some((_, urls)) => format!("raft_url = \"{}\"\n", urls[i]),
+                    None => String::new(),
+                };
+                format!("[[peers]]\nid = {j}\nurl = \"{u}\"\nregion = \"{r}\"\n{raft_url}")
+            })
             .collect();
+        let raft_listen = match &self.raft_listen {
+            Some((l, _)) => format!("raft_listen = \"{l}\"\n"),
+            None => String::new(),
+        };
         let operators = principals("operators", "name", &self.operators);
         let agents = principals("agents", "id", &self.agents);
         let beacon = match &self.beacon {
@@ -132,7 +146,7 @@ listen = "{listen}"
 data_dir = {data:?}
 cluster_token_file = {tok:?}
 bootstrap = {boot}
-{peers}
+{raft_listen}{peers}
 {operators}{agents}
 [chain]
 genesis_validators_root = "{GVR}"
