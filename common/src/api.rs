@@ -70,6 +70,29 @@ pub struct RecordBatchRequest {
     pub items: Vec<RecordItem>,
 }
 
+/// A proof that an agent holds a validator's secret key (`eth::sign_possession`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPossession {
+    /// The validator.
+    pub pubkey: Pubkey,
+    /// BLS signature over `eth::possession_message(agent, pubkey)` with `eth::POSSESSION_DST`.
+    pub signature: crate::types::Signature,
+}
+
+/// `POST /v1/agent/import`: an agent imports the EIP-3076 history of keys it holds (the
+/// keymanager API's `slashing_protection`), proving possession of every key in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentImportRequest {
+    /// The importing agent; must match the bearer token's agent.
+    pub agent: AgentId,
+    /// The EIP-3076 interchange (format version 5).
+    pub interchange: serde_json::Value,
+    /// One proof per validator in the interchange.
+    pub possession: Vec<KeyPossession>,
+}
+
 /// Why slashing protection refused a record (EIP-3076 and consensus-spec slashing rules).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]

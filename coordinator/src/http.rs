@@ -19,8 +19,9 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use failover_common::api::{
-    AbortBody, AgentId, ApiErrorBody, ApproveBody, AuthorityView, HandoverRequestBody,
-    HeartbeatRequest, RecordBatchRequest, RecordBatchResponse, RegisterAgentRequest, Verdict,
+    AbortBody, AgentId, AgentImportRequest, ApiErrorBody, ApproveBody, AuthorityView,
+    HandoverRequestBody, HeartbeatRequest, RecordBatchRequest, RecordBatchResponse,
+    RegisterAgentRequest, Verdict,
 };
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
@@ -236,7 +237,7 @@ pub fn internal_router(node: Arc<Node>) -> Router {
 }
 
 fn api_routes(state: &AppState) -> Router<AppState> {
-    let large = DefaultBodyLimit::max(state.node.config.limits.max_import_bytes);
+    let large = || DefaultBodyLimit::max(state.node.config.limits.max_import_bytes);
     let authenticated = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/authority", get(authority))
@@ -247,12 +248,13 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/v1/audit", get(audit))
         .route("/v1/policy", get(get_policy).post(propose_policy))
         .route("/v1/policy/confirm", post(confirm_policy))
-        .route("/v1/slashing/import", post(slashing_import).layer(large))
+        .route("/v1/slashing/import", post(slashing_import).layer(large()))
         .route("/v1/slashing/export", get(slashing_export))
         .route("/v1/backup", get(backup))
         .route("/v1/agent/register", post(register_agent))
         .route("/v1/agent/records", post(record_batch))
         .route("/v1/agent/heartbeat", post(heartbeat))
+        .route("/v1/agent/import", post(agent_import).layer(large()))
         .route("/v1/cluster/members", get(membership::members))
         .route("/v1/cluster/learners", post(membership::add_learner))
         .route("/v1/cluster/voters", post(membership::change_voters))
@@ -1005,24 +1007,27 @@ async fn raft_snapshot(
 /// its keymanager API) may call it; the audit records the operator or `agent:<id>`.
 ///
 /// Entries more than `limits.max_future_epochs` ahead of the chain clock are refused with
-/// 400 `future_epoch` and a message naming them (up to 10, and the count), unless an
-/// operator passes `?allow_future=true`, which the audit records; an agent may not.
+/// 400 `future_epoch` and a message naming them (up to 10, and the count), unless the
+/// operator passes `?allow_future=true`, which the audit records. Operators only: an agent
+/// imports through `POST /v1/agent/import`, proving it holds every key.
 async fn slashing_import(
     State(s): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<ImportQuery>,
     body: Bytes,
 ) -> ApiResult<Json<crate::interchange::ImportSummary>> {
-    let principal = s.principal(&headers)?;
-    let operator = s.operator_or_agent(&headers)?;
+    let operator = match s.principal(&headers)? {
+        Principal::Operator(n) => n,
+        _ => {
+            return Err(ApiError::wrong_principal(
+                "this endpoint needs an operator token; an agent imports history through \
+                 POST /v1/agent/import, with a proof that it holds each key",
+            ))
+        }
+    };
     let interchange: crate::interchange::Interchange = parse(&body).map_err(|e| {
         ApiError::bad_request(format!("not an EIP-3076 interchange: {}", e.body.message))
     })?;
-    if q.allow_future && !matches!(principal, Principal::Operator(_)) {
-        return Err(ApiError::forbidden(
-            "only an operator may override the future-epoch bound (allow_future)",
-        ));
-    }
     if !q.allow_future {
         check_import_future(&s, &interchange)?;
     } else {
@@ -1035,6 +1040,8 @@ async fn slashing_import(
         operator,
         at_ms: now_ms(),
         allow_future: q.allow_future,
+        agent: None,
+        possession: vec![],
     };
     operator_command(&s, "slashing_import", cmd, |r| match r {
         Response::Imported { summary } => Ok(Json(summary)),
@@ -1102,6 +1109,54 @@ fn check_import_future(s: &AppState, doc: &crate::interchange::Interchange) -> A
             ),
         )),
     }
+}
+
+/// `POST /v1/agent/import` (agent, [`AgentImportRequest`]): the EIP-3076 history of keys the
+/// agent holds, as its keymanager API imports them. Every validator in the file needs a valid
+/// proof of possession by this agent (403 `forbidden` naming the keys otherwise, checked here
+/// and again in apply); the far-future bound applies with no override. The audit names the
+/// actor `agent:<id>`.
+async fn agent_import(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<crate::interchange::ImportSummary>> {
+    let agent = s.agent(&headers)?;
+    let req: AgentImportRequest = parse(&body)?;
+    if req.agent != agent {
+        return Err(ApiError::wrong_principal(format!(
+            "token belongs to {agent}, not {}",
+            req.agent
+        )));
+    }
+    let interchange: crate::interchange::Interchange = serde_json::from_value(req.interchange)
+        .map_err(|e| ApiError::bad_request(format!("not an EIP-3076 interchange: {e}")))?;
+    if let Some(pk) = interchange.data.iter().map(|v| v.pubkey).find(|pk| {
+        !req.possession.iter().any(|p| {
+            p.pubkey == *pk && failover_common::eth::verify_possession(pk, &agent, &p.signature)
+        })
+    }) {
+        return Err(ApiError::forbidden(format!(
+            "agent {agent} gave no valid proof that it holds validator {pk}; an agent imports \
+             history only for keys it holds"
+        )));
+    }
+    check_import_future(&s, &interchange)?;
+    tracing::info!(%agent, validators = interchange.data.len(), "slashing-protection import by an agent");
+    let cmd = crate::state::Command::ImportInterchange {
+        interchange,
+        genesis_validators_root: s.node.config.chain.genesis_validators_root,
+        operator: format!("agent:{agent}"),
+        at_ms: now_ms(),
+        allow_future: false,
+        agent: Some(agent),
+        possession: req.possession,
+    };
+    operator_command(&s, "agent_import", cmd, |r| match r {
+        Response::Imported { summary } => Ok(Json(summary)),
+        other => Err(other),
+    })
+    .await
 }
 
 /// Header marking a request already forwarded once by a coordinator.

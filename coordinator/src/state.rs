@@ -38,7 +38,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use failover_common::api::{AgentId, RecordItem, Refusal, Verdict};
+use failover_common::api::{AgentId, KeyPossession, RecordItem, Refusal, Verdict};
 use failover_common::beacon::{BeaconObservation, CheckpointObs};
 use failover_common::types::Pubkey;
 use serde::{Deserialize, Serialize};
@@ -189,6 +189,13 @@ pub enum Command {
         /// The operator overrode the far-future bound (`?allow_future=true`); audit only.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         allow_future: bool,
+        /// Set when an agent imports (`POST /v1/agent/import`): it may import only for keys
+        /// it proves it holds, one [`KeyPossession`] per validator in the file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<AgentId>,
+        /// The agent's proofs of possession.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        possession: Vec<KeyPossession>,
     },
     /// An operator action carried out outside the state machine (a Raft membership change:
     /// `cluster.add_learner`, `cluster.promote`, `cluster.remove`), recorded in the audit trail
@@ -508,6 +515,38 @@ pub struct RestoreInfo {
     pub at_ms: u64,
 }
 
+/// Checks that `agent` proved possession of every validator key in `doc` (DESIGN.md "Trust
+/// boundaries": an agent imports history only for keys it holds). Deterministic: BLS
+/// verification of each proof.
+///
+/// Errors: a message naming up to five keys without a valid proof.
+fn unproven_keys(
+    doc: &crate::interchange::Interchange,
+    agent: &str,
+    possession: &[KeyPossession],
+) -> Result<(), String> {
+    let missing: BTreeSet<Pubkey> = doc
+        .data
+        .iter()
+        .map(|v| v.pubkey)
+        .filter(|pk| {
+            !possession.iter().any(|p| {
+                p.pubkey == *pk && failover_common::eth::verify_possession(pk, agent, &p.signature)
+            })
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = missing.iter().take(5).map(ToString::to_string).collect();
+    Err(format!(
+        "agent {agent} does not prove it holds {} of the keys in the file (e.g. {}); an agent \
+         imports history only for keys it holds",
+        missing.len(),
+        named.join(", ")
+    ))
+}
+
 fn describe_policy(p: &ApprovalPolicy) -> String {
     format!(
         "approvals_required {}, two_person_rule {}, break_glass_approvals {}",
@@ -662,8 +701,17 @@ impl StateData {
                 operator,
                 at_ms,
                 allow_future,
+                agent,
+                possession,
             } => {
-                let result = self.import_interchange(interchange, *genesis_validators_root);
+                let result = match agent {
+                    Some(a) => unproven_keys(interchange, a, possession),
+                    None => Ok(()),
+                }
+                .and_then(|()| {
+                    self.import_interchange(interchange, *genesis_validators_root)
+                        .map_err(|e| e.to_string())
+                });
                 let (outcome, response) = match result {
                     Ok((summary, touched)) => {
                         dirty.validators.extend(touched);
@@ -678,10 +726,14 @@ impl StateData {
                         };
                         (outcome, Response::Imported { summary })
                     }
-                    Err(e) => (
-                        format!("refused: {e}"),
-                        rejected("bad_request", e.to_string()),
-                    ),
+                    Err(e) => {
+                        let code = if e.contains("does not prove") {
+                            "forbidden"
+                        } else {
+                            "bad_request"
+                        };
+                        (format!("refused: {e}"), rejected(code, e))
+                    }
                 };
                 self.audit(
                     dirty,

@@ -184,16 +184,20 @@ fn op() -> impl Strategy<Value = Op> {
             at_ms,
         })
     });
-    let import =
-        (interchange(), num(), any::<bool>()).prop_map(|(interchange, at_ms, allow_future)| {
+    // Half of them as an agent without proofs of possession: refused, the same everywhere.
+    let import = (interchange(), num(), any::<bool>(), any::<bool>()).prop_map(
+        |(interchange, at_ms, allow_future, by_agent)| {
             Op::Cmd(Command::ImportInterchange {
                 interchange,
                 genesis_validators_root: GVR,
                 operator: "op1".into(),
                 at_ms,
                 allow_future,
+                agent: by_agent.then(|| "a".to_string()),
+                possession: vec![],
             })
-        });
+        },
+    );
     let finality = (num(), num(), num()).prop_map(|(epoch, at_ms, spe)| {
         Op::Cmd(Command::Finality {
             checkpoint: CheckpointObs {
@@ -425,6 +429,8 @@ fn the_poison_pill_import_of_u64_max_is_applied_without_a_panic() {
             operator: "op1".into(),
             at_ms: 0,
             allow_future: false,
+            agent: None,
+            possession: vec![],
         }),
         Op::RecordAsHolder(vec![
             RecordItem::Attestation {

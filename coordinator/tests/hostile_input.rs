@@ -675,3 +675,62 @@ async fn a_client_flood_on_the_api_listener_does_not_reach_raft_on_its_own_liste
     assert_eq!(st["leader_id"].as_u64(), Some(leader as u64 + 1));
     drop(flood);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_imports_history_only_for_keys_it_proves_it_holds() {
+    use failover_common::{eth, interop};
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, _node) = one_node(tmp.path(), None, "").await;
+    let api = Api::strict(Duration::from_secs(10));
+    let held_pk = interop::pubkey(0);
+    let foreign_pk = interop::pubkey(1);
+    // A proof naming `pk`, signed with interop key `key` for `agent`.
+    let proof = |pk: Pubkey, key: u64, agent: &str| json!({"pubkey": pk, "signature": eth::sign_possession(&interop::secret_key(key), agent)});
+
+    // The operator route is for operators only.
+    let (s, v) = api
+        .post(
+            &url,
+            "/v1/slashing/import",
+            AGENT_A,
+            interchange(held_pk, 1, 2),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+
+    // A key it holds, proved: imported.
+    let body = json!({"agent": "agent-a", "interchange": interchange(held_pk, 1, 2),
+        "possession": [proof(held_pk, 0, "agent-a")]});
+    let (s, v) = api.post(&url, "/v1/agent/import", AGENT_A, body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // A key it does not hold: no proof, a proof by another key, or agent-b's proof replayed.
+    let attempts = [
+        json!([]),
+        json!([proof(foreign_pk, 0, "agent-a")]),
+        json!([proof(foreign_pk, 1, "agent-b")]),
+    ];
+    for possession in attempts {
+        let body = json!({"agent": "agent-a", "interchange": interchange(foreign_pk, 1, 2),
+            "possession": possession});
+        let (s, v) = api.post(&url, "/v1/agent/import", AGENT_A, body).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains(&foreign_pk.to_string()),
+            "{v}"
+        );
+    }
+    let (_, export) = api.get(&url, "/v1/slashing/export", ALICE).await;
+    let keys: Vec<&str> = export["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["pubkey"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, vec![held_pk.to_string()]);
+    let actions = api.audit(&url, "action", "operator").await;
+    assert!(actions.contains(&("slashing.import".into(), "agent:agent-a".into())));
+}

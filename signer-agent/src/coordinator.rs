@@ -336,21 +336,30 @@ impl CoordinatorClient {
     /// 6.4 KB).
     pub const EXPORT_CHUNK: usize = 64;
 
-    /// `POST /v1/slashing/import` with an EIP-3076 interchange (format version 5). The import
-    /// is all-or-nothing; a refusal (for example another genesis validators root or format
-    /// version) is a [`CallError::Status`] naming the reason. Never retried on another URL once sent: an
+    /// `POST /v1/agent/import` with an EIP-3076 interchange (format version 5) and one proof
+    /// of possession per validator in it (`eth::sign_possession`): an agent imports history
+    /// only for keys it holds. The import is all-or-nothing; a refusal (another genesis
+    /// validators root or format version, a missing proof, entries far in the future) is a
+    /// [`CallError::Status`] naming the reason. Never retried on another URL once sent: an
     /// import repeated after an unknown outcome could refuse records it just added.
     ///
     /// Errors: [`CallError`]; a timeout means the import may or may not have committed.
     pub async fn slashing_import(
         &self,
+        agent: &str,
         interchange: &serde_json::Value,
+        possession: Vec<failover_common::api::KeyPossession>,
         timeout: Duration,
     ) -> Result<serde_json::Value, CallError> {
+        let body = failover_common::api::AgentImportRequest {
+            agent: agent.to_string(),
+            interchange: interchange.clone(),
+            possession,
+        };
         self.call(
             Method::POST,
-            "/v1/slashing/import",
-            Some(interchange),
+            "/v1/agent/import",
+            Some(&body),
             Instant::now() + timeout,
             Retry::ConnectOnly,
         )

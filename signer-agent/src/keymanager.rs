@@ -20,8 +20,9 @@
 //!
 //! Invariants:
 //! - **history before use**: an imported key becomes usable only after the coordinators
-//!   committed the request's `slashing_protection` for it (`POST /v1/slashing/import`, a Raft
-//!   command ordered with every record batch, DESIGN.md I3) and its files were stored. If the
+//!   committed the request's `slashing_protection` for it (`POST /v1/agent/import` with a
+//!   proof of possession of each key, a Raft command ordered with every record batch,
+//!   DESIGN.md I3) and its files were stored. If the
 //!   import is refused or its outcome is unknown, no key of the request is activated, each says
 //!   why (`error`), and nothing is written;
 //! - **a wrong password changes nothing**: that keystore is `error`, the others proceed;
@@ -595,7 +596,18 @@ pub async fn import(
     if let (Some(mut doc), false) = (interchange, decrypted.is_empty()) {
         let activating: HashSet<Pubkey> = decrypted.iter().map(|d| d.job.keystore.pubkey).collect();
         retain_pubkeys(&mut doc, &activating);
-        if let Err(e) = agent.client.slashing_import(&doc, IMPORT_TIMEOUT).await {
+        let possession: Vec<failover_common::api::KeyPossession> = decrypted
+            .iter()
+            .map(|d| failover_common::api::KeyPossession {
+                pubkey: d.job.keystore.pubkey,
+                signature: failover_common::eth::sign_possession(&d.sk, &agent.config.agent_id),
+            })
+            .collect();
+        if let Err(e) = agent
+            .client
+            .slashing_import(&agent.config.agent_id, &doc, possession, IMPORT_TIMEOUT)
+            .await
+        {
             let why = describe_call_error(&e);
             tracing::warn!(agent = %agent.config.agent_id, error = %why, keys = decrypted.len(), "keymanager import: slashing protection not imported; keys not activated");
             let message = format!(

@@ -78,3 +78,37 @@ pub fn verify(pk: &Pubkey, signing_root: &Root, sig: &Signature) -> bool {
     // Both points were validated above, so blst need not repeat the group checks.
     sig.verify(false, &signing_root.0, BLS_DST, &[], &pk, false) == BLST_ERROR::BLST_SUCCESS
 }
+
+/// The DST of key-possession proofs: the IETF BLS `POP` ciphersuite's proof-of-possession tag,
+/// different from [`BLS_DST`], so a possession proof is never a valid consensus signature.
+pub const POSSESSION_DST: &[u8] = b"BLS_POP_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_";
+
+/// The message an agent signs to prove it holds the secret key of `pubkey`:
+/// `SHA-256("failover-coordinator key possession v1" ‖ 0x00 ‖ agent id ‖ 0x00 ‖ pubkey)`.
+/// Binding the agent id keeps one agent's proof from serving another.
+pub fn possession_message(agent: &str, pubkey: &Pubkey) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"failover-coordinator key possession v1\0");
+    h.update(agent.as_bytes());
+    h.update([0u8]);
+    h.update(pubkey.0);
+    h.finalize().into()
+}
+
+/// A proof that `agent` holds `sk`: its signature over [`possession_message`] with
+/// [`POSSESSION_DST`].
+pub fn sign_possession(sk: &min_pk::SecretKey, agent: &str) -> Signature {
+    let msg = possession_message(agent, &pubkey_of(sk));
+    Signature(sk.sign(&msg, POSSESSION_DST, &[]).to_bytes())
+}
+
+/// Whether `sig` proves that `agent` holds the secret key of `pk` ([`sign_possession`]).
+/// False for invalid points or a signature over anything else.
+pub fn verify_possession(pk: &Pubkey, agent: &str, sig: &Signature) -> bool {
+    let (Ok(key), Ok(sig)) = (public_key(pk), signature(sig)) else {
+        return false;
+    };
+    let msg = possession_message(agent, pk);
+    sig.verify(false, &msg, POSSESSION_DST, &[], &key, false) == BLST_ERROR::BLST_SUCCESS
+}

@@ -56,7 +56,10 @@ mod chain;
 mod containers;
 mod request;
 
-pub use bls::{pubkey_of, public_key, secret_key, sign, signature, verify, BlsError, BLS_DST};
+pub use bls::{
+    possession_message, pubkey_of, public_key, secret_key, sign, sign_possession, signature,
+    verify, verify_possession, BlsError, BLS_DST, POSSESSION_DST,
+};
 pub use chain::{ChainSpec, Network, UnknownNetwork, FAR_FUTURE_EPOCH};
 pub use containers::*;
 pub use request::{
