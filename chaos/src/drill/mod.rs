@@ -13,6 +13,7 @@
 //!   reference is an error before any process starts;
 //! - a fault step whose anchor is never reached is a failed run, never silently skipped.
 
+pub mod attacks;
 pub mod run;
 pub mod workload;
 
@@ -234,6 +235,12 @@ pub enum FaultAction {
         /// Offset (seconds; negative jumps back).
         offset_s: i64,
     },
+    /// Hostile input against the real binaries ([`attacks`]): the step fails unless every
+    /// request got its documented answer. Nothing to revert.
+    Attack {
+        /// One of [`attacks::ATTACKS`].
+        attack: String,
+    },
 }
 
 impl FaultAction {
@@ -251,6 +258,7 @@ impl FaultAction {
             FaultAction::ClockJump { node, offset_s } => {
                 format!("clock jump node {node} {offset_s:+}s")
             }
+            FaultAction::Attack { attack } => format!("attack {attack}"),
         }
     }
 }
@@ -465,6 +473,12 @@ impl Scenario {
                     self.lab.faketime_node == Some(*node),
                     "{}: needs lab.faketime_node = {node}",
                     ctx()
+                ),
+                FaultAction::Attack { attack } => ensure!(
+                    attacks::ATTACKS.contains(&attack.as_str()),
+                    "{}: unknown attack {attack:?} (known: {})",
+                    ctx(),
+                    attacks::ATTACKS.join(", ")
                 ),
             }
         }

@@ -909,6 +909,17 @@ async fn apply_inner(
             lab.set_clock_offset(*node, *offset_s)?;
             Ok(format!("clock jump node {node} {offset_s:+}s"))
         }
+        FaultAction::Attack { attack } => {
+            let holder = sh.holder().await;
+            let manifest = sh.lab.lock().await.manifest.clone();
+            let target = super::attacks::Target {
+                manifest: &manifest,
+                holder: &holder,
+                slot: sh.clock.now_slot(),
+            };
+            let seen = super::attacks::run(attack, &target).await?;
+            Ok(format!("attack {attack}: {seen}"))
+        }
     }
 }
 
@@ -963,6 +974,7 @@ async fn revert(sh: &Arc<Shared>, f: &PlannedFault, name: &str, links: &[String]
                 sh.lab.lock().await.set_clock_offset(*node, 0)?;
             }
         }
+        FaultAction::Attack { .. } => {}
     }
     Ok(())
 }

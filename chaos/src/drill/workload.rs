@@ -303,7 +303,7 @@ pub fn race_blocked(honest: &DutyRecord, records: &[DutyRecord]) -> bool {
         })
 }
 
-async fn fetch_fork(http: &reqwest::Client, base: &str) -> Result<Fork> {
+pub(crate) async fn fetch_fork(http: &reqwest::Client, base: &str) -> Result<Fork> {
     let url = format!(
         "{}/eth/v1/beacon/states/head/fork",
         base.trim_end_matches('/')
