@@ -734,3 +734,41 @@ async fn an_agent_imports_history_only_for_keys_it_proves_it_holds() {
     let actions = api.audit(&url, "action", "operator").await;
     assert!(actions.contains(&("slashing.import".into(), "agent:agent-a".into())));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failoverctl_takes_its_token_from_a_private_file_and_never_from_the_command_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, _node) = one_node(tmp.path(), None, "").await;
+    let token = tmp.path().join("alice.token");
+    failover_common::secret_file::write_private(&token, ALICE).unwrap();
+    let ctl = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_failoverctl"));
+        c.env_remove("FAILOVER_TOKEN")
+            .env_remove("FAILOVER_TOKEN_FILE")
+            .args(["--coordinator", &url])
+            .args(args);
+        c
+    };
+    // (failoverctl blocks this worker thread; the node runs on the other.)
+    let out = ctl(&["--token-file", token.to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("holder"));
+
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = ctl(&["--token-file", token.to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod 600"), "{err}");
+
+    let out = ctl(&["--token", ALICE, "status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "there is no --token flag");
+}
