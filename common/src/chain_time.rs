@@ -14,7 +14,99 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+
 use crate::eth::Network;
+
+/// An epoch number (consensus specs `Epoch`, a `uint64`). Arithmetic exists only as checked
+/// or saturating methods, so no epoch overflows silently (STYLE.md 14); there is no `+`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Epoch(pub u64);
+
+/// A slot number (consensus specs `Slot`, a `uint64`), with the same arithmetic rules as
+/// [`Epoch`].
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Slot(pub u64);
+
+impl Epoch {
+    /// The epoch `n` later, or `None` past `u64::MAX`.
+    pub fn checked_add(self, n: u64) -> Option<Epoch> {
+        self.0.checked_add(n).map(Epoch)
+    }
+
+    /// The epoch `n` later, `u64::MAX` at most.
+    pub fn saturating_add(self, n: u64) -> Epoch {
+        Epoch(self.0.saturating_add(n))
+    }
+
+    /// The epoch `n` earlier, 0 at least.
+    pub fn saturating_sub(self, n: u64) -> Epoch {
+        Epoch(self.0.saturating_sub(n))
+    }
+
+    /// The first slot of this epoch, `epoch × slots_per_epoch` (saturating; 0 slots per epoch
+    /// treated as 1).
+    pub fn first_slot(self, slots_per_epoch: u64) -> Slot {
+        Slot(self.0.saturating_mul(slots_per_epoch.max(1)))
+    }
+
+    /// The last slot of this epoch, `(epoch + 1) × slots_per_epoch − 1` (saturating).
+    pub fn last_slot(self, slots_per_epoch: u64) -> Slot {
+        Slot(
+            self.0
+                .saturating_add(1)
+                .saturating_mul(slots_per_epoch.max(1))
+                .saturating_sub(1),
+        )
+    }
+}
+
+impl Slot {
+    /// The slot `n` later, or `None` past `u64::MAX`.
+    pub fn checked_add(self, n: u64) -> Option<Slot> {
+        self.0.checked_add(n).map(Slot)
+    }
+
+    /// The slot `n` later, `u64::MAX` at most.
+    pub fn saturating_add(self, n: u64) -> Slot {
+        Slot(self.0.saturating_add(n))
+    }
+
+    /// The epoch of this slot (`compute_epoch_at_slot`; 0 slots per epoch treated as 1).
+    pub fn epoch(self, slots_per_epoch: u64) -> Epoch {
+        Epoch(epoch_of_slot(self.0, slots_per_epoch))
+    }
+}
+
+impl From<u64> for Epoch {
+    fn from(e: u64) -> Self {
+        Epoch(e)
+    }
+}
+
+impl From<u64> for Slot {
+    fn from(s: u64) -> Self {
+        Slot(s)
+    }
+}
+
+impl std::fmt::Display for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Genesis time and slot length of a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +264,19 @@ mod tests {
         let genesis = 1_606_824_023_000;
         assert_eq!(t.epoch_at(genesis + 32 * 12_000 - 1, 32), 0);
         assert_eq!(t.epoch_at(genesis + 32 * 12_000, 32), 1);
+    }
+
+    #[test]
+    fn epoch_and_slot_arithmetic_saturates_or_says_so() {
+        assert_eq!(Epoch(u64::MAX).checked_add(1), None);
+        assert_eq!(Epoch(u64::MAX).saturating_add(1), Epoch(u64::MAX));
+        assert_eq!(Epoch(0).saturating_sub(1), Epoch(0));
+        assert_eq!(Epoch(10).last_slot(32), Slot(351));
+        assert_eq!(Epoch(u64::MAX).last_slot(32), Slot(u64::MAX - 1));
+        assert_eq!(Epoch(u64::MAX).first_slot(32), Slot(u64::MAX));
+        assert_eq!(Slot(351).epoch(32), Epoch(10));
+        assert_eq!(Slot(u64::MAX).checked_add(1), None);
+        assert_eq!(serde_json::to_string(&Epoch(7)).unwrap(), "7");
     }
 
     #[test]

@@ -457,7 +457,8 @@ pub fn max_recorded_epoch(state: &StateData, slots_per_epoch: u64) -> u64 {
         .validators
         .values()
         .filter_map(|h| h.max_epoch(slots_per_epoch))
-        .max();
+        .max()
+        .map(|e| e.0);
     let agents = state
         .agents
         .values()
@@ -467,7 +468,7 @@ pub fn max_recorded_epoch(state: &StateData, slots_per_epoch: u64) -> u64 {
         validators,
         agents,
         state.finality.as_ref().map(|f| f.checkpoint.epoch),
-        state.restore_floor().map(|f| f.epoch),
+        state.restore_floor().map(|f| f.epoch.0),
     ]
     .into_iter()
     .flatten()
@@ -767,7 +768,7 @@ pub async fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slashing::ValidatorHistory;
+    use crate::slashing::{Epoch, ValidatorHistory};
     use failover_common::types::Pubkey;
 
     fn sample() -> SmSnapshotData {
@@ -838,11 +839,14 @@ mod tests {
         let (f, _) = choose_floor(None, &head, 1, 5, 32).unwrap();
         assert_eq!(f, RestoreFloor::at_epoch(32, 32));
         assert!(choose_floor(Some(30), &head, 1, 5, 32).is_err());
-        assert_eq!(choose_floor(Some(40), &head, 1, 5, 32).unwrap().0.epoch, 40);
+        assert_eq!(
+            choose_floor(Some(40), &head, 1, 5, 32).unwrap().0.epoch,
+            Epoch(40)
+        );
         let none: Result<ChainHead, String> = Err("down".into());
         assert!(choose_floor(None, &none, 1, 5, 32).is_err());
         let (f, why) = choose_floor(Some(3), &none, 1, 5, 32).unwrap();
-        assert_eq!(f.epoch, 5, "{why}");
+        assert_eq!(f.epoch, Epoch(5), "{why}");
     }
 
     #[test]
@@ -861,7 +865,7 @@ mod tests {
         let voters: Vec<_> = r.membership.membership().voter_ids().collect();
         assert_eq!(voters, vec![4]);
         let h = &r.data.validators[&Pubkey([7; 48])];
-        assert_eq!(h.low_target_epoch, Some(31));
+        assert_eq!(h.low_target_epoch, Some(Epoch(31)));
         assert!(h.attestations.is_empty() && h.blocks.is_empty());
         assert_eq!(r.data.restore.as_ref().unwrap().floor, floor);
         assert_eq!(r.data.audit.last().unwrap().action, "cluster.restore");

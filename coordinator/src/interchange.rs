@@ -180,12 +180,12 @@ impl StateData {
                 let mut signed_blocks: Vec<SignedBlock> = Vec::new();
                 if let Some(slot) = h.low_slot.filter(|s| !h.blocks.contains_key(s)) {
                     signed_blocks.push(SignedBlock {
-                        slot,
+                        slot: slot.0,
                         signing_root: None,
                     });
                 }
                 signed_blocks.extend(h.blocks.iter().map(|(slot, root)| SignedBlock {
-                    slot: *slot,
+                    slot: slot.0,
                     signing_root: *root,
                 }));
                 let mut signed_attestations: Vec<SignedAttestation> = Vec::new();
@@ -194,8 +194,8 @@ impl StateData {
                 {
                     if !h.attestations.contains_key(&target_epoch) {
                         signed_attestations.push(SignedAttestation {
-                            source_epoch,
-                            target_epoch,
+                            source_epoch: source_epoch.0,
+                            target_epoch: target_epoch.0,
                             signing_root: None,
                         });
                     }
@@ -205,8 +205,8 @@ impl StateData {
                     // the importer keeps refusing what either source refuses.
                     let sources = std::iter::once(a.source_epoch).chain(a.max_source_epoch);
                     signed_attestations.extend(sources.map(|source_epoch| SignedAttestation {
-                        source_epoch,
-                        target_epoch: *target,
+                        source_epoch: source_epoch.0,
+                        target_epoch: target.0,
                         signing_root: a.signing_root,
                     }));
                 }

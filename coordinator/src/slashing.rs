@@ -47,8 +47,9 @@
 //!
 //! Hostile input (STYLE.md 14): every epoch, slot and index here may be anything from 0 to
 //! `u64::MAX`, committed by the log before anyone looked at it, so nothing in this module may
-//! panic on it: arithmetic is checked or saturating, enforced by
-//! `clippy::arithmetic_side_effects`, which CI runs with `-D warnings`.
+//! panic on it. Epochs and slots are the newtypes [`Epoch`] and [`Slot`], which have no `+`,
+//! only checked and saturating methods; any other arithmetic is checked or saturating too,
+//! enforced by `clippy::arithmetic_side_effects`, which CI runs with `-D warnings`.
 
 #![deny(clippy::arithmetic_side_effects)]
 
@@ -56,7 +57,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use failover_common::api::{Refusal, Verdict};
-pub use failover_common::chain_time::epoch_of_slot;
+pub use failover_common::chain_time::{epoch_of_slot, Epoch, Slot};
 use failover_common::types::Root;
 use serde::{Deserialize, Serialize};
 
@@ -65,7 +66,7 @@ use serde::{Deserialize, Serialize};
 pub struct AttestationRecord {
     /// `data.source.epoch` (epochs); the smallest one when imported history holds several
     /// attestations for this target.
-    pub source_epoch: u64,
+    pub source_epoch: Epoch,
     /// Signing root; `None` when imported without one, or when imported history holds
     /// different attestations for this target (then it never matches).
     pub signing_root: Option<Root>,
@@ -73,12 +74,12 @@ pub struct AttestationRecord {
     /// different sources for this target (a double vote in the file); `None` otherwise.
     /// Surround checks use `source_epoch` for "surrounded by" and this for "surrounding".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_source_epoch: Option<u64>,
+    pub max_source_epoch: Option<Epoch>,
 }
 
 impl AttestationRecord {
     /// The largest source epoch recorded for this target (epochs).
-    pub fn max_source(&self) -> u64 {
+    pub fn max_source(&self) -> Epoch {
         self.max_source_epoch.unwrap_or(self.source_epoch)
     }
 }
@@ -87,15 +88,15 @@ impl AttestationRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidatorHistory {
     /// Signed blocks: slot → signing root (`None` when imported without one).
-    pub blocks: BTreeMap<u64, Option<Root>>,
+    pub blocks: BTreeMap<Slot, Option<Root>>,
     /// Signed attestations: target epoch → (source epoch, signing root).
-    pub attestations: BTreeMap<u64, AttestationRecord>,
+    pub attestations: BTreeMap<Epoch, AttestationRecord>,
     /// Block low watermark: no block at a slot ≤ this may be signed.
-    pub low_slot: Option<u64>,
+    pub low_slot: Option<Slot>,
     /// Source low watermark: no attestation with a source < this may be signed.
-    pub low_source_epoch: Option<u64>,
+    pub low_source_epoch: Option<Epoch>,
     /// Target low watermark: no attestation with a target ≤ this may be signed.
-    pub low_target_epoch: Option<u64>,
+    pub low_target_epoch: Option<Epoch>,
 }
 
 /// Same message: both signing roots known and equal. An unknown root (imported without
@@ -104,7 +105,7 @@ fn same_message(known: &Option<Root>, new: &Root) -> bool {
     known.as_ref() == Some(new)
 }
 
-fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+fn max_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.max(y)),
         (x, None) => x,
@@ -114,18 +115,18 @@ fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 
 impl ValidatorHistory {
     /// Block lower bound (slots): the watermark once set, else the oldest recorded slot.
-    pub fn block_lower_bound(&self) -> Option<u64> {
+    pub fn block_lower_bound(&self) -> Option<Slot> {
         self.low_slot.or_else(|| self.blocks.keys().next().copied())
     }
 
     /// Source lower bound (epochs): the watermark once set, else the oldest recorded source.
-    pub fn source_lower_bound(&self) -> Option<u64> {
+    pub fn source_lower_bound(&self) -> Option<Epoch> {
         self.low_source_epoch
             .or_else(|| self.attestations.values().map(|a| a.source_epoch).min())
     }
 
     /// Target lower bound (epochs): the watermark once set, else the oldest recorded target.
-    pub fn target_lower_bound(&self) -> Option<u64> {
+    pub fn target_lower_bound(&self) -> Option<Epoch> {
         self.low_target_epoch
             .or_else(|| self.attestations.keys().next().copied())
     }
@@ -134,20 +135,28 @@ impl ValidatorHistory {
     /// Pure: does not record anything.
     ///
     /// Returns `Ok(Verdict::Valid | Verdict::SameData)` or the [`Refusal`].
-    pub fn check_block(&self, slot: u64, signing_root: &Root) -> Result<Verdict, Refusal> {
+    pub fn check_block(
+        &self,
+        slot: impl Into<Slot>,
+        signing_root: &Root,
+    ) -> Result<Verdict, Refusal> {
+        let slot = slot.into();
         if let Some(prev) = self.blocks.get(&slot) {
             return if same_message(prev, signing_root) {
                 Ok(Verdict::SameData)
             } else {
                 Err(Refusal::DoubleBlockProposal {
-                    slot,
+                    slot: slot.0,
                     prev_signing_root: *prev,
                 })
             };
         }
         if let Some(watermark) = self.block_lower_bound() {
             if slot <= watermark {
-                return Err(Refusal::SlotBelowWatermark { slot, watermark });
+                return Err(Refusal::SlotBelowWatermark {
+                    slot: slot.0,
+                    watermark: watermark.0,
+                });
             }
         }
         Ok(Verdict::Valid)
@@ -159,10 +168,11 @@ impl ValidatorHistory {
     /// Returns `Ok(Verdict::Valid | Verdict::SameData)` or the [`Refusal`].
     pub fn check_attestation(
         &self,
-        source_epoch: u64,
-        target_epoch: u64,
+        source_epoch: impl Into<Epoch>,
+        target_epoch: impl Into<Epoch>,
         signing_root: &Root,
     ) -> Result<Verdict, Refusal> {
+        let (source_epoch, target_epoch) = (source_epoch.into(), target_epoch.into());
         if let Some(v) =
             self.check_attestation_conflicts(source_epoch, target_epoch, Some(signing_root))?
         {
@@ -171,16 +181,16 @@ impl ValidatorHistory {
         if let Some(watermark) = self.source_lower_bound() {
             if source_epoch < watermark {
                 return Err(Refusal::SourceBelowWatermark {
-                    source_epoch,
-                    watermark,
+                    source_epoch: source_epoch.0,
+                    watermark: watermark.0,
                 });
             }
         }
         if let Some(watermark) = self.target_lower_bound() {
             if target_epoch <= watermark {
                 return Err(Refusal::TargetBelowWatermark {
-                    target_epoch,
-                    watermark,
+                    target_epoch: target_epoch.0,
+                    watermark: watermark.0,
                 });
             }
         }
@@ -192,14 +202,14 @@ impl ValidatorHistory {
     /// nothing conflicts. A `None` root (unknown) never matches an existing record.
     fn check_attestation_conflicts(
         &self,
-        source_epoch: u64,
-        target_epoch: u64,
+        source_epoch: Epoch,
+        target_epoch: Epoch,
         signing_root: Option<&Root>,
     ) -> Result<Option<Verdict>, Refusal> {
         if source_epoch > target_epoch {
             return Err(Refusal::SourceExceedsTarget {
-                source_epoch,
-                target_epoch,
+                source_epoch: source_epoch.0,
+                target_epoch: target_epoch.0,
             });
         }
         if let Some(prev) = self.attestations.get(&target_epoch) {
@@ -208,8 +218,8 @@ impl ValidatorHistory {
                 Ok(Some(Verdict::SameData))
             } else {
                 Err(Refusal::DoubleVote {
-                    target_epoch,
-                    prev_source_epoch: prev.source_epoch,
+                    target_epoch: target_epoch.0,
+                    prev_source_epoch: prev.source_epoch.0,
                     prev_signing_root: prev.signing_root,
                 })
             };
@@ -221,16 +231,16 @@ impl ValidatorHistory {
         for (&prev_target, prev) in self.attestations.range(above) {
             if prev.source_epoch < source_epoch {
                 return Err(Refusal::SurroundedVote {
-                    prev_source_epoch: prev.source_epoch,
-                    prev_target_epoch: prev_target,
+                    prev_source_epoch: prev.source_epoch.0,
+                    prev_target_epoch: prev_target.0,
                 });
             }
         }
         for (&prev_target, prev) in self.attestations.range(..target_epoch) {
             if prev.max_source() > source_epoch {
                 return Err(Refusal::SurroundingVote {
-                    prev_source_epoch: prev.max_source(),
-                    prev_target_epoch: prev_target,
+                    prev_source_epoch: prev.max_source().0,
+                    prev_target_epoch: prev_target.0,
                 });
             }
         }
@@ -240,7 +250,8 @@ impl ValidatorHistory {
     /// Checks a block and, when `Valid`, records it: the one safe entry point for blocks.
     ///
     /// Returns the verdict (`Refused` carries the reason); only `Valid` changes the history.
-    pub fn check_and_insert_block(&mut self, slot: u64, signing_root: Root) -> Verdict {
+    pub fn check_and_insert_block(&mut self, slot: impl Into<Slot>, signing_root: Root) -> Verdict {
+        let slot = slot.into();
         match self.check_block(slot, &signing_root) {
             Ok(Verdict::Valid) => {
                 self.blocks.insert(slot, Some(signing_root));
@@ -257,10 +268,11 @@ impl ValidatorHistory {
     /// Returns the verdict (`Refused` carries the reason); only `Valid` changes the history.
     pub fn check_and_insert_attestation(
         &mut self,
-        source_epoch: u64,
-        target_epoch: u64,
+        source_epoch: impl Into<Epoch>,
+        target_epoch: impl Into<Epoch>,
         signing_root: Root,
     ) -> Verdict {
+        let (source_epoch, target_epoch) = (source_epoch.into(), target_epoch.into());
         match self.check_attestation(source_epoch, target_epoch, &signing_root) {
             Ok(Verdict::Valid) => {
                 self.attestations.insert(
@@ -284,7 +296,7 @@ impl ValidatorHistory {
     /// Keeps the refusals of the dropped records: any attestation that would have been a
     /// double vote or surround against a dropped one now has a target ≤ or a source < a
     /// watermark. Returns true when anything was dropped.
-    pub fn prune_below(&mut self, min_slot: u64, min_target_epoch: u64) -> bool {
+    pub fn prune_below(&mut self, min_slot: Slot, min_target_epoch: Epoch) -> bool {
         let kept_blocks = self.blocks.split_off(&min_slot);
         let dropped_blocks = std::mem::replace(&mut self.blocks, kept_blocks);
         let kept_atts = self.attestations.split_off(&min_target_epoch);
@@ -307,9 +319,9 @@ impl ValidatorHistory {
 
     /// Highest epoch recorded: the largest attestation target and the epoch of the largest
     /// block slot (`slot / slots_per_epoch`), watermarks included. `None` if nothing recorded.
-    pub fn max_epoch(&self, slots_per_epoch: u64) -> Option<u64> {
+    pub fn max_epoch(&self, slots_per_epoch: u64) -> Option<Epoch> {
         let block_epoch = max_opt(self.blocks.keys().next_back().copied(), self.low_slot)
-            .map(|s| epoch_of_slot(s, slots_per_epoch));
+            .map(|s| s.epoch(slots_per_epoch));
         let target = max_opt(
             self.attestations.keys().next_back().copied(),
             self.low_target_epoch,
@@ -374,7 +386,7 @@ mod tests {
         let mut h = ValidatorHistory::default();
         assert_eq!(h.import_block(10, None), Merge::Added);
         assert_eq!(h.import_block(10, Some(root(1))), Merge::Known);
-        assert_eq!(h.blocks[&10], None, "an unknown root stays unknown");
+        assert_eq!(h.blocks[&Slot(10)], None, "an unknown root stays unknown");
         assert_eq!(h.import_block(11, Some(root(1))), Merge::Added);
         assert_eq!(h.import_block(11, Some(root(2))), Merge::Slashable);
         assert!(matches!(
@@ -390,11 +402,11 @@ mod tests {
         assert_eq!(h.import_attestation(6, 8, Some(root(1))), Merge::Added);
         assert_eq!(h.import_attestation(7, 8, Some(root(2))), Merge::Slashable);
         assert_eq!(
-            h.attestations[&8],
+            h.attestations[&Epoch(8)],
             AttestationRecord {
-                source_epoch: 6,
+                source_epoch: Epoch(6),
                 signing_root: None,
-                max_source_epoch: Some(7)
+                max_source_epoch: Some(Epoch(7))
             }
         );
         // 5 → 9 surrounds the 7 → 8 vote (only the larger source shows it) …
@@ -417,14 +429,14 @@ mod tests {
         let mut h = ValidatorHistory::default();
         h.check_and_insert_block(20, root(1));
         h.check_and_insert_attestation(4, 5, root(1));
-        h.prune_below(21, 6);
+        h.prune_below(Slot(21), Epoch(6));
         assert_eq!(h.import_block(3, None), Merge::BelowWatermark);
         assert_eq!(h.import_attestation(1, 2, None), Merge::BelowWatermark);
         // older on one axis only: kept, but the floor stays
         assert_eq!(h.import_attestation(5, 5, None), Merge::Added);
-        assert_eq!(h.block_lower_bound(), Some(20));
-        assert_eq!(h.source_lower_bound(), Some(4));
-        assert_eq!(h.target_lower_bound(), Some(5));
+        assert_eq!(h.block_lower_bound(), Some(Slot(20)));
+        assert_eq!(h.source_lower_bound(), Some(Epoch(4)));
+        assert_eq!(h.target_lower_bound(), Some(Epoch(5)));
         assert!(matches!(
             refused(h.check_and_insert_block(15, root(2))),
             Refusal::SlotBelowWatermark { watermark: 20, .. }
@@ -522,11 +534,11 @@ mod tests {
         h.check_and_insert_attestation(1, 2, root(1));
         h.check_and_insert_attestation(2, 3, root(2));
         h.check_and_insert_block(20, root(3));
-        assert!(h.prune_below(32, 10));
+        assert!(h.prune_below(Slot(32), Epoch(10)));
         assert!(h.blocks.is_empty() && h.attestations.is_empty());
-        assert_eq!(h.low_slot, Some(20));
-        assert_eq!(h.low_target_epoch, Some(3));
-        assert_eq!(h.low_source_epoch, Some(2));
+        assert_eq!(h.low_slot, Some(Slot(20)));
+        assert_eq!(h.low_target_epoch, Some(Epoch(3)));
+        assert_eq!(h.low_source_epoch, Some(Epoch(2)));
         // the double vote for target 3 is still refused, by the watermark
         assert!(matches!(
             refused(h.check_and_insert_attestation(2, 3, root(9))),
@@ -552,9 +564,9 @@ mod tests {
         let mut h = ValidatorHistory::default();
         assert_eq!(h.max_epoch(32), None);
         h.check_and_insert_block(65, root(1));
-        assert_eq!(h.max_epoch(32), Some(2));
+        assert_eq!(h.max_epoch(32), Some(Epoch(2)));
         h.check_and_insert_attestation(2, 3, root(2));
-        assert_eq!(h.max_epoch(32), Some(3));
+        assert_eq!(h.max_epoch(32), Some(Epoch(3)));
     }
 }
 
@@ -580,7 +592,8 @@ impl ValidatorHistory {
     /// Returns [`Merge::Slashable`] when the slot already holds another block (the slot keeps
     /// an unknown root), [`Merge::Known`] for the same block or a rootless record at a known
     /// slot, [`Merge::BelowWatermark`] for `slot ≤ low_slot`.
-    pub fn import_block(&mut self, slot: u64, signing_root: Option<Root>) -> Merge {
+    pub fn import_block(&mut self, slot: impl Into<Slot>, signing_root: Option<Root>) -> Merge {
+        let slot = slot.into();
         if self.low_slot.is_some_and(|low| slot <= low) {
             return Merge::BelowWatermark;
         }
@@ -607,11 +620,12 @@ impl ValidatorHistory {
     /// low_source_epoch` and `target ≤ low_target_epoch`, else [`Merge::Added`].
     pub fn import_attestation(
         &mut self,
-        source_epoch: u64,
-        target_epoch: u64,
+        source_epoch: impl Into<Epoch>,
+        target_epoch: impl Into<Epoch>,
         signing_root: Option<Root>,
     ) -> Merge {
-        let below = |low: Option<u64>, v: u64| low.is_some_and(|low| v <= low);
+        let (source_epoch, target_epoch) = (source_epoch.into(), target_epoch.into());
+        let below = |low: Option<Epoch>, v: Epoch| low.is_some_and(|low| v <= low);
         if below(self.low_source_epoch, source_epoch) && below(self.low_target_epoch, target_epoch)
         {
             return Merge::BelowWatermark;
@@ -662,23 +676,20 @@ impl ValidatorHistory {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreFloor {
     /// Floor epoch `F` (epochs): new attestations need `target > F` and `source ≥ F`.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// Block floor (slots): the last slot of epoch `F`, `(F + 1) × SLOTS_PER_EPOCH − 1`; new
     /// blocks need `slot > slot_floor`.
-    pub slot: u64,
+    pub slot: Slot,
 }
 
 impl RestoreFloor {
     /// The floor for epoch `epoch` (epochs) on a chain with `slots_per_epoch` slots per epoch
     /// (`0` is treated as 1). Saturates at `u64::MAX`.
-    pub fn at_epoch(epoch: u64, slots_per_epoch: u64) -> Self {
-        let spe = slots_per_epoch.max(1);
+    pub fn at_epoch(epoch: impl Into<Epoch>, slots_per_epoch: u64) -> Self {
+        let epoch = epoch.into();
         Self {
             epoch,
-            slot: epoch
-                .saturating_add(1)
-                .saturating_mul(spe)
-                .saturating_sub(1),
+            slot: epoch.last_slot(slots_per_epoch),
         }
     }
 }
@@ -732,14 +743,17 @@ mod floor_tests {
         h.check_and_insert_attestation(4, 12, root(1));
         h.check_and_insert_block(100, root(1));
         let floor = RestoreFloor::at_epoch(10, 32);
-        assert_eq!(floor.slot, 351);
+        assert_eq!(floor.slot, Slot(351));
         h.raise_floor(floor);
         // the record above the floor (target 12) stays, the others are gone
-        assert_eq!(h.attestations.keys().copied().collect::<Vec<_>>(), vec![12]);
+        assert_eq!(
+            h.attestations.keys().copied().collect::<Vec<_>>(),
+            vec![Epoch(12)]
+        );
         assert!(h.blocks.is_empty());
         assert_eq!(
             (h.low_slot, h.low_source_epoch, h.low_target_epoch),
-            (Some(351), Some(10), Some(10))
+            (Some(Slot(351)), Some(Epoch(10)), Some(Epoch(10)))
         );
         // safe before the restore, refused after it
         assert!(h.check_attestation(9, 10, &root(2)).is_err());
@@ -771,6 +785,6 @@ mod floor_tests {
         // watermarks never go down
         let mut higher = ValidatorHistory::with_floor(Some(RestoreFloor::at_epoch(20, 32)));
         higher.raise_floor(floor);
-        assert_eq!(higher.low_target_epoch, Some(20));
+        assert_eq!(higher.low_target_epoch, Some(Epoch(20)));
     }
 }

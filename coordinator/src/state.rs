@@ -1036,7 +1036,7 @@ impl StateData {
         };
         // After a restore, agents of the old cluster may have signed up to the floor epoch
         // without this cluster knowing: the first handover waits for that to be final too.
-        let required_epoch = required_epoch.max(self.restore_floor().map_or(0, |f| f.epoch));
+        let required_epoch = required_epoch.max(self.restore_floor().map_or(0, |f| f.epoch.0));
         let mut h = Handover {
             id: index,
             from: from.clone(),
@@ -1337,9 +1337,10 @@ impl StateData {
             }
         }
         // Prune history below the finalized epoch; watermarks keep every refusal (I3).
-        let min_slot = checkpoint.epoch.saturating_mul(slots_per_epoch.max(1));
+        let finalized = crate::slashing::Epoch(checkpoint.epoch);
+        let min_slot = finalized.first_slot(slots_per_epoch);
         for (pk, h) in self.validators.iter_mut() {
-            if h.prune_below(min_slot, checkpoint.epoch) {
+            if h.prune_below(min_slot, finalized) {
                 dirty.validators.insert(*pk);
             }
         }

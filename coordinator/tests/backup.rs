@@ -413,7 +413,7 @@ async fn online_backup_of_a_live_cluster_restores_into_a_fenced_floored_new_clus
     let report: Value = serde_json::from_str(&out).unwrap();
     let floor = RestoreFloor::at_epoch(32, 32);
     assert_eq!(report["floor"]["epoch"], 32, "{report}");
-    assert_eq!(report["floor"]["slot"], floor.slot);
+    assert_eq!(report["floor"]["slot"], floor.slot.0);
     assert_eq!(report["aborted_handovers"], json!([id3]));
     let base = from_cli.header.last_applied.unwrap().index + RESTORE_INDEX_GAP;
     assert_eq!(report["log_index"], base);
@@ -535,7 +535,7 @@ async fn online_backup_of_a_live_cluster_restores_into_a_fenced_floored_new_clus
                 att(7, 31, 32, 9),
                 att(7, 20, 33, 9),
                 block(7, 171, 9),
-                block(7, floor.slot, 9),
+                block(7, floor.slot.0, 9),
                 att(8, 20, 21, 9),
                 block(8, 900, 9),
             ],
@@ -551,7 +551,7 @@ async fn online_backup_of_a_live_cluster_restores_into_a_fenced_floored_new_clus
             token_new,
             vec![
                 att(7, 32, 33, 9),
-                block(7, floor.slot + 1, 9),
+                block(7, floor.slot.0 + 1, 9),
                 att(8, 32, 33, 9),
             ],
         )

@@ -63,7 +63,7 @@ pub async fn run(attack: &str, t: &Target<'_>) -> Result<String> {
         "learner_trap" => learner_trap(&http, t).await?,
         other => bail!("unknown attack {other:?} (known: {})", ATTACKS.join(", ")),
     };
-    every_coordinator_healthy(&http, t).await?;
+    every_coordinator_healthy(t).await?;
     Ok(out)
 }
 
@@ -234,7 +234,14 @@ async fn foreign_key_import(http: &reqwest::Client, t: &Target<'_>) -> Result<St
 }
 
 /// A 3 MB record batch: 413 before anything is proposed.
-async fn oversized_body(http: &reqwest::Client, t: &Target<'_>) -> Result<String> {
+async fn oversized_body(_: &reqwest::Client, t: &Target<'_>) -> Result<String> {
+    // Its own connection: the server answers 413 and closes it while the body is still
+    // being written.
+    let http = &reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("build a client")?;
     let token = agent_token(t, t.holder)?;
     let filler = "x".repeat(3 * 1024 * 1024);
     let body = json!({"agent": t.holder, "token": 0, "items": [], "filler": filler});
@@ -413,7 +420,13 @@ async fn learner_trap(http: &reqwest::Client, t: &Target<'_>) -> Result<String> 
     ))
 }
 
-async fn every_coordinator_healthy(http: &reqwest::Client, t: &Target<'_>) -> Result<()> {
+async fn every_coordinator_healthy(t: &Target<'_>) -> Result<()> {
+    // A client of its own: a connection an attack left half-written (the server answers 413
+    // before reading a whole body, then closes) must not be reused for this check.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .context("build the health-check client")?;
     for c in &t.manifest.coordinators {
         let res = http
             .get(format!("{}/health", c.url))
