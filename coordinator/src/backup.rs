@@ -408,24 +408,11 @@ pub async fn observe_chain_head(config: &Config) -> Result<ChainHead, String> {
     let asks = config.beacon.urls.iter().map(|url| {
         let client = client.clone();
         async move {
-            let (genesis, syncing, spec) =
-                tokio::join!(client.genesis(url), client.syncing(url), client.spec(url));
-            let genesis = genesis.map_err(|e| format!("{url}: genesis: {e}"))?;
-            if genesis.genesis_validators_root != gvr {
-                return Err(format!(
-                    "{url}: another chain (genesis validators root {})",
-                    genesis.genesis_validators_root
-                ));
-            }
-            let syncing = syncing.map_err(|e| format!("{url}: syncing: {e}"))?;
-            let mut slot = syncing.head_slot.saturating_add(syncing.sync_distance);
-            if let Some(sps) = spec.ok().and_then(|s| s.get_u64("SECONDS_PER_SLOT").ok()) {
-                let now = now_ms() / 1000;
-                if sps > 0 && now >= genesis.genesis_time {
-                    slot = slot.max((now - genesis.genesis_time) / sps);
-                }
-            }
-            Ok((url.clone(), slot))
+            let view = crate::chain_clock::observe_node(&client, url).await?;
+            // The head is required: a node that cannot say how far it is does not count.
+            view.head.clone()?;
+            let slot = view.slot_at(now_ms()).unwrap_or(0);
+            Ok::<_, String>((url.clone(), slot))
         }
     });
     let mut nodes = Vec::new();

@@ -41,6 +41,56 @@ struct Known {
     head_slot: Option<u64>,
 }
 
+/// What one beacon node on this cluster's chain says about the chain's position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// Genesis time and slot length, when the node serves `SECONDS_PER_SLOT` in its spec.
+    pub timing: Option<ChainTiming>,
+    /// `head_slot + sync_distance` from `/eth/v1/node/syncing` (slots), or why it is unknown.
+    pub head: Result<u64, String>,
+}
+
+impl NodeView {
+    /// The chain's slot by this node at Unix time `now_ms`: the larger of its head and the
+    /// wall-clock slot from its timing; `None` when it gave neither.
+    pub fn slot_at(&self, now_ms: u64) -> Option<u64> {
+        let wall = self.timing.map(|t| t.slot_at(now_ms));
+        match (self.head.as_ref().ok().copied(), wall) {
+            (Some(h), Some(w)) => Some(h.max(w)),
+            (h, w) => h.or(w),
+        }
+    }
+}
+
+/// Asks the beacon node at `url` for its genesis, sync status and spec at once (each bounded
+/// by `client`'s timeout).
+///
+/// Errors: the genesis query failed, or the node follows another chain (genesis validators
+/// root); each message names the node.
+pub async fn observe_node(client: &BeaconClient, url: &str) -> Result<NodeView, String> {
+    let (genesis, syncing, spec) =
+        tokio::join!(client.genesis(url), client.syncing(url), client.spec(url));
+    let genesis = genesis.map_err(|e| format!("{url}: genesis: {e}"))?;
+    if genesis.genesis_validators_root != client.expected_genesis_validators_root() {
+        return Err(format!(
+            "{url}: another chain (genesis validators root {})",
+            genesis.genesis_validators_root
+        ));
+    }
+    let timing = spec
+        .ok()
+        .and_then(|s| s.get_str("SECONDS_PER_SLOT").ok().map(str::to_owned))
+        .and_then(|s| parse_seconds_per_slot(&s).ok())
+        .map(|slot_ms| ChainTiming {
+            genesis_ms: genesis.genesis_time.saturating_mul(1000),
+            slot_ms,
+        });
+    let head = syncing
+        .map(|s| s.head_slot.saturating_add(s.sync_distance))
+        .map_err(|e| format!("{url}: syncing: {e}"));
+    Ok(NodeView { timing, head })
+}
+
 /// This node's view of the chain's current slot; cheap to clone and to read.
 #[derive(Debug, Clone, Default)]
 pub struct ChainClock {
@@ -104,37 +154,14 @@ impl ChainClock {
     }
 
     /// Asks every beacon node of `client` once (concurrently, each bounded by the client's
-    /// timeout) and learns what they answer. Nodes on another chain are ignored. Returns the
-    /// problems seen, one per node that could not be used.
+    /// timeout) and learns what they answer ([`observe_node`]). Nodes on another chain are
+    /// ignored. Returns the problems seen, one per node that could not be used.
     pub async fn poll_once(&self, client: &BeaconClient) -> Vec<String> {
-        let gvr = client.expected_genesis_validators_root();
-        let asks = client.urls().iter().map(|url| async move {
-            let (genesis, syncing, spec) =
-                tokio::join!(client.genesis(url), client.syncing(url), client.spec(url));
-            let genesis = genesis.map_err(|e| format!("{url}: genesis: {e}"))?;
-            if genesis.genesis_validators_root != gvr {
-                return Err(format!(
-                    "{url}: another chain (genesis validators root {})",
-                    genesis.genesis_validators_root
-                ));
-            }
-            let timing = spec
-                .ok()
-                .and_then(|s| s.get_str("SECONDS_PER_SLOT").ok().map(str::to_owned))
-                .and_then(|s| parse_seconds_per_slot(&s).ok())
-                .map(|slot_ms| ChainTiming {
-                    genesis_ms: genesis.genesis_time.saturating_mul(1000),
-                    slot_ms,
-                });
-            let head = syncing
-                .ok()
-                .map(|s| s.head_slot.saturating_add(s.sync_distance));
-            Ok::<_, String>((timing, head))
-        });
+        let asks = client.urls().iter().map(|url| observe_node(client, url));
         let mut problems = Vec::new();
         for r in futures::future::join_all(asks).await {
             match r {
-                Ok((timing, head)) => self.learn(timing, head),
+                Ok(view) => self.learn(view.timing, view.head.ok()),
                 Err(e) => problems.push(e),
             }
         }

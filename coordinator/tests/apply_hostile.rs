@@ -14,6 +14,8 @@
 //! One case replays the poison pill of the issue exactly: an import with
 //! `"target_epoch": "18446744073709551615"` followed by records.
 
+mod support;
+
 use coordinator::interchange::{
     Interchange, Metadata, SignedAttestation, SignedBlock, ValidatorData,
 };
@@ -239,42 +241,6 @@ fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
     }
 }
 
-fn slashable(a: &RecordItem, b: &RecordItem) -> bool {
-    match (a, b) {
-        (
-            RecordItem::Block {
-                slot: s1,
-                signing_root: r1,
-                ..
-            },
-            RecordItem::Block {
-                slot: s2,
-                signing_root: r2,
-                ..
-            },
-        ) => s1 == s2 && r1 != r2,
-        (
-            RecordItem::Attestation {
-                source_epoch: s1,
-                target_epoch: t1,
-                signing_root: r1,
-                ..
-            },
-            RecordItem::Attestation {
-                source_epoch: s2,
-                target_epoch: t2,
-                signing_root: r2,
-                ..
-            },
-        ) => {
-            let double = t1 == t2 && (s1 != s2 || r1 != r2);
-            let surround = (s1 < s2 && t2 < t1) || (s2 < s1 && t1 < t2);
-            double || surround
-        }
-        _ => false,
-    }
-}
-
 fn state_of(sm: &StateMachineStore) -> StateData {
     sm.shared().read().unwrap().data.clone()
 }
@@ -348,7 +314,7 @@ fn run(ops: &[Op]) -> Result<(), String> {
                     if *v == Verdict::Valid {
                         if let Some(prev) = accepted
                             .iter()
-                            .find(|p| p.pubkey() == item.pubkey() && slashable(p, item))
+                            .find(|p| p.pubkey() == item.pubkey() && support::slashable(p, item))
                         {
                             return Err(format!("slashable pair accepted: {prev:?} / {item:?}"));
                         }

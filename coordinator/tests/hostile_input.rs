@@ -69,21 +69,6 @@ async fn wait_chain_clock(node: &Node) {
     }
 }
 
-fn exported_targets(export: &Value) -> Vec<u64> {
-    export["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|v| {
-            v["signed_attestations"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|a| a["target_epoch"].as_str().and_then(|t| t.parse().ok()))
-        .collect()
-}
-
 fn interchange(pubkey: Pubkey, source: u64, target: u64) -> Value {
     json!({
         "metadata": {"interchange_format_version": "5", "genesis_validators_root": GVR},
@@ -143,7 +128,7 @@ async fn a_far_future_record_is_refused_alone_and_the_validator_keeps_signing() 
 
     // Nothing of the refused items was recorded: the validator attests on as usual.
     let (_, export) = api.get(&url, "/v1/slashing/export", ALICE).await;
-    assert_eq!(exported_targets(&export), vec![31, 32]);
+    assert_eq!(support::exported_targets(&export), vec![31, 32]);
     let (s, v) = api
         .records(
             &url,
@@ -201,7 +186,7 @@ async fn a_far_future_import_is_refused_with_a_report_unless_an_operator_overrid
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     let (_, export) = api.get(&url, "/v1/slashing/export", ALICE).await;
     assert!(
-        exported_targets(&export).is_empty(),
+        support::exported_targets(&export).is_empty(),
         "nothing was imported: {export}"
     );
 

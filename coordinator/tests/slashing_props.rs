@@ -9,6 +9,8 @@
 //! The model includes the floor of a validator's first record: nothing at or below the
 //! finalized epoch minus one.
 
+mod support;
+
 use coordinator::state::{Command, HandoverPolicy, Response};
 use coordinator::store::{open_db, StateMachineStore};
 use coordinator::TypeConfig;
@@ -345,43 +347,6 @@ fn run_model(ops: &[Op]) -> Vec<String> {
     kinds
 }
 
-/// Consensus-spec slashability of two records of one validator.
-fn slashable(a: &RecordItem, b: &RecordItem) -> bool {
-    match (a, b) {
-        (
-            RecordItem::Block {
-                slot: s1,
-                signing_root: r1,
-                ..
-            },
-            RecordItem::Block {
-                slot: s2,
-                signing_root: r2,
-                ..
-            },
-        ) => s1 == s2 && r1 != r2,
-        (
-            RecordItem::Attestation {
-                source_epoch: s1,
-                target_epoch: t1,
-                signing_root: r1,
-                ..
-            },
-            RecordItem::Attestation {
-                source_epoch: s2,
-                target_epoch: t2,
-                signing_root: r2,
-                ..
-            },
-        ) => {
-            let double = t1 == t2 && (s1 != s2 || r1 != r2);
-            let surround = (s1 < s2 && t2 < t1) || (s2 < s1 && t1 < t2);
-            double || surround
-        }
-        _ => false,
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -397,7 +362,7 @@ proptest! {
         let (_, accepted) = run_stored(&ops);
         for (i, (va, a)) in accepted.iter().enumerate() {
             for (vb, b) in &accepted[i + 1..] {
-                prop_assert!(!(va == vb && slashable(a, b)), "slashable pair accepted: {a:?} / {b:?}");
+                prop_assert!(!(va == vb && support::slashable(a, b)), "slashable pair accepted: {a:?} / {b:?}");
             }
         }
     }

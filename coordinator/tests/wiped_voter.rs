@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use failover_common::types::Pubkey;
 use reqwest::StatusCode;
-use serde_json::Value;
 use support::{attestation, verdicts, Api, Cluster, AGENT_A, ALICE, BOB};
 
 async fn leader_among(api: &Api, urls: &[&String]) -> Option<u64> {
@@ -27,21 +26,6 @@ async fn leader_among(api: &Api, urls: &[&String]) -> Option<u64> {
         }
     }
     None
-}
-
-fn exported_targets(export: &Value) -> Vec<u64> {
-    export["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|v| {
-            v["signed_attestations"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|a| a["target_epoch"].as_str().and_then(|t| t.parse().ok()))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,11 +101,11 @@ async fn a_wiped_voter_does_not_elect_a_leader_that_lost_a_committed_record() {
         .wait_answer(
             &urls,
             "/v1/slashing/export",
-            |v| exported_targets(v).contains(&5),
+            |v| support::exported_targets(v).contains(&5),
             "the committed record is not in the export",
         )
         .await;
-    assert!(exported_targets(&exported).contains(&5));
+    assert!(support::exported_targets(&exported).contains(&5));
     let identity = tmp.path().join("node2").join(coordinator::join::FILE_NAME);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

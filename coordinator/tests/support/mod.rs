@@ -604,3 +604,58 @@ pub fn assert_openapi_paths(paths: &[&str]) {
         assert!(described.contains_key(*p), "OpenAPI document lacks {p}");
     }
 }
+
+/// Consensus-spec slashability of two records of one validator: two different blocks at one
+/// slot (double proposal), two different attestations for one target (double vote), or one
+/// attestation surrounding the other.
+pub fn slashable(a: &RecordItem, b: &RecordItem) -> bool {
+    match (a, b) {
+        (
+            RecordItem::Block {
+                slot: s1,
+                signing_root: r1,
+                ..
+            },
+            RecordItem::Block {
+                slot: s2,
+                signing_root: r2,
+                ..
+            },
+        ) => s1 == s2 && r1 != r2,
+        (
+            RecordItem::Attestation {
+                source_epoch: s1,
+                target_epoch: t1,
+                signing_root: r1,
+                ..
+            },
+            RecordItem::Attestation {
+                source_epoch: s2,
+                target_epoch: t2,
+                signing_root: r2,
+                ..
+            },
+        ) => {
+            let double = t1 == t2 && (s1 != s2 || r1 != r2);
+            let surround = (s1 < s2 && t2 < t1) || (s2 < s1 && t1 < t2);
+            double || surround
+        }
+        _ => false,
+    }
+}
+
+/// The target epochs of every attestation in an EIP-3076 export, in document order.
+pub fn exported_targets(export: &Value) -> Vec<u64> {
+    export["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|v| {
+            v["signed_attestations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|a| a["target_epoch"].as_str().and_then(|t| t.parse().ok()))
+        .collect()
+}
