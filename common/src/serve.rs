@@ -137,3 +137,91 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Reads until the server closes the connection (EOF or reset), or `within` passes.
+    async fn closed_within(c: &mut tokio::net::TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 1024];
+        tokio::time::timeout(within, async {
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    #[tokio::test]
+    async fn half_open_and_idle_keep_alive_connections_are_closed_by_the_header_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let limits = ListenerLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..ListenerLimits::default()
+        };
+        let stats = Arc::new(ListenerStats::default());
+        tokio::spawn(serve(
+            listener,
+            app,
+            limits,
+            stats.clone(),
+            std::future::pending(),
+        ));
+
+        // Never finishes its headers.
+        let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        // Sends one whole request, reads the answer, then stays idle on keep-alive.
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = idle.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+        assert!(
+            closed_within(&mut half, Duration::from_secs(3)).await,
+            "half-open"
+        );
+        assert!(
+            closed_within(&mut idle, Duration::from_secs(3)).await,
+            "idle keep-alive"
+        );
+        assert_eq!(stats.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn past_the_connection_cap_a_new_connection_is_closed_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let limits = ListenerLimits {
+            max_connections: 1,
+            ..ListenerLimits::default()
+        };
+        let stats = Arc::new(ListenerStats::default());
+        tokio::spawn(serve(
+            listener,
+            app,
+            limits,
+            stats.clone(),
+            std::future::pending(),
+        ));
+        let _held = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut refused = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut refused, Duration::from_secs(2)).await);
+        assert_eq!(stats.refused_over_cap.load(Ordering::SeqCst), 1);
+    }
+}

@@ -268,6 +268,42 @@ fn default_max_batch() -> usize {
     4096
 }
 
+/// Why `policy` can never be met by `operators` configured operators: under the two-person
+/// rule the requester's approval never counts, so at most `operators − 1` distinct approvals
+/// can ever be given, normal or break-glass. Empty when it can be met. Used at start-up
+/// ([`Config::validate`]) and for a proposed policy change (`POST /v1/policy`).
+pub fn unreachable_approvals(
+    policy: &crate::state::ApprovalPolicy,
+    operators: usize,
+) -> Vec<String> {
+    let approvers = if policy.two_person_rule {
+        operators.saturating_sub(1)
+    } else {
+        operators
+    };
+    let rule = if policy.two_person_rule {
+        " (the requester cannot approve under the two-person rule)"
+    } else {
+        ""
+    };
+    let mut errs = Vec::new();
+    if policy.approvals_required as usize > approvers {
+        errs.push(format!(
+            "approvals_required = {} can never be met: {operators} operator(s) are \
+             configured, so at most {approvers} can approve{rule}",
+            policy.approvals_required
+        ));
+    }
+    if policy.break_glass_approvals as usize > approvers {
+        errs.push(format!(
+            "break_glass_approvals = {} can never be met: at most {approvers} operator(s) can \
+             approve{rule}",
+            policy.break_glass_approvals
+        ));
+    }
+    errs
+}
+
 /// SHA-256 of a token as 64 lowercase hex digits (how tokens are stored in the config).
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.trim().as_bytes()))
@@ -345,33 +381,12 @@ impl Config {
         if h.break_glass_approvals < h.approvals_required {
             errs.push("handover.break_glass_approvals must be ≥ approvals_required".into());
         }
-        // Under the two-person rule the requester's approval never counts, so at most
-        // `operators − 1` distinct approvals can ever be given, normal or break-glass.
-        let approvers = if h.two_person_rule {
-            self.operators.len().saturating_sub(1)
-        } else {
-            self.operators.len()
-        };
-        let rule = if h.two_person_rule {
-            " (the requester cannot approve under the two-person rule)"
-        } else {
-            ""
-        };
-        if h.approvals_required as usize > approvers {
-            errs.push(format!(
-                "handover.approvals_required = {} can never be met: {} operator(s) are \
-                 configured, so at most {approvers} can approve{rule}",
-                h.approvals_required,
-                self.operators.len()
-            ));
-        }
-        if h.break_glass_approvals as usize > approvers {
-            errs.push(format!(
-                "handover.break_glass_approvals = {} can never be met: at most {approvers} \
-                 operator(s) can approve{rule}",
-                h.break_glass_approvals
-            ));
-        }
+        let rules = crate::state::ApprovalPolicy::of(&self.policy());
+        errs.extend(
+            unreachable_approvals(&rules, self.operators.len())
+                .into_iter()
+                .map(|e| format!("handover.{e}")),
+        );
         let r = &self.raft;
         if r.election_min_ms <= r.heartbeat_ms * 2 || r.election_max_ms <= r.election_min_ms {
             errs.push("raft: need heartbeat_ms * 2 < election_min_ms < election_max_ms".into());

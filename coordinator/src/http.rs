@@ -666,7 +666,8 @@ async fn get_policy(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<
 /// `POST /v1/policy` (operator): proposes a new approval policy (body: `approvals_required`,
 /// `two_person_rule`, `break_glass_approvals`; unknown fields refused). It applies only once
 /// another operator confirms it (`POST /v1/policy/confirm`). Errors: 400 for an unusable
-/// policy, 503 without a committed answer.
+/// policy or one the operators configured on this node can never meet (`u32::MAX` approvals
+/// would stop every handover), 503 without a committed answer.
 async fn propose_policy(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -675,6 +676,12 @@ async fn propose_policy(
     let operator = s.operator(&headers)?;
     let policy: crate::state::ApprovalPolicy = parse(&body)?;
     policy.check().map_err(ApiError::bad_request)?;
+    // A policy no set of operators can meet would stop every future handover.
+    let unmet =
+        crate::config::unreachable_approvals(&policy, s.node.access.current().operators().len());
+    if !unmet.is_empty() {
+        return Err(ApiError::bad_request(unmet.join("; ")));
+    }
     tracing::warn!(%operator, ?policy, "approval policy change proposed");
     let cmd = crate::state::Command::ProposePolicy {
         policy,
@@ -1114,7 +1121,9 @@ fn check_import_future(s: &AppState, doc: &crate::interchange::Interchange) -> A
 /// `POST /v1/agent/import` (agent, [`AgentImportRequest`]): the EIP-3076 history of keys the
 /// agent holds, as its keymanager API imports them. Every validator in the file needs a valid
 /// proof of possession by this agent (403 `forbidden` naming the keys otherwise, checked here
-/// and again in apply); the far-future bound applies with no override. The audit names the
+/// and again in apply, [`crate::state::unproven_keys`]); more than
+/// [`crate::state::MAX_AGENT_IMPORT_KEYS`] validators is a 400; the far-future bound applies
+/// with no override. The audit names the
 /// actor `agent:<id>`.
 async fn agent_import(
     State(s): State<AppState>,
@@ -1131,16 +1140,13 @@ async fn agent_import(
     }
     let interchange: crate::interchange::Interchange = serde_json::from_value(req.interchange)
         .map_err(|e| ApiError::bad_request(format!("not an EIP-3076 interchange: {e}")))?;
-    if let Some(pk) = interchange.data.iter().map(|v| v.pubkey).find(|pk| {
-        !req.possession.iter().any(|p| {
-            p.pubkey == *pk && failover_common::eth::verify_possession(pk, &agent, &p.signature)
-        })
-    }) {
-        return Err(ApiError::forbidden(format!(
-            "agent {agent} gave no valid proof that it holds validator {pk}; an agent imports \
-             history only for keys it holds"
-        )));
-    }
+    crate::state::unproven_keys(&interchange, &agent, &req.possession).map_err(|e| {
+        if e.contains("does not prove") {
+            ApiError::forbidden(e)
+        } else {
+            ApiError::bad_request(e)
+        }
+    })?;
     check_import_future(&s, &interchange)?;
     tracing::info!(%agent, validators = interchange.data.len(), "slashing-protection import by an agent");
     let cmd = crate::state::Command::ImportInterchange {

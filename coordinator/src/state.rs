@@ -515,24 +515,39 @@ pub struct RestoreInfo {
     pub at_ms: u64,
 }
 
+/// Most distinct validators one agent import may name: each costs a BLS verification at the
+/// edge and on every replica, so the count is bounded, not only the body size.
+pub const MAX_AGENT_IMPORT_KEYS: usize = 4096;
+
 /// Checks that `agent` proved possession of every validator key in `doc` (DESIGN.md "Trust
-/// boundaries": an agent imports history only for keys it holds). Deterministic: BLS
-/// verification of each proof.
+/// boundaries": an agent imports history only for keys it holds). Deterministic: one BLS
+/// verification per distinct key, of the first proof naming it; further proofs are ignored,
+/// so the work is bounded by [`MAX_AGENT_IMPORT_KEYS`] whatever `possession` holds.
 ///
-/// Errors: a message naming up to five keys without a valid proof.
-fn unproven_keys(
+/// Errors: more than [`MAX_AGENT_IMPORT_KEYS`] distinct keys, or a message naming up to five
+/// keys without a valid proof.
+pub fn unproven_keys(
     doc: &crate::interchange::Interchange,
     agent: &str,
     possession: &[KeyPossession],
 ) -> Result<(), String> {
-    let missing: BTreeSet<Pubkey> = doc
-        .data
+    let keys: BTreeSet<Pubkey> = doc.data.iter().map(|v| v.pubkey).collect();
+    if keys.len() > MAX_AGENT_IMPORT_KEYS {
+        return Err(format!(
+            "an agent import names {} validators; at most {MAX_AGENT_IMPORT_KEYS} per import",
+            keys.len()
+        ));
+    }
+    let mut proofs: BTreeMap<Pubkey, &failover_common::types::Signature> = BTreeMap::new();
+    for p in possession {
+        proofs.entry(p.pubkey).or_insert(&p.signature);
+    }
+    let missing: Vec<&Pubkey> = keys
         .iter()
-        .map(|v| v.pubkey)
         .filter(|pk| {
-            !possession.iter().any(|p| {
-                p.pubkey == *pk && failover_common::eth::verify_possession(pk, agent, &p.signature)
-            })
+            !proofs
+                .get(pk)
+                .is_some_and(|sig| failover_common::eth::verify_possession(pk, agent, sig))
         })
         .collect();
     if missing.is_empty() {

@@ -320,6 +320,18 @@ async fn a_node_configured_without_the_two_person_rule_cannot_loosen_the_cluster
         "{v}"
     );
 
+    // A policy the four operators can never meet is refused before it is proposed.
+    for (approvals, glass) in [(u32::MAX, u32::MAX), (4, 4), (1, 4)] {
+        let body = json!({"approvals_required": approvals, "two_person_rule": true,
+            "break_glass_approvals": glass});
+        let (s, v) = api.post(&loose, "/v1/policy", ALICE, body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{approvals}/{glass}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains("can never be met"),
+            "{v}"
+        );
+    }
+
     // Changing the policy needs two operators.
     let body =
         json!({"approvals_required": 1, "two_person_rule": false, "break_glass_approvals": 1});
@@ -724,6 +736,26 @@ async fn an_agent_imports_history_only_for_keys_it_proves_it_holds() {
     assert_eq!(keys, vec![held_pk.to_string()]);
     let actions = api.audit(&url, "action", "operator").await;
     assert!(actions.contains(&("slashing.import".into(), "agent:agent-a".into())));
+
+    // Each key costs a BLS verification: an import naming too many is refused before any.
+    let many: Vec<Value> = (0..4097u32)
+        .map(|i| {
+            let mut pk = [0u8; 48];
+            pk[..4].copy_from_slice(&i.to_be_bytes());
+            json!({"pubkey": Pubkey(pk), "signed_blocks": [], "signed_attestations": []})
+        })
+        .collect();
+    let doc = json!({
+        "metadata": {"interchange_format_version": "5", "genesis_validators_root": GVR},
+        "data": many
+    });
+    let body = json!({"agent": "agent-a", "interchange": doc, "possession": []});
+    let (s, v) = api.post(&url, "/v1/agent/import", AGENT_A, body).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("at most 4096"),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

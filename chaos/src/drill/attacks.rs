@@ -57,7 +57,7 @@ pub async fn run(attack: &str, t: &Target<'_>) -> Result<String> {
         "poison_pill_import" => poison_pill_import(&http, t).await?,
         "far_future_attestation" => far_future_attestation(&http, t).await?,
         "foreign_key_import" => foreign_key_import(&http, t).await?,
-        "oversized_body" => oversized_body(&http, t).await?,
+        "oversized_body" => oversized_body(t).await?,
         "half_open_connections" => half_open_connections(&http, t).await?,
         "bad_token_flood" => bad_token_flood(t).await?,
         "learner_trap" => learner_trap(&http, t).await?,
@@ -234,7 +234,7 @@ async fn foreign_key_import(http: &reqwest::Client, t: &Target<'_>) -> Result<St
 }
 
 /// A 3 MB record batch: 413 before anything is proposed.
-async fn oversized_body(_: &reqwest::Client, t: &Target<'_>) -> Result<String> {
+async fn oversized_body(t: &Target<'_>) -> Result<String> {
     // Its own connection: the server answers 413 and closes it while the body is still
     // being written.
     let http = &reqwest::Client::builder()
