@@ -59,9 +59,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use failover_common::beacon::{
-    BeaconBlockHeader, BlockHeaderData, BlockId, ChainSpec, Checkpoint, DataResponse, ErrorMessage,
-    FinalityCheckpoints, Fork, Genesis, NodeVersion, SignedBeaconBlockHeader, StateId,
-    StateResponse, SyncingStatus,
+    BeaconBlockHeader, BlockHeaderData, BlockId, Checkpoint, DataResponse, ErrorMessage,
+    FinalityCheckpoints, Fork, Genesis, NodeVersion, SignedBeaconBlockHeader, SpecConstants,
+    StateId, StateResponse, SyncingStatus,
 };
 use failover_common::types::{Root, Signature, Version};
 use serde::{Deserialize, Serialize};
@@ -72,8 +72,7 @@ use sha2::{Digest, Sha256};
 pub const DEFAULT_GENESIS_VALIDATORS_ROOT: &str =
     "0xcc87973c220c17def00807a26feb4fc1254f443a4640e3749ebe92056f77c97b";
 
-/// `FAR_FUTURE_EPOCH` of the consensus specs: the epoch of an unscheduled fork.
-pub const FAR_FUTURE_EPOCH: u64 = u64::MAX;
+pub use failover_common::eth::FAR_FUTURE_EPOCH;
 
 /// Proposer indices cycle over this many validators (`proposer_index = slot mod N`).
 pub const SIM_VALIDATOR_COUNT: u64 = 64;
@@ -567,7 +566,7 @@ impl SimState {
     }
 
     /// The chain spec map (`GET /eth/v1/config/spec`).
-    pub fn spec(&self) -> ChainSpec {
+    pub fn spec(&self) -> SpecConstants {
         let cfg = &self.inner.config;
         let mut m = std::collections::BTreeMap::new();
         let mut put = |k: &str, v: String| {
@@ -607,7 +606,7 @@ impl SimState {
         for (name, value) in DOMAINS {
             put(name, Version(value).to_string());
         }
-        ChainSpec(m)
+        SpecConstants(m)
     }
 }
 
@@ -800,7 +799,7 @@ async fn health(
     })
 }
 
-async fn spec(State(s): State<SimState>) -> Json<DataResponse<ChainSpec>> {
+async fn spec(State(s): State<SimState>) -> Json<DataResponse<SpecConstants>> {
     Json(DataResponse { data: s.spec() })
 }
 
@@ -1059,7 +1058,7 @@ mod tests {
             }
         );
 
-        let spec: DataResponse<ChainSpec> = get_json(&s, "/eth/v1/config/spec").await;
+        let spec: DataResponse<SpecConstants> = get_json(&s, "/eth/v1/config/spec").await;
         let spec = spec.data;
         assert_eq!(spec.get_u64("SLOTS_PER_EPOCH"), Ok(8));
         assert_eq!(spec.get_str("SECONDS_PER_SLOT"), Ok("0.5"));

@@ -3,8 +3,8 @@
 //!
 //! - [`beacon_sim`]: a Beacon API server with a controllable chain (finality stalls, syncing,
 //!   optimistic mode) driven by an injectable clock.
-//! - [`lab`]: the local multi-region lab (real processes), the duty simulator, the drill
-//!   summary with its independent checks, and the signing benchmark.
+//! - [`lab`]: the local multi-region lab (real processes), the duty simulator, the run
+//!   summary (the checker's verdicts plus the lab's own run checks), and the signing benchmark.
 //! - [`netem`]: unprivileged network faults: one TCP proxy per directed link, with partition,
 //!   one-way loss and seeded delay.
 //! - [`drill`]: chaos drills from scenario files (faults timed against drill phases, a seed
@@ -17,7 +17,10 @@
 #![deny(missing_docs)]
 
 pub mod beacon_sim;
-pub mod checker;
+/// The independent checker, its own crate (`chaos/checker`, `failover-checker`): it depends on
+/// the protocol types and its own SSZ and BLS code, never on the lab, the drills or the
+/// coordinator.
+pub use failover_checker as checker;
 pub mod drill;
 pub mod lab;
 pub mod netem;

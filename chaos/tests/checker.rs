@@ -13,11 +13,13 @@ use chaos::lab::duties::{
 };
 use chaos::lab::keys::Validator;
 use chaos::lab::CommandWindow;
-use coordinator::state::{Approval, AuditEntry, Handover, HandoverState, TimelineEvent};
 use failover_common::beacon::CheckpointObs;
 use failover_common::eth::{Fork, ForkInfo};
 use failover_common::interop;
 use failover_common::types::{Root, Signature, Version};
+use failover_protocol::{
+    Approval, AuditAction, AuditEntry, Handover, HandoverEvent, HandoverState, TimelineEvent,
+};
 
 const SPE: u64 = 8;
 const SLOTS: u64 = 24;
@@ -87,9 +89,9 @@ fn record(agent: &str, duty: &Duty, sent_us: u64, status: u16) -> DutyRecord {
     }
 }
 
-fn ev(event: &str, log_index: u64, at_ms: u64) -> TimelineEvent {
+fn ev(event: HandoverEvent, log_index: u64, at_ms: u64) -> TimelineEvent {
     TimelineEvent {
-        event: event.into(),
+        event,
         log_index,
         at_ms,
     }
@@ -123,11 +125,11 @@ fn handover(id: u64, from: Option<&str>, to: &str, requested_ms: u64, done_ms: u
         granted_token: Some(id + 1),
         break_glass: false,
         timeline: vec![
-            ev("requested", id, requested_ms),
-            ev("fenced", id, requested_ms),
-            ev("finality_confirmed", id, requested_ms),
-            ev("approved", id + 1, done_ms),
-            ev("completed", id + 1, done_ms),
+            ev(HandoverEvent::Requested, id, requested_ms),
+            ev(HandoverEvent::Fenced, id, requested_ms),
+            ev(HandoverEvent::FinalityConfirmed, id, requested_ms),
+            ev(HandoverEvent::Approved, id + 1, done_ms),
+            ev(HandoverEvent::Completed, id + 1, done_ms),
         ],
     }
 }
@@ -137,7 +139,7 @@ fn audit(handover: u64, log_index: u64, at_ms: u64) -> AuditEntry {
         log_index,
         at_ms,
         operator: "bob".into(),
-        action: "handover.approve".into(),
+        action: AuditAction::HandoverApprove,
         handover: Some(handover),
         detail: String::new(),
         outcome: "completed".into(),
@@ -307,7 +309,7 @@ fn a_handover_approved_before_finality_fails_the_order_check() {
     let mut h = clean_history();
     let ho = &mut h.handovers[1];
     for e in &mut ho.timeline {
-        if e.event == "finality_confirmed" {
+        if e.event == HandoverEvent::FinalityConfirmed {
             e.log_index = 12;
         }
     }

@@ -2,6 +2,7 @@
 //! parser, the keystores decrypt to the interop keys, and the summary's independent checks
 //! catch what they claim to catch.
 
+use chaos::checker::{self, History};
 use chaos::lab::bench::percentile;
 use chaos::lab::duties::{
     attestation_duty, block_duty, duties_for_slot, parse_signature, DutyKind, DutyRecord,
@@ -9,7 +10,7 @@ use chaos::lab::duties::{
 use chaos::lab::keys::{self, KdfChoice};
 use chaos::lab::probes::{conflict_probes, Expectation};
 use chaos::lab::procs::Binaries;
-use chaos::lab::summary::{authority_overlap, reason_label, slashable_pairs, verify_signatures};
+use chaos::lab::summary::reason_label;
 use failover_common::eth::{self, signing_task_from_json, Fork, ForkInfo, SlashableMessage};
 use failover_common::interop;
 use failover_common::keystore::Keystore;
@@ -116,75 +117,6 @@ fn lab_keystores_decrypt_to_the_interop_keys() {
 }
 
 #[test]
-fn checker_flags_a_double_vote() {
-    let recs = [
-        signed(DutyKind::Attestation, 16, 1, 2, 1),
-        signed(DutyKind::Attestation, 17, 1, 2, 2),
-    ];
-    let pairs = slashable_pairs(&recs);
-    assert_eq!(pairs.len(), 1);
-    assert_eq!(pairs[0].offence, "double_vote");
-}
-
-#[test]
-fn checker_flags_surround_votes_in_both_orders() {
-    let outer = signed(DutyKind::Attestation, 40, 1, 5, 1);
-    let inner = signed(DutyKind::Attestation, 24, 2, 3, 2);
-    for recs in [[outer.clone(), inner.clone()], [inner, outer]] {
-        let pairs = slashable_pairs(&recs);
-        assert_eq!(pairs.len(), 1);
-        assert_eq!(pairs[0].offence, "surround_vote");
-    }
-}
-
-#[test]
-fn checker_flags_a_double_proposal() {
-    let recs = [
-        signed(DutyKind::Block, 9, 0, 0, 1),
-        signed(DutyKind::Block, 9, 0, 0, 2),
-    ];
-    assert_eq!(slashable_pairs(&recs)[0].offence, "double_proposal");
-}
-
-#[test]
-fn checker_allows_identical_messages_refusals_and_ordinary_progress() {
-    let mut refused = signed(DutyKind::Attestation, 17, 1, 2, 9);
-    refused.status = 412;
-    let recs = [
-        signed(DutyKind::Attestation, 16, 1, 2, 1),
-        signed(DutyKind::Attestation, 16, 1, 2, 1),
-        signed(DutyKind::Attestation, 24, 2, 3, 3),
-        signed(DutyKind::Block, 9, 0, 0, 4),
-        signed(DutyKind::Block, 10, 0, 0, 5),
-        refused,
-    ];
-    assert!(slashable_pairs(&recs).is_empty());
-}
-
-#[test]
-fn verification_rejects_a_signature_over_another_root() {
-    let good = signed(DutyKind::Block, 9, 0, 0, 1);
-    let mut bad = signed(DutyKind::Block, 10, 0, 0, 2);
-    bad.signing_root = Root([3; 32]);
-    let (ok, failures) = verify_signatures(&[good, bad]);
-    assert_eq!(ok, 1);
-    assert_eq!(failures.len(), 1);
-    assert!(failures[0].contains("slot 10"), "{}", failures[0]);
-}
-
-#[test]
-fn overlap_check_needs_the_old_holder_to_stop_before_the_new_one_signs() {
-    let mut old = signed(DutyKind::Block, 9, 0, 0, 1);
-    let mut new = signed(DutyKind::Block, 10, 0, 0, 2);
-    new.agent = "agent-us".into();
-    (old.sent_us, old.received_us) = (100, 200);
-    (new.sent_us, new.received_us) = (150, 300);
-    assert!(authority_overlap(&[old.clone(), new.clone()], "agent-eu", "agent-us").is_ok());
-    old.sent_us = 400;
-    assert!(authority_overlap(&[old, new], "agent-eu", "agent-us").is_err());
-}
-
-#[test]
 fn refusal_labels_group_messages_that_differ_only_in_numbers() {
     let a = reason_label(r#"{"code":"not_holder","message":"x","holder":"agent-eu"}"#);
     assert_eq!(a, "not_holder (holder agent-eu)");
@@ -257,7 +189,7 @@ fn answered(duty: &chaos::lab::duties::Duty, agent: &str) -> DutyRecord {
         sent_us: 1,
         received_us: 2,
         probe: None,
-        request: serde_json::Value::Null,
+        request: duty.body.clone(),
     }
 }
 
@@ -279,7 +211,17 @@ fn probes_conflict_with_the_signers_latest_messages_and_nothing_else() {
 
         let mut with_probe = history.clone();
         with_probe.push(answered(&p.duty, "agent-us"));
-        let pairs = slashable_pairs(&with_probe);
+        let report = checker::check(&History {
+            slots_per_epoch: SPE,
+            duties: with_probe,
+            ..History::default()
+        });
+        let pairs = &report
+            .checks
+            .iter()
+            .find(|c| c.name == "no_slashable_pair")
+            .expect("the checker judges slashability")
+            .violations;
         match &p.expect {
             // Re-signing the identical message is never slashable, and the signature matches.
             Expectation::SameSignatureOrRefused(sig) => {
@@ -322,6 +264,9 @@ fn summary_of(records: Vec<DutyRecord>) -> chaos::lab::Summary {
         handover: None,
         final_holder: Some("agent-eu".into()),
         run_errors: vec![],
+        // The checker's own verdicts are tested in tests/checker.rs; these tests are about
+        // the summary's checks, so the checker sees an empty history.
+        report: checker::check(&History::default()),
     })
 }
 

@@ -211,19 +211,20 @@ pub struct NodeVersion {
 /// Response of `GET /eth/v1/node/version`.
 pub type VersionResponse = DataResponse<NodeVersion>;
 
-/// `data` of `GET /eth/v1/config/spec`: a flat map from constant name to value.
+/// `data` of `GET /eth/v1/config/spec`: a flat map from constant name to value, as a beacon
+/// node reports it (the typed network configuration is [`crate::eth::ChainSpec`]).
 ///
 /// Per the spec, hex values are `0x` strings, numbers are quoted decimals and arrays (such as
 /// `BLOB_SCHEDULE`) are JSON arrays, so values are kept as JSON and read through the typed
 /// getters. Keys are sorted, so serialization is deterministic.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ChainSpec(pub BTreeMap<String, serde_json::Value>);
+pub struct SpecConstants(pub BTreeMap<String, serde_json::Value>);
 
 /// Response of `GET /eth/v1/config/spec`.
-pub type SpecResponse = DataResponse<ChainSpec>;
+pub type SpecResponse = DataResponse<SpecConstants>;
 
-/// Error reading a constant from a [`ChainSpec`].
+/// Error reading a constant from a [`SpecConstants`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     /// The node does not report the constant.
@@ -239,7 +240,7 @@ pub enum SpecError {
     },
 }
 
-impl ChainSpec {
+impl SpecConstants {
     /// The raw string value of `key`.
     ///
     /// Errors: [`SpecError::Missing`], or [`SpecError::Invalid`] when the value is not a string.
@@ -436,7 +437,7 @@ impl From<Checkpoint> for CheckpointObs {
 /// What one beacon node looked like when polled, and whether it may vouch for finality.
 ///
 /// Serialized as `{"kind": "usable"}`, `{"kind": "syncing", "sync_distance": 5}`, … (the same
-/// tagging as the wire types in [`crate::api`]).
+/// tagging as the wire types in the `failover-protocol` crate).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ObservationStatus {
@@ -791,7 +792,7 @@ impl BeaconClient {
     /// `GET /eth/v1/config/spec` on the node at `url`.
     ///
     /// Errors: [`BeaconError`].
-    pub async fn spec(&self, url: &str) -> Result<ChainSpec, BeaconError> {
+    pub async fn spec(&self, url: &str) -> Result<SpecConstants, BeaconError> {
         let r: SpecResponse = self.get_json(url, PATH_SPEC).await?;
         Ok(r.data)
     }
@@ -1238,7 +1239,7 @@ mod tests {
 
     #[test]
     fn chain_spec_getters_check_shapes() {
-        let spec: ChainSpec = serde_json::from_value(serde_json::json!({
+        let spec: SpecConstants = serde_json::from_value(serde_json::json!({
             "SLOTS_PER_EPOCH": "32",
             "DOMAIN_BEACON_ATTESTER": "0x01000000",
             "BLOB_SCHEDULE": [{"EPOCH": "1", "MAX_BLOBS_PER_BLOCK": "6"}],

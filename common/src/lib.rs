@@ -1,7 +1,6 @@
 //! Shared library of the failover coordinator and signer agent.
 //!
 //! - [`types`]: fixed-size byte types with `0x`-hex encoding.
-//! - [`api`]: the versioned agent/operator ↔ coordinator wire types.
 //! - [`eth`]: consensus-spec containers, domains and signing roots for Web3Signer requests.
 //! - [`keystore`]: EIP-2335 keystores.
 //! - [`interop`]: the standard interop (mock-start) validator keys.
@@ -9,7 +8,6 @@
 
 #![deny(missing_docs)]
 
-pub mod api;
 pub mod beacon;
 pub mod chain_time;
 pub mod eth;

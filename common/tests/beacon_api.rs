@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use failover_common::beacon::{
-    BlockHeaderResponse, ChainSpec, ErrorMessage, FinalityCheckpointsResponse, ForkResponse,
-    GenesisResponse, SpecResponse, SyncingResponse, VersionResponse,
+    BlockHeaderResponse, ErrorMessage, FinalityCheckpointsResponse, ForkResponse, GenesisResponse,
+    SpecConstants, SpecResponse, SyncingResponse, VersionResponse,
 };
 use failover_common::types::Version;
 use failover_common::vectors;
@@ -295,7 +295,7 @@ fn spec_example_round_trips_and_typed_getters_read_it() {
     let path = "/eth/v1/config/spec";
     let example = &Spec::new().examples(path, "200")[0];
     let parsed: SpecResponse = round_trip(path, example);
-    let spec: &ChainSpec = &parsed.data;
+    let spec: &SpecConstants = &parsed.data;
     let raw = example["data"].as_object().unwrap();
     assert!(!raw.is_empty());
     let mut checked = 0;

@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use failover_common::api::AgentId;
+use failover_protocol::AgentId;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{token_hash, AgentCfg, Config, OperatorCfg};

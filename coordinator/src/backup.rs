@@ -117,9 +117,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{token_hash, Config};
 use crate::slashing::RestoreFloor;
-use crate::state::{AuditEntry, HandoverState, RestoreInfo, StateData, TimelineEvent};
+use crate::state::{RestoreInfo, StateData};
 use crate::store::SmSnapshotData;
 use crate::NodeId;
+use failover_protocol::{AuditEntry, HandoverState, TimelineEvent};
 
 /// First word of a backup file.
 pub const MAGIC: &str = "failover-coordinator-backup";
@@ -557,7 +558,7 @@ pub fn restored_state(
     for h in data.handovers.values_mut().filter(|h| h.state.is_open()) {
         h.state = HandoverState::Aborted;
         h.timeline.push(TimelineEvent {
-            event: "aborted".into(),
+            event: failover_protocol::HandoverEvent::Aborted,
             log_index: index,
             at_ms: stamp.at_ms,
         });
@@ -579,7 +580,7 @@ pub fn restored_state(
         log_index: index,
         at_ms: stamp.at_ms,
         operator: stamp.operator.clone(),
-        action: "cluster.restore".into(),
+        action: failover_protocol::AuditAction::ClusterRestore,
         handover: None,
         detail: format!(
             "restored from a backup of node {} at log index {} taken at {} ms; new single-node \
@@ -852,9 +853,12 @@ mod tests {
         let voters: Vec<_> = r.membership.membership().voter_ids().collect();
         assert_eq!(voters, vec![4]);
         let h = &r.data.validators[&Pubkey([7; 48])];
-        assert_eq!(h.low_target_epoch, Some(Epoch(31)));
-        assert!(h.attestations.is_empty() && h.blocks.is_empty());
+        assert_eq!(h.low_target_epoch(), Some(Epoch(31)));
+        assert!(h.attestations().is_empty() && h.blocks().is_empty());
         assert_eq!(r.data.restore.as_ref().unwrap().floor, floor);
-        assert_eq!(r.data.audit.last().unwrap().action, "cluster.restore");
+        assert_eq!(
+            r.data.audit.last().unwrap().action,
+            failover_protocol::AuditAction::ClusterRestore
+        );
     }
 }

@@ -273,7 +273,7 @@ fn default_max_batch() -> usize {
 /// can ever be given, normal or break-glass. Empty when it can be met. Used at start-up
 /// ([`Config::validate`]) and for a proposed policy change (`POST /v1/policy`).
 pub fn unreachable_approvals(
-    policy: &crate::state::ApprovalPolicy,
+    policy: &failover_protocol::ApprovalPolicy,
     operators: usize,
 ) -> Vec<String> {
     let approvers = if policy.two_person_rule {
@@ -381,7 +381,7 @@ impl Config {
         if h.break_glass_approvals < h.approvals_required {
             errs.push("handover.break_glass_approvals must be ≥ approvals_required".into());
         }
-        let rules = crate::state::ApprovalPolicy::of(&self.policy());
+        let rules = self.policy().approval();
         errs.extend(
             unreachable_approvals(&rules, self.operators.len())
                 .into_iter()

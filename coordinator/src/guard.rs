@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use failover_common::api::ApiErrorBody;
+use failover_protocol::{ApiErrorBody, ErrorCode};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use prometheus::IntCounterVec;
@@ -184,13 +184,10 @@ pub async fn layer(
         .contains_key(axum::http::header::AUTHORIZATION);
     if let Some(wait) = guard.blocked_for(ip).filter(|_| authenticating) {
         let secs = wait.as_secs().saturating_add(1);
-        let body = ApiErrorBody {
-            code: "too_many_auth_failures".into(),
-            message: format!("too many failed authentications from {ip}; try again in {secs} s"),
-            holder: None,
-            token: None,
-            leader_hint: None,
-        };
+        let body = ApiErrorBody::new(
+            ErrorCode::TooManyAuthFailures,
+            format!("too many failed authentications from {ip}; try again in {secs} s"),
+        );
         let mut res = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);

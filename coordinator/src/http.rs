@@ -1,6 +1,13 @@
 //! The coordinator's HTTP API (axum): agent API, operator API, Raft RPC, internal
 //! forwarding, `/metrics` and `/health`.
 //!
+//! This module holds what every route shares: the router and its layers, authentication
+//! ([`AppState`]'s principal checks), [`ApiError`] (the only place an HTTP status is chosen,
+//! from the protocol's `ErrorCode`), the one helper that forwards a request to the leader, and
+//! linearizable reads. The handlers are in `agent` (agent API), `operator` (status, handovers,
+//! policy, audit), `slashing` (EIP-3076 import and export, backup), `membership` (Raft
+//! membership) and `raft` (Raft RPC and forwarded writes).
+//!
 //! Invariants:
 //! - every `/v1` and `/raft` route is authenticated by a bearer token compared by SHA-256 hash
 //!   with the configured hashes; tokens are never logged;
@@ -8,31 +15,22 @@
 //! - every error is an [`ApiErrorBody`] with a stable `code`; internal details never leak;
 //! - a write with no committed answer is a 503 `unavailable` (fail closed).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use failover_common::api::{
-    AbortBody, AgentId, AgentImportRequest, ApiErrorBody, ApproveBody, AuthorityView,
-    HandoverRequestBody, HeartbeatRequest, RecordBatchRequest, RecordBatchResponse,
-    RegisterAgentRequest, Verdict,
-};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use failover_protocol::{AgentId, ApiErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use tower_http::trace::TraceLayer;
 
 use crate::access::Principal;
 use crate::guard::AuthFailure;
-use crate::node::{now_ms, Node, WriteError, WriteOutcome};
-use crate::state::{AuditEntry, FinalityRecord, Handover, Response};
-use crate::{NodeId, TypeConfig};
+use crate::node::{Node, WriteError};
+use crate::state::{Rejection, Response};
 
 /// The one error type of the API.
 #[derive(Debug)]
@@ -44,33 +42,25 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    /// An error answered with `code`'s status ([`ErrorCode::status`]).
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
-            body: ApiErrorBody {
-                code: code.into(),
-                message: message.into(),
-                holder: None,
-                token: None,
-                leader_hint: None,
-            },
+            status: StatusCode::from_u16(code.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: ApiErrorBody::new(code, message),
             auth_failure: None,
         }
     }
     fn bad_request(m: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", m)
+        Self::new(ErrorCode::BadRequest, m)
     }
     fn unauthorized(why: AuthFailure) -> Self {
-        let mut e = Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or unknown bearer token",
-        );
+        let mut e = Self::new(ErrorCode::Unauthorized, "missing or unknown bearer token");
         e.auth_failure = Some(why);
         e
     }
     fn forbidden(m: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", m)
+        Self::new(ErrorCode::Forbidden, m)
     }
     /// 403 for a valid token used where its principal may not act: the wrong kind of
     /// principal for the route, or an agent naming another agent. Counted as an
@@ -88,7 +78,7 @@ impl From<WriteError> for ApiError {
             message,
             leader_hint,
         } = e;
-        let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        let mut err = Self::new(ErrorCode::Unavailable, message);
         err.body.leader_hint = leader_hint;
         err
     }
@@ -106,7 +96,11 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+mod agent;
 mod membership;
+mod operator;
+mod raft;
+mod slashing;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -182,8 +176,7 @@ impl AppState {
             .and_then(|v| v.to_str().ok());
         match target {
             Some(t) if t != self.node.id.to_string() => Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "wrong_node",
+                ErrorCode::WrongNode,
                 format!("this is node {}, not node {t}", self.node.id),
             )),
             _ => Ok(()),
@@ -196,14 +189,15 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-fn rejected_to_error(code: &str, message: String) -> ApiError {
-    let status = match code {
-        "not_found" => StatusCode::NOT_FOUND,
-        "forbidden" => StatusCode::FORBIDDEN,
-        "bad_request" | "future_epoch" => StatusCode::BAD_REQUEST,
-        _ => StatusCode::CONFLICT,
+/// The API's answer to a deterministic refusal of the state machine.
+fn rejected_to_error(code: Rejection, message: String) -> ApiError {
+    let code = match code {
+        Rejection::BadRequest => ErrorCode::BadRequest,
+        Rejection::NotFound => ErrorCode::NotFound,
+        Rejection::Conflict => ErrorCode::Conflict,
+        Rejection::Forbidden => ErrorCode::Forbidden,
     };
-    ApiError::new(status, code, message)
+    ApiError::new(code, message)
 }
 
 /// Builds the router with every route, for a node whose one listener serves both operators
@@ -239,22 +233,37 @@ pub fn internal_router(node: Arc<Node>) -> Router {
 fn api_routes(state: &AppState) -> Router<AppState> {
     let large = || DefaultBodyLimit::max(state.node.config.limits.max_import_bytes);
     let authenticated = Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/authority", get(authority))
-        .route("/v1/handovers", get(list_handovers).post(request_handover))
-        .route("/v1/handovers/{id}", get(get_handover))
-        .route("/v1/handovers/{id}/approve", post(approve_handover))
-        .route("/v1/handovers/{id}/abort", post(abort_handover))
-        .route("/v1/audit", get(audit))
-        .route("/v1/policy", get(get_policy).post(propose_policy))
-        .route("/v1/policy/confirm", post(confirm_policy))
-        .route("/v1/slashing/import", post(slashing_import).layer(large()))
-        .route("/v1/slashing/export", get(slashing_export))
-        .route("/v1/backup", get(backup))
-        .route("/v1/agent/register", post(register_agent))
-        .route("/v1/agent/records", post(record_batch))
-        .route("/v1/agent/heartbeat", post(heartbeat))
-        .route("/v1/agent/import", post(agent_import).layer(large()))
+        .route("/v1/status", get(operator::status))
+        .route("/v1/authority", get(agent::authority))
+        .route(
+            "/v1/handovers",
+            get(operator::list_handovers).post(operator::request_handover),
+        )
+        .route("/v1/handovers/{id}", get(operator::get_handover))
+        .route(
+            "/v1/handovers/{id}/approve",
+            post(operator::approve_handover),
+        )
+        .route("/v1/handovers/{id}/abort", post(operator::abort_handover))
+        .route("/v1/audit", get(operator::audit))
+        .route(
+            "/v1/policy",
+            get(operator::get_policy).post(operator::propose_policy),
+        )
+        .route("/v1/policy/confirm", post(operator::confirm_policy))
+        .route(
+            "/v1/slashing/import",
+            post(slashing::slashing_import).layer(large()),
+        )
+        .route("/v1/slashing/export", get(slashing::slashing_export))
+        .route("/v1/backup", get(slashing::backup))
+        .route("/v1/agent/register", post(agent::register_agent))
+        .route("/v1/agent/records", post(agent::record_batch))
+        .route("/v1/agent/heartbeat", post(agent::heartbeat))
+        .route(
+            "/v1/agent/import",
+            post(slashing::agent_import).layer(large()),
+        )
         .route("/v1/cluster/members", get(membership::members))
         .route("/v1/cluster/learners", post(membership::add_learner))
         .route("/v1/cluster/voters", post(membership::change_voters))
@@ -270,14 +279,50 @@ fn api_routes(state: &AppState) -> Router<AppState> {
 fn internal_routes(state: &AppState) -> Router<AppState> {
     let large = || DefaultBodyLimit::max(state.node.config.limits.max_import_bytes);
     Router::new()
-        .route("/raft/append", post(raft_append).layer(large()))
-        .route("/raft/vote", post(raft_vote))
-        .route("/raft/snapshot", post(raft_snapshot).layer(large()))
-        .route("/internal/v1/write", post(internal_write).layer(large()))
+        .route("/raft/append", post(raft::raft_append).layer(large()))
+        .route("/raft/vote", post(raft::raft_vote))
+        .route("/raft/snapshot", post(raft::raft_snapshot).layer(large()))
+        .route(
+            "/internal/v1/write",
+            post(raft::internal_write).layer(large()),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
         ))
+}
+
+/// Proposes an operator command, counts it in `failover_operator_actions_total` (`ok`,
+/// `rejected`, `unavailable`), and maps the committed answer: `pick` returns the expected
+/// response's value, a deterministic `Rejected` becomes its HTTP error.
+async fn operator_command<T>(
+    s: &AppState,
+    action: &str,
+    cmd: crate::state::Command,
+    pick: fn(Response) -> Result<T, Response>,
+) -> ApiResult<T> {
+    let (result, answer) = match s.node.write(cmd).await {
+        Err(e) => ("unavailable", Err(ApiError::from(e))),
+        Ok(out) => match pick(out.response) {
+            Ok(v) => ("ok", Ok(v)),
+            Err(Response::Rejected { code, message }) => {
+                ("rejected", Err(rejected_to_error(code, message)))
+            }
+            Err(other) => (
+                "rejected",
+                Err(ApiError::new(
+                    ErrorCode::Internal,
+                    format!("unexpected state machine answer {other:?}"),
+                )),
+            ),
+        },
+    };
+    s.node
+        .metrics
+        .operator_actions
+        .with_label_values(&[action, result])
+        .inc();
+    answer
 }
 
 /// The routes every listener serves, and the layers every listener has.
@@ -364,856 +409,8 @@ async fn metrics(State(s): State<AppState>) -> String {
     s.node.metrics.render()
 }
 
-/// One agent as shown in `status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AgentStatus {
-    /// Agent id.
-    pub id: AgentId,
-    /// Region.
-    pub region: String,
-    /// Keys it announced.
-    pub pubkeys: usize,
-    /// Accepted records in total.
-    pub records_accepted: u64,
-    /// Seconds since its last heartbeat seen by this node, if any.
-    pub heartbeat_age_seconds: Option<f64>,
-}
-
-/// One voter as shown in `status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MemberStatus {
-    /// Node id.
-    pub id: NodeId,
-    /// URL.
-    pub url: String,
-    /// Region from this node's config, if known.
-    pub region: Option<String>,
-}
-
-/// `GET /v1/status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatusView {
-    /// Node answering.
-    pub node_id: NodeId,
-    /// Its region.
-    pub region: String,
-    /// Leader id known to this node.
-    pub leader_id: Option<NodeId>,
-    /// Leader URL.
-    pub leader_url: Option<String>,
-    /// Current term.
-    pub term: u64,
-    /// Last log index.
-    pub last_log_index: Option<u64>,
-    /// Last applied index.
-    pub applied_index: Option<u64>,
-    /// Voters.
-    pub members: Vec<MemberStatus>,
-    /// Authority holder.
-    pub holder: Option<AgentId>,
-    /// Fencing token.
-    pub token: u64,
-    /// Agreed finality.
-    pub finality: Option<FinalityRecord>,
-    /// Registered agents.
-    pub agents: Vec<AgentStatus>,
-    /// Validators with slashing-protection history.
-    pub validators: usize,
-    /// All handovers, oldest first.
-    pub handovers: Vec<Handover>,
-}
-
-async fn status(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<StatusView>> {
-    s.operator(&headers)?;
-    let m = s.node.raft.metrics().borrow().clone();
-    let leader = s.node.leader();
-    let regions: HashMap<NodeId, String> = s
-        .node
-        .config
-        .peers
-        .iter()
-        .map(|p| (p.id, p.region.clone()))
-        .collect();
-    let members = m
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, n)| MemberStatus {
-            id: *id,
-            url: n.addr.clone(),
-            region: regions.get(id).cloned(),
-        })
-        .collect();
-    let hb = s.node.heartbeats.lock().expect("heartbeats lock").clone();
-    let st = s.node.state.read().expect("state lock");
-    let agents = st
-        .data
-        .agents
-        .iter()
-        .map(|(id, a)| AgentStatus {
-            id: id.clone(),
-            region: a.region.clone(),
-            pubkeys: a.pubkeys.len(),
-            records_accepted: a.records_accepted,
-            heartbeat_age_seconds: hb.get(id).map(|h| h.at.elapsed().as_secs_f64()),
-        })
-        .collect();
-    Ok(Json(StatusView {
-        node_id: s.node.id,
-        region: s.node.config.me().region.clone(),
-        leader_id: leader.as_ref().map(|l| l.0),
-        leader_url: leader.map(|l| l.1),
-        term: m.current_term,
-        last_log_index: m.last_log_index,
-        applied_index: m.last_applied.map(|l| l.index),
-        members,
-        holder: st.data.authority.holder.clone(),
-        token: st.data.authority.token,
-        finality: st.data.finality.clone(),
-        agents,
-        validators: st.data.validators.len(),
-        handovers: st.data.handovers.values().cloned().collect(),
-    }))
-}
-
-/// `GET /v1/authority`: the holder and fencing token, read linearizably (the leader confirms
-/// its leadership with a quorum; a follower forwards once to the leader; 503 without a
-/// reachable leader). Agents measure their short lease for non-slashable types from the moment
-/// they sent this request, so a view must never be older than the request: a follower cut off
-/// from the leader must not answer from its stale state (DESIGN.md, "short lease").
-async fn authority(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<HttpResponse> {
-    s.principal(&headers)?;
-    linearizable_read(
-        &s,
-        &headers,
-        "/v1/authority",
-        "the signing authority",
-        |s| {
-            let st = s.node.state.read().expect("state lock");
-            Json(AuthorityView {
-                holder: st.data.authority.holder.clone(),
-                token: st.data.authority.token,
-                applied_index: st.last_applied.map_or(0, |l| l.index),
-            })
-            .into_response()
-        },
-    )
-    .await
-}
-
-async fn list_handovers(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Vec<Handover>>> {
-    s.operator(&headers)?;
-    let st = s.node.state.read().expect("state lock");
-    Ok(Json(st.data.handovers.values().cloned().collect()))
-}
-
-async fn get_handover(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
-) -> ApiResult<Json<Handover>> {
-    s.operator(&headers)?;
-    let st = s.node.state.read().expect("state lock");
-    st.data
-        .handovers
-        .get(&id)
-        .cloned()
-        .map(Json)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no handover {id}"),
-            )
-        })
-}
-
-/// Proposes an operator command, counts it in `failover_operator_actions_total` (`ok`,
-/// `rejected`, `unavailable`), and maps the committed answer: `pick` returns the expected
-/// response's value, a deterministic `Rejected` becomes its HTTP error.
-async fn operator_command<T>(
-    s: &AppState,
-    action: &str,
-    cmd: crate::state::Command,
-    pick: fn(Response) -> Result<T, Response>,
-) -> ApiResult<T> {
-    let (result, answer) = match s.node.write(cmd).await {
-        Err(e) => ("unavailable", Err(ApiError::from(e))),
-        Ok(out) => match pick(out.response) {
-            Ok(v) => ("ok", Ok(v)),
-            Err(Response::Rejected { code, message }) => {
-                ("rejected", Err(rejected_to_error(&code, message)))
-            }
-            Err(other) => (
-                "rejected",
-                Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    format!("unexpected state machine answer {other:?}"),
-                )),
-            ),
-        },
-    };
-    s.node
-        .metrics
-        .operator_actions
-        .with_label_values(&[action, result])
-        .inc();
-    answer
-}
-
-async fn operator_write(
-    s: &AppState,
-    action: &str,
-    cmd: crate::state::Command,
-) -> ApiResult<Json<Handover>> {
-    operator_command(s, action, cmd, |r| match r {
-        Response::Handover { handover } => Ok(Json(*handover)),
-        other => Err(other),
-    })
-    .await
-}
-
-async fn request_handover(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<Handover>> {
-    let operator = s.operator(&headers)?;
-    let req: HandoverRequestBody = parse(&body)?;
-    tracing::info!(%operator, to = %req.to, "handover requested");
-    let cmd = crate::state::Command::RequestHandover {
-        to: req.to,
-        reason: req.reason,
-        operator,
-        at_ms: now_ms(),
-        policy: s.node.config.policy(),
-    };
-    operator_write(&s, "request", cmd).await
-}
-
-async fn approve_handover(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
-    body: Bytes,
-) -> ApiResult<Json<Handover>> {
-    let operator = s.operator(&headers)?;
-    let req: ApproveBody = if body.is_empty() {
-        ApproveBody::default()
-    } else {
-        parse(&body)?
-    };
-    if req.break_glass {
-        tracing::warn!(%operator, handover = id, "BREAK-GLASS approval submitted");
-    }
-    let cmd = crate::state::Command::ApproveHandover {
-        id,
-        operator,
-        break_glass: req.break_glass,
-        at_ms: now_ms(),
-        policy: s.node.config.policy(),
-    };
-    operator_write(&s, "approve", cmd).await
-}
-
-async fn abort_handover(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
-    body: Bytes,
-) -> ApiResult<Json<Handover>> {
-    let operator = s.operator(&headers)?;
-    let req: AbortBody = if body.is_empty() {
-        AbortBody::default()
-    } else {
-        parse(&body)?
-    };
-    let cmd = crate::state::Command::AbortHandover {
-        id,
-        operator,
-        reason: req.reason,
-        at_ms: now_ms(),
-    };
-    operator_write(&s, "abort", cmd).await
-}
-
-/// `GET /v1/policy`: the approval policy in force, a pending change, and this node's own
-/// `[handover]` configuration (which applies only while no policy is replicated).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PolicyView {
-    /// The replicated policy; `None` until the bootstrap node set it.
-    pub policy: Option<crate::state::ApprovalPolicy>,
-    /// A proposed change waiting for a second operator.
-    pub pending: Option<crate::state::PendingPolicy>,
-    /// The answering node's configured `[handover]` rules.
-    pub configured: crate::state::ApprovalPolicy,
-}
-
-async fn get_policy(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<PolicyView>> {
-    s.operator(&headers)?;
-    let st = s.node.state.read().expect("state lock");
-    Ok(Json(PolicyView {
-        policy: st.data.policy,
-        pending: st.data.pending_policy.clone(),
-        configured: crate::state::ApprovalPolicy::of(&s.node.config.policy()),
-    }))
-}
-
-/// `POST /v1/policy` (operator): proposes a new approval policy (body: `approvals_required`,
-/// `two_person_rule`, `break_glass_approvals`; unknown fields refused). It applies only once
-/// another operator confirms it (`POST /v1/policy/confirm`). Errors: 400 for an unusable
-/// policy or one the operators configured on this node can never meet (`u32::MAX` approvals
-/// would stop every handover), 503 without a committed answer.
-async fn propose_policy(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
-    let operator = s.operator(&headers)?;
-    let policy: crate::state::ApprovalPolicy = parse(&body)?;
-    policy.check().map_err(ApiError::bad_request)?;
-    // A policy no set of operators can meet would stop every future handover.
-    let unmet =
-        crate::config::unreachable_approvals(&policy, s.node.access.current().operators().len());
-    if !unmet.is_empty() {
-        return Err(ApiError::bad_request(unmet.join("; ")));
-    }
-    tracing::warn!(%operator, ?policy, "approval policy change proposed");
-    let cmd = crate::state::Command::ProposePolicy {
-        policy,
-        operator,
-        at_ms: now_ms(),
-    };
-    operator_command(&s, "policy_propose", cmd, |r| match r {
-        Response::Ok => Ok(()),
-        other => Err(other),
-    })
-    .await?;
-    Ok(Json(serde_json::json!({ "pending": policy })))
-}
-
-/// `POST /v1/policy/confirm` (operator): confirms the pending policy change, which then
-/// applies. Errors: 403 when the confirming operator proposed it (two-person rule), 404 when
-/// nothing is pending, 503 without a committed answer.
-async fn confirm_policy(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<serde_json::Value>> {
-    let operator = s.operator(&headers)?;
-    let cmd = crate::state::Command::ConfirmPolicy {
-        operator,
-        at_ms: now_ms(),
-    };
-    operator_command(&s, "policy_confirm", cmd, |r| match r {
-        Response::Ok => Ok(Json(serde_json::json!({ "confirmed": true }))),
-        other => Err(other),
-    })
-    .await
-}
-
-/// Query of `GET /v1/audit`.
-#[derive(Debug, Deserialize)]
-pub struct AuditQuery {
-    /// Only entries at or after this log index.
-    #[serde(default)]
-    pub since: u64,
-}
-
-async fn audit(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
-) -> ApiResult<Json<Vec<AuditEntry>>> {
-    s.operator(&headers)?;
-    let st = s.node.state.read().expect("state lock");
-    Ok(Json(
-        st.data
-            .audit
-            .iter()
-            .filter(|e| e.log_index >= q.since)
-            .cloned()
-            .collect(),
-    ))
-}
-
-async fn register_agent(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
-    let agent = s.agent(&headers)?;
-    let req: RegisterAgentRequest = parse(&body)?;
-    if req.agent != agent {
-        return Err(ApiError::wrong_principal(format!(
-            "token belongs to {agent}, not {}",
-            req.agent
-        )));
-    }
-    s.node
-        .write(crate::state::Command::RegisterAgent {
-            agent: req.agent,
-            region: req.region,
-            pubkeys: req.pubkeys,
-        })
-        .await?;
-    Ok(Json(serde_json::json!({})))
-}
-
-async fn heartbeat(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
-    let agent = s.agent(&headers)?;
-    let req: HeartbeatRequest = parse(&body)?;
-    if req.agent != agent {
-        return Err(ApiError::wrong_principal(format!(
-            "token belongs to {agent}, not {}",
-            req.agent
-        )));
-    }
-    s.node.heartbeats.lock().expect("heartbeats lock").insert(
-        agent,
-        crate::node::Heartbeat {
-            at: Instant::now(),
-            keys_loaded: req.keys_loaded,
-        },
-    );
-    Ok(Json(serde_json::json!({})))
-}
-
-async fn record_batch(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<RecordBatchResponse>> {
-    let started = Instant::now();
-    let agent = s.agent(&headers)?;
-    let req: RecordBatchRequest = parse(&body)?;
-    if req.agent != agent {
-        return Err(ApiError::wrong_principal(format!(
-            "token belongs to {agent}, not {}",
-            req.agent
-        )));
-    }
-    if req.items.is_empty() || req.items.len() > s.node.config.max_batch {
-        return Err(ApiError::bad_request(format!(
-            "a batch holds 1 to {} items, got {}",
-            s.node.config.max_batch,
-            req.items.len()
-        )));
-    }
-    let n = req.items.len();
-    s.node.metrics.batch_size.observe(n as f64);
-    let early = future_verdicts(&s, &req.items);
-    let items: Vec<_> = req
-        .items
-        .into_iter()
-        .zip(&early)
-        .filter(|(_, v)| v.is_none())
-        .map(|(i, _)| i)
-        .collect();
-    let out = if items.is_empty() {
-        // Everything refused at the edge: nothing to propose, nothing recorded.
-        Ok(crate::node::WriteOutcome {
-            response: Response::Records { verdicts: vec![] },
-            log_index: 0,
-        })
-    } else {
-        s.node
-            .write(crate::state::Command::RecordBatch {
-                agent: req.agent,
-                token: req.token,
-                items,
-            })
-            .await
-    };
-    s.node
-        .metrics
-        .batch_latency
-        .observe(started.elapsed().as_secs_f64());
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => {
-            s.node
-                .metrics
-                .records
-                .with_label_values(&["unavailable"])
-                .inc_by(n as u64);
-            return Err(e.into());
-        }
-    };
-    match out.response {
-        Response::Records { verdicts } => {
-            // Put the edge refusals back in request order.
-            let mut committed = verdicts.into_iter();
-            let verdicts: Vec<Verdict> = early
-                .into_iter()
-                .map(|e| e.or_else(|| committed.next()))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "the state machine answered fewer verdicts than items",
-                    )
-                })?;
-            for v in &verdicts {
-                let label = match v {
-                    Verdict::Valid => "valid",
-                    Verdict::SameData => "same_data",
-                    Verdict::Refused(r) => r.label(),
-                };
-                s.node.metrics.records.with_label_values(&[label]).inc();
-            }
-            Ok(Json(RecordBatchResponse {
-                verdicts,
-                log_index: out.log_index,
-            }))
-        }
-        Response::NotHolder { holder, token } => {
-            s.node
-                .metrics
-                .records
-                .with_label_values(&["not_holder"])
-                .inc_by(n as u64);
-            let mut e = ApiError::new(
-                StatusCode::FORBIDDEN,
-                "not_holder",
-                format!(
-                    "agent {agent} does not hold signing authority; holder is {}",
-                    holder.as_deref().unwrap_or("nobody (fenced)")
-                ),
-            );
-            e.body.holder = holder;
-            e.body.token = Some(token);
-            Err(e)
-        }
-        Response::Rejected { code, message } => Err(rejected_to_error(&code, message)),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("unexpected state machine answer {other:?}"),
-        )),
-    }
-}
-
-/// The far-future bound on a record batch, at the edge (apply reads no clock): the verdict
-/// [`Refusal::FutureEpoch`](failover_common::api::Refusal::FutureEpoch) for every item whose
-/// epoch (a block's `slot / SLOTS_PER_EPOCH`, an attestation's larger of source and target)
-/// lies more than `limits.max_future_epochs` ahead of the chain clock, `None` for the others.
-/// Refused items are never proposed, so one far-future request cannot fail the other items of
-/// its batch.
-fn future_verdicts(
-    s: &AppState,
-    items: &[failover_common::api::RecordItem],
-) -> Vec<Option<Verdict>> {
-    use failover_common::api::{RecordItem, Refusal};
-    let spe = s.node.config.chain.slots_per_epoch;
-    items
-        .iter()
-        .map(|i| {
-            let epoch = match i {
-                RecordItem::Block { slot, .. } => crate::slashing::epoch_of_slot(*slot, spe),
-                RecordItem::Attestation {
-                    source_epoch,
-                    target_epoch,
-                    ..
-                } => (*source_epoch).max(*target_epoch),
-            };
-            s.node.check_future([epoch]).err().map(|e| {
-                Verdict::Refused(Refusal::FutureEpoch {
-                    epoch: e.epoch,
-                    current: e.current,
-                    margin: e.margin,
-                })
-            })
-        })
-        .collect()
-}
-
-async fn internal_write(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<WriteOutcome>> {
-    s.cluster(&headers)?;
-    let cmd: crate::state::Command = parse(&body)?;
-    // Only what a follower legitimately forwards: the commands its own agent and operator
-    // handlers propose. Finality evidence is proposed by the leader from its own beacon polls
-    // and never arrives from outside; accepting it here would let any holder of the cluster
-    // token open the finality gate of a handover.
-    if matches!(cmd, crate::state::Command::Finality { .. }) {
-        return Err(ApiError::forbidden(
-            "finality evidence is proposed only by the leader from its own beacon nodes; it is \
-             never forwarded",
-        ));
-    }
-    Ok(Json(s.node.write_local(cmd).await?))
-}
-
-async fn raft_append(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<HttpResponse> {
-    s.cluster(&headers)?;
-    let req: AppendEntriesRequest<TypeConfig> = parse(&body)?;
-    if let Some(c) = req.leader_commit {
-        s.node.join.observe_leader_commit(c.index);
-    }
-    Ok(Json(s.node.raft.append_entries(req).await).into_response())
-}
-
-async fn raft_vote(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<HttpResponse> {
-    s.cluster(&headers)?;
-    let req: VoteRequest<NodeId> = parse(&body)?;
-    // A node that may have lost acknowledged records votes only once it caught up (`join`).
-    if !s.node.join.may_vote_for(req.last_log_id.map(|l| l.index)) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "not_joined",
-            format!(
-                "node {} started with an empty store and has not caught up with the leader's \
-                 log yet; it grants no vote to a candidate with history until it has",
-                s.node.id
-            ),
-        ));
-    }
-    Ok(Json(s.node.raft.vote(req).await).into_response())
-}
-
-async fn raft_snapshot(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<HttpResponse> {
-    s.cluster(&headers)?;
-    let req: InstallSnapshotRequest<TypeConfig> = parse(&body)?;
-    if let Some(l) = req.meta.last_log_id {
-        s.node.join.observe_leader_commit(l.index);
-    }
-    let last_chunk = req.done;
-    let res = s.node.raft.install_snapshot(req).await;
-    if last_chunk && res.is_ok() {
-        s.node.metrics.snapshot_installs.inc();
-    }
-    Ok(Json(res).into_response())
-}
-
-/// `POST /v1/slashing/import`: an EIP-3076 interchange, all-or-nothing (`interchange`).
-/// Operators and agents (an agent importing the history that comes with a keystore through
-/// its keymanager API) may call it; the audit records the operator or `agent:<id>`.
-///
-/// Entries more than `limits.max_future_epochs` ahead of the chain clock are refused with
-/// 400 `future_epoch` and a message naming them (up to 10, and the count), unless the
-/// operator passes `?allow_future=true`, which the audit records. Operators only: an agent
-/// imports through `POST /v1/agent/import`, proving it holds every key.
-async fn slashing_import(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<ImportQuery>,
-    body: Bytes,
-) -> ApiResult<Json<crate::interchange::ImportSummary>> {
-    let operator = match s.principal(&headers)? {
-        Principal::Operator(n) => n,
-        _ => {
-            return Err(ApiError::wrong_principal(
-                "this endpoint needs an operator token; an agent imports history through \
-                 POST /v1/agent/import, with a proof that it holds each key",
-            ))
-        }
-    };
-    let interchange: crate::interchange::Interchange = parse(&body).map_err(|e| {
-        ApiError::bad_request(format!("not an EIP-3076 interchange: {}", e.body.message))
-    })?;
-    if !q.allow_future {
-        check_import_future(&s, &interchange)?;
-    } else {
-        tracing::warn!(%operator, "slashing-protection import with the far-future bound overridden");
-    }
-    tracing::info!(%operator, validators = interchange.data.len(), "slashing-protection import");
-    let cmd = crate::state::Command::ImportInterchange {
-        interchange,
-        genesis_validators_root: s.node.config.chain.genesis_validators_root,
-        operator,
-        at_ms: now_ms(),
-        allow_future: q.allow_future,
-        agent: None,
-        possession: vec![],
-    };
-    operator_command(&s, "slashing_import", cmd, |r| match r {
-        Response::Imported { summary } => Ok(Json(summary)),
-        other => Err(other),
-    })
-    .await
-}
-
-/// Query of `POST /v1/slashing/import`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImportQuery {
-    /// Operators only: accept entries beyond the far-future bound (audited).
-    #[serde(default)]
-    pub allow_future: bool,
-}
-
-/// Refuses an import holding entries beyond the far-future bound, naming up to 10 of them
-/// (`0x…: block slot S (epoch E)`, `0x…: attestation S→T`) and how many there are in all.
-fn check_import_future(s: &AppState, doc: &crate::interchange::Interchange) -> ApiResult<()> {
-    let spe = s.node.config.chain.slots_per_epoch;
-    let mut found: Vec<String> = Vec::new();
-    let mut total = 0usize;
-    let mut first_err = None;
-    for v in &doc.data {
-        for b in &v.signed_blocks {
-            let epoch = crate::slashing::epoch_of_slot(b.slot, spe);
-            if let Err(e) = s.node.check_future([epoch]) {
-                total = total.saturating_add(1);
-                if found.len() < 10 {
-                    found.push(format!(
-                        "{}: block slot {} (epoch {epoch})",
-                        v.pubkey, b.slot
-                    ));
-                }
-                first_err.get_or_insert(e);
-            }
-        }
-        for a in &v.signed_attestations {
-            if let Err(e) = s.node.check_future([a.source_epoch, a.target_epoch]) {
-                total = total.saturating_add(1);
-                if found.len() < 10 {
-                    found.push(format!(
-                        "{}: attestation {}→{}",
-                        v.pubkey, a.source_epoch, a.target_epoch
-                    ));
-                }
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    match first_err {
-        None => Ok(()),
-        Some(e) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "future_epoch",
-            format!(
-                "{total} entr{} of the interchange lie more than {} epoch(s) ahead of the chain's \
-                 current epoch {}; nothing was imported. An operator who knows the file is \
-                 right may import it with ?allow_future=true (audited). Entries: {}",
-                if total == 1 { "y" } else { "ies" },
-                e.margin,
-                e.current,
-                found.join("; ")
-            ),
-        )),
-    }
-}
-
-/// `POST /v1/agent/import` (agent, [`AgentImportRequest`]): the EIP-3076 history of keys the
-/// agent holds, as its keymanager API imports them. Every validator in the file needs a valid
-/// proof of possession by this agent (403 `forbidden` naming the keys otherwise, checked here
-/// and again in apply, [`crate::state::unproven_keys`]); more than
-/// [`crate::state::MAX_AGENT_IMPORT_KEYS`] validators is a 400; the far-future bound applies
-/// with no override. The audit names the
-/// actor `agent:<id>`.
-async fn agent_import(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<crate::interchange::ImportSummary>> {
-    let agent = s.agent(&headers)?;
-    let req: AgentImportRequest = parse(&body)?;
-    if req.agent != agent {
-        return Err(ApiError::wrong_principal(format!(
-            "token belongs to {agent}, not {}",
-            req.agent
-        )));
-    }
-    let interchange: crate::interchange::Interchange = serde_json::from_value(req.interchange)
-        .map_err(|e| ApiError::bad_request(format!("not an EIP-3076 interchange: {e}")))?;
-    crate::state::unproven_keys(&interchange, &agent, &req.possession).map_err(|e| {
-        if e.contains("does not prove") {
-            ApiError::forbidden(e)
-        } else {
-            ApiError::bad_request(e)
-        }
-    })?;
-    check_import_future(&s, &interchange)?;
-    tracing::info!(%agent, validators = interchange.data.len(), "slashing-protection import by an agent");
-    let cmd = crate::state::Command::ImportInterchange {
-        interchange,
-        genesis_validators_root: s.node.config.chain.genesis_validators_root,
-        operator: format!("agent:{agent}"),
-        at_ms: now_ms(),
-        allow_future: false,
-        agent: Some(agent),
-        possession: req.possession,
-    };
-    operator_command(&s, "agent_import", cmd, |r| match r {
-        Response::Imported { summary } => Ok(Json(summary)),
-        other => Err(other),
-    })
-    .await
-}
-
 /// Header marking a request already forwarded once by a coordinator.
 const FORWARDED: &str = "x-failover-forwarded";
-
-/// Query of `GET /v1/slashing/export`.
-#[derive(Debug, Deserialize)]
-pub struct ExportQuery {
-    /// Comma-separated `0x` pubkeys; all validators when absent.
-    #[serde(default)]
-    pub pubkeys: Option<String>,
-}
-
-/// `GET /v1/slashing/export`: an EIP-3076 interchange of the committed history.
-///
-/// Linearizable: the leader confirms its leadership with a quorum before reading; a follower
-/// forwards the request to the leader, so an export never misses a committed record.
-/// Operators and agents (keymanager API `DELETE`) may call it.
-async fn slashing_export(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<ExportQuery>,
-) -> ApiResult<HttpResponse> {
-    s.operator_or_agent(&headers)?;
-    let pubkeys: Option<Vec<failover_common::types::Pubkey>> = q
-        .pubkeys
-        .as_deref()
-        .map(|list| {
-            list.split(',')
-                .map(|p| {
-                    p.trim()
-                        .parse()
-                        .map_err(|e| ApiError::bad_request(format!("pubkey {p:?}: {e}")))
-                })
-                .collect::<ApiResult<Vec<_>>>()
-        })
-        .transpose()?;
-    let path = match &q.pubkeys {
-        Some(p) => format!("/v1/slashing/export?pubkeys={p}"),
-        None => "/v1/slashing/export".to_string(),
-    };
-    linearizable_read(&s, &headers, &path, "the committed history", |s| {
-        let st = s.node.state.read().expect("state lock");
-        let doc = st.data.export_interchange(
-            s.node.config.chain.genesis_validators_root,
-            pubkeys.as_deref(),
-        );
-        Json(doc).into_response()
-    })
-    .await
-}
 
 /// Answers a read of the committed state linearizably: on the leader, after confirming its
 /// leadership with a quorum and applying up to the read index (openraft
@@ -1234,44 +431,78 @@ async fn linearizable_read(
     if s.node.raft.ensure_linearizable().await.is_ok() {
         return Ok(read(s));
     }
+    let timeout = std::time::Duration::from_millis(s.node.config.raft.write_timeout_ms);
+    forward_to_leader(s, headers, reqwest::Method::GET, path, None, timeout, what).await
+}
+
+/// The one way a request reaches the leader from another node: forwarded once (`path` with
+/// its query, the caller's `Authorization`, the `x-failover-forwarded` header, the JSON
+/// `body`), answered within `timeout`, and the leader's status, media type (JSON when it names
+/// none) and body passed through unchanged. `what` names the request in error messages.
+///
+/// Errors: 503 `unavailable` when this request was already forwarded (one hop at most), no
+/// other node is known as leader, or the leader gave no answer in time (then the outcome of a
+/// write is unknown, and the message says whether it was sent at all); 401 without an
+/// `Authorization` header to pass on.
+async fn forward_to_leader(
+    s: &AppState,
+    headers: &HeaderMap,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Bytes>,
+    timeout: std::time::Duration,
+    what: &str,
+) -> ApiResult<HttpResponse> {
+    let unavailable = |message: String, leader_hint: Option<String>| {
+        ApiError::from(WriteError::Unavailable {
+            message,
+            leader_hint,
+        })
+    };
     // One hop at most: never forward a forwarded request, nor to ourselves.
     let leader = s.node.leader().filter(|(id, _)| *id != s.node.id);
-    let (Some((_, leader_url)), false) = (leader, headers.contains_key(FORWARDED)) else {
-        return Err(WriteError::Unavailable {
-            message: format!("no reachable leader: cannot read {what} linearizably"),
-            leader_hint: None,
-        }
-        .into());
+    let (Some((leader_id, leader_url)), false) = (leader, headers.contains_key(FORWARDED)) else {
+        return Err(unavailable(
+            format!(
+                "node {} is not the leader and reaches no other leader: cannot serve {what}",
+                s.node.id
+            ),
+            None,
+        ));
     };
-    let url = format!("{}{path}", leader_url.trim_end_matches('/'));
     let auth = headers
         .get(axum::http::header::AUTHORIZATION)
         .cloned()
         .ok_or_else(|| ApiError::unauthorized(AuthFailure::Missing))?;
-    let unavailable = |message: String| {
-        ApiError::from(WriteError::Unavailable {
-            message,
-            leader_hint: Some(leader_url.clone()),
-        })
-    };
-    let res = s
+    let mut req = s
         .node
         .http
-        .get(url)
+        .request(
+            method,
+            format!("{}{path}", leader_url.trim_end_matches('/')),
+        )
         .header(axum::http::header::AUTHORIZATION, auth)
         .header(FORWARDED, "1")
-        .timeout(std::time::Duration::from_millis(
-            s.node.config.raft.write_timeout_ms,
-        ))
-        .send()
-        .await
-        .map_err(|e| {
-            unavailable(format!(
-                "forwarding the read of {what} to the leader failed: {e}"
-            ))
-        })?;
+        .timeout(timeout);
+    if let Some(b) = body {
+        req = req
+            .header(axum::http::header::CONTENT_TYPE, "application/json")
+            .body(b);
+    }
+    let res = req.send().await.map_err(|e| {
+        let outcome = if e.is_connect() {
+            "not sent"
+        } else {
+            "outcome unknown"
+        };
+        unavailable(
+            format!(
+                "forwarding {what} to leader {leader_id} at {leader_url} failed ({outcome}): {e}"
+            ),
+            Some(leader_url.clone()),
+        )
+    })?;
     let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    // The leader's media type (JSON, or a backup file), JSON when it names none.
     let content_type = res
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -1279,9 +510,10 @@ async fn linearizable_read(
         .unwrap_or("application/json")
         .to_string();
     let bytes = res.bytes().await.map_err(|e| {
-        unavailable(format!(
-            "reading the leader's answer about {what} failed: {e}"
-        ))
+        unavailable(
+            format!("reading leader {leader_id}'s answer to {what} failed (outcome unknown): {e}"),
+            Some(leader_url.clone()),
+        )
     })?;
     Ok((
         status,
@@ -1289,48 +521,4 @@ async fn linearizable_read(
         bytes,
     )
         .into_response())
-}
-
-/// `GET /v1/backup` (operator): the committed replicated state as a backup file
-/// (`backup` module: format version, genesis validators root, last applied log id, SHA-256
-/// trailer), media type `application/vnd.failover.backup`.
-///
-/// Linearizable like the export (the leader confirms its leadership and applies up to the
-/// read index; a follower forwards once): the file holds every write committed before the
-/// request. The state and its `last_applied` are copied under one lock, so the file is one
-/// consistent state. Errors: 401/403 without an operator token, 503 without a reachable
-/// leader.
-async fn backup(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<HttpResponse> {
-    let operator = s.operator(&headers)?;
-    linearizable_read(&s, &headers, "/v1/backup", "the state for a backup", |s| {
-        let snapshot = s.node.state.read().expect("state lock").clone();
-        let bytes = crate::backup::encode(
-            &snapshot,
-            s.node.config.chain.genesis_validators_root,
-            s.node.id,
-            crate::config::token_hash(&s.node.cluster_token),
-            now_ms(),
-        );
-        tracing::info!(
-            %operator,
-            last_applied = snapshot.last_applied.map_or(0, |l| l.index),
-            bytes = bytes.len(),
-            "backup served"
-        );
-        (
-            [
-                (
-                    axum::http::header::CONTENT_TYPE,
-                    crate::backup::CONTENT_TYPE,
-                ),
-                (
-                    axum::http::header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"coordinator.backup\"",
-                ),
-            ],
-            bytes,
-        )
-            .into_response()
-    })
-    .await
 }

@@ -34,10 +34,10 @@
 use std::collections::BTreeMap;
 
 use failover_common::types::{quoted_u64, Pubkey, Root};
+use failover_protocol::ImportSummary;
 use serde::{Deserialize, Serialize};
 
-use crate::slashing::{Merge, ValidatorHistory};
-use crate::state::StateData;
+use crate::slashing::{Merge, RestoreFloor, ValidatorHistory};
 
 /// `metadata` of an interchange.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,164 +116,143 @@ pub enum InterchangeError {
     },
 }
 
-/// What an import did: counts of records in the file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImportSummary {
-    /// Distinct validators in the file.
-    pub validators: usize,
-    /// Block records in the file.
-    pub blocks: usize,
-    /// Attestation records in the file.
-    pub attestations: usize,
-    /// Records stored as new history.
-    #[serde(default)]
-    pub added: usize,
-    /// Records already known (same message, or rootless copies of known ones).
-    #[serde(default)]
-    pub known: usize,
-    /// Records slashable with the history or with the file itself (stored as refusals).
-    #[serde(default)]
-    pub slashable: usize,
-    /// Records at or below the low watermarks (already refused by them).
-    #[serde(default)]
-    pub below_watermark: usize,
-    /// Validators with at least one slashable record: they may already be slashable.
-    #[serde(default)]
-    pub slashable_validators: Vec<Pubkey>,
-}
-
-impl ImportSummary {
-    fn count(&mut self, m: Merge) {
-        match m {
-            Merge::Added => self.added = self.added.saturating_add(1),
-            Merge::Known => self.known = self.known.saturating_add(1),
-            Merge::Slashable => self.slashable = self.slashable.saturating_add(1),
-            Merge::BelowWatermark => self.below_watermark = self.below_watermark.saturating_add(1),
+/// Counts one merged record in `summary`.
+fn count(summary: &mut ImportSummary, m: Merge) {
+    match m {
+        Merge::Added => summary.added = summary.added.saturating_add(1),
+        Merge::Known => summary.known = summary.known.saturating_add(1),
+        Merge::Slashable => summary.slashable = summary.slashable.saturating_add(1),
+        Merge::BelowWatermark => {
+            summary.below_watermark = summary.below_watermark.saturating_add(1)
         }
     }
 }
 
-impl StateData {
-    /// Exports the history of `pubkeys` (all validators when `None`) as an EIP-3076
-    /// interchange for `genesis_validators_root`. Read-only.
-    ///
-    /// Every stored record is written with its signing root (or none when unknown); a target
-    /// that holds a double vote from imported history is written as two rootless attestations
-    /// (its smallest and largest source). Low watermarks left by pruning are written as one block at the block watermark and one
-    /// attestation at the source and target watermarks, without signing roots: importing the
-    /// file elsewhere refuses exactly what this state refuses (see `slashing`'s module doc).
-    pub fn export_interchange(
-        &self,
-        genesis_validators_root: Root,
-        pubkeys: Option<&[Pubkey]>,
-    ) -> Interchange {
-        let selected: Vec<(&Pubkey, &ValidatorHistory)> = match pubkeys {
-            None => self.validators.iter().collect(),
-            Some(list) => list
-                .iter()
-                .filter_map(|pk| self.validators.get_key_value(pk))
-                .collect(),
-        };
-        let data = selected
-            .into_iter()
-            .map(|(pk, h)| {
-                let mut signed_blocks: Vec<SignedBlock> = Vec::new();
-                if let Some(slot) = h.low_slot.filter(|s| !h.blocks.contains_key(s)) {
-                    signed_blocks.push(SignedBlock {
-                        slot: slot.0,
+/// Exports the history of `pubkeys` (all of `validators` when `None`) as an EIP-3076
+/// interchange for `genesis_validators_root`. Read-only.
+///
+///
+/// Every stored record is written with its signing root (or none when unknown); a target that
+/// holds a double vote from imported history is written as two rootless attestations (its
+/// smallest and largest source). Low watermarks left by pruning are written as one block at the
+/// block watermark and one attestation at the source and target watermarks, without signing
+/// roots: importing the file elsewhere refuses exactly what this state refuses (see
+/// `slashing`'s module doc).
+pub fn export(
+    validators: &BTreeMap<Pubkey, ValidatorHistory>,
+    genesis_validators_root: Root,
+    pubkeys: Option<&[Pubkey]>,
+) -> Interchange {
+    let selected: Vec<(&Pubkey, &ValidatorHistory)> = match pubkeys {
+        None => validators.iter().collect(),
+        Some(list) => list
+            .iter()
+            .filter_map(|pk| validators.get_key_value(pk))
+            .collect(),
+    };
+    let data = selected
+        .into_iter()
+        .map(|(pk, h)| {
+            let mut signed_blocks: Vec<SignedBlock> = Vec::new();
+            if let Some(slot) = h.low_slot().filter(|s| !h.blocks().contains_key(s)) {
+                signed_blocks.push(SignedBlock {
+                    slot: slot.0,
+                    signing_root: None,
+                });
+            }
+            signed_blocks.extend(h.blocks().iter().map(|(slot, root)| SignedBlock {
+                slot: slot.0,
+                signing_root: *root,
+            }));
+            let mut signed_attestations: Vec<SignedAttestation> = Vec::new();
+            if let (Some(source_epoch), Some(target_epoch)) =
+                (h.low_source_epoch(), h.low_target_epoch())
+            {
+                if !h.attestations().contains_key(&target_epoch) {
+                    signed_attestations.push(SignedAttestation {
+                        source_epoch: source_epoch.0,
+                        target_epoch: target_epoch.0,
                         signing_root: None,
                     });
                 }
-                signed_blocks.extend(h.blocks.iter().map(|(slot, root)| SignedBlock {
-                    slot: slot.0,
-                    signing_root: *root,
+            }
+            for (target, a) in h.attestations() {
+                // A double vote kept from imported history is written as both votes, so
+                // the importer keeps refusing what either source refuses.
+                let sources = std::iter::once(a.source_epoch).chain(a.max_source_epoch);
+                signed_attestations.extend(sources.map(|source_epoch| SignedAttestation {
+                    source_epoch: source_epoch.0,
+                    target_epoch: target.0,
+                    signing_root: a.signing_root,
                 }));
-                let mut signed_attestations: Vec<SignedAttestation> = Vec::new();
-                if let (Some(source_epoch), Some(target_epoch)) =
-                    (h.low_source_epoch, h.low_target_epoch)
-                {
-                    if !h.attestations.contains_key(&target_epoch) {
-                        signed_attestations.push(SignedAttestation {
-                            source_epoch: source_epoch.0,
-                            target_epoch: target_epoch.0,
-                            signing_root: None,
-                        });
-                    }
-                }
-                for (target, a) in &h.attestations {
-                    // A double vote kept from imported history is written as both votes, so
-                    // the importer keeps refusing what either source refuses.
-                    let sources = std::iter::once(a.source_epoch).chain(a.max_source_epoch);
-                    signed_attestations.extend(sources.map(|source_epoch| SignedAttestation {
-                        source_epoch: source_epoch.0,
-                        target_epoch: target.0,
-                        signing_root: a.signing_root,
-                    }));
-                }
-                ValidatorData {
-                    pubkey: *pk,
-                    signed_blocks,
-                    signed_attestations,
-                }
-            })
-            .collect();
-        Interchange {
-            metadata: Metadata {
-                interchange_format_version: "5".into(),
-                genesis_validators_root,
-            },
-            data,
-        }
+            }
+            ValidatorData {
+                pubkey: *pk,
+                signed_blocks,
+                signed_attestations,
+            }
+        })
+        .collect();
+    Interchange {
+        metadata: Metadata {
+            interchange_format_version: "5".into(),
+            genesis_validators_root,
+        },
+        data,
     }
+}
 
-    /// Imports an interchange all-or-nothing (see the module doc). Deterministic.
-    ///
-    /// Errors: [`InterchangeError`]; on error the state is unchanged.
-    pub fn import_interchange(
-        &mut self,
-        doc: &Interchange,
-        genesis_validators_root: Root,
-    ) -> Result<(ImportSummary, Vec<Pubkey>), InterchangeError> {
-        if doc.metadata.interchange_format_version != "5" {
-            return Err(InterchangeError::Version(
-                doc.metadata.interchange_format_version.clone(),
-            ));
-        }
-        if doc.metadata.genesis_validators_root != genesis_validators_root {
-            return Err(InterchangeError::WrongGenesis {
-                expected: genesis_validators_root,
-                got: doc.metadata.genesis_validators_root,
-            });
-        }
-        let mut merged: BTreeMap<Pubkey, ValidatorHistory> = BTreeMap::new();
-        let mut summary = ImportSummary::default();
-        // A validator new to a restored cluster starts at the restore floor.
-        let floor = self.restore_floor();
-        for v in &doc.data {
-            let h = merged.entry(v.pubkey).or_insert_with(|| {
-                self.validators
-                    .get(&v.pubkey)
-                    .cloned()
-                    .unwrap_or_else(|| ValidatorHistory::with_floor(floor))
-            });
-            let before = summary.slashable;
-            for b in &v.signed_blocks {
-                summary.count(h.import_block(b.slot, b.signing_root));
-            }
-            for a in &v.signed_attestations {
-                summary.count(h.import_attestation(a.source_epoch, a.target_epoch, a.signing_root));
-            }
-            if summary.slashable > before && !summary.slashable_validators.contains(&v.pubkey) {
-                summary.slashable_validators.push(v.pubkey);
-            }
-            summary.blocks = summary.blocks.saturating_add(v.signed_blocks.len());
-            summary.attestations = summary
-                .attestations
-                .saturating_add(v.signed_attestations.len());
-        }
-        summary.validators = merged.len();
-        let touched: Vec<Pubkey> = merged.keys().copied().collect();
-        self.validators.extend(merged);
-        Ok((summary, touched))
+/// Merges an interchange into copies of the histories it names (see the module doc): returns
+/// what the import did and the merged histories, which replace those in `validators` as a
+/// whole (all-or-nothing). A validator new here starts at the restore `floor`. Deterministic;
+/// `validators` is not changed.
+///
+/// Errors: [`InterchangeError`] (another format version or genesis validators root).
+pub fn merge(
+    validators: &BTreeMap<Pubkey, ValidatorHistory>,
+    floor: Option<RestoreFloor>,
+    doc: &Interchange,
+    genesis_validators_root: Root,
+) -> Result<(ImportSummary, BTreeMap<Pubkey, ValidatorHistory>), InterchangeError> {
+    if doc.metadata.interchange_format_version != "5" {
+        return Err(InterchangeError::Version(
+            doc.metadata.interchange_format_version.clone(),
+        ));
     }
+    if doc.metadata.genesis_validators_root != genesis_validators_root {
+        return Err(InterchangeError::WrongGenesis {
+            expected: genesis_validators_root,
+            got: doc.metadata.genesis_validators_root,
+        });
+    }
+    let mut merged: BTreeMap<Pubkey, ValidatorHistory> = BTreeMap::new();
+    let mut summary = ImportSummary::default();
+    // A validator new to a restored cluster starts at the restore floor.
+    for v in &doc.data {
+        let h = merged.entry(v.pubkey).or_insert_with(|| {
+            validators
+                .get(&v.pubkey)
+                .cloned()
+                .unwrap_or_else(|| ValidatorHistory::with_floor(floor))
+        });
+        let before = summary.slashable;
+        for b in &v.signed_blocks {
+            count(&mut summary, h.import_block(b.slot, b.signing_root));
+        }
+        for a in &v.signed_attestations {
+            count(
+                &mut summary,
+                h.import_attestation(a.source_epoch, a.target_epoch, a.signing_root),
+            );
+        }
+        if summary.slashable > before && !summary.slashable_validators.contains(&v.pubkey) {
+            summary.slashable_validators.push(v.pubkey);
+        }
+        summary.blocks = summary.blocks.saturating_add(v.signed_blocks.len());
+        summary.attestations = summary
+            .attestations
+            .saturating_add(v.signed_attestations.len());
+    }
+    summary.validators = merged.len();
+    Ok((summary, merged))
 }

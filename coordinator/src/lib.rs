@@ -1,18 +1,26 @@
 //! The failover coordinator: an openraft node whose log and state machine live in RocksDB,
 //! replicating a slashing-protection log and a signing-authority token (DESIGN.md).
 //!
-//! Modules:
-//! - [`slashing`]: the pure slashing rules (I3);
-//! - [`state`]: the replicated state machine and the handover flow (I1, I2, I5);
-//! - [`store`]: RocksDB log and state-machine storage (I6);
-//! - [`network`]: Raft RPC over HTTP;
-//! - [`node`]: a running node: Raft, writes with leader forwarding, finality polling;
-//! - [`membership`]: Raft membership changes (replacing a coordinator node);
-//! - [`http`]: the agent, operator and Raft HTTP API;
-//! - [`config`]: the strict TOML configuration;
-//! - [`access`]: the bearer-token table, reloadable on SIGHUP;
-//! - [`backup`]: online backup and safe restore into a new cluster (restore floor);
-//! - [`metrics`]: Prometheus metrics.
+//! Modules, in three layers whose arrows point down only (`.ci/module-cycles` checks that no
+//! two modules import each other):
+//!
+//! - the state machine, deterministic and free of I/O and HTTP:
+//!   [`slashing`] (the pure slashing rules, I3), [`interchange`] (EIP-3076 format and merge),
+//!   [`state`] (the replicated state and the handover flow, I1, I2, I5; refusals are a typed
+//!   [`state::Rejection`]), [`chain_clock`] (the far-future bound);
+//! - [`config`]: the strict TOML configuration (it builds the [`state::HandoverPolicy`] a
+//!   proposing node carries);
+//! - Raft and the node: [`store`] (RocksDB log and state-machine storage, I6), [`network`]
+//!   (Raft RPC over HTTP), [`identity`] (who answers at a URL), [`access`] (the bearer-token
+//!   table), [`guard`] (the authentication-failure budget), [`join`], [`metrics`], [`node`]
+//!   (a running node: Raft, writes with leader forwarding, finality polling), [`membership`]
+//!   (replacing a coordinator node), [`backup`] (online backup and safe restore);
+//! - the API: [`http`] (router, authentication, handlers; the only place an HTTP status is
+//!   chosen, from the protocol's `ErrorCode`, and the one helper that forwards a request to
+//!   the leader).
+//!
+//! The wire types are not here: they are the `failover-protocol` crate, shared with the agent,
+//! `failoverctl` and the drills.
 
 #![deny(missing_docs)]
 
@@ -24,6 +32,7 @@ pub mod chain_clock;
 pub mod config;
 pub mod guard;
 pub mod http;
+pub mod identity;
 pub mod interchange;
 pub mod join;
 pub mod membership;
@@ -34,8 +43,8 @@ pub mod slashing;
 pub mod state;
 pub mod store;
 
-/// Raft node id.
-pub type NodeId = u64;
+/// Raft node id (the protocol's [`failover_protocol::NodeId`]).
+pub use failover_protocol::NodeId;
 
 openraft::declare_raft_types!(
     /// openraft type configuration of the coordinator.

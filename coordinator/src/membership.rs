@@ -6,7 +6,7 @@
 //! times out never leaves openraft's two-step joint change half done. Before proposing, the
 //! leader checks what openraft would not:
 //! - a learner's URL really answers as that node id and proves that it holds the cluster
-//!   token without revealing it ([`probe_identity`]: a random challenge, an HMAC answer), so
+//!   token without revealing it ([`crate::identity::probe_identity`]: a random challenge, an HMAC answer), so
 //!   the leader never sends the token or the log to an address an operator typed by mistake
 //!   or on purpose;
 //! - a learner is caught up (at most [`CAUGHT_UP_MAX_LAG`] entries behind) before it becomes a
@@ -32,297 +32,27 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, RaftMetrics};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
+use crate::identity::probe_identity;
 use crate::node::{now_ms, Node};
 use crate::state::Command;
 use crate::NodeId;
+use failover_protocol::{
+    AddLearnerBody, AuditAction, ChangeAction, ChangeOutcome, ChangeVotersBody, ErrorCode,
+    MemberRole, MemberView, MembersView,
+};
 
 /// Largest lag, in log entries behind the leader's last log index, at which a learner counts as
 /// caught up (ready to be promoted), and a voter counts towards the quorum check.
 pub const CAUGHT_UP_MAX_LAG: u64 = 100;
 
-/// Default time `POST /v1/cluster/learners` waits for the new learner to catch up (ms).
-pub const DEFAULT_CATCH_UP_TIMEOUT_MS: u64 = 60_000;
-
-/// Largest accepted `catch_up_timeout_ms` (ms): one hour.
-pub const MAX_CATCH_UP_TIMEOUT_MS: u64 = 3_600_000;
-
 /// Deadline of one identity probe of a peer (quorum check, learner check).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `GET /internal/v1/identity[?challenge=HEX]`: who answers at a URL. Served without any
-/// secret, so that a node can be asked before anything secret is sent to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeIdentity {
-    /// The answering node's Raft id (its config's `node_id`).
-    pub node_id: NodeId,
-    /// Whether its store holds a cluster (it was initialised or has received a membership).
-    pub initialized: bool,
-    /// Its region (from its own config).
-    pub region: String,
-    /// When the request carried a `challenge`: [`identity_proof`] of this node for it, hex.
-    /// Proves that the node holds this cluster's token without revealing the token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proof: Option<String>,
-}
-
-/// The proof a node gives of holding the cluster token: HMAC-SHA256 keyed with the token over
-/// `"failover-coordinator identity v1\n{node_id}\n{challenge}"`, as 64 hex digits. Binding the
-/// node id keeps a proof for one node from answering for another; a fresh random challenge
-/// per probe keeps an old proof from being replayed.
-pub fn identity_proof(cluster_token: &str, node_id: NodeId, challenge: &str) -> String {
-    hex::encode(
-        identity_mac(cluster_token, node_id, challenge)
-            .finalize()
-            .into_bytes(),
-    )
-}
-
-fn identity_mac(cluster_token: &str, node_id: NodeId, challenge: &str) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(cluster_token.trim().as_bytes())
-        .expect("HMAC takes a key of any length");
-    mac.update(format!("failover-coordinator identity v1\n{node_id}\n{challenge}").as_bytes());
-    mac
-}
-
-/// Asks the coordinator at `url` who it is, within `timeout`, sending no secret: the request
-/// carries a fresh random challenge, and the answer must carry [`identity_proof`] for the node
-/// id it claims, checked in constant time against `cluster_token`.
-///
-/// Errors: a one-line description when the node is unreachable, answers non-2xx, answers
-/// something unreadable, or cannot prove that it holds this cluster's token (a listener that
-/// is not a coordinator of this cluster: nothing secret was sent to it).
-pub async fn probe_identity(
-    http: &reqwest::Client,
-    cluster_token: &str,
-    url: &str,
-    timeout: Duration,
-) -> Result<NodeIdentity, String> {
-    let challenge = hex::encode(rand::random::<[u8; 32]>());
-    let ident = ask_identity(http, url, Some(&challenge), timeout).await?;
-    let proof = ident
-        .proof
-        .as_deref()
-        .and_then(|p| hex::decode(p).ok())
-        .ok_or_else(|| {
-            format!(
-                "answers as node {} but gives no proof of holding this cluster's token (not a \
-                 coordinator of this cluster, or an older version); nothing secret was sent to it",
-                ident.node_id
-            )
-        })?;
-    identity_mac(cluster_token, ident.node_id, &challenge)
-        .verify_slice(&proof)
-        .map_err(|_| {
-            format!(
-                "answers as node {} but its proof does not match this cluster's token (another \
-                 cluster, or not a coordinator); nothing secret was sent to it",
-                ident.node_id
-            )
-        })?;
-    Ok(ident)
-}
-
-/// Asks the coordinator at `url` who it claims to be, sending no secret and checking no
-/// proof (only for decisions where a false claim errs on the safe side, like not founding a
-/// cluster). `challenge`, when given, is passed on.
-///
-/// Errors: unreachable, non-2xx, or unreadable answers, as one line.
-pub async fn ask_identity(
-    http: &reqwest::Client,
-    url: &str,
-    challenge: Option<&str>,
-    timeout: Duration,
-) -> Result<NodeIdentity, String> {
-    let mut req = http
-        .get(format!(
-            "{}/internal/v1/identity",
-            url.trim_end_matches('/')
-        ))
-        .timeout(timeout);
-    if let Some(c) = challenge {
-        req = req.query(&[("challenge", c)]);
-    }
-    let res = req.send().await.map_err(|e| format!("unreachable: {e}"))?;
-    let status = res.status();
-    if !status.is_success() {
-        let text = res.text().await.unwrap_or_default();
-        return Err(format!("answered {status}: {text}"));
-    }
-    res.json::<NodeIdentity>()
-        .await
-        .map_err(|e| format!("unreadable identity: {e}"))
-}
-
-/// Body of `POST /v1/cluster/learners`. Unknown fields are refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddLearnerBody {
-    /// Raft id of the new node (≥ 1, not a member yet); must equal the `node_id` of the
-    /// coordinator answering at `url`.
-    pub id: NodeId,
-    /// Base URL of the new node, `http://` or `https://`, e.g. `http://10.0.4.5:7100`. It
-    /// becomes the node's membership address, which every node whose own config does not list
-    /// this id dials.
-    pub url: String,
-    /// How long to wait for the learner to catch up (ms); default
-    /// [`DEFAULT_CATCH_UP_TIMEOUT_MS`], at most [`MAX_CATCH_UP_TIMEOUT_MS`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub catch_up_timeout_ms: Option<u64>,
-}
-
-impl AddLearnerBody {
-    /// Checks the fields. Errors: a message for a 400.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.id == 0 {
-            return Err("id must be ≥ 1".into());
-        }
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://"))
-            || self.url.len() <= "https://".len()
-        {
-            return Err(format!(
-                "url {:?} must be an http:// or https:// base URL",
-                self.url
-            ));
-        }
-        if let Some(t) = self.catch_up_timeout_ms {
-            if t == 0 || t > MAX_CATCH_UP_TIMEOUT_MS {
-                return Err(format!(
-                    "catch_up_timeout_ms must be 1 to {MAX_CATCH_UP_TIMEOUT_MS}"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The catch-up wait in force.
-    pub fn catch_up_timeout(&self) -> Duration {
-        Duration::from_millis(
-            self.catch_up_timeout_ms
-                .unwrap_or(DEFAULT_CATCH_UP_TIMEOUT_MS),
-        )
-    }
-}
-
-/// Body of `POST /v1/cluster/voters`: exactly one of `promote` (learners become voters) and
-/// `remove` (members leave). Unknown fields are refused.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeVotersBody {
-    /// Learner ids to make voters; each must be caught up.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub promote: Vec<NodeId>,
-    /// Member ids (voters or learners) to remove.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub remove: Vec<NodeId>,
-    /// With `remove`: removed voters stay as learners instead of leaving the membership.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub keep_learner: bool,
-}
-
-impl ChangeVotersBody {
-    /// Checks the shape. Errors: a message for a 400.
-    pub fn validate(&self) -> Result<(), String> {
-        match (self.promote.is_empty(), self.remove.is_empty()) {
-            (true, true) => return Err("give the ids to `promote` or to `remove`".into()),
-            (false, false) => return Err("`promote` and `remove` go in separate requests".into()),
-            _ => {}
-        }
-        if self.keep_learner && self.remove.is_empty() {
-            return Err("`keep_learner` only applies to `remove`".into());
-        }
-        if self.promote.iter().chain(&self.remove).any(|id| *id == 0) {
-            return Err("ids must be ≥ 1".into());
-        }
-        Ok(())
-    }
-}
-
-/// Role of a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MemberRole {
-    /// Votes and counts towards the quorum.
-    Voter,
-    /// Receives the log; does not vote.
-    Learner,
-}
-
-/// One member as shown by `GET /v1/cluster/members`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberView {
-    /// Raft id.
-    pub id: NodeId,
-    /// Voter or learner.
-    pub role: MemberRole,
-    /// Membership address (the URL given when the node was added, or the bootstrap node's
-    /// `peers[].url`).
-    pub url: String,
-    /// Region from the answering node's config, when it lists this id.
-    pub region: Option<String>,
-    /// Whether this member is the leader.
-    pub leader: bool,
-    /// Highest log index the leader knows this member holds; `null` when nothing matched yet
-    /// or when the answer does not come from the leader (`replication_known = false`).
-    pub matched_index: Option<u64>,
-    /// Entries this member is behind the leader's last log index; `null` when unknown, as for
-    /// `matched_index`.
-    pub lag: Option<u64>,
-}
-
-/// `GET /v1/cluster/members`: the Raft membership and replication progress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MembersView {
-    /// Node that built this view (the leader, unless no leader was reachable).
-    pub answered_by: NodeId,
-    /// Leader id known to that node.
-    pub leader_id: Option<NodeId>,
-    /// Current term.
-    pub term: u64,
-    /// Highest index stored by a quorum of every voter configuration, computed by the leader
-    /// from the members' matched indexes; `null` unless `replication_known`.
-    pub commit_index: Option<u64>,
-    /// Last log index of the answering node.
-    pub last_log_index: Option<u64>,
-    /// Last applied index of the answering node.
-    pub applied_index: Option<u64>,
-    /// Log index of the membership entry in force (it may not be committed yet).
-    pub membership_log_index: Option<u64>,
-    /// True while a change is between its two steps (joint configuration): `configs` then holds
-    /// the old and the new voter sets. Re-running the same change completes it.
-    pub joint: bool,
-    /// Voter sets of the configuration (one, or two when joint).
-    pub configs: Vec<Vec<NodeId>>,
-    /// Voters, by id.
-    pub voters: Vec<MemberView>,
-    /// Learners, by id.
-    pub learners: Vec<MemberView>,
-    /// True when the view comes from the leader, with per-member replication progress.
-    pub replication_known: bool,
-}
-
-/// Answer of a membership change (`POST /v1/cluster/learners`, `POST /v1/cluster/voters`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangeOutcome {
-    /// `add_learner`, `promote` or `remove`.
-    pub action: String,
-    /// False when the membership already was as asked (nothing proposed).
-    pub changed: bool,
-    /// Log index of the last membership entry proposed, when `changed`.
-    pub log_index: Option<u64>,
-    /// Things the operator should know: even or small voter counts, a removed leader.
-    pub warnings: Vec<String>,
-    /// The membership after the change, as this leader sees it.
-    pub members: MembersView,
-}
-
-/// Why a membership change was refused or has no known outcome. Each maps to one HTTP status
-/// and a stable error `code` ([`MembershipError::code`], [`MembershipError::http_status`]).
+/// Why a membership change was refused or has no known outcome. Each has one error code of the
+/// protocol ([`MembershipError::code`]); the API layer answers it with that code's status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MembershipError {
     /// Malformed request: 400 `bad_request`.
@@ -369,31 +99,21 @@ pub enum MembershipError {
 }
 
 impl MembershipError {
-    /// The stable error code of the API.
-    pub fn code(&self) -> &'static str {
+    /// The protocol's error code for this refusal (its HTTP status is
+    /// [`ErrorCode::status`]); also the label in the audit entry of a refused change.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadRequest(_) => "bad_request",
-            Self::UnknownNode(_) => "unknown_node",
-            Self::AlreadyMember(_) => "already_member",
-            Self::WrongNode(_) => "wrong_node",
-            Self::NodeUnreachable(_) => "node_unreachable",
-            Self::NotCaughtUp(_) => "not_caught_up",
-            Self::InProgress(_) => "change_in_progress",
-            Self::NoVotersLeft(_) => "no_voters_left",
-            Self::WouldLoseQuorum(_) => "would_lose_quorum",
-            Self::Unavailable { .. } => "unavailable",
-            Self::CatchUpTimeout(_) => "catch_up_timeout",
-        }
-    }
-
-    /// The HTTP status (400, 404, 409, 503 or 504).
-    pub fn http_status(&self) -> u16 {
-        match self {
-            Self::BadRequest(_) => 400,
-            Self::UnknownNode(_) => 404,
-            Self::Unavailable { .. } => 503,
-            Self::CatchUpTimeout(_) => 504,
-            _ => 409,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::UnknownNode(_) => ErrorCode::UnknownNode,
+            Self::AlreadyMember(_) => ErrorCode::AlreadyMember,
+            Self::WrongNode(_) => ErrorCode::WrongNode,
+            Self::NodeUnreachable(_) => ErrorCode::NodeUnreachable,
+            Self::NotCaughtUp(_) => ErrorCode::NotCaughtUp,
+            Self::InProgress(_) => ErrorCode::ChangeInProgress,
+            Self::NoVotersLeft(_) => ErrorCode::NoVotersLeft,
+            Self::WouldLoseQuorum(_) => ErrorCode::WouldLoseQuorum,
+            Self::Unavailable { .. } => ErrorCode::Unavailable,
+            Self::CatchUpTimeout(_) => ErrorCode::CatchUpTimeout,
         }
     }
 
@@ -556,9 +276,12 @@ impl Node {
         req.validate().map_err(MembershipError::BadRequest)?;
         let node = self.clone();
         let detail = format!("node {} at {}", req.id, req.url);
-        self.spawn_audited(operator, "cluster.add_learner", detail, async move {
-            node.add_learner_inner(req).await
-        })
+        self.spawn_audited(
+            operator,
+            AuditAction::ClusterAddLearner,
+            detail,
+            async move { node.add_learner_inner(req).await },
+        )
         .await
     }
 
@@ -675,7 +398,7 @@ impl Node {
             )));
         }
         Ok(ChangeOutcome {
-            action: "add_learner".into(),
+            action: ChangeAction::AddLearner,
             changed,
             log_index: changed.then_some(log_index),
             warnings: vec![],
@@ -699,7 +422,7 @@ impl Node {
         req.validate().map_err(MembershipError::BadRequest)?;
         let (action, detail) = if req.promote.is_empty() {
             (
-                "cluster.remove",
+                AuditAction::ClusterRemove,
                 format!(
                     "nodes {:?}{}",
                     req.remove,
@@ -711,7 +434,10 @@ impl Node {
                 ),
             )
         } else {
-            ("cluster.promote", format!("nodes {:?}", req.promote))
+            (
+                AuditAction::ClusterPromote,
+                format!("nodes {:?}", req.promote),
+            )
         };
         let node = self.clone();
         let op = operator.clone();
@@ -788,7 +514,11 @@ impl Node {
         };
         if voter_change.is_none() && learner_removal.is_none() {
             return Ok(ChangeOutcome {
-                action: if promote { "promote" } else { "remove" }.into(),
+                action: if promote {
+                    ChangeAction::Promote
+                } else {
+                    ChangeAction::Remove
+                },
                 changed: false,
                 log_index: None,
                 warnings,
@@ -824,7 +554,7 @@ impl Node {
             // Audit before: once removed, this node can no longer reach the cluster.
             self.audit_best_effort(
                 operator,
-                "cluster.remove",
+                AuditAction::ClusterRemove,
                 detail,
                 "proposed: removes the current leader".into(),
             )
@@ -839,7 +569,11 @@ impl Node {
         }
         let m = self.raft.metrics().borrow().clone();
         Ok(ChangeOutcome {
-            action: if promote { "promote" } else { "remove" }.into(),
+            action: if promote {
+                ChangeAction::Promote
+            } else {
+                ChangeAction::Remove
+            },
             changed: true,
             log_index,
             warnings,
@@ -974,7 +708,7 @@ impl Node {
     async fn spawn_audited<F>(
         self: &Arc<Self>,
         operator: String,
-        action: &'static str,
+        action: AuditAction,
         detail: String,
         work: F,
     ) -> Result<ChangeOutcome, MembershipError>
@@ -988,7 +722,7 @@ impl Node {
                 Ok(o) if !o.changed => Some("completed (no change needed)".to_string()),
                 Ok(o)
                     if !o.members.voters.iter().any(|v| v.id == node.id)
-                        && action == "cluster.remove" =>
+                        && action == AuditAction::ClusterRemove =>
                 {
                     None
                 }
@@ -1016,19 +750,19 @@ impl Node {
     async fn audit_best_effort(
         &self,
         operator: String,
-        action: &str,
+        action: AuditAction,
         detail: String,
         outcome: String,
     ) {
         let cmd = Command::RecordAudit {
             operator,
-            action: action.to_string(),
+            action,
             detail,
             outcome,
             at_ms: now_ms(),
         };
         if let Err(e) = self.write(cmd).await {
-            tracing::warn!(error = %e, action, "could not write the audit entry of a membership change");
+            tracing::warn!(error = %e, %action, "could not write the audit entry of a membership change");
         }
     }
 }
@@ -1050,7 +784,7 @@ mod tests {
         assert!(b.validate().is_ok());
         assert_eq!(
             b.catch_up_timeout(),
-            Duration::from_millis(DEFAULT_CATCH_UP_TIMEOUT_MS)
+            Duration::from_millis(failover_protocol::DEFAULT_CATCH_UP_TIMEOUT_MS)
         );
         let v: ChangeVotersBody = serde_json::from_str(r#"{}"#).unwrap();
         assert!(v.validate().is_err());

@@ -30,16 +30,26 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use failover_common::api::AgentId;
 use failover_common::beacon::BeaconPoll;
+use failover_protocol::{AgentId, HandoverEvent, HandoverState};
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
 
-use crate::node::{now_ms, Heartbeat};
-use crate::state::{HandoverState, StateData};
+use crate::state::StateData;
 use crate::NodeId;
+use failover_common::chain_time::now_ms;
+
+/// Last heartbeat of an agent, as seen by this node (kept in the node's memory, exported as
+/// `failover_agent_heartbeat_age_seconds` and in `GET /v1/status`).
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    /// When it arrived.
+    pub at: Instant,
+    /// Keys the agent reported loaded.
+    pub keys_loaded: u64,
+}
 
 /// Routes whose 503 counter exists from the start (the fail-closed paths agents and
 /// operators use); other routes get their series at their first 503.
@@ -56,7 +66,7 @@ pub const UNAVAILABLE_ENDPOINTS: &[&str] = &[
 ];
 
 /// Label values of `failover_records_total{verdict}`: the accepted verdicts, every refusal
-/// label (`failover_common::api::Refusal::label`) and the batch-level failures.
+/// label (`failover_protocol::Refusal::label`) and the batch-level failures.
 pub const RECORD_VERDICTS: &[&str] = &[
     "valid",
     "same_data",
@@ -488,8 +498,8 @@ impl Metrics {
         for st in OPEN_STATES {
             // The event that moved a handover into `st`.
             let entered = match st {
-                HandoverState::AwaitingFinality => "fenced",
-                _ => "finality_confirmed",
+                HandoverState::AwaitingFinality => HandoverEvent::Fenced,
+                _ => HandoverEvent::FinalityConfirmed,
             };
             let oldest_ms = s
                 .handovers
@@ -578,11 +588,11 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Approval, Handover, TimelineEvent};
     use failover_common::beacon::{
         BeaconObservation, CheckpointObs, ObservationStatus, SyncingStatus,
     };
     use failover_common::types::Root;
+    use failover_protocol::{Approval, Handover, TimelineEvent};
     use openraft::{CommittedLeaderId, LogId, RaftMetrics};
 
     fn log_id(index: u64) -> LogId<NodeId> {
@@ -671,7 +681,7 @@ mod tests {
     fn handover(
         id: u64,
         state: HandoverState,
-        events: &[(&str, u64)],
+        events: &[(HandoverEvent, u64)],
         approvals: usize,
     ) -> Handover {
         Handover {
@@ -697,7 +707,7 @@ mod tests {
             timeline: events
                 .iter()
                 .map(|(e, at_ms)| TimelineEvent {
-                    event: e.to_string(),
+                    event: *e,
                     log_index: id,
                     at_ms: *at_ms,
                 })
@@ -745,16 +755,21 @@ mod tests {
                 10,
                 HandoverState::AwaitingApproval,
                 &[
-                    ("requested", now - 90_000),
-                    ("fenced", now - 90_000),
-                    ("finality_confirmed", now - 30_000),
+                    (HandoverEvent::Requested, now - 90_000),
+                    (HandoverEvent::Fenced, now - 90_000),
+                    (HandoverEvent::FinalityConfirmed, now - 30_000),
                 ],
                 1,
             ),
         );
         s.handovers.insert(
             4,
-            handover(4, HandoverState::Completed, &[("fenced", 0)], 2),
+            handover(
+                4,
+                HandoverState::Completed,
+                &[(HandoverEvent::Fenced, 0)],
+                2,
+            ),
         );
         metrics.refresh_open_handovers(&s, now);
         let text = metrics.render();

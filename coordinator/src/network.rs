@@ -204,8 +204,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 PayloadTooLarge::new_entries_hint(hint),
             ));
         }
+        let body_len = body.len();
         let res = self.send("append", body, &option).await?;
         if res.status() == reqwest::StatusCode::PAYLOAD_TOO_LARGE && entries > 1 {
+            tracing::warn!(
+                target_node = self.target,
+                entries,
+                bytes = body_len,
+                "AppendEntries refused by the peer as too large: asking openraft for half"
+            );
             return Err(RPCError::PayloadTooLarge(
                 PayloadTooLarge::new_entries_hint(entries / 2),
             ));

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use failover_common::api::AgentId;
 use failover_common::beacon::{agree, conflicting_finality, BeaconClient};
+use failover_protocol::AgentId;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,7 @@ use crate::{NodeId, Raft};
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 256 * 1024;
 
 /// Milliseconds since the Unix epoch on this node's clock (audit stamps only).
+pub use crate::metrics::Heartbeat;
 pub use failover_common::chain_time::now_ms;
 
 /// Why a write has no committed answer.
@@ -59,15 +60,6 @@ pub struct WriteOutcome {
     pub response: Response,
     /// Log index of the entry.
     pub log_index: u64,
-}
-
-/// Last heartbeat of an agent, as seen by this node.
-#[derive(Debug, Clone, Copy)]
-pub struct Heartbeat {
-    /// When it arrived.
-    pub at: Instant,
-    /// Keys the agent reported loaded.
-    pub keys_loaded: u64,
 }
 
 /// A running coordinator node.
@@ -270,7 +262,7 @@ impl Node {
             .map(|p| async move {
                 // An unproven claim is enough here: believing a peer initialised only keeps
                 // this node from founding a cluster, which is the safe side.
-                match crate::membership::ask_identity(
+                match crate::identity::ask_identity(
                     &self.http,
                     p.rpc_url(),
                     None,
@@ -445,13 +437,13 @@ impl Node {
         )))
     }
 
-    /// Sees to the replicated approval policy ([`crate::state::ApprovalPolicy`]): the
+    /// Sees to the replicated approval policy ([`failover_protocol::ApprovalPolicy`]): the
     /// bootstrap node proposes its `[handover]` rules as the cluster's policy until one is set
     /// (every second; the command is a no-op once a policy exists); every node then logs once,
     /// at WARN, when its own `[handover]` differs from the policy in force, which is the one
     /// that applies.
     pub async fn keep_policy(self: Arc<Self>) {
-        let mine = crate::state::ApprovalPolicy::of(&self.config.policy());
+        let mine = self.config.policy().approval();
         loop {
             let current = self.state.read().expect("state lock").data.policy;
             match current {

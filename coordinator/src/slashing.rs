@@ -56,9 +56,9 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use failover_common::api::{Refusal, Verdict};
 pub use failover_common::chain_time::{epoch_of_slot, Epoch, Slot};
 use failover_common::types::Root;
+use failover_protocol::{Refusal, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// The recorded attestation(s) for one target epoch.
@@ -88,15 +88,15 @@ impl AttestationRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidatorHistory {
     /// Signed blocks: slot → signing root (`None` when imported without one).
-    pub blocks: BTreeMap<Slot, Option<Root>>,
+    blocks: BTreeMap<Slot, Option<Root>>,
     /// Signed attestations: target epoch → (source epoch, signing root).
-    pub attestations: BTreeMap<Epoch, AttestationRecord>,
+    attestations: BTreeMap<Epoch, AttestationRecord>,
     /// Block low watermark: no block at a slot ≤ this may be signed.
-    pub low_slot: Option<Slot>,
+    low_slot: Option<Slot>,
     /// Source low watermark: no attestation with a source < this may be signed.
-    pub low_source_epoch: Option<Epoch>,
+    low_source_epoch: Option<Epoch>,
     /// Target low watermark: no attestation with a target ≤ this may be signed.
-    pub low_target_epoch: Option<Epoch>,
+    low_target_epoch: Option<Epoch>,
 }
 
 /// Same message: both signing roots known and equal. An unknown root (imported without
@@ -110,6 +110,37 @@ fn max_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
         (Some(x), Some(y)) => Some(x.max(y)),
         (x, None) => x,
         (None, y) => y,
+    }
+}
+
+/// Read access. The fields are private: a history changes only through the checked inserts
+/// ([`ValidatorHistory::check_and_insert_block`], [`ValidatorHistory::check_and_insert_attestation`]),
+/// the EIP-3076 merges (`import_*`), pruning and the restore floor, so every rule of this
+/// module holds for every history the state machine keeps.
+impl ValidatorHistory {
+    /// Signed blocks: slot → signing root (`None` when imported without one).
+    pub fn blocks(&self) -> &BTreeMap<Slot, Option<Root>> {
+        &self.blocks
+    }
+
+    /// Signed attestations: target epoch → source epoch and signing root.
+    pub fn attestations(&self) -> &BTreeMap<Epoch, AttestationRecord> {
+        &self.attestations
+    }
+
+    /// Block low watermark (slots): no block at a slot ≤ this may be signed.
+    pub fn low_slot(&self) -> Option<Slot> {
+        self.low_slot
+    }
+
+    /// Source low watermark (epochs): no attestation with a source < this may be signed.
+    pub fn low_source_epoch(&self) -> Option<Epoch> {
+        self.low_source_epoch
+    }
+
+    /// Target low watermark (epochs): no attestation with a target ≤ this may be signed.
+    pub fn low_target_epoch(&self) -> Option<Epoch> {
+        self.low_target_epoch
     }
 }
 

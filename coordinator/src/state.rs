@@ -38,9 +38,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use failover_common::api::{AgentId, KeyPossession, RecordItem, Refusal, Verdict};
 use failover_common::beacon::{BeaconObservation, CheckpointObs};
-use failover_common::types::Pubkey;
+use failover_common::types::{Pubkey, Root};
+use failover_protocol::{
+    AgentId, Approval, ApprovalPolicy, AuditAction, AuditEntry, FinalityRecord, Handover,
+    HandoverEvent, HandoverState, KeyPossession, PendingPolicy, RecordItem, Refusal, TimelineEvent,
+    Verdict,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::slashing::{RestoreFloor, ValidatorHistory};
@@ -60,62 +64,20 @@ pub struct HandoverPolicy {
     pub slots_per_epoch: u64,
 }
 
+impl HandoverPolicy {
+    /// The approval rules it carries, as a replicated [`ApprovalPolicy`].
+    pub fn approval(&self) -> ApprovalPolicy {
+        ApprovalPolicy {
+            approvals_required: self.approvals_required,
+            two_person_rule: self.two_person_rule,
+            break_glass_approvals: self.break_glass_approvals,
+        }
+    }
+}
+
 /// Epochs below the agreed finalized epoch under which a validator seen for the first time
 /// signs nothing ([`StateData::fresh_floor`]).
 pub const FRESH_VALIDATOR_MARGIN_EPOCHS: u64 = 1;
-
-/// The approval rules of the whole cluster, replicated (item 7 of the hostile-input issue):
-/// set once by the bootstrap node from its `[handover]` configuration
-/// ([`Command::InitPolicy`]), changed only by one operator's proposal confirmed by another
-/// ([`Command::ProposePolicy`], [`Command::ConfirmPolicy`]), every step audited. Once set it
-/// overrides the [`HandoverPolicy`] a proposing node carries in its commands, so one node
-/// configured differently cannot loosen the rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApprovalPolicy {
-    /// Distinct operator approvals needed to complete a handover (≥ 1).
-    pub approvals_required: u32,
-    /// When true, the requester's own approval does not count.
-    pub two_person_rule: bool,
-    /// Distinct break-glass approvals needed to complete without finality evidence
-    /// (≥ `approvals_required`).
-    pub break_glass_approvals: u32,
-}
-
-impl ApprovalPolicy {
-    /// The approval rules of a carried [`HandoverPolicy`].
-    pub fn of(p: &HandoverPolicy) -> Self {
-        Self {
-            approvals_required: p.approvals_required,
-            two_person_rule: p.two_person_rule,
-            break_glass_approvals: p.break_glass_approvals,
-        }
-    }
-
-    /// Checks the rules that make a policy usable at all.
-    ///
-    /// Errors: `approvals_required` is 0, or `break_glass_approvals < approvals_required`.
-    pub fn check(&self) -> Result<(), String> {
-        if self.approvals_required == 0 {
-            return Err("approvals_required must be ≥ 1".into());
-        }
-        if self.break_glass_approvals < self.approvals_required {
-            return Err("break_glass_approvals must be ≥ approvals_required".into());
-        }
-        Ok(())
-    }
-}
-
-/// A policy change proposed by one operator, waiting for another to confirm it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingPolicy {
-    /// The proposed policy.
-    pub policy: ApprovalPolicy,
-    /// Operator who proposed it (cannot confirm it).
-    pub proposed_by: String,
-    /// Log index of the proposal.
-    pub log_index: u64,
-}
 
 /// A command in the Raft log (the application data of an entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,8 +165,8 @@ pub enum Command {
     RecordAudit {
         /// Authenticated operator name.
         operator: String,
-        /// What was done, e.g. `cluster.remove`.
-        action: String,
+        /// What was done, e.g. [`AuditAction::ClusterRemove`].
+        action: AuditAction,
         /// Details (node ids, URLs).
         detail: String,
         /// Outcome as decided by the proposer: `completed`, `proposed: …`, `refused: …`.
@@ -294,121 +256,6 @@ impl AgentInfo {
     }
 }
 
-/// Handover state (DESIGN.md "Handover").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HandoverState {
-    /// Requested and fenced; waiting for finality to cover `required_epoch`.
-    AwaitingFinality,
-    /// Finality covers `required_epoch`; waiting for operator approvals.
-    AwaitingApproval,
-    /// The target holds authority.
-    Completed,
-    /// Aborted before completion; the old holder stays fenced.
-    Aborted,
-}
-
-impl HandoverState {
-    /// True for states from which the handover can still complete or be aborted.
-    pub fn is_open(self) -> bool {
-        matches!(self, Self::AwaitingFinality | Self::AwaitingApproval)
-    }
-}
-
-/// One approval.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Approval {
-    /// Operator name.
-    pub operator: String,
-    /// Log index of the approval entry.
-    pub log_index: u64,
-    /// Proposer's wall clock (ms).
-    pub at_ms: u64,
-    /// Whether it was a break-glass approval.
-    pub break_glass: bool,
-}
-
-/// One step in a handover's timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimelineEvent {
-    /// `requested`, `fenced`, `finality_confirmed`, `approved`, `completed`, `aborted`.
-    pub event: String,
-    /// Log index of the entry.
-    pub log_index: u64,
-    /// Proposer's wall clock (ms).
-    pub at_ms: u64,
-}
-
-/// A handover and its history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Handover {
-    /// Id: the log index of the request entry.
-    pub id: u64,
-    /// Holder fenced by the request (`None` for the first grant).
-    pub from: Option<AgentId>,
-    /// Target agent.
-    pub to: AgentId,
-    /// Requesting operator.
-    pub requested_by: String,
-    /// Reason given.
-    pub reason: String,
-    /// Current state.
-    pub state: HandoverState,
-    /// Log index at which the holder was fenced.
-    pub fenced_at: u64,
-    /// Highest epoch the fenced holder recorded; finality must reach it.
-    pub required_epoch: u64,
-    /// Finality checkpoint that satisfied the gate, with the log index it arrived at.
-    pub finality_evidence: Option<(CheckpointObs, u64)>,
-    /// Approvals so far, in order.
-    pub approvals: Vec<Approval>,
-    /// Token granted on completion.
-    pub granted_token: Option<u64>,
-    /// Completed through the break-glass override.
-    pub break_glass: bool,
-    /// Timeline of the handover.
-    pub timeline: Vec<TimelineEvent>,
-}
-
-/// One audit record: an operator action and its outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// Log index of the entry that carried the action.
-    pub log_index: u64,
-    /// Proposer's wall clock (ms).
-    pub at_ms: u64,
-    /// Operator name.
-    pub operator: String,
-    /// `handover.request`, `handover.approve`, `handover.approve.break_glass`, `handover.abort`,
-    /// `slashing.import`, `cluster.add_learner`, `cluster.promote`, `cluster.remove`,
-    /// `policy.init` (operator `node:<id>`), `policy.propose`, `policy.confirm`.
-    pub action: String,
-    /// Handover concerned, if any.
-    pub handover: Option<u64>,
-    /// Details (target, reason).
-    pub detail: String,
-    /// `accepted`, `completed`, or `refused: <why>`; for membership changes also
-    /// `completed (no change needed)`, `added; catch-up timed out` and
-    /// `proposed: removes the current leader`.
-    pub outcome: String,
-}
-
-/// The agreed finality.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FinalityRecord {
-    /// Agreed finalized checkpoint.
-    pub checkpoint: CheckpointObs,
-    /// Observations behind it.
-    pub observations: Vec<BeaconObservation>,
-    /// Log index it was committed at.
-    pub log_index: u64,
-    /// Proposer's wall clock (ms).
-    pub at_ms: u64,
-    /// `SLOTS_PER_EPOCH` carried by the evidence (0 in records from before it was kept).
-    #[serde(default)]
-    pub slots_per_epoch: u64,
-}
-
 /// Answer of the state machine to one command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
@@ -435,15 +282,32 @@ pub enum Response {
     /// An interchange was imported.
     Imported {
         /// What the file held.
-        summary: crate::interchange::ImportSummary,
+        summary: failover_protocol::ImportSummary,
     },
     /// Deterministic refusal of an operator command.
     Rejected {
-        /// `not_found`, `conflict`, `forbidden`, `bad_request`.
-        code: String,
+        /// Why, as a kind the API layer maps to its error code and status.
+        code: Rejection,
         /// What was wrong.
         message: String,
     },
+}
+
+/// Kind of a deterministic refusal ([`Response::Rejected`]). The state machine knows nothing
+/// of HTTP: the API layer maps each kind to an error code and a status. Serialized in
+/// `snake_case` (`not_found`, …) when a follower forwards a write and passes the answer back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejection {
+    /// The command is malformed or names impossible values.
+    BadRequest,
+    /// The command names something that does not exist (a handover, a pending policy).
+    NotFound,
+    /// The command conflicts with the state (a handover already open, one already ended).
+    Conflict,
+    /// An approval rule forbids it (the two-person rule, a proposer confirming their own
+    /// policy), or an agent import without proof of possession.
+    Forbidden,
 }
 
 /// Which parts of the state a batch of applies changed, for persistence.
@@ -569,10 +433,46 @@ fn describe_policy(p: &ApprovalPolicy) -> String {
     )
 }
 
-fn rejected(code: &str, message: impl Into<String>) -> Response {
+fn rejected(code: Rejection, message: impl Into<String>) -> Response {
     Response::Rejected {
-        code: code.to_string(),
+        code,
         message: message.into(),
+    }
+}
+
+/// EIP-3076 interchange of the whole state (the format and merge rules are in
+/// [`crate::interchange`], which knows nothing of the state).
+impl StateData {
+    /// Exports the history of `pubkeys` (all validators when `None`) as an EIP-3076
+    /// interchange for `genesis_validators_root` ([`crate::interchange::export`]). Read-only.
+    pub fn export_interchange(
+        &self,
+        genesis_validators_root: Root,
+        pubkeys: Option<&[Pubkey]>,
+    ) -> crate::interchange::Interchange {
+        crate::interchange::export(&self.validators, genesis_validators_root, pubkeys)
+    }
+
+    /// Imports an interchange all-or-nothing ([`crate::interchange::merge`]); a validator new
+    /// here starts at the restore floor. Returns what the import did and the validators it
+    /// touched. Deterministic.
+    ///
+    /// Errors: [`crate::interchange::InterchangeError`]; on error the state is unchanged.
+    pub fn import_interchange(
+        &mut self,
+        doc: &crate::interchange::Interchange,
+        genesis_validators_root: Root,
+    ) -> Result<(failover_protocol::ImportSummary, Vec<Pubkey>), crate::interchange::InterchangeError>
+    {
+        let (summary, merged) = crate::interchange::merge(
+            &self.validators,
+            self.restore_floor(),
+            doc,
+            genesis_validators_root,
+        )?;
+        let touched: Vec<Pubkey> = merged.keys().copied().collect();
+        self.validators.extend(merged);
+        Ok((summary, touched))
     }
 }
 
@@ -688,7 +588,7 @@ impl StateData {
                         log_index: index,
                         at_ms: *at_ms,
                         operator: format!("node:{node}"),
-                        action: "policy.init".into(),
+                        action: AuditAction::PolicyInit,
                         handover: None,
                         detail: describe_policy(policy),
                         outcome,
@@ -743,9 +643,9 @@ impl StateData {
                     }
                     Err(e) => {
                         let code = if e.contains("does not prove") {
-                            "forbidden"
+                            Rejection::Forbidden
                         } else {
-                            "bad_request"
+                            Rejection::BadRequest
                         };
                         (format!("refused: {e}"), rejected(code, e))
                     }
@@ -756,7 +656,7 @@ impl StateData {
                         log_index: index,
                         at_ms: *at_ms,
                         operator: operator.clone(),
-                        action: "slashing.import".into(),
+                        action: AuditAction::SlashingImport,
                         handover: None,
                         detail: if *allow_future {
                             format!(
@@ -785,7 +685,7 @@ impl StateData {
                         log_index: index,
                         at_ms: *at_ms,
                         operator: operator.clone(),
-                        action: action.clone(),
+                        action: *action,
                         handover: None,
                         detail: detail.clone(),
                         outcome: outcome.clone(),
@@ -888,7 +788,7 @@ impl StateData {
         dirty: &mut Dirty,
     ) -> Response {
         let (outcome, response) = match policy.check() {
-            Err(e) => (format!("refused: {e}"), rejected("bad_request", e)),
+            Err(e) => (format!("refused: {e}"), rejected(Rejection::BadRequest, e)),
             Ok(()) => {
                 self.pending_policy = Some(PendingPolicy {
                     policy: *policy,
@@ -908,7 +808,7 @@ impl StateData {
                 log_index: index,
                 at_ms,
                 operator: operator.to_string(),
-                action: "policy.propose".into(),
+                action: AuditAction::PolicyPropose,
                 handover: None,
                 detail: describe_policy(policy),
                 outcome,
@@ -925,9 +825,9 @@ impl StateData {
         dirty: &mut Dirty,
     ) -> Response {
         let result = match &self.pending_policy {
-            None => Err(rejected("not_found", "no policy change is pending")),
+            None => Err(rejected(Rejection::NotFound, "no policy change is pending")),
             Some(p) if p.proposed_by == operator => Err(rejected(
-                "forbidden",
+                Rejection::Forbidden,
                 format!(
                     "two-person rule: {operator} proposed this policy change and cannot confirm it"
                 ),
@@ -964,7 +864,7 @@ impl StateData {
                 log_index: index,
                 at_ms,
                 operator: operator.to_string(),
-                action: "policy.confirm".into(),
+                action: AuditAction::PolicyConfirm,
                 handover: None,
                 detail,
                 outcome,
@@ -991,7 +891,7 @@ impl StateData {
     ) -> Response {
         let refusal = if let Some(open) = self.open_handover() {
             Some(rejected(
-                "conflict",
+                Rejection::Conflict,
                 format!(
                     "handover {} to {} is still open; approve or abort it first",
                     open.id, open.to
@@ -999,16 +899,16 @@ impl StateData {
             ))
         } else if !self.agents.contains_key(to) {
             Some(rejected(
-                "not_found",
+                Rejection::NotFound,
                 format!("agent {to} is not registered with the cluster"),
             ))
         } else if self.authority.holder.as_ref() == Some(to) {
             Some(rejected(
-                "conflict",
+                Rejection::Conflict,
                 format!("agent {to} already holds authority"),
             ))
         } else if reason.trim().is_empty() {
-            Some(rejected("bad_request", "a handover needs a reason"))
+            Some(rejected(Rejection::BadRequest, "a handover needs a reason"))
         } else {
             None
         };
@@ -1023,7 +923,7 @@ impl StateData {
                     log_index: index,
                     at_ms,
                     operator: operator.to_string(),
-                    action: "handover.request".into(),
+                    action: AuditAction::HandoverRequest,
                     handover: None,
                     detail: format!("to {to}: {reason}"),
                     outcome,
@@ -1067,12 +967,12 @@ impl StateData {
             break_glass: false,
             timeline: vec![
                 TimelineEvent {
-                    event: "requested".into(),
+                    event: HandoverEvent::Requested,
                     log_index: index,
                     at_ms,
                 },
                 TimelineEvent {
-                    event: "fenced".into(),
+                    event: HandoverEvent::Fenced,
                     log_index: index,
                     at_ms,
                 },
@@ -1087,7 +987,7 @@ impl StateData {
                 log_index: index,
                 at_ms,
                 operator: operator.to_string(),
-                action: "handover.request".into(),
+                action: AuditAction::HandoverRequest,
                 handover: Some(index),
                 detail: format!(
                     "from {} to {to}: {reason}; required_epoch {required_epoch}",
@@ -1119,7 +1019,7 @@ impl StateData {
             h.finality_evidence = Some((cp, index));
             h.state = HandoverState::AwaitingApproval;
             h.timeline.push(TimelineEvent {
-                event: "finality_confirmed".into(),
+                event: HandoverEvent::FinalityConfirmed,
                 log_index: index,
                 at_ms,
             });
@@ -1138,9 +1038,9 @@ impl StateData {
         dirty: &mut Dirty,
     ) -> Response {
         let action = if break_glass {
-            "handover.approve.break_glass"
+            AuditAction::HandoverApproveBreakGlass
         } else {
-            "handover.approve"
+            AuditAction::HandoverApprove
         };
         let outcome = self.try_approve(index, id, operator, break_glass, at_ms, policy, dirty);
         let (audit_outcome, response) = match outcome {
@@ -1164,7 +1064,7 @@ impl StateData {
                 log_index: index,
                 at_ms,
                 operator: operator.to_string(),
-                action: action.into(),
+                action,
                 handover: Some(id),
                 detail: if break_glass {
                     "BREAK-GLASS: finality gate override requested".into()
@@ -1190,17 +1090,17 @@ impl StateData {
     ) -> Result<(bool, Handover), Response> {
         let finalized = self.finalized_epoch();
         let Some(h) = self.handovers.get_mut(&id) else {
-            return Err(rejected("not_found", format!("no handover {id}")));
+            return Err(rejected(Rejection::NotFound, format!("no handover {id}")));
         };
         if !h.state.is_open() {
             return Err(rejected(
-                "conflict",
+                Rejection::Conflict,
                 format!("handover {id} is {:?}, not open", h.state),
             ));
         }
         if policy.two_person_rule && h.requested_by == operator {
             return Err(rejected(
-                "forbidden",
+                Rejection::Forbidden,
                 format!(
                     "two-person rule: {operator} requested handover {id} and cannot approve it"
                 ),
@@ -1208,13 +1108,13 @@ impl StateData {
         }
         if h.approvals.iter().any(|a| a.operator == operator) {
             return Err(rejected(
-                "conflict",
+                Rejection::Conflict,
                 format!("{operator} already approved handover {id}"),
             ));
         }
         if h.state == HandoverState::AwaitingFinality && !break_glass {
             return Err(rejected(
-                "conflict",
+                Rejection::Conflict,
                 format!(
                     "handover {id} waits for finality: required epoch {}, finalized epoch {finalized}; \
                      approval is refused until finality covers the fenced holder's last message",
@@ -1230,9 +1130,9 @@ impl StateData {
         });
         h.timeline.push(TimelineEvent {
             event: if break_glass {
-                "approved_break_glass".into()
+                HandoverEvent::ApprovedBreakGlass
             } else {
-                "approved".into()
+                HandoverEvent::Approved
             },
             log_index: index,
             at_ms,
@@ -1247,7 +1147,7 @@ impl StateData {
             h.granted_token = Some(index);
             h.break_glass = !normal_ok;
             h.timeline.push(TimelineEvent {
-                event: "completed".into(),
+                event: HandoverEvent::Completed,
                 log_index: index,
                 at_ms,
             });
@@ -1271,15 +1171,15 @@ impl StateData {
         dirty: &mut Dirty,
     ) -> Response {
         let result = match self.handovers.get_mut(&id) {
-            None => Err(rejected("not_found", format!("no handover {id}"))),
+            None => Err(rejected(Rejection::NotFound, format!("no handover {id}"))),
             Some(h) if !h.state.is_open() => Err(rejected(
-                "conflict",
+                Rejection::Conflict,
                 format!("handover {id} is {:?} and cannot be aborted", h.state),
             )),
             Some(h) => {
                 h.state = HandoverState::Aborted;
                 h.timeline.push(TimelineEvent {
-                    event: "aborted".into(),
+                    event: HandoverEvent::Aborted,
                     log_index: index,
                     at_ms,
                 });
@@ -1308,7 +1208,7 @@ impl StateData {
                 log_index: index,
                 at_ms,
                 operator: operator.to_string(),
-                action: "handover.abort".into(),
+                action: AuditAction::HandoverAbort,
                 handover: Some(id),
                 detail: reason.to_string(),
                 outcome,

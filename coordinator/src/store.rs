@@ -742,7 +742,7 @@ mod tests {
     fn audit(at_ms: u64) -> Command {
         Command::RecordAudit {
             operator: "alice".into(),
-            action: "cluster.promote".into(),
+            action: failover_protocol::AuditAction::ClusterPromote,
             detail: String::new(),
             outcome: "completed".into(),
             at_ms,

@@ -22,9 +22,9 @@ use coordinator::interchange::{
 use coordinator::state::{Command, HandoverPolicy, Response, StateData};
 use coordinator::store::{open_db, StateMachineStore};
 use coordinator::TypeConfig;
-use failover_common::api::{RecordItem, Verdict};
 use failover_common::beacon::CheckpointObs;
 use failover_common::types::{Pubkey, Root};
+use failover_protocol::{RecordItem, Verdict};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use proptest::prelude::*;
@@ -214,7 +214,7 @@ fn op() -> impl Strategy<Value = Op> {
     let audit = num().prop_map(|at_ms| {
         Op::Cmd(Command::RecordAudit {
             operator: "op1".into(),
-            action: "cluster.promote".into(),
+            action: failover_protocol::AuditAction::ClusterPromote,
             detail: String::new(),
             outcome: "completed".into(),
             at_ms,

@@ -20,8 +20,8 @@ use coordinator::config::{token_hash, Config};
 use coordinator::interchange::Interchange;
 use coordinator::slashing::RestoreFloor;
 use coordinator::state::StateData;
-use failover_common::api::{RecordItem, Verdict};
 use failover_common::types::{Pubkey, Root};
+use failover_protocol::{RecordItem, Verdict};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{

@@ -10,8 +10,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use failover_common::api::{RecordItem, Verdict};
 use failover_common::types::{Pubkey, Root};
+use failover_protocol::{RecordItem, Verdict};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{

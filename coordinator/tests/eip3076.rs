@@ -10,8 +10,8 @@
 
 use coordinator::interchange::Interchange;
 use coordinator::state::{Authority, Command, Dirty, Response, StateData};
-use failover_common::api::RecordItem;
 use failover_common::types::{quoted_u64, Pubkey, Root};
+use failover_protocol::RecordItem;
 use serde::Deserialize;
 
 #[derive(Deserialize)]

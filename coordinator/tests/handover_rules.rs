@@ -1,10 +1,11 @@
 //! The handover flow of the replicated state machine as scenarios (DESIGN.md "Handover",
 //! I1, I2, I5), applied directly to `StateData` as the log would.
 
-use coordinator::state::{Command, Dirty, HandoverPolicy, HandoverState, Response, StateData};
-use failover_common::api::{RecordItem, Verdict};
+use coordinator::state::{Command, Dirty, HandoverPolicy, Rejection, Response, StateData};
 use failover_common::beacon::CheckpointObs;
 use failover_common::types::{Pubkey, Root};
+use failover_protocol::HandoverState;
+use failover_protocol::{RecordItem, Verdict};
 
 const POLICY: HandoverPolicy = HandoverPolicy {
     approvals_required: 2,
@@ -89,7 +90,7 @@ impl Log {
     }
 }
 
-fn handover(r: Response) -> coordinator::state::Handover {
+fn handover(r: Response) -> failover_protocol::Handover {
     match r {
         Response::Handover { handover } => *handover,
         other => panic!("expected a handover, got {other:?}"),
@@ -103,7 +104,7 @@ fn handover_id(r: &Response) -> u64 {
     }
 }
 
-fn rejected(r: Response) -> (String, String) {
+fn rejected(r: Response) -> (Rejection, String) {
     match r {
         Response::Rejected { code, message } => (code, message),
         other => panic!("expected a rejection, got {other:?}"),
@@ -117,13 +118,17 @@ fn first_grant_needs_no_finality_but_needs_distinct_approvals() {
     assert_eq!(h.state, HandoverState::AwaitingApproval);
     assert_eq!(h.required_epoch, 0);
     let (code, _) = rejected(l.approve(h.id, "alice", false));
-    assert_eq!(code, "forbidden", "two-person rule");
+    assert_eq!(code, Rejection::Forbidden, "two-person rule");
     assert_eq!(
         handover(l.approve(h.id, "bob", false)).state,
         HandoverState::AwaitingApproval
     );
     let (code, _) = rejected(l.approve(h.id, "bob", false));
-    assert_eq!(code, "conflict", "the same operator twice counts once");
+    assert_eq!(
+        code,
+        Rejection::Conflict,
+        "the same operator twice counts once"
+    );
     let done = handover(l.approve(h.id, "carol", false));
     assert_eq!(done.state, HandoverState::Completed);
     assert_eq!(
@@ -165,7 +170,7 @@ fn approval_is_refused_until_finality_covers_required_epoch() {
     l.record("agent-eu", token, 4, 5);
     let id = handover_id(&l.request("agent-us", "alice"));
     let (code, message) = rejected(l.approve(id, "bob", false));
-    assert_eq!(code, "conflict");
+    assert_eq!(code, Rejection::Conflict);
     assert!(message.contains("required epoch 5"), "{message}");
     l.finality(4);
     assert_eq!(
@@ -225,7 +230,7 @@ fn break_glass_needs_the_larger_quorum_and_is_marked() {
         .state
         .audit
         .iter()
-        .filter(|e| e.action == "handover.approve.break_glass")
+        .filter(|e| e.action == failover_protocol::AuditAction::HandoverApproveBreakGlass)
         .count();
     assert_eq!(loud, 3);
     // Slashing protection still holds for the new holder (DESIGN.md break-glass).
@@ -242,7 +247,7 @@ fn abort_leaves_the_old_holder_fenced_and_only_one_handover_is_open() {
     let token = l.grant("agent-eu");
     let id = handover_id(&l.request("agent-us", "alice"));
     let (code, _) = rejected(l.request("agent-eu", "bob"));
-    assert_eq!(code, "conflict", "one open handover at a time");
+    assert_eq!(code, Rejection::Conflict, "one open handover at a time");
     let aborted = handover(l.apply(Command::AbortHandover {
         id,
         operator: "bob".into(),
@@ -256,14 +261,18 @@ fn abort_leaves_the_old_holder_fenced_and_only_one_handover_is_open() {
         Response::NotHolder { .. }
     ));
     let (code, _) = rejected(l.approve(id, "carol", false));
-    assert_eq!(code, "conflict", "an aborted handover cannot be approved");
+    assert_eq!(
+        code,
+        Rejection::Conflict,
+        "an aborted handover cannot be approved"
+    );
 }
 
 #[test]
 fn handover_to_an_unregistered_agent_or_without_reason_is_refused_and_audited() {
     let mut l = Log::new();
     let (code, _) = rejected(l.request("agent-xx", "alice"));
-    assert_eq!(code, "not_found");
+    assert_eq!(code, Rejection::NotFound);
     let r = l.apply(Command::RequestHandover {
         to: "agent-eu".into(),
         reason: "  ".into(),
@@ -271,7 +280,7 @@ fn handover_to_an_unregistered_agent_or_without_reason_is_refused_and_audited() 
         at_ms: 0,
         policy: POLICY,
     });
-    assert_eq!(rejected(r).0, "bad_request");
+    assert_eq!(rejected(r).0, Rejection::BadRequest);
     assert_eq!(l.state.audit.len(), 2);
     assert!(l
         .state
@@ -296,7 +305,7 @@ fn apply_is_deterministic() {
 
 #[test]
 fn a_validator_without_history_signs_nothing_older_than_finality() {
-    use failover_common::api::{Refusal, Verdict};
+    use failover_protocol::{Refusal, Verdict};
     let mut l = Log::new();
     let token = l.grant("agent-eu");
     l.finality(10);

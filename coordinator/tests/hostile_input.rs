@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use coordinator::config::Config;
 use coordinator::node::Node;
-use failover_common::api::{Refusal, Verdict};
 use failover_common::types::Pubkey;
+use failover_protocol::{Refusal, Verdict};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{
@@ -766,7 +766,7 @@ async fn failoverctl_takes_its_token_from_a_private_file_and_never_from_the_comm
     let token = tmp.path().join("alice.token");
     failover_common::secret_file::write_private(&token, ALICE).unwrap();
     let ctl = |args: &[&str]| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_failoverctl"));
+        let mut c = std::process::Command::new(support::failoverctl_bin());
         c.env_remove("FAILOVER_TOKEN")
             .env_remove("FAILOVER_TOKEN_FILE")
             .args(["--coordinator", &url])

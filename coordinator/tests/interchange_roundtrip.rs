@@ -10,9 +10,9 @@ use coordinator::interchange::{
     Interchange, Metadata, SignedAttestation, SignedBlock, ValidatorData,
 };
 use coordinator::state::{AgentInfo, Authority, Command, Dirty, Response, StateData};
-use failover_common::api::{RecordItem, Verdict};
 use failover_common::beacon::CheckpointObs;
 use failover_common::types::{Pubkey, Root};
+use failover_protocol::{RecordItem, Verdict};
 use proptest::prelude::*;
 
 const GVR: Root = Root([9; 32]);

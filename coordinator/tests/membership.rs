@@ -9,8 +9,8 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use failover_common::api::{RecordItem, Verdict};
 use failover_common::types::Pubkey;
+use failover_protocol::{RecordItem, Verdict};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{
@@ -103,7 +103,7 @@ async fn failoverctl(urls: &[String], args: &[&str]) -> (i32, String) {
     let coordinators = urls.join(",");
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_failoverctl"))
+        let out = Command::new(support::failoverctl_bin())
             .args(&args)
             .env("FAILOVER_COORDINATOR", coordinators)
             .env("FAILOVER_TOKEN", ALICE)

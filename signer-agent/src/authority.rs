@@ -29,7 +29,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use failover_common::api::{AgentId, AuthorityView};
+use failover_protocol::{AgentId, AuthorityView};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;

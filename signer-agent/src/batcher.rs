@@ -21,12 +21,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use failover_common::api::{AgentId, RecordBatchRequest, RecordItem, Verdict};
+use failover_protocol::{AgentId, RecordBatchRequest, RecordItem, Verdict};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
-use crate::coordinator::{BatchOutcome, CoordinatorClient};
 use crate::metrics::Metrics;
+use failover_protocol::{BatchOutcome, CoordinatorClient};
 
 /// The answer for one record.
 #[derive(Debug, Clone, PartialEq, Eq)]

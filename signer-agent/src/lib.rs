@@ -26,9 +26,9 @@
 //! served yet. The standard keymanager API (`/eth/v1/keystores`) imports a key's EIP-3076
 //! history into the coordinators before the key can sign ([`keymanager`]).
 //!
-//! Modules: [`config`], [`keys`], [`coordinator`] (HTTP client), [`authority`] (signing
+//! Modules: [`config`], [`keys`], [`authority`] (signing
 //! state), [`batcher`] (group commit), [`api`] (HTTP routes and errors), [`keymanager`]
-//! (keymanager API), [`metrics`].
+//! (keymanager API), [`metrics`]. The coordinator client is `failover_protocol::CoordinatorClient`.
 
 #![deny(missing_docs)]
 
@@ -36,7 +36,6 @@ pub mod api;
 pub mod authority;
 pub mod batcher;
 pub mod config;
-pub mod coordinator;
 pub mod keymanager;
 pub mod keys;
 pub mod metrics;
@@ -47,8 +46,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
-use failover_common::api::{HeartbeatRequest, RegisterAgentRequest};
 use failover_common::eth::ChainSpec;
+use failover_protocol::{HeartbeatRequest, RegisterAgentRequest};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
@@ -57,7 +56,7 @@ pub use authority::{Authority, SigningState};
 pub use config::{Config, NetworkSetting, Overrides};
 
 use batcher::{BatchLimits, Batcher};
-use coordinator::CoordinatorClient;
+use failover_protocol::CoordinatorClient;
 use keys::Keys;
 use metrics::Metrics;
 
@@ -167,7 +166,7 @@ impl Agent {
     /// when its turn comes, so the last one sent carries the latest set.
     ///
     /// Errors: the call failed.
-    pub async fn register(&self) -> Result<(), coordinator::CallError> {
+    pub async fn register(&self) -> Result<(), failover_protocol::CallError> {
         let _in_order = self.register_lock.lock().await;
         let req = RegisterAgentRequest {
             agent: self.config.agent_id.clone(),

@@ -18,10 +18,10 @@ use axum::extract::State;
 use axum::http::{header, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use failover_common::api::{AuthorityView, RecordBatchRequest, RecordBatchResponse, Verdict};
 use failover_common::keystore::{encrypt, KdfParams};
 use failover_common::types::Pubkey;
 use failover_common::{interop, vectors};
+use failover_protocol::{AuthorityView, RecordBatchRequest, RecordBatchResponse, Verdict};
 use serde_json::{json, Value};
 use signer_agent::keymanager::{
     DeleteKeysResponse, DeleteStatus, ImportKeystoresResponse, ImportStatus, ListKeysResponse,

@@ -15,12 +15,12 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use failover_common::api::{
+use failover_common::types::{Pubkey, Root, Signature};
+use failover_common::{eth, interop, vectors};
+use failover_protocol::{
     ApiErrorBody, AuthorityView, HeartbeatRequest, RecordBatchRequest, RecordBatchResponse,
     RecordItem, Refusal, RegisterAgentRequest, Verdict,
 };
-use failover_common::types::{Pubkey, Root, Signature};
-use failover_common::{eth, interop, vectors};
 use serde_json::Value;
 use signer_agent::{Agent, Config, ErrorBody, NetworkSetting};
 use tower::ServiceExt;
@@ -69,7 +69,7 @@ fn unauthorized(headers: &HeaderMap) -> Option<Response> {
         (
             StatusCode::UNAUTHORIZED,
             Json(ApiErrorBody {
-                code: "unauthorized".into(),
+                code: failover_protocol::ErrorCode::Unauthorized,
                 message: "bad token".into(),
                 holder: None,
                 token: None,
@@ -103,7 +103,7 @@ async fn fake_records(
         Records::NotHolder { holder, token } => (
             StatusCode::FORBIDDEN,
             Json(ApiErrorBody {
-                code: "not_holder".into(),
+                code: failover_protocol::ErrorCode::NotHolder,
                 message: "not the holder".into(),
                 holder: Some(holder),
                 token: Some(token),
@@ -118,7 +118,7 @@ async fn fake_records(
         Records::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(ApiErrorBody {
-                code: "unavailable".into(),
+                code: failover_protocol::ErrorCode::Unavailable,
                 message: "no quorum".into(),
                 holder: None,
                 token: None,

@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use coordinator::http::StatusView;
-use coordinator::state::{AuditEntry, HandoverState};
+use failover_protocol::StatusView;
+use failover_protocol::{AuditEntry, HandoverState};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -115,19 +115,9 @@ impl Shared {
     }
 
     async fn status(&self, url: &str, timeout: Duration) -> Result<StatusView> {
-        let res = self
-            .http
-            .get(format!("{}/v1/status", url.trim_end_matches('/')))
-            .bearer_auth(&self.operator.token)
-            .timeout(timeout)
-            .send()
-            .await?;
-        let ok = res.status().is_success();
-        let text = res.text().await?;
-        if !ok {
-            bail!("{url}/v1/status: {text}");
-        }
-        Ok(serde_json::from_str(&text)?)
+        failover_protocol::node_status(&self.http, url, &self.operator.token, timeout)
+            .await
+            .with_context(|| format!("{url}/v1/status"))
     }
 
     /// The leader per the answer with the highest term that names one; waits up to 20 s.
@@ -443,6 +433,7 @@ pub async fn run(
         handover: planned.clone(),
         final_holder,
         run_errors,
+        report: report.clone(),
     });
     replace_honest_check(&mut summary, &records, &windows);
     let mut failures: Vec<String> = summary
@@ -455,26 +446,7 @@ pub async fn run(
         .checks
         .iter()
         .map(|c| c.violations.len())
-        .sum::<usize>()
-        + summary
-            .checks
-            .iter()
-            .filter(|c| {
-                !c.ok
-                    && (c.name.contains("slashable")
-                        || c.name.contains("verifies")
-                        || c.name.contains("never both signed"))
-            })
-            .count();
-    for c in report.failed() {
-        failures.push(format!(
-            "checker: {} ({}): {} violation(s), first: {}",
-            c.name,
-            c.invariant,
-            c.violations.len(),
-            c.violations.first().cloned().unwrap_or_default()
-        ));
-    }
+        .sum::<usize>();
     if audit.is_none() {
         failures.push("the audit record could not be read from any coordinator".into());
     }

@@ -25,7 +25,7 @@ use failover_common::types::Root;
 use tokio::task::JoinSet;
 
 use super::duties::{attestation_duty, send_duty, AgentEndpoint, DutyRecord, DutySim};
-use super::summary::{reason_label, verify_signatures};
+use super::summary::reason_label;
 use super::{AgentSpec, KdfChoice, Lab, LabConfig, Role};
 
 /// Bench parameters.
@@ -260,7 +260,11 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
         rounds.push(stats);
         all_records.extend(records);
     }
-    let (ok, failed) = verify_signatures(&all_records);
+    let sigs = crate::checker::signatures_valid(&all_records, spe);
+    let (ok, failed) = (
+        sigs.examined.saturating_sub(sigs.violations.len()),
+        sigs.violations,
+    );
     progress("measuring raw blst signing");
     let load_raw = load_average();
     let raw = tokio::task::spawn_blocking({

@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use crate::checker::record::CommandWindow;
 use anyhow::{bail, Context, Result};
-use coordinator::http::StatusView;
-use coordinator::state::Handover;
+use failover_protocol::Handover;
+use failover_protocol::StatusView;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -28,34 +29,6 @@ pub struct Operator {
     pub name: String,
     /// Bearer token in clear (the coordinators only know its SHA-256).
     pub token: String,
-}
-
-/// One `failoverctl` invocation as the drill machine saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandWindow {
-    /// The operator who ran it (`alice`, `bob`).
-    pub operator: String,
-    /// The arguments after `--output json`, e.g. `["handover", "approve", "3"]`.
-    pub args: Vec<String>,
-    /// When the process was started (Unix µs, drill machine clock).
-    pub start_us: u64,
-    /// When it exited or was given up on (Unix µs, drill machine clock).
-    pub end_us: u64,
-    /// Exit code; `None` when it was killed by a signal or timed out.
-    pub exit_code: Option<i32>,
-    /// For `handover …` commands: the `id` of the handover in the JSON output, when it printed
-    /// one (a request that failed prints none).
-    pub handover: Option<u64>,
-    /// For `handover …` commands: the `state` in the JSON output, when it printed one.
-    pub state: Option<String>,
-}
-
-impl CommandWindow {
-    /// True when this is `failoverctl handover VERB …`.
-    pub fn is_handover(&self, verb: &str) -> bool {
-        self.args.first().map(String::as_str) == Some("handover")
-            && self.args.get(1).map(String::as_str) == Some(verb)
-    }
 }
 
 /// Runs `failoverctl` against the lab's coordinators.

@@ -33,14 +33,15 @@ use failover_common::eth::{
     compute_signing_root, AttestationData, BeaconBlockHeader, Checkpoint, Fork, ForkInfo,
     DOMAIN_BEACON_ATTESTER, DOMAIN_BEACON_PROPOSER,
 };
-use failover_common::types::{Pubkey, Root, Signature};
-use serde::{Deserialize, Serialize};
+use failover_common::types::{Root, Signature};
+use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::keys::Validator;
+pub use crate::checker::record::{DutyKind, DutyRecord};
 
 /// The chain's clock: genesis time and slot length.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -100,26 +101,6 @@ pub fn unix_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// Slashable message types the simulator sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DutyKind {
-    /// `BLOCK_V2` with a Deneb block header.
-    Block,
-    /// `ATTESTATION`.
-    Attestation,
-}
-
-impl DutyKind {
-    /// The Web3Signer `type` of this duty.
-    pub fn web3signer_type(self) -> &'static str {
-        match self {
-            DutyKind::Block => "BLOCK_V2",
-            DutyKind::Attestation => "ATTESTATION",
-        }
-    }
 }
 
 /// One sign request the simulator sends: the message, its signing root and the JSON body.
@@ -266,44 +247,6 @@ pub fn duties_for_slot(
             .map(|v| attestation_duty(v, slot, fork_info, spe)),
     );
     out
-}
-
-/// What happened to one sign request sent to one agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DutyRecord {
-    /// Agent id the request went to.
-    pub agent: String,
-    /// Block or attestation.
-    pub kind: DutyKind,
-    /// Validator index.
-    pub validator: u64,
-    /// Validator public key.
-    pub pubkey: Pubkey,
-    /// Slot of the message (slots).
-    pub slot: u64,
-    /// Attestation source epoch.
-    pub source_epoch: Option<u64>,
-    /// Attestation target epoch.
-    pub target_epoch: Option<u64>,
-    /// Signing root the simulator computed.
-    pub signing_root: Root,
-    /// HTTP status; 0 when no answer arrived (connection error or timeout).
-    pub status: u16,
-    /// For non-200 answers: the body (shortened) or the transport error.
-    pub reason: String,
-    /// For 200 answers: the returned signature, if it parsed.
-    pub signature: Option<Signature>,
-    /// When the request was sent (Unix µs).
-    pub sent_us: u64,
-    /// When the answer (or the error) arrived (Unix µs).
-    pub received_us: u64,
-    /// For a conflict probe (not a regular duty): what it tries, e.g. `double vote`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probe: Option<String>,
-    /// The Web3Signer request body that was sent (with `fork_info` and the message), so the
-    /// record can be verified on its own; `null` in recordings made before it was kept.
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub request: serde_json::Value,
 }
 
 /// A signer agent as the simulator sees it.

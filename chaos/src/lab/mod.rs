@@ -50,8 +50,8 @@ use coordinator::config::{
     token_hash, AgentCfg, BeaconCfg, ChainCfg, Config as CoordinatorConfig, HandoverCfg,
     OperatorCfg, Peer, RaftCfg,
 };
-use coordinator::http::StatusView;
 use failover_common::types::Root;
+use failover_protocol::StatusView;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -66,6 +66,9 @@ pub const MARKER: &str = ".failover-lab";
 
 /// The manifest file of a running lab, inside the lab directory.
 pub const MANIFEST: &str = "lab.json";
+
+/// Deadline of one `GET /v1/status` of a coordinator while the lab waits for a state.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Role of a signer agent at the start of the lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -849,17 +852,9 @@ impl Lab {
 
     async fn status_of(&self, url: &str) -> Result<StatusView> {
         let op = &self.manifest.operators[0];
-        let res = self
-            .http
-            .get(format!("{}/v1/status", url.trim_end_matches('/')))
-            .bearer_auth(&op.token)
-            .send()
+        failover_protocol::node_status(&self.http, url, &op.token, STATUS_TIMEOUT)
             .await
-            .with_context(|| format!("GET {url}/v1/status"))?;
-        let status = res.status();
-        let text = res.text().await.context("read status")?;
-        ensure!(status.is_success(), "{url}/v1/status: {status}: {text}");
-        serde_json::from_str(&text).with_context(|| format!("parse status from {url}"))
+            .with_context(|| format!("GET {url}/v1/status"))
     }
 
     /// The coordinator URLs an agent named `link_name` in `region` is configured with: the

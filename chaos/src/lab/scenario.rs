@@ -24,8 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use coordinator::http::StatusView;
-use coordinator::state::{AuditEntry, Handover};
+use failover_protocol::{AuditEntry, Handover};
 
 use crate::checker::{self, AuthoritySample, History, LeaderSample};
 
@@ -246,6 +245,10 @@ pub async fn run(
     for gone in lab.exited() {
         run_errors.push(format!("process exited during the drill: {gone}"));
     }
+    let report = checker::check(&history);
+    for line in report.summary_lines() {
+        progress(&format!("checker: {line}"));
+    }
     let mut summary = Summary::build(SummaryInput {
         validators: lab.manifest.validators.len(),
         kdf: lab.manifest.keystore_kdf.clone(),
@@ -261,48 +264,29 @@ pub async fn run(
         handover,
         final_holder,
         run_errors,
+        report: report.clone(),
     });
-    summary
-        .checks
-        .extend(run_checker(&lab.manifest.dir, &history, progress));
+    summary.checks.extend(write_checker_reports(
+        &lab.manifest.dir,
+        &history,
+        &report,
+        progress,
+    ));
     Ok(summary)
 }
 
-/// Runs the independent checker over `history`, saves the authority history and the reports
-/// in `dir`, and returns its verdicts as summary checks (a failure to write is one too).
-fn run_checker(dir: &std::path::Path, history: &History, progress: &dyn Fn(&str)) -> Vec<Check> {
-    let report = checker::check(history);
-    for line in report.summary_lines() {
-        progress(&format!("checker: {line}"));
-    }
-    let mut checks: Vec<Check> = report
-        .checks
-        .iter()
-        .map(|c| Check {
-            name: format!(
-                "independent checker: {} ({}): {}",
-                c.name, c.invariant, c.description
-            ),
-            ok: c.passed(),
-            detail: if c.passed() {
-                format!("{} examined", c.examined)
-            } else {
-                format!(
-                    "{} violation(s), e.g. {}",
-                    c.violations.len(),
-                    c.violations
-                        .iter()
-                        .take(3)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
-            },
-        })
-        .collect();
+/// Saves the authority history and the checker's reports in `dir`; a failure to write is a
+/// failed check.
+fn write_checker_reports(
+    dir: &std::path::Path,
+    history: &History,
+    report: &checker::CheckReport,
+    progress: &dyn Fn(&str),
+) -> Vec<Check> {
+    let mut checks = Vec::new();
     let written = history
         .save_authority_history(dir)
-        .and_then(|()| checker::write_reports(dir, history, &report));
+        .and_then(|()| checker::write_reports(dir, history, report));
     match written {
         Ok(()) => progress(&format!(
             "checker reports: {}/{{{},{},{}}}",
@@ -350,15 +334,12 @@ impl StatusSampler {
             loop {
                 for (id, region, url) in &nodes {
                     let at_us = super::duties::unix_micros();
-                    let got = async {
-                        http.get(format!("{}/v1/status", url.trim_end_matches('/')))
-                            .bearer_auth(&token)
-                            .send()
-                            .await?
-                            .error_for_status()?
-                            .json::<StatusView>()
-                            .await
-                    }
+                    let got = failover_protocol::node_status(
+                        &http,
+                        url,
+                        &token,
+                        Duration::from_millis(800),
+                    )
                     .await;
                     let mut o = out.lock().expect("sample lock");
                     match got {

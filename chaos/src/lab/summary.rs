@@ -1,18 +1,10 @@
-//! The end-of-run summary and the lab's independent checks.
+//! The end-of-run summary: counts, the handover timeline, and the lab's own checks of how the
+//! run went, beside the independent checker's verdicts.
 //!
-//! The checks judge the whole signature history that the duty simulator recorded, without
-//! trusting the system under test:
-//! - **signatures verify**: every signature an agent returned verifies with blst against the
-//!   validator's public key and the signing root the simulator computed from the message;
-//! - **nothing slashable**: no two returned signatures of one validator are slashable with each
-//!   other: double proposal (same slot, different root), double vote (same target, different
-//!   root) or surround vote in either direction. This is a plain pairwise comparison written
-//!   here, not the coordinator's slashing module (DESIGN.md I3). Identical messages (same
-//!   signing root) are never a conflict;
-//! - **authority never overlapped**: every signature of the old holder was requested before the
-//!   first signature of the new holder came back (DESIGN.md I1, I5). Both times are taken on
-//!   this machine's clock by the simulator, and causality orders them: the old holder's record
-//!   commits before the fence, the new holder's after the grant;
+//! Invariant: there is one checker. Whether signatures verify, whether two signatures are
+//! slashable together and whether two agents signed under one authority are judged only by
+//! [`crate::checker`] (its own SSZ and BLS, DESIGN.md I1–I5); the summary shows its
+//! [`CheckReport`] as checks and adds only what the checker does not judge:
 //! - **handover completed**: `failoverctl` reports the handover `completed` and the cluster
 //!   names the target as holder;
 //! - **new holder signs**: the target returned signatures after the handover;
@@ -26,10 +18,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 
-use coordinator::state::{Handover, HandoverState};
-use failover_common::eth;
+use failover_protocol::{Handover, HandoverEvent, HandoverState};
 
 use super::duties::{DutyKind, DutyRecord};
+use crate::checker::{CheckReport, CheckResult};
 
 /// One named check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,19 +32,6 @@ pub struct Check {
     pub ok: bool,
     /// Counts, or the first counter-examples.
     pub detail: String,
-}
-
-/// A pair of returned signatures of one validator that are slashable together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SlashablePair {
-    /// Validator index.
-    pub validator: u64,
-    /// `double_proposal`, `double_vote`, or `surround_vote`.
-    pub offence: &'static str,
-    /// The first message, described (`block slot 12 root 0x…`, `attestation 3→4 root 0x…`).
-    pub first: String,
-    /// The second message, described.
-    pub second: String,
 }
 
 fn describe(r: &DutyRecord) -> String {
@@ -69,83 +48,6 @@ fn describe(r: &DutyRecord) -> String {
             r.agent
         ),
     }
-}
-
-/// Every slashable pair among the signed (status 200) records: a straightforward pairwise
-/// comparison per validator. Messages with equal signing roots never conflict.
-pub fn slashable_pairs(records: &[DutyRecord]) -> Vec<SlashablePair> {
-    let mut by_validator: BTreeMap<u64, Vec<&DutyRecord>> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.status == 200) {
-        by_validator.entry(r.validator).or_default().push(r);
-    }
-    let mut out = Vec::new();
-    for (validator, signed) in by_validator {
-        for (i, a) in signed.iter().enumerate() {
-            for b in &signed[i + 1..] {
-                if a.kind != b.kind || a.signing_root == b.signing_root {
-                    continue;
-                }
-                let offence = match a.kind {
-                    DutyKind::Block => (a.slot == b.slot).then_some("double_proposal"),
-                    DutyKind::Attestation => {
-                        let (s1, t1) = (a.source_epoch.unwrap_or(0), a.target_epoch.unwrap_or(0));
-                        let (s2, t2) = (b.source_epoch.unwrap_or(0), b.target_epoch.unwrap_or(0));
-                        if t1 == t2 {
-                            Some("double_vote")
-                        } else if (s1 < s2 && t2 < t1) || (s2 < s1 && t1 < t2) {
-                            Some("surround_vote")
-                        } else {
-                            None
-                        }
-                    }
-                };
-                if let Some(offence) = offence {
-                    out.push(SlashablePair {
-                        validator,
-                        offence,
-                        first: describe(a),
-                        second: describe(b),
-                    });
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Verifies every signed record's signature against its pubkey and the simulator's signing
-/// root, on all cores. Returns `(verified, failures)`, failures described.
-pub fn verify_signatures(records: &[DutyRecord]) -> (usize, Vec<String>) {
-    let signed: Vec<&DutyRecord> = records.iter().filter(|r| r.status == 200).collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = signed.len().div_ceil(threads).max(1);
-    let failures: Vec<String> = std::thread::scope(|s| {
-        let workers: Vec<_> = signed
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .filter_map(|r| match &r.signature {
-                            None => Some(format!(
-                                "{}: no signature in a 200 answer ({})",
-                                describe(r),
-                                r.reason
-                            )),
-                            Some(sig) if !eth::verify(&r.pubkey, &r.signing_root, sig) => {
-                                Some(format!("{}: signature does not verify", describe(r)))
-                            }
-                            Some(_) => None,
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("verify worker panicked"))
-            .collect()
-    });
-    (signed.len() - failures.len(), failures)
 }
 
 /// A short stable label for a refusal body, for grouping.
@@ -206,34 +108,6 @@ fn mask(s: &str) -> String {
     }
 }
 
-/// The old holder's last signature request vs the new holder's first signature answer.
-///
-/// Returns `Ok(detail)` when every `from` signature was requested before the first `to`
-/// signature came back (or one side has none), `Err(detail)` otherwise.
-pub fn authority_overlap(records: &[DutyRecord], from: &str, to: &str) -> Result<String, String> {
-    let last_old = records
-        .iter()
-        .filter(|r| r.agent == from && r.status == 200)
-        .max_by_key(|r| r.sent_us);
-    let first_new = records
-        .iter()
-        .filter(|r| r.agent == to && r.status == 200)
-        .min_by_key(|r| r.received_us);
-    match (last_old, first_new) {
-        (Some(old), Some(new)) if old.sent_us < new.received_us => Ok(format!(
-            "{from}'s last signed request was sent {:.3} s before {to}'s first signature arrived",
-            (new.received_us - old.sent_us) as f64 / 1e6
-        )),
-        (Some(old), Some(new)) => Err(format!(
-            "{from} signed {} (sent {:.3} s after {to}'s first signature, {}, arrived)",
-            describe(old),
-            (old.sent_us - new.received_us) as f64 / 1e6,
-            describe(new)
-        )),
-        _ => Ok(format!("{from} or {to} returned no signature at all")),
-    }
-}
-
 /// A conflict probe's answer and whether it met the probe's expectation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeOutcome {
@@ -262,6 +136,8 @@ pub struct SummaryInput {
     pub final_holder: Option<String>,
     /// Errors of the run itself (a step that failed), each also a failed check.
     pub run_errors: Vec<String>,
+    /// The independent checker's verdicts over the same run ([`crate::checker::check`]).
+    pub report: CheckReport,
 }
 
 /// The end-of-run summary: counts, the handover timeline and the checks.
@@ -283,21 +159,7 @@ impl Summary {
                 detail: e.clone(),
             });
         }
-        let (verified, failures) = verify_signatures(&input.records);
-        checks.push(Check {
-            name: "every returned signature verifies against the lab's signing root".into(),
-            ok: failures.is_empty(),
-            detail: if failures.is_empty() {
-                format!("{verified} verified")
-            } else {
-                format!(
-                    "{} of {} fail, e.g. {}",
-                    failures.len(),
-                    verified + failures.len(),
-                    first_few(&failures)
-                )
-            },
-        });
+        checks.extend(input.report.checks.iter().map(checker_check));
         let odd: Vec<&DutyRecord> = input
             .records
             .iter()
@@ -325,30 +187,6 @@ impl Summary {
                 )
             },
         });
-        let pairs = slashable_pairs(&input.records);
-        let signed = input.records.iter().filter(|r| r.status == 200).count();
-        checks.push(Check {
-            name: "no two returned signatures of a validator are slashable".into(),
-            ok: pairs.is_empty(),
-            detail: if pairs.is_empty() {
-                format!("{signed} signatures compared pairwise per validator")
-            } else {
-                let shown: Vec<String> = pairs
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "validator {} {}: {} / {}",
-                            p.validator, p.offence, p.first, p.second
-                        )
-                    })
-                    .collect();
-                format!(
-                    "{} slashable pairs, e.g. {}",
-                    pairs.len(),
-                    first_few(&shown)
-                )
-            },
-        });
         if let Some(h) = &input.handover {
             let completed = h.state == HandoverState::Completed;
             let holder_ok = input.final_holder.as_deref() == Some(h.to.as_str());
@@ -361,14 +199,6 @@ impl Summary {
                     input.final_holder.as_deref().unwrap_or("none")
                 ),
             });
-            if let Some(from) = &h.from {
-                let overlap = authority_overlap(&input.records, from, &h.to);
-                checks.push(Check {
-                    name: format!("{from} and {} never both signed at once", h.to),
-                    ok: overlap.is_ok(),
-                    detail: overlap.unwrap_or_else(|e| e),
-                });
-            }
             let new_sigs = input
                 .records
                 .iter()
@@ -415,6 +245,26 @@ impl Summary {
     /// True when every check passed.
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.ok)
+    }
+}
+
+/// One of the checker's verdicts as a summary check.
+fn checker_check(c: &CheckResult) -> Check {
+    Check {
+        name: format!(
+            "independent checker: {} ({}): {}",
+            c.name, c.invariant, c.description
+        ),
+        ok: c.passed(),
+        detail: if c.passed() {
+            format!("{} examined", c.examined)
+        } else {
+            format!(
+                "{} violation(s), e.g. {}",
+                c.violations.len(),
+                first_few(&c.violations)
+            )
+        },
     }
 }
 
@@ -507,7 +357,7 @@ impl fmt::Display for Summary {
             let t0 = h
                 .timeline
                 .iter()
-                .find(|e| e.event == "requested")
+                .find(|e| e.event == HandoverEvent::Requested)
                 .or(h.timeline.first())
                 .map_or(0, |e| e.at_ms);
             let rel = |at_us: u64| (at_us as f64 / 1e3 - t0 as f64) / 1e3;
@@ -518,7 +368,7 @@ impl fmt::Display for Summary {
                 .collect();
             for e in &h.timeline {
                 let mut note = String::new();
-                if e.event == "finality_confirmed" {
+                if e.event == HandoverEvent::FinalityConfirmed {
                     if let Some((cp, _)) = &h.finality_evidence {
                         note = format!(
                             "finalized epoch {} ≥ required epoch {}",
@@ -526,12 +376,12 @@ impl fmt::Display for Summary {
                         );
                     }
                 }
-                if e.event == "approved" {
+                if e.event == HandoverEvent::Approved {
                     if let Some(op) = approvers.get(&e.log_index) {
                         note = format!("by {op}");
                     }
                 }
-                if e.event == "completed" {
+                if e.event == HandoverEvent::Completed {
                     if let Some(t) = h.granted_token {
                         note = format!("token {t}");
                     }

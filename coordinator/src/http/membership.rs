@@ -14,98 +14,23 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
 
 use serde::Deserialize;
 
-use super::{parse, ApiError, ApiResult, AppState, FORWARDED};
-use crate::membership::{
-    AddLearnerBody, ChangeOutcome, ChangeVotersBody, MembershipError, NodeIdentity,
-};
+use super::{forward_to_leader, parse, ApiError, ApiResult, AppState, FORWARDED};
+use crate::identity::NodeIdentity;
+use crate::membership::MembershipError;
+use failover_protocol::{AddLearnerBody, ChangeOutcome, ChangeVotersBody, ErrorCode};
 
 impl From<MembershipError> for ApiError {
     fn from(e: MembershipError) -> Self {
-        let status =
-            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut err = ApiError::new(status, e.code(), e.to_string());
+        let mut err = ApiError::new(e.code(), e.to_string());
         err.body.leader_hint = e.leader_hint();
         err
     }
-}
-
-/// Forwards a request once to the leader and passes its answer through.
-///
-/// Errors: 503 `unavailable` when this request was already forwarded, no other node is known
-/// as leader, or the leader gave no answer within `timeout` (outcome unknown for a write).
-async fn forward(
-    s: &AppState,
-    headers: &HeaderMap,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Bytes>,
-    timeout: Duration,
-) -> ApiResult<HttpResponse> {
-    let leader = s.node.leader().filter(|(id, _)| *id != s.node.id);
-    let unavailable = |message: String, hint: Option<String>| {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
-        e.body.leader_hint = hint;
-        e
-    };
-    let (Some((leader_id, leader_url)), false) = (leader, headers.contains_key(FORWARDED)) else {
-        return Err(unavailable(
-            format!(
-                "node {} is not the leader and knows no other leader: membership requests run \
-                 on the leader",
-                s.node.id
-            ),
-            None,
-        ));
-    };
-    let auth = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .cloned()
-        .ok_or_else(|| ApiError::unauthorized(crate::guard::AuthFailure::Missing))?;
-    let mut req = s
-        .node
-        .http
-        .request(
-            method,
-            format!("{}{path}", leader_url.trim_end_matches('/')),
-        )
-        .header(axum::http::header::AUTHORIZATION, auth)
-        .header(FORWARDED, "1")
-        .timeout(timeout);
-    if let Some(b) = body {
-        req = req
-            .header(axum::http::header::CONTENT_TYPE, "application/json")
-            .body(b);
-    }
-    let res = req.send().await.map_err(|e| {
-        let outcome = if e.is_connect() {
-            "not sent"
-        } else {
-            "outcome unknown"
-        };
-        unavailable(
-            format!("forwarding to leader {leader_id} at {leader_url} failed ({outcome}): {e}"),
-            Some(leader_url.clone()),
-        )
-    })?;
-    let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let bytes = res.bytes().await.map_err(|e| {
-        unavailable(
-            format!("reading leader {leader_id}'s answer failed (outcome unknown): {e}"),
-            Some(leader_url.clone()),
-        )
-    })?;
-    Ok((
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response())
 }
 
 /// Counts the action in `failover_operator_actions_total` and maps the outcome.
@@ -131,20 +56,21 @@ fn write_timeout(s: &AppState) -> Duration {
     Duration::from_millis(s.node.config.raft.write_timeout_ms)
 }
 
-/// `GET /v1/cluster/members` (operator): a [`crate::membership::MembersView`].
+/// `GET /v1/cluster/members` (operator): a [`failover_protocol::MembersView`].
 pub(super) async fn members(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<HttpResponse> {
     s.operator(&headers)?;
     if !s.node.is_leader() && !headers.contains_key(FORWARDED) && s.node.leader().is_some() {
-        match forward(
+        match forward_to_leader(
             &s,
             &headers,
             reqwest::Method::GET,
             "/v1/cluster/members",
             None,
             write_timeout(&s),
+            "the membership view",
         )
         .await
         {
@@ -167,13 +93,14 @@ pub(super) async fn add_learner(
     req.validate().map_err(ApiError::bad_request)?;
     if !s.node.is_leader() {
         let timeout = req.catch_up_timeout() + write_timeout(&s) * 3;
-        return forward(
+        return forward_to_leader(
             &s,
             &headers,
             reqwest::Method::POST,
             "/v1/cluster/learners",
             Some(body),
             timeout,
+            "a membership change",
         )
         .await;
     }
@@ -193,13 +120,14 @@ pub(super) async fn change_voters(
     let req: ChangeVotersBody = parse(&body)?;
     req.validate().map_err(ApiError::bad_request)?;
     if !s.node.is_leader() {
-        return forward(
+        return forward_to_leader(
             &s,
             &headers,
             reqwest::Method::POST,
             "/v1/cluster/voters",
             Some(body),
             write_timeout(&s) * 5,
+            "a membership change",
         )
         .await;
     }
@@ -222,20 +150,19 @@ pub(super) async fn identity(
     if q.challenge.as_deref().is_some_and(|c| !valid(c)) {
         return Err(ApiError::bad_request("challenge must be 64 hex digits"));
     }
-    let initialized = s.node.raft.is_initialized().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("raft stopped: {e}"),
-        )
-    })?;
+    let initialized = s
+        .node
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("raft stopped: {e}")))?;
     Ok(Json(NodeIdentity {
         node_id: s.node.id,
         initialized,
         region: s.node.config.me().region.clone(),
         proof: q
             .challenge
-            .map(|c| crate::membership::identity_proof(&s.node.cluster_token, s.node.id, &c)),
+            .map(|c| crate::identity::identity_proof(&s.node.cluster_token, s.node.id, &c)),
     }))
 }
 

@@ -17,8 +17,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use coordinator::config::{token_hash, Config};
 use coordinator::node::Node;
-use failover_common::api::{RecordBatchResponse, RecordItem, Verdict};
 use failover_common::types::{Pubkey, Root};
+use failover_protocol::{RecordBatchResponse, RecordItem, Verdict};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -584,6 +584,24 @@ pub fn block(v: u8, slot: u64, r: u8) -> RecordItem {
         slot,
         signing_root: Root([r; 32]),
     }
+}
+
+/// The `failoverctl` binary of this build, next to the coordinator's. It is its own package
+/// (no openraft, no RocksDB in its build), so `cargo test --workspace` builds it; a test run of
+/// this package alone needs `cargo build -p failoverctl` first, and this says so.
+pub fn failoverctl_bin() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_coordinator"))
+        .parent()
+        .expect("the coordinator binary has a directory")
+        .to_path_buf();
+    let bin = dir.join("failoverctl");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p failoverctl` (`cargo test --workspace` \
+         builds it)",
+        bin.display()
+    );
+    bin
 }
 
 /// The `coordinator` binary, to be given arguments.

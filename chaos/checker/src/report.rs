@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use serde_json::json;
 
-use super::{CheckReport, History};
+use crate::{CheckReport, History};
 
 /// Markdown report file name.
 pub const FILE_MD: &str = "report.md";
@@ -314,7 +314,7 @@ fn draw_timeline(path: &Path, h: &History, r: &CheckReport) -> DrawResult<()> {
         )))?;
     }
     for ho in &h.handovers {
-        if let (Some(requested_us), _) = super::handover_span_us(h, ho) {
+        if let (Some(requested_us), _) = crate::handover_span_us(h, ho) {
             let x = sec(requested_us);
             chart.draw_series(std::iter::once(PathElement::new(
                 vec![(x, 0.0), (x, n)],

@@ -12,12 +12,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use coordinator::http::StatusView;
-use coordinator::membership::{
-    AddLearnerBody, ChangeOutcome, ChangeVotersBody, MemberRole, MembersView,
+use failover_protocol::{
+    AbortBody, AddLearnerBody, ApprovalPolicy, ApproveBody, AuditEntry, CallError, ChangeOutcome,
+    ChangeVotersBody, CoordinatorClient, ErrorCode, Handover, HandoverRequestBody, MemberRole,
+    MembersView, Method, Retry, StatusView,
 };
-use coordinator::state::{AuditEntry, Handover};
-use failover_common::api::{AbortBody, ApiErrorBody, ApproveBody, HandoverRequestBody};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -238,16 +237,20 @@ impl Failure {
     }
 }
 
+/// The protocol's coordinator client, driven from this synchronous CLI. Every call may move to
+/// the next `--coordinator` URL only when no connection was made ([`Retry::ConnectOnly`]): an
+/// operator command that reached a node has an outcome there, and repeating it elsewhere could
+/// act twice.
 struct Client {
-    urls: Vec<String>,
-    token: String,
-    http: reqwest::blocking::Client,
+    api: CoordinatorClient,
+    rt: tokio::runtime::Runtime,
+    timeout: Duration,
 }
 
 impl Client {
     fn call<B: Serialize, T: DeserializeOwned>(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<&B>,
     ) -> Result<T, Failure> {
@@ -257,58 +260,43 @@ impl Client {
     /// Like [`Client::call`], with a per-request `timeout` instead of `--timeout` when given.
     fn call_within<B: Serialize, T: DeserializeOwned>(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<&B>,
         timeout: Option<Duration>,
     ) -> Result<T, Failure> {
-        let mut last = String::from("no coordinator URL given");
-        for url in &self.urls {
-            let mut req = self
-                .http
-                .request(
-                    method.clone(),
-                    format!("{}{path}", url.trim_end_matches('/')),
-                )
-                .bearer_auth(&self.token);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            if let Some(t) = timeout {
-                req = req.timeout(t);
-            }
-            match req.send() {
-                Err(e) if e.is_connect() => {
-                    last = format!("{url}: unreachable ({e})");
-                    continue;
-                }
-                Err(e) => return Err(Failure::Unavailable(format!("{url}: {e}"))),
-                Ok(res) => {
-                    let status = res.status();
-                    let text = res.text().unwrap_or_default();
-                    if status.is_success() {
-                        return serde_json::from_str(&text).map_err(|e| {
-                            Failure::Unavailable(format!("unreadable answer from {url}: {e}"))
-                        });
-                    }
-                    let (msg, code) = match serde_json::from_str::<ApiErrorBody>(&text) {
-                        Ok(b) => (
-                            format!("{} ({}): {}", status.as_u16(), b.code, b.message),
-                            b.code,
-                        ),
-                        Err(_) => (format!("{}: {text}", status.as_u16()), String::new()),
-                    };
-                    return Err(if code == "catch_up_timeout" {
-                        Failure::Timeout(msg)
-                    } else if status.is_server_error() {
-                        Failure::Unavailable(msg)
-                    } else {
-                        Failure::Refused(msg)
-                    });
+        let deadline = tokio::time::Instant::now() + timeout.unwrap_or(self.timeout);
+        self.rt
+            .block_on(
+                self.api
+                    .call(method, path, body, deadline, Retry::ConnectOnly),
+            )
+            .map_err(Failure::from)
+    }
+}
+
+impl From<CallError> for Failure {
+    /// Exit codes: a refusal (4xx) is 1, `catch_up_timeout` is 4, anything else (5xx, no
+    /// answer, an unreadable answer) is 3.
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Status {
+                status,
+                code,
+                message,
+                ..
+            } => {
+                let msg = format!("{status} ({code}): {message}");
+                if code == ErrorCode::CatchUpTimeout {
+                    Failure::Timeout(msg)
+                } else if status >= 500 {
+                    Failure::Unavailable(msg)
+                } else {
+                    Failure::Refused(msg)
                 }
             }
+            other => Failure::Unavailable(other.to_string()),
         }
-        Err(Failure::Unavailable(last))
     }
 }
 
@@ -450,20 +438,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
             "no coordinator: pass --coordinator URL or set FAILOVER_COORDINATOR".into(),
         ));
     }
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(cli.timeout))
+    let timeout = Duration::from_secs(cli.timeout);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
+        .map_err(|e| Failure::Usage(format!("cannot start the I/O runtime: {e}")))?;
+    let api = CoordinatorClient::new(cli.coordinator.clone(), token, timeout)
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    let c = Client {
-        urls: cli.coordinator.clone(),
-        token,
-        http,
-    };
+    let c = Client { api, rt, timeout };
     let json = cli.output == Output::Json;
     let none: Option<&()> = None;
     match cli.cmd {
         Cmd::Status => {
-            let s: StatusView = c.call(reqwest::Method::GET, "/v1/status", none)?;
+            let s: StatusView = c.call(Method::GET, "/v1/status", none)?;
             if json {
                 print_json(&s);
             } else {
@@ -529,8 +516,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 "/v1/slashing/import"
             };
-            let summary: coordinator::interchange::ImportSummary =
-                c.call(reqwest::Method::POST, path, Some(&doc))?;
+            let summary: failover_protocol::ImportSummary =
+                c.call(Method::POST, path, Some(&doc))?;
             if json {
                 print_json(&summary);
             } else {
@@ -563,7 +550,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 format!("/v1/slashing/export?pubkeys={}", pubkeys.join(","))
             };
-            let doc: serde_json::Value = c.call(reqwest::Method::GET, &path, none)?;
+            let doc: serde_json::Value = c.call(Method::GET, &path, none)?;
             let text = serde_json::to_string_pretty(&doc).expect("serialize");
             match out {
                 Some(f) => {
@@ -577,12 +564,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Cmd::Policy(cmd) => match cmd {
             PolicyCmd::Show => {
-                let v: coordinator::http::PolicyView =
-                    c.call(reqwest::Method::GET, "/v1/policy", none)?;
+                let v: failover_protocol::PolicyView = c.call(Method::GET, "/v1/policy", none)?;
                 if json {
                     print_json(&v);
                 } else {
-                    let show = |p: &coordinator::state::ApprovalPolicy| {
+                    let show = |p: &ApprovalPolicy| {
                         format!(
                             "approvals {}, two-person rule {}, break-glass {}",
                             p.approvals_required, p.two_person_rule, p.break_glass_approvals
@@ -614,13 +600,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 two_person_rule,
                 break_glass,
             } => {
-                let body = coordinator::state::ApprovalPolicy {
+                let body = ApprovalPolicy {
                     approvals_required: approvals,
                     two_person_rule,
                     break_glass_approvals: break_glass,
                 };
-                let v: serde_json::Value =
-                    c.call(reqwest::Method::POST, "/v1/policy", Some(&body))?;
+                let v: serde_json::Value = c.call(Method::POST, "/v1/policy", Some(&body))?;
                 if json {
                     print_json(&v);
                 } else {
@@ -630,8 +615,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
             PolicyCmd::Confirm => {
-                let v: serde_json::Value =
-                    c.call(reqwest::Method::POST, "/v1/policy/confirm", none)?;
+                let v: serde_json::Value = c.call(Method::POST, "/v1/policy/confirm", none)?;
                 if json {
                     print_json(&v);
                 } else {
@@ -644,8 +628,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let change_timeout = Some(Duration::from_secs(cli.timeout.max(30)));
             match cmd {
                 ClusterCmd::Members => {
-                    let v: MembersView =
-                        c.call(reqwest::Method::GET, "/v1/cluster/members", none)?;
+                    let v: MembersView = c.call(Method::GET, "/v1/cluster/members", none)?;
                     if json {
                         print_json(&v)
                     } else {
@@ -663,7 +646,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         catch_up_timeout_ms: Some(wait_timeout.saturating_mul(1000)),
                     };
                     let o: ChangeOutcome = c.call_within(
-                        reqwest::Method::POST,
+                        Method::POST,
                         "/v1/cluster/learners",
                         Some(&body),
                         Some(Duration::from_secs(wait_timeout + cli.timeout.max(30))),
@@ -688,11 +671,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Cmd::Audit { since } => {
-            let a: Vec<AuditEntry> = c.call(
-                reqwest::Method::GET,
-                &format!("/v1/audit?since={since}"),
-                none,
-            )?;
+            let a: Vec<AuditEntry> =
+                c.call(Method::GET, &format!("/v1/audit?since={since}"), none)?;
             if json {
                 print_json(&a);
             } else {
@@ -721,7 +701,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 id_only,
             } => {
                 let body = HandoverRequestBody { to, reason };
-                let h: Handover = c.call(reqwest::Method::POST, "/v1/handovers", Some(&body))?;
+                let h: Handover = c.call(Method::POST, "/v1/handovers", Some(&body))?;
                 if id_only {
                     println!("{}", h.id);
                 } else {
@@ -731,7 +711,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             HandoverCmd::Approve { id, break_glass } => {
                 let body = ApproveBody { break_glass };
                 let h: Handover = c.call(
-                    reqwest::Method::POST,
+                    Method::POST,
                     &format!("/v1/handovers/{id}/approve"),
                     Some(&body),
                 )?;
@@ -740,14 +720,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             HandoverCmd::Abort { id, reason } => {
                 let body = AbortBody { reason };
                 let h: Handover = c.call(
-                    reqwest::Method::POST,
+                    Method::POST,
                     &format!("/v1/handovers/{id}/abort"),
                     Some(&body),
                 )?;
                 show(json, &h)
             }
             HandoverCmd::List { open, id_only } => {
-                let mut hs: Vec<Handover> = c.call(reqwest::Method::GET, "/v1/handovers", none)?;
+                let mut hs: Vec<Handover> = c.call(Method::GET, "/v1/handovers", none)?;
                 if open {
                     hs.retain(|h| h.state.is_open());
                 }
@@ -762,8 +742,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
             HandoverCmd::Show { id } => {
-                let h: Handover =
-                    c.call(reqwest::Method::GET, &format!("/v1/handovers/{id}"), none)?;
+                let h: Handover = c.call(Method::GET, &format!("/v1/handovers/{id}"), none)?;
                 show(json, &h)
             }
             HandoverCmd::Wait {
@@ -773,11 +752,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             } => {
                 let deadline = Instant::now() + Duration::from_secs(wait_timeout);
                 loop {
-                    match c.call::<(), Handover>(
-                        reqwest::Method::GET,
-                        &format!("/v1/handovers/{id}"),
-                        none,
-                    ) {
+                    match c.call::<(), Handover>(Method::GET, &format!("/v1/handovers/{id}"), none)
+                    {
                         Ok(h) if fmt_state(&h) == state => {
                             if json {
                                 print_json(&h)
@@ -815,12 +791,8 @@ fn change_voters(
     timeout: Option<Duration>,
     json: bool,
 ) -> Result<(), Failure> {
-    let o: ChangeOutcome = c.call_within(
-        reqwest::Method::POST,
-        "/v1/cluster/voters",
-        Some(body),
-        timeout,
-    )?;
+    let o: ChangeOutcome =
+        c.call_within(Method::POST, "/v1/cluster/voters", Some(body), timeout)?;
     print_change(json, &o);
     Ok(())
 }

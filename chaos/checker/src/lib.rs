@@ -5,7 +5,8 @@
 //! are recomputed from the recorded Web3Signer request bodies by [`verify`] (hand-written SSZ
 //! merkleization with `sha2`, `blst::min_pk` for signatures); slashability is a plain pairwise
 //! comparison; authority intervals are rebuilt from the coordinator's handover timelines. The
-//! coordinator's `Handover`/`AuditEntry` types are used only as data (serde), never their logic.
+//! protocol's `Handover`/`AuditEntry` types are used only as data (serde), never any logic;
+//! the checker imports nothing from the lab or the drills ([`record`] owns the records).
 //!
 //! Checks (one per invariant, each with every violation listed):
 //! - `signatures_valid` (I4): every 200 answer carries a signature that verifies for the
@@ -36,6 +37,9 @@
 //! Liveness ([`Liveness`]) is reported, never judged: share of honest duties signed, windows
 //! of slots without any signature and their causes, handover downtime, recovery after faults.
 
+#![deny(missing_docs)]
+
+pub mod record;
 pub mod report;
 pub mod verify;
 
@@ -43,11 +47,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use coordinator::state::{AuditEntry, Handover, HandoverState};
+use failover_protocol::{AuditEntry, Handover, HandoverEvent, HandoverState};
 use serde::{Deserialize, Serialize};
 
-use crate::lab::duties::{DutyKind, DutyRecord};
-use crate::lab::CommandWindow;
+pub use record::{CommandWindow, DutyKind, DutyRecord};
 pub use report::write_reports;
 use verify::Message;
 
@@ -368,7 +371,7 @@ pub struct AuthorityInterval {
     pub clock: String,
 }
 
-fn event<'a>(h: &'a Handover, name: &str) -> Option<&'a coordinator::state::TimelineEvent> {
+fn event(h: &Handover, name: HandoverEvent) -> Option<&failover_protocol::TimelineEvent> {
     h.timeline.iter().find(|e| e.event == name)
 }
 
@@ -382,7 +385,7 @@ struct Signed<'a> {
 
 /// Runs every check and computes liveness.
 pub fn check(h: &History) -> CheckReport {
-    let (sig_check, signed) = check_signatures(h);
+    let (sig_check, signed) = check_signatures(&h.duties, h.slots_per_epoch);
     let authority = authority_intervals(&h.handovers, &h.commands);
     let checks = vec![
         sig_check,
@@ -415,11 +418,19 @@ fn describe(r: &DutyRecord) -> String {
     )
 }
 
-fn check_signatures(h: &History) -> (CheckResult, Vec<Signed<'_>>) {
+/// The signature check alone ([`check`]'s `signatures_valid`), for tools that judge records
+/// without a whole history (the benchmark): every 200 answer among `duties` carries a BLS
+/// signature valid over the signing root recomputed from its request (`slots_per_epoch`
+/// places blocks in epochs).
+pub fn signatures_valid(duties: &[DutyRecord], slots_per_epoch: u64) -> CheckResult {
+    check_signatures(duties, slots_per_epoch).0
+}
+
+fn check_signatures(duties: &[DutyRecord], slots_per_epoch: u64) -> (CheckResult, Vec<Signed<'_>>) {
     let mut violations = Vec::new();
     let mut signed = Vec::new();
     let mut examined = 0;
-    for r in h.duties.iter().filter(|r| r.status == 200) {
+    for r in duties.iter().filter(|r| r.status == 200) {
         examined += 1;
         let fallback = || -> Message {
             match (r.kind, r.source_epoch, r.target_epoch) {
@@ -442,7 +453,7 @@ fn check_signatures(h: &History) -> (CheckResult, Vec<Signed<'_>>) {
             ));
             (fallback(), r.signing_root.0)
         } else {
-            match verify::recompute(&r.request, h.slots_per_epoch) {
+            match verify::recompute(&r.request, slots_per_epoch) {
                 Ok(re) => {
                     if re.signing_root != r.signing_root.0 {
                         violations.push(format!(
@@ -584,13 +595,13 @@ pub fn authority_intervals(
     let mut grants: Vec<(&Handover, u64, u64)> = handovers
         .iter()
         .filter(|h| h.state == HandoverState::Completed)
-        .filter_map(|h| event(h, "completed").map(|e| (h, e.log_index, e.at_ms)))
+        .filter_map(|h| event(h, HandoverEvent::Completed).map(|e| (h, e.log_index, e.at_ms)))
         .collect();
     grants.sort_by_key(|g| g.1);
     // (log index, at_ms, handover id) of every fence.
     let mut fences: Vec<(u64, u64, u64)> = handovers
         .iter()
-        .filter_map(|h| event(h, "fenced").map(|e| (e.log_index, e.at_ms, h.id)))
+        .filter_map(|h| event(h, HandoverEvent::Fenced).map(|e| (e.log_index, e.at_ms, h.id)))
         .collect();
     fences.sort();
     grants
@@ -672,16 +683,21 @@ fn check_handover_order(h: &History) -> CheckResult {
     let mut violations = Vec::new();
     for ho in &h.handovers {
         let id = ho.id;
-        let idx = |name: &str| event(ho, name).map(|e| e.log_index);
-        let fenced = idx("fenced");
-        let finality = idx("finality_confirmed");
+        let idx = |name: HandoverEvent| event(ho, name).map(|e| e.log_index);
+        let fenced = idx(HandoverEvent::Fenced);
+        let finality = idx(HandoverEvent::FinalityConfirmed);
         let approved: Vec<u64> = ho
             .timeline
             .iter()
-            .filter(|e| e.event.starts_with("approved"))
+            .filter(|e| {
+                matches!(
+                    e.event,
+                    HandoverEvent::Approved | HandoverEvent::ApprovedBreakGlass
+                )
+            })
             .map(|e| e.log_index)
             .collect();
-        let completed = idx("completed");
+        let completed = idx(HandoverEvent::Completed);
         if ho.state == HandoverState::Completed && completed.is_none() {
             violations.push(format!(
                 "handover {id}: completed without a `completed` event"
@@ -782,7 +798,7 @@ fn check_handover_order(h: &History) -> CheckResult {
 pub(crate) fn handover_span_us(h: &History, ho: &Handover) -> (Option<u64>, u64) {
     let start = request_window(&h.commands, ho.id)
         .map(|w| w.start_us)
-        .or_else(|| event(ho, "requested").map(|e| e.at_ms * 1000));
+        .or_else(|| event(ho, HandoverEvent::Requested).map(|e| e.at_ms * 1000));
     let done = |state: &str| {
         h.commands
             .iter()
@@ -793,8 +809,8 @@ pub(crate) fn handover_span_us(h: &History, ho: &Handover) -> (Option<u64>, u64)
     let end = done("completed")
         .or_else(|| done("aborted"))
         .or_else(|| {
-            event(ho, "completed")
-                .or_else(|| event(ho, "aborted"))
+            event(ho, HandoverEvent::Completed)
+                .or_else(|| event(ho, HandoverEvent::Aborted))
                 .map(|e| e.at_ms * 1000 + 999)
         })
         .unwrap_or(u64::MAX);
@@ -863,7 +879,7 @@ fn liveness(h: &History) -> Liveness {
         .handovers
         .iter()
         .filter_map(|ho| {
-            let req = event(ho, "requested")?;
+            let req = event(ho, HandoverEvent::Requested)?;
             let (start, _) = handover_span_us(h, ho);
             let start = start?;
             let first = h
@@ -877,7 +893,7 @@ fn liveness(h: &History) -> Liveness {
                 from: ho.from.clone(),
                 to: ho.to.clone(),
                 requested_ms: req.at_ms,
-                completed_ms: event(ho, "completed").map(|e| e.at_ms),
+                completed_ms: event(ho, HandoverEvent::Completed).map(|e| e.at_ms),
                 downtime_ms: first.map(|f| (f - start) / 1000),
             })
         })

@@ -1,22 +1,21 @@
-//! Versioned JSON wire types between signer agents, operators and coordinators (API `v1`).
+//! The agent API (`v1`): what a signer agent sends the coordinator and what it gets back.
 //!
 //! Paths (all under the coordinator's HTTP listener, bearer-token authenticated):
-//! - agents: `POST /v1/agent/register` ([`RegisterAgentRequest`]),
-//!   `POST /v1/agent/records` ([`RecordBatchRequest`] → [`RecordBatchResponse`]),
-//!   `GET /v1/authority` ([`AuthorityView`]), `POST /v1/agent/heartbeat` ([`HeartbeatRequest`]);
-//! - operators: `GET /v1/status`, `POST /v1/handovers`, `POST /v1/handovers/{id}/approve`,
-//!   `POST /v1/handovers/{id}/abort`, `GET /v1/handovers`, `GET /v1/audit`.
+//! `POST /v1/agent/register` ([`RegisterAgentRequest`]),
+//! `POST /v1/agent/records` ([`RecordBatchRequest`] → [`RecordBatchResponse`]),
+//! `GET /v1/authority` ([`AuthorityView`]), `POST /v1/agent/heartbeat` ([`HeartbeatRequest`]),
+//! `POST /v1/agent/import` ([`AgentImportRequest`]).
 //!
 //! Invariants the types encode:
 //! - a record batch carries the fencing token the agent believes current; the coordinator
 //!   refuses the whole batch unless `(agent, token)` is exactly the current holder and token
 //!   (DESIGN.md I2);
 //! - the response holds one [`Verdict`] per item, in request order;
-//! - every error body is an [`ApiErrorBody`] with a stable machine-readable `code`.
+//! - every error body is an [`crate::ApiErrorBody`] with a stable machine-readable code.
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Pubkey, Root};
+use failover_common::types::{Pubkey, Root};
 
 /// Agent identifier, as configured on the coordinator (for example `"agent-eu"`).
 pub type AgentId = String;
@@ -77,7 +76,7 @@ pub struct KeyPossession {
     /// The validator.
     pub pubkey: Pubkey,
     /// BLS signature over `eth::possession_message(agent, pubkey)` with `eth::POSSESSION_DST`.
-    pub signature: crate::types::Signature,
+    pub signature: failover_common::types::Signature,
 }
 
 /// `POST /v1/agent/import`: an agent imports the EIP-3076 history of keys it holds (the
@@ -251,52 +250,4 @@ pub struct HeartbeatRequest {
     pub agent: AgentId,
     /// Keys loaded and usable.
     pub keys_loaded: u64,
-}
-
-/// `POST /v1/handovers`: an operator asks to move authority to `to`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HandoverRequestBody {
-    /// Target agent id (must be registered).
-    pub to: AgentId,
-    /// Free-text reason, kept in the audit record.
-    pub reason: String,
-}
-
-/// `POST /v1/handovers/{id}/approve`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApproveBody {
-    /// Break-glass: approve without finality evidence. Needs the larger
-    /// `break_glass_approvals` count and is flagged loudly in the audit record.
-    #[serde(default)]
-    pub break_glass: bool,
-}
-
-/// `POST /v1/handovers/{id}/abort`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AbortBody {
-    /// Why the handover is aborted.
-    #[serde(default)]
-    pub reason: String,
-}
-
-/// Error body of every non-2xx coordinator response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiErrorBody {
-    /// Stable code: `unauthorized`, `forbidden`, `not_holder`, `bad_request`, `not_found`,
-    /// `conflict`, `unavailable`, `internal`.
-    pub code: String,
-    /// Human-readable message (never contains secrets).
-    pub message: String,
-    /// For `not_holder`: the current holder, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub holder: Option<AgentId>,
-    /// For `not_holder`: the current token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<u64>,
-    /// For `unavailable` on a follower: the leader's URL, if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub leader_hint: Option<String>,
 }

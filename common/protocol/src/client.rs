@@ -1,4 +1,6 @@
-//! HTTP client of the coordinator's agent API (`failover_common::api`, version `v1`).
+//! The one HTTP client of the coordinator API (`v1`), used by signer agents, `failoverctl` and
+//! the chaos tools. Every call names its retry rule ([`Retry`]); the rules decide when the
+//! next coordinator URL may be asked.
 //!
 //! Invariants:
 //! - every call carries `Authorization: Bearer <agent token>` and ends by a deadline;
@@ -20,10 +22,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use failover_common::api::{
-    AgentId, ApiErrorBody, AuthorityView, HeartbeatRequest, RecordBatchRequest,
-    RecordBatchResponse, RegisterAgentRequest, Verdict,
+use crate::agent::{
+    AgentId, AgentImportRequest, AuthorityView, HeartbeatRequest, KeyPossession,
+    RecordBatchRequest, RecordBatchResponse, RegisterAgentRequest, Verdict,
 };
+use crate::error::{ApiErrorBody, ErrorCode};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -46,8 +49,8 @@ pub enum CallError {
     Status {
         /// HTTP status.
         status: u16,
-        /// `ApiErrorBody.code`, or `unknown` when the body was not an error body.
-        code: String,
+        /// `ApiErrorBody.code`, or [`ErrorCode::Unknown`] when the body was not an error body.
+        code: ErrorCode,
         /// `ApiErrorBody.message` (coordinator text; never contains secrets).
         message: String,
         /// `ApiErrorBody.holder` for `not_holder`.
@@ -81,7 +84,7 @@ pub enum BatchOutcome {
 
 /// When [`CoordinatorClient`] may ask the next coordinator URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Retry {
+pub enum Retry {
     /// Only when no connection was made: the request cannot have arrived anywhere.
     ConnectOnly,
     /// Also after a 503 answer: the call is idempotent, but a timeout has used the deadline.
@@ -147,11 +150,11 @@ impl CoordinatorClient {
             )),
             Err(CallError::Status {
                 status: 403,
-                code,
+                code: ErrorCode::NotHolder,
                 holder,
                 token,
                 ..
-            }) if code == "not_holder" => BatchOutcome::NotHolder { holder, token },
+            }) => BatchOutcome::NotHolder { holder, token },
             Err(e @ CallError::Status { status: 503, .. }) => {
                 BatchOutcome::Unavailable(e.to_string())
             }
@@ -213,7 +216,12 @@ impl CoordinatorClient {
         .map(|_| ())
     }
 
-    async fn call<B: Serialize, R: DeserializeOwned>(
+    /// One call of `method path` with an optional JSON `body`, answered by `deadline`, asking
+    /// the coordinator URLs in turn as `retry` allows (the module's invariants). A 2xx answer is
+    /// decoded as `R` (use [`serde::de::IgnoredAny`] to ignore it).
+    ///
+    /// Errors: [`CallError`] of the last coordinator tried.
+    pub async fn call<B: Serialize, R: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -280,6 +288,32 @@ impl CoordinatorClient {
     }
 }
 
+/// `GET /v1/status` of the one coordinator at `url`, with the operator `token`, answered within
+/// `timeout`. No failover: pollers and drills ask a given node what it sees. Decoded like every
+/// other answer of this client.
+///
+/// Errors: [`CallError`] (unreachable, timed out, a non-2xx answer, an unreadable body).
+pub async fn node_status(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    timeout: Duration,
+) -> Result<crate::StatusView, CallError> {
+    let url = url.trim_end_matches('/');
+    let sent = http
+        .get(format!("{url}/v1/status"))
+        .bearer_auth(token)
+        .timeout(timeout)
+        .send()
+        .await;
+    match sent {
+        Ok(resp) => read_answer(resp).await,
+        Err(e) if e.is_connect() => Err(CallError::Unreachable(format!("{url}: {e}"))),
+        Err(e) if e.is_timeout() => Err(CallError::Timeout),
+        Err(e) => Err(CallError::Transport(e.to_string())),
+    }
+}
+
 async fn read_answer<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, CallError> {
     let status = resp.status();
     let bytes = resp.bytes().await.map_err(|e| {
@@ -303,7 +337,7 @@ async fn read_answer<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, 
         },
         None => CallError::Status {
             status: status.as_u16(),
-            code: "unknown".into(),
+            code: ErrorCode::Unknown,
             message: status
                 .canonical_reason()
                 .unwrap_or("unexpected status")
@@ -329,8 +363,8 @@ impl CallError {
     }
 }
 
-/// EIP-3076 import and export for the keymanager API (`crate::keymanager`). The documents are
-/// passed through as JSON: the coordinator owns the interchange rules.
+/// EIP-3076 import and export for an agent's keymanager API. The documents are passed through
+/// as JSON: the coordinator owns the interchange rules.
 impl CoordinatorClient {
     /// Most pubkeys named in one export request, so the query string stays short (about
     /// 6.4 KB).
@@ -348,10 +382,10 @@ impl CoordinatorClient {
         &self,
         agent: &str,
         interchange: &serde_json::Value,
-        possession: Vec<failover_common::api::KeyPossession>,
+        possession: Vec<KeyPossession>,
         timeout: Duration,
     ) -> Result<serde_json::Value, CallError> {
-        let body = failover_common::api::AgentImportRequest {
+        let body = AgentImportRequest {
             agent: agent.to_string(),
             interchange: interchange.clone(),
             possession,
