@@ -1,5 +1,6 @@
 //! Raft membership changes, for replacing a coordinator node: add a learner, promote it to
-//! voter, remove the old node (DESIGN.md "Membership").
+//! voter, remove the old node (DESIGN.md "Membership"). [`Membership`] holds the operations
+//! over a running [`Node`]; the node itself knows nothing of them.
 //!
 //! Every change runs on the leader, one at a time (a second one is refused with
 //! [`MembershipError::InProgress`]), in a task of its own so that a caller that disconnects or
@@ -174,22 +175,30 @@ fn unavailable(message: impl Into<String>, leader_hint: Option<String>) -> Membe
     }
 }
 
-impl Node {
-    /// True when this node is the leader, as its metrics say.
-    pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.id)
+/// The membership operations of one node; each change runs on the leader (module docs). Cheap
+/// to clone: it holds the node.
+#[derive(Clone)]
+pub struct Membership {
+    node: Arc<Node>,
+}
+
+impl Membership {
+    /// The membership operations of `node`.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
     }
 
     /// The membership as this node sees it; with replication progress when it is the leader.
     pub fn members_view(&self) -> MembersView {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.node.raft.metrics().borrow().clone();
         self.view_from(&m)
     }
 
     fn view_from(&self, m: &Metrics) -> MembersView {
         let membership = m.membership_config.membership();
-        let is_leader = m.current_leader == Some(self.id) && m.replication.is_some();
+        let is_leader = m.current_leader == Some(self.node.id) && m.replication.is_some();
         let regions: BTreeMap<NodeId, String> = self
+            .node
             .config
             .peers
             .iter()
@@ -197,7 +206,7 @@ impl Node {
             .collect();
         let member = |id: NodeId, role: MemberRole| {
             let matched = if is_leader {
-                matched(m, self.id, id)
+                matched(m, self.node.id, id)
             } else {
                 None
             };
@@ -216,11 +225,11 @@ impl Node {
         };
         let voter_ids: BTreeSet<NodeId> = membership.voter_ids().collect();
         MembersView {
-            answered_by: self.id,
+            answered_by: self.node.id,
             leader_id: m.current_leader,
             term: m.current_term,
             commit_index: if is_leader {
-                quorum_index(m, self.id)
+                quorum_index(m, self.node.id)
             } else {
                 None
             },
@@ -249,14 +258,14 @@ impl Node {
         unavailable(
             format!(
                 "node {} is not the leader: membership changes run on the leader",
-                self.id
+                self.node.id
             ),
-            self.leader().map(|l| l.1),
+            self.node.leader().map(|l| l.1),
         )
     }
 
     fn change_timeout(&self) -> Duration {
-        Duration::from_millis(self.config.raft.write_timeout_ms.saturating_mul(2))
+        Duration::from_millis(self.node.config.raft.write_timeout_ms.saturating_mul(2))
     }
 
     /// Adds node `req.id` at `req.url` as a learner and waits until it has caught up (at most
@@ -269,18 +278,18 @@ impl Node {
     /// [`MembershipError::InProgress`], [`MembershipError::Unavailable`] (not the leader, no
     /// quorum, outcome unknown), [`MembershipError::CatchUpTimeout`].
     pub async fn add_learner(
-        self: &Arc<Self>,
+        &self,
         req: AddLearnerBody,
         operator: String,
     ) -> Result<ChangeOutcome, MembershipError> {
         req.validate().map_err(MembershipError::BadRequest)?;
-        let node = self.clone();
+        let this = self.clone();
         let detail = format!("node {} at {}", req.id, req.url);
         self.spawn_audited(
             operator,
             AuditAction::ClusterAddLearner,
             detail,
-            async move { node.add_learner_inner(req).await },
+            async move { this.add_learner_inner(req).await },
         )
         .await
     }
@@ -290,7 +299,7 @@ impl Node {
         req: AddLearnerBody,
     ) -> Result<ChangeOutcome, MembershipError> {
         let _guard = self.lock_change()?;
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.node.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         if membership.voter_ids().any(|v| v == req.id) {
             return Err(MembershipError::AlreadyMember(format!(
@@ -310,19 +319,19 @@ impl Node {
         // The leader must reach the node, and it must be the node we think it is, at the URL
         // that goes into the membership and at this node's own config URL for it, if any.
         let mut urls = vec![req.url.clone()];
-        if let Some(p) = self.config.peers.iter().find(|p| p.id == req.id) {
+        if let Some(p) = self.node.config.peers.iter().find(|p| p.id == req.id) {
             if p.url.trim_end_matches('/') != req.url.trim_end_matches('/') {
                 urls.push(p.url.clone());
             }
         }
         for url in &urls {
-            let ident = probe_identity(&self.http, &self.cluster_token, url, PROBE_TIMEOUT)
+            let ident = probe_identity(&self.node.http, &self.node.cluster_token, url, PROBE_TIMEOUT)
                 .await
                 .map_err(|e| {
                     MembershipError::NodeUnreachable(format!(
                         "leader {} cannot reach node {} at {url}: {e}; start it first (empty data \
                          dir, bootstrap = false, same cluster token) and check the URL; nothing was sent to it",
-                        self.id, req.id
+                        self.node.id, req.id
                     ))
                 })?;
             if ident.node_id != req.id {
@@ -335,7 +344,7 @@ impl Node {
         let (changed, log_index) = if existing.is_some() {
             (false, m.membership_config.log_id().map_or(0, |l| l.index))
         } else {
-            let raft = self.raft.clone();
+            let raft = self.node.raft.clone();
             let (id, addr) = (req.id, req.url.clone());
             let task =
                 tokio::spawn(async move { raft.add_learner(id, BasicNode { addr }, false).await });
@@ -344,13 +353,14 @@ impl Node {
         };
         // Wait until the learner holds the entry that added it and is within the lag bound.
         let id = req.id;
-        let me = self.id;
+        let me = self.node.id;
         let waited = self
+            .node
             .raft
             .wait(Some(
                 req.catch_up_timeout().min(
                     // answer before the listener's request timeout cuts the request
-                    Duration::from_millis(self.config.limits.request_timeout_ms)
+                    Duration::from_millis(self.node.config.limits.request_timeout_ms)
                         .saturating_sub(Duration::from_secs(2)),
                 ),
             ))
@@ -374,19 +384,19 @@ impl Node {
                 "learner caught up",
             )
             .await;
-        let m = self.raft.metrics().borrow().clone();
-        if m.current_leader != Some(self.id) || m.replication.is_none() {
+        let m = self.node.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.node.id) || m.replication.is_none() {
             return Err(unavailable(
                 format!(
                     "node {} lost leadership while node {id} was catching up (learner added at \
                      log index {log_index}); check `failoverctl cluster members`",
-                    self.id
+                    self.node.id
                 ),
-                self.leader().map(|l| l.1),
+                self.node.leader().map(|l| l.1),
             ));
         }
         if waited.is_err() {
-            let matched_now = matched(&m, self.id, id);
+            let matched_now = matched(&m, self.node.id, id);
             return Err(MembershipError::CatchUpTimeout(format!(
                 "node {id} was added as a learner (log index {log_index}) but had not caught up \
                  after {} ms: it holds up to index {} of {}; it keeps replicating: watch \
@@ -415,7 +425,7 @@ impl Node {
     /// [`MembershipError::WouldLoseQuorum`], [`MembershipError::InProgress`],
     /// [`MembershipError::Unavailable`] (not the leader, no quorum, outcome unknown).
     pub async fn change_voters(
-        self: &Arc<Self>,
+        &self,
         req: ChangeVotersBody,
         operator: String,
     ) -> Result<ChangeOutcome, MembershipError> {
@@ -439,11 +449,11 @@ impl Node {
                 format!("nodes {:?}", req.promote),
             )
         };
-        let node = self.clone();
+        let this = self.clone();
         let op = operator.clone();
         let detail2 = detail.clone();
         self.spawn_audited(operator, action, detail, async move {
-            node.change_voters_inner(req, op, detail2).await
+            this.change_voters_inner(req, op, detail2).await
         })
         .await
     }
@@ -455,7 +465,7 @@ impl Node {
         detail: String,
     ) -> Result<ChangeOutcome, MembershipError> {
         let _guard = self.lock_change()?;
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.node.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
@@ -484,7 +494,7 @@ impl Node {
         let (new_voters, voter_change, learner_removal) = if promote {
             let to_promote: BTreeSet<NodeId> = asked.difference(&voters).copied().collect();
             for id in &to_promote {
-                let mi = matched(&m, self.id, *id);
+                let mi = matched(&m, self.node.id, *id);
                 let caught_up = mi.is_some_and(|i| last.saturating_sub(i) <= CAUGHT_UP_MAX_LAG);
                 if !caught_up {
                     return Err(MembershipError::NotCaughtUp(format!(
@@ -541,15 +551,15 @@ impl Node {
                 ));
             }
         }
-        let removes_me = !promote && !new_voters.contains(&self.id);
+        let removes_me = !promote && !new_voters.contains(&self.node.id);
         if removes_me {
             warnings.push(format!(
                 "node {} was the leader: it steps down once the change is applied; writes fail \
                  closed until the remaining voters {} elect a new leader (about one election \
                  timeout); stop node {} now",
-                self.id,
+                self.node.id,
                 ids(&new_voters),
-                self.id
+                self.node.id
             ));
             // Audit before: once removed, this node can no longer reach the cluster.
             self.audit_best_effort(
@@ -562,12 +572,12 @@ impl Node {
         }
         let mut log_index = None;
         for change in [voter_change, learner_removal].into_iter().flatten() {
-            let raft = self.raft.clone();
+            let raft = self.node.raft.clone();
             let retain = req.keep_learner;
             let task = tokio::spawn(async move { raft.change_membership(change, retain).await });
             log_index = Some(self.await_change(task).await?);
         }
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.node.raft.metrics().borrow().clone();
         Ok(ChangeOutcome {
             action: if promote {
                 ChangeAction::Promote
@@ -590,10 +600,10 @@ impl Node {
     ) -> Result<(), MembershipError> {
         let last = m.last_log_index.unwrap_or(0);
         let probes = new_voters.iter().map(|id| async move {
-            if *id == self.id {
+            if *id == self.node.id {
                 return (*id, Ok(()));
             }
-            let mi = matched(m, self.id, *id);
+            let mi = matched(m, self.node.id, *id);
             if mi.is_none_or(|i| last.saturating_sub(i) > CAUGHT_UP_MAX_LAG) {
                 return (
                     *id,
@@ -603,10 +613,16 @@ impl Node {
                     )),
                 );
             }
-            let Some(url) = self.peer_url(*id) else {
+            let Some(url) = self.node.peer_url(*id) else {
                 return (*id, Err("no URL known".to_string()));
             };
-            let r = probe_identity(&self.http, &self.cluster_token, &url, PROBE_TIMEOUT).await;
+            let r = probe_identity(
+                &self.node.http,
+                &self.node.cluster_token,
+                &url,
+                PROBE_TIMEOUT,
+            )
+            .await;
             match r {
                 Ok(ident) if ident.node_id == *id => (*id, Ok(())),
                 Ok(ident) => (*id, Err(format!("{url} answers as node {}", ident.node_id))),
@@ -632,14 +648,14 @@ impl Node {
     }
 
     fn lock_change(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, MembershipError> {
-        if !self.is_leader() {
+        if !self.node.is_leader() {
             return Err(self.not_leader());
         }
-        self.membership_change.try_lock().map_err(|_| {
+        self.node.membership_change.try_lock().map_err(|_| {
             MembershipError::InProgress(format!(
                 "another membership change is running on leader {}; wait for it and check \
                  `failoverctl cluster members`",
-                self.id
+                self.node.id
             ))
         })
     }
@@ -651,7 +667,7 @@ impl Node {
         &self,
         task: tokio::task::JoinHandle<RaftChangeResult>,
     ) -> Result<u64, MembershipError> {
-        let hint = || self.leader().map(|l| l.1);
+        let hint = || self.node.leader().map(|l| l.1);
         match tokio::time::timeout(self.change_timeout(), task).await {
             Err(_) => Err(unavailable(
                 format!(
@@ -671,7 +687,7 @@ impl Node {
                 ClientWriteError::ForwardToLeader(f) => unavailable(
                     format!(
                         "node {} is no longer the leader (leader: {})",
-                        self.id,
+                        self.node.id,
                         f.leader_id.map_or("unknown".to_string(), |l| l.to_string())
                     ),
                     f.leader_node.map(|n| n.addr),
@@ -706,7 +722,7 @@ impl Node {
     /// audits its outcome, unless it had no committed answer (`unavailable`: the audit write
     /// would fail the same way) or the leader removed itself (audited before the change).
     async fn spawn_audited<F>(
-        self: &Arc<Self>,
+        &self,
         operator: String,
         action: AuditAction,
         detail: String,
@@ -715,13 +731,13 @@ impl Node {
     where
         F: std::future::Future<Output = Result<ChangeOutcome, MembershipError>> + Send + 'static,
     {
-        let node = self.clone();
+        let this = self.clone();
         let task = tokio::spawn(async move {
             let result = work.await;
             let outcome = match &result {
                 Ok(o) if !o.changed => Some("completed (no change needed)".to_string()),
                 Ok(o)
-                    if !o.members.voters.iter().any(|v| v.id == node.id)
+                    if !o.members.voters.iter().any(|v| v.id == this.node.id)
                         && action == AuditAction::ClusterRemove =>
                 {
                     None
@@ -734,7 +750,7 @@ impl Node {
                 Err(e) => Some(format!("refused: {} ({e})", e.code())),
             };
             if let Some(outcome) = outcome {
-                node.audit_best_effort(operator, action, detail, outcome)
+                this.audit_best_effort(operator, action, detail, outcome)
                     .await;
             }
             result
@@ -761,7 +777,7 @@ impl Node {
             outcome,
             at_ms: now_ms(),
         };
-        if let Err(e) = self.write(cmd).await {
+        if let Err(e) = self.node.write(cmd).await {
             tracing::warn!(error = %e, %action, "could not write the audit entry of a membership change");
         }
     }

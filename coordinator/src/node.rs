@@ -98,6 +98,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// True when this node is the leader, as its metrics say.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
     /// Opens the store, starts Raft, and initialises the cluster if this is the bootstrap node
     /// with an empty store.
     ///

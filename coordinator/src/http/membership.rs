@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::{forward_to_leader, parse, ApiError, ApiResult, AppState, FORWARDED};
 use crate::identity::NodeIdentity;
-use crate::membership::MembershipError;
+use crate::membership::{Membership, MembershipError};
 use failover_protocol::{AddLearnerBody, ChangeOutcome, ChangeVotersBody, ErrorCode};
 
 impl From<MembershipError> for ApiError {
@@ -79,7 +79,7 @@ pub(super) async fn members(
             Err(e) => tracing::debug!(?e, "leader unreachable; local members view"),
         }
     }
-    Ok(Json(s.node.members_view()).into_response())
+    Ok(Json(Membership::new(s.node.clone()).members_view()).into_response())
 }
 
 /// `POST /v1/cluster/learners` (operator): a [`ChangeOutcome`] once the learner caught up.
@@ -105,7 +105,9 @@ pub(super) async fn add_learner(
         .await;
     }
     tracing::info!(%operator, id = req.id, url = %req.url, "membership: add learner");
-    let r = s.node.add_learner(req, operator).await;
+    let r = Membership::new(s.node.clone())
+        .add_learner(req, operator)
+        .await;
     answer(&s, "cluster_add_learner", r)
 }
 
@@ -137,7 +139,9 @@ pub(super) async fn change_voters(
         "cluster_promote"
     };
     tracing::info!(%operator, promote = ?req.promote, remove = ?req.remove, "membership: change voters");
-    let r = s.node.change_voters(req, operator).await;
+    let r = Membership::new(s.node.clone())
+        .change_voters(req, operator)
+        .await;
     answer(&s, action, r)
 }
 
