@@ -248,6 +248,31 @@ fn a_planted_surround_vote_fails_the_slashing_check() {
 }
 
 #[test]
+fn a_surround_vote_is_found_whichever_message_was_signed_first() {
+    let mut h = clean_history();
+    // A, while it holds authority, signs 0→3 for validator 1, long before B's 1→2 at slot 17
+    // (and first in the recorded history).
+    let mut data = attestation_data(17, SPE);
+    data.source.epoch = 0;
+    data.target.epoch = 3;
+    let duty = attestation_duty_from(&validator(1), data, &fork_info());
+    h.duties.insert(0, record(A, &duty, slot_us(1), 200));
+    assert_only_failure(&checker::check(&h), "no_slashable_pair", "surround vote");
+}
+
+#[test]
+fn a_refused_conflicting_message_is_no_violation() {
+    let mut h = clean_history();
+    // The same double vote as above, refused (412): nothing was signed, nothing is slashable.
+    let mut data = attestation_data(9, SPE);
+    data.beacon_block_root = Root([7; 32]);
+    let duty = attestation_duty_from(&validator(1), data, &fork_info());
+    h.duties.push(record(B, &duty, slot_us(13), 412));
+    let report = checker::check(&h);
+    assert!(report.failed().is_empty(), "{report:?}");
+}
+
+#[test]
 fn a_planted_double_proposal_fails_the_slashing_check() {
     let mut h = clean_history();
     // Validator 20 % 4 = 0 proposed slot 20 through B; B signs a second block for slot 20.

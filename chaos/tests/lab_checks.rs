@@ -255,6 +255,10 @@ fn a_signed_conflict_probe_is_judged_wrong_and_a_refused_one_right() {
 }
 
 fn summary_of(records: Vec<DutyRecord>) -> chaos::lab::Summary {
+    summary_with(records, checker::check(&History::default()))
+}
+
+fn summary_with(records: Vec<DutyRecord>, report: checker::CheckReport) -> chaos::lab::Summary {
     chaos::lab::Summary::build(chaos::lab::summary::SummaryInput {
         validators: 1,
         kdf: "test".into(),
@@ -264,10 +268,28 @@ fn summary_of(records: Vec<DutyRecord>) -> chaos::lab::Summary {
         handover: None,
         final_holder: Some("agent-eu".into()),
         run_errors: vec![],
-        // The checker's own verdicts are tested in tests/checker.rs; these tests are about
-        // the summary's checks, so the checker sees an empty history.
-        report: checker::check(&History::default()),
+        report,
     })
+}
+
+#[test]
+fn a_violation_the_checker_found_fails_the_summary() {
+    // The checker's verdicts are tested in tests/checker.rs; here only that the summary shows
+    // a failed one as a failed check.
+    let mut report = checker::check(&History::default());
+    let slashable = report
+        .checks
+        .iter_mut()
+        .find(|c| c.name == "no_slashable_pair")
+        .expect("the checker judges slashability");
+    slashable
+        .violations
+        .push("double vote by validator 0: [a] and [b]".into());
+    let summary = summary_with(vec![signed(DutyKind::Block, 9, 0, 0, 1)], report);
+    assert!(!summary.passed(), "{summary}");
+    let text = summary.to_string();
+    assert!(text.contains("double vote by validator 0"), "{text}");
+    assert!(text.contains("RESULT FAIL"), "{text}");
 }
 
 #[test]

@@ -29,7 +29,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::access::Principal;
 use crate::guard::AuthFailure;
-use crate::node::{Node, WriteError};
+use crate::node::{ForwardFailure, Node, WriteError, FORWARDED_HEADER as FORWARDED};
 use crate::state::{Rejection, Response};
 
 /// The one error type of the API.
@@ -409,9 +409,6 @@ async fn metrics(State(s): State<AppState>) -> String {
     s.node.metrics.render()
 }
 
-/// Header marking a request already forwarded once by a coordinator.
-const FORWARDED: &str = "x-failover-forwarded";
-
 /// Answers a read of the committed state linearizably: on the leader, after confirming its
 /// leadership with a quorum and applying up to the read index (openraft
 /// `ensure_linearizable`), `read` builds the answer from local state; on any other node the
@@ -472,53 +469,39 @@ async fn forward_to_leader(
     };
     let auth = headers
         .get(axum::http::header::AUTHORIZATION)
-        .cloned()
-        .ok_or_else(|| ApiError::unauthorized(AuthFailure::Missing))?;
-    let mut req = s
-        .node
-        .http
-        .request(
-            method,
-            format!("{}{path}", leader_url.trim_end_matches('/')),
-        )
-        .header(axum::http::header::AUTHORIZATION, auth)
-        .header(FORWARDED, "1")
-        .timeout(timeout);
-    if let Some(b) = body {
-        req = req
-            .header(axum::http::header::CONTENT_TYPE, "application/json")
-            .body(b);
-    }
-    let res = req.send().await.map_err(|e| {
-        let outcome = if e.is_connect() {
-            "not sent"
-        } else {
-            "outcome unknown"
-        };
-        unavailable(
-            format!(
-                "forwarding {what} to leader {leader_id} at {leader_url} failed ({outcome}): {e}"
-            ),
-            Some(leader_url.clone()),
-        )
-    })?;
-    let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let content_type = res
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_string();
-    let bytes = res.bytes().await.map_err(|e| {
-        unavailable(
-            format!("reading leader {leader_id}'s answer to {what} failed (outcome unknown): {e}"),
-            Some(leader_url.clone()),
+        .ok_or_else(|| ApiError::unauthorized(AuthFailure::Missing))?;
+    let answer = s
+        .node
+        .send_to_leader(
+            &leader_url,
+            method,
+            path,
+            auth,
+            body.map(|b| b.to_vec()),
+            Some(timeout),
         )
-    })?;
+        .await
+        .map_err(|f| {
+            let (outcome, e) = match f {
+                ForwardFailure::NotSent(e) => ("not sent", e),
+                ForwardFailure::NoAnswer(e) => ("outcome unknown", e),
+            };
+            unavailable(
+                format!(
+                    "forwarding {what} to leader {leader_id} at {leader_url} failed ({outcome}): {e}"
+                ),
+                Some(leader_url.clone()),
+            )
+        })?;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = answer
+        .content_type
+        .unwrap_or_else(|| "application/json".to_string());
     Ok((
         status,
         [(axum::http::header::CONTENT_TYPE, content_type)],
-        bytes,
+        answer.body,
     )
         .into_response())
 }

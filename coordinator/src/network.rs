@@ -206,16 +206,18 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         }
         let body_len = body.len();
         let res = self.send("append", body, &option).await?;
-        if res.status() == reqwest::StatusCode::PAYLOAD_TOO_LARGE && entries > 1 {
+        if res.status() == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
             tracing::warn!(
                 target_node = self.target,
                 entries,
                 bytes = body_len,
-                "AppendEntries refused by the peer as too large: asking openraft for half"
+                "AppendEntries refused by the peer as too large"
             );
-            return Err(RPCError::PayloadTooLarge(
-                PayloadTooLarge::new_entries_hint(entries / 2),
-            ));
+            if entries > 1 {
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(entries / 2),
+                ));
+            }
         }
         self.finish(res).await
     }

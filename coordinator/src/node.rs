@@ -402,33 +402,97 @@ impl Node {
         })
     }
 
-    async fn forward(&self, leader_url: &str, cmd: &Command) -> Result<WriteOutcome, ForwardError> {
-        let res = self
+    /// The one way a request reaches the leader from this node: `method` on `leader_url` +
+    /// `path`, sent once with `authorization` (the whole header value), the one-hop header
+    /// [`FORWARDED_HEADER`] and, when given, a JSON `body`; bounded by `timeout` when given.
+    /// The leader's answer comes back as it was (status, media type, body). Used for writes
+    /// forwarded by [`Node::write`] and for API requests a follower passes on to the leader.
+    ///
+    /// Errors: [`ForwardFailure::NotSent`] when no connection was made (nothing can have
+    /// arrived: safe to retry), [`ForwardFailure::NoAnswer`] when the request may have arrived
+    /// but no complete answer came back (the outcome is unknown).
+    pub async fn send_to_leader(
+        &self,
+        leader_url: &str,
+        method: reqwest::Method,
+        path: &str,
+        authorization: &str,
+        body: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<LeaderAnswer, ForwardFailure> {
+        let mut req = self
             .http
-            .post(format!(
-                "{}/internal/v1/write",
-                leader_url.trim_end_matches('/')
-            ))
-            .bearer_auth(&self.cluster_token)
-            .json(cmd)
-            .send()
-            .await;
-        let res = match res {
+            .request(
+                method,
+                format!("{}{path}", leader_url.trim_end_matches('/')),
+            )
+            .header(reqwest::header::AUTHORIZATION, authorization)
+            .header(FORWARDED_HEADER, "1");
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
+        }
+        let res = match req.send().await {
             Ok(r) => r,
+            Err(e) if e.is_connect() => return Err(ForwardFailure::NotSent(e.to_string())),
+            Err(e) => return Err(ForwardFailure::NoAnswer(e.to_string())),
+        };
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| ForwardFailure::NoAnswer(format!("reading the answer: {e}")))?;
+        Ok(LeaderAnswer {
+            status,
+            content_type,
+            body: body.to_vec(),
+        })
+    }
+
+    /// Forwards `cmd` to the leader's internal write route ([`Node::send_to_leader`] with the
+    /// cluster token) and decodes its committed answer.
+    async fn forward(&self, leader_url: &str, cmd: &Command) -> Result<WriteOutcome, ForwardError> {
+        let body = serde_json::to_vec(cmd).map_err(|e| {
+            ForwardError::Definite(WriteError::Unavailable {
+                message: format!("cannot encode the command: {e}"),
+                leader_hint: None,
+            })
+        })?;
+        let answer = self
+            .send_to_leader(
+                leader_url,
+                reqwest::Method::POST,
+                "/internal/v1/write",
+                &format!("Bearer {}", self.cluster_token),
+                Some(body),
+                None,
+            )
+            .await;
+        let answer = match answer {
+            Ok(a) => a,
             // Not sent: safe to retry.
-            Err(e) if e.is_connect() => {
+            Err(ForwardFailure::NotSent(e)) => {
                 return Err(ForwardError::Retry(format!("leader unreachable: {e}")))
             }
             // Sent but no answer: the outcome is unknown; never retry blindly.
-            Err(e) => {
+            Err(ForwardFailure::NoAnswer(e)) => {
                 return Err(ForwardError::Definite(WriteError::Unavailable {
                     message: format!("forwarded write to leader, no answer: {e}"),
                     leader_hint: Some(leader_url.to_string()),
                 }))
             }
         };
-        if res.status().is_success() {
-            return res.json::<WriteOutcome>().await.map_err(|e| {
+        if (200..300).contains(&answer.status) {
+            return serde_json::from_slice::<WriteOutcome>(&answer.body).map_err(|e| {
                 ForwardError::Definite(WriteError::Unavailable {
                     message: format!("leader answer unreadable: {e}"),
                     leader_hint: Some(leader_url.to_string()),
@@ -436,9 +500,9 @@ impl Node {
             });
         }
         // The leader refused before proposing (it is no longer leader): retry with fresh metrics.
-        let text = res.text().await.unwrap_or_default();
         Err(ForwardError::Retry(format!(
-            "leader refused forwarded write: {text}"
+            "leader refused forwarded write: {}",
+            String::from_utf8_lossy(&answer.body)
         )))
     }
 
@@ -611,4 +675,28 @@ async fn count_raft_changes(
 enum ForwardError {
     Retry(String),
     Definite(WriteError),
+}
+
+/// Header marking a request already forwarded once by a coordinator: a node never forwards it
+/// again (one hop at most).
+pub const FORWARDED_HEADER: &str = "x-failover-forwarded";
+
+/// The leader's answer to a request forwarded by [`Node::send_to_leader`], as it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// Its media type, when it named one.
+    pub content_type: Option<String>,
+    /// The body, bytes.
+    pub body: Vec<u8>,
+}
+
+/// Why a request forwarded by [`Node::send_to_leader`] has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardFailure {
+    /// No connection was made: nothing can have arrived, so retrying is safe.
+    NotSent(String),
+    /// The request may have arrived but no complete answer came back: the outcome is unknown.
+    NoAnswer(String),
 }

@@ -1,10 +1,13 @@
 //! Three real `coordinator` processes with real RocksDB directories (DESIGN.md I1, I2, I5, I6).
 //!
-//! Scenario: grant authority to agent-a; agent-a records; hand over to agent-b; approval is
-//! refused before finality; the fenced agent's records are refused; finality arrives; the
-//! approval completes the handover with a larger token; kill -9 the leader and restart it
-//! without losing a committed record; kill -9 the whole cluster and restart it with the
-//! authority and the history intact.
+//! Three scenarios, each on its own cluster so that one failure does not hide the others:
+//! - a handover: grant authority to agent-a; agent-a records; hand over to agent-b; approval is
+//!   refused before finality; the fenced agent's records are refused; finality arrives; the
+//!   approval completes the handover with a larger token;
+//! - crash recovery: kill -9 the leader and restart it (it catches up by snapshot) without
+//!   losing a committed record; kill -9 the whole cluster and restart it with the authority and
+//!   the history intact, and every node exports it;
+//! - an EIP-3076 import through a follower is enforced and audited.
 
 mod support;
 
@@ -45,11 +48,11 @@ fn att(source: u64, target: u64, r: u8) -> RecordItem {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
+async fn a_handover_over_three_real_nodes_fences_waits_for_finality_and_grows_the_token() {
     let tmp = tempfile::tempdir().unwrap();
     let beacon = FakeBeacon::new(0, 1000);
     let beacon_url = beacon.serve().await;
-    let mut cluster = three_nodes(tmp.path(), &beacon_url);
+    let cluster = three_nodes(tmp.path(), &beacon_url);
     let api = Api::new(Duration::from_secs(10));
     api.wait_leader(&cluster.urls).await;
     // Any node accepts any request: use node 3 (likely a follower) for writes.
@@ -176,7 +179,60 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
         .records(&any, AGENT_A, "agent-a", token_a, vec![att(4, 5, 7)])
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+}
 
+/// A started three-node cluster in which agent-a and agent-b registered validator 7, agent-a
+/// holds authority (first grant, approved by bob) and recorded `att(1, 2, 1)`; with the beacon
+/// node, the API client and agent-a's token.
+struct Granted {
+    _tmp: tempfile::TempDir,
+    _beacon: FakeBeacon,
+    cluster: Cluster,
+    api: Api,
+    token: u64,
+}
+
+async fn granted() -> Granted {
+    let tmp = tempfile::tempdir().unwrap();
+    let beacon = FakeBeacon::new(0, 1000);
+    let beacon_url = beacon.serve().await;
+    let cluster = three_nodes(tmp.path(), &beacon_url);
+    let api = Api::new(Duration::from_secs(10));
+    api.wait_leader(&cluster.urls).await;
+    let any = cluster.urls[2].clone();
+    for (agent, tok) in [("agent-a", AGENT_A), ("agent-b", AGENT_B)] {
+        let (s, v) = api.register(&any, tok, agent, &[Pubkey([7; 48])]).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let (s, h) = api.handover(&any, "agent-a", "initial grant").await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    let (s, h) = api.approve_as(&any, h["id"].as_u64().unwrap(), BOB).await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    let token = h["granted_token"].as_u64().unwrap();
+    let (s, v) = api
+        .records(&any, AGENT_A, "agent-a", token, vec![att(1, 2, 1)])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(verdicts(&v), vec![Verdict::Valid]);
+    Granted {
+        _tmp: tmp,
+        _beacon: beacon,
+        cluster,
+        api,
+        token,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_and_a_full_restart_lose_no_committed_record() {
+    // Bind every field: an unbound one would be dropped here, the temporary directory with it.
+    let Granted {
+        _tmp,
+        _beacon,
+        mut cluster,
+        api,
+        token,
+    } = granted().await;
     // kill -9 the leader; the committed record survives and the cluster goes on.
     let st = api.wait_leader(&cluster.urls).await;
     let leader = st["leader_id"].as_u64().unwrap() as usize - 1;
@@ -190,10 +246,10 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
         let (s, v) = api
             .records(
                 &others[0],
-                AGENT_B,
-                "agent-b",
-                token_b,
-                vec![att(3, 4, 6), att(4, 5, 8)],
+                AGENT_A,
+                "agent-a",
+                token,
+                vec![att(1, 2, 1), att(2, 3, 8)],
             )
             .await;
         if s == StatusCode::OK {
@@ -208,13 +264,13 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
     assert_eq!(vs, vec![Verdict::SameData, Verdict::Valid]);
     // More entries while the node is down: with snapshots every 8 entries and no logs kept,
     // the restarted node must catch up by installing a snapshot.
-    for e in 5..25u64 {
+    for e in 3..25u64 {
         let (s, v) = api
             .records(
                 &others[0],
-                AGENT_B,
-                "agent-b",
-                token_b,
+                AGENT_A,
+                "agent-a",
+                token,
                 vec![att(e, e + 1, 10)],
             )
             .await;
@@ -225,7 +281,7 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (s, v) = api.get(&cluster.urls[leader], "/v1/status", ALICE).await;
-        if s == StatusCode::OK && v["holder"] == "agent-b" && v["validators"] == 1 {
+        if s == StatusCode::OK && v["holder"] == "agent-a" && v["validators"] == 1 {
             let (_, lv) = api.get(&others[0], "/v1/status", ALICE).await;
             if v["applied_index"].as_u64() >= lv["applied_index"].as_u64() {
                 break;
@@ -242,16 +298,16 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
     cluster.kill_all();
     cluster.start_all();
     let st = api.wait_leader(&cluster.urls).await;
-    assert_eq!(st["holder"], "agent-b");
-    assert_eq!(st["token"].as_u64().unwrap(), token_b);
+    assert_eq!(st["holder"], "agent-a");
+    assert_eq!(st["token"].as_u64().unwrap(), token);
     let deadline = Instant::now() + Duration::from_secs(30);
     let vs = loop {
         let (s, v) = api
             .records(
                 &cluster.urls[1],
-                AGENT_B,
-                "agent-b",
-                token_b,
+                AGENT_A,
+                "agent-a",
+                token,
                 vec![att(24, 25, 10), att(24, 25, 9)],
             )
             .await;
@@ -278,6 +334,17 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
             "export from {url} misses a committed record: {doc}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interchange_import_through_a_follower_is_enforced_and_audited() {
+    let Granted {
+        _tmp,
+        _beacon,
+        cluster,
+        api,
+        token,
+    } = granted().await;
     // Import: another chain is refused; a new validator's history is merged and enforced.
     let other = json!({"metadata": {"interchange_format_version": "5",
         "genesis_validators_root": format!("0x{}", "22".repeat(32))}, "data": []});
@@ -299,7 +366,7 @@ async fn handover_fencing_and_crash_recovery_on_three_real_nodes() {
         signing_root: Root([3; 32]),
     };
     let (s, v) = api
-        .records(&cluster.urls[2], AGENT_B, "agent-b", token_b, vec![block])
+        .records(&cluster.urls[2], AGENT_A, "agent-a", token, vec![block])
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use failover_protocol::StatusView;
-use failover_protocol::{AuditEntry, HandoverState};
+use failover_protocol::{AuditEntry, Handover, HandoverState};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -95,7 +95,12 @@ struct Shared {
     active: String,
     standby: Option<String>,
     progress: Box<dyn Fn(&str) + Send + Sync>,
+    /// Leader and authority samples of every coordinator, taken by [`sample`].
+    samples: Samples,
 }
+
+/// Leader and authority samples, shared with the sampling task.
+type Samples = Arc<std::sync::Mutex<(Vec<LeaderSample>, Vec<AuthoritySample>)>>;
 
 impl Shared {
     fn say(&self, line: &str) {
@@ -253,7 +258,9 @@ impl Shared {
 }
 
 /// Runs scenario `s` with `seed` in `dir` (wiped if it is a drill directory). `progress`
-/// receives one line per step.
+/// receives one line per step: the lab starts, the faults and the planned handover run against
+/// the workload (`execute`), everything is healed and collected (`collect`), and the
+/// independent checker and the scenario's criteria judge the recording (`judge`).
 ///
 /// Errors: only when nothing can be judged (the directory is not ours, the lab does not
 /// start, the initial grant fails); every later failure is a failed check in the outcome.
@@ -272,7 +279,35 @@ pub async fn run(
         progress(&format!("schedule {line}"));
     }
     let dir = prepare(dir)?;
+    let shared = Arc::new(start(s, &schedule, &dir, Box::new(progress)).await?);
+    let handover_id = execute(&shared, s, &schedule).await;
+    let run = collect(shared, handover_id).await?;
+    let judged = judge(s, &dir, &run)?;
+    let outcome = Outcome {
+        scenario: s.name.clone(),
+        seed,
+        passed: judged.failures.is_empty(),
+        failures: judged.failures.clone(),
+        violations: judged.violations,
+        signed_share: judged.report.liveness.signed_share,
+        handover_completed: judged.completed,
+        seconds: t0.elapsed().as_secs_f64(),
+        dir: dir.clone(),
+    };
+    write_outcome(s, seed, &schedule, &dir, &outcome, &judged, &run)?;
+    run.lab.stop().await;
+    Ok(outcome)
+}
 
+/// Starts the lab for `s` in `dir`, grants the first holder, and starts the workload.
+///
+/// Errors: the lab does not start, the initial grant fails, the workload cannot start.
+async fn start(
+    s: &Scenario,
+    schedule: &Schedule,
+    dir: &Path,
+    progress: Box<dyn Fn(&str) + Send + Sync>,
+) -> Result<Shared> {
     let mut cfg = LabConfig::three_regions(dir.join("lab"));
     cfg.validators = s.lab.validators;
     cfg.kdf = KdfChoice::Pbkdf2Cheap;
@@ -312,7 +347,7 @@ pub async fn run(
             .then_some(s.workload.adversarial_every_slots),
     })
     .await?;
-    let shared = Arc::new(Shared {
+    Ok(Shared {
         operator: lab.operator(0).clone(),
         coordinators: lab
             .manifest
@@ -332,12 +367,17 @@ pub async fn run(
         clock,
         active,
         standby,
-        progress: Box::new(progress),
-    });
-    let samples = Arc::new(std::sync::Mutex::new((Vec::new(), Vec::new())));
-    let sampler = tokio::spawn(sample(shared.clone(), samples.clone()));
-    shared.mark("start");
+        progress,
+        samples: Samples::default(),
+    })
+}
 
+/// Runs the faults of `schedule` and the planned handover against the running workload, then
+/// the tail; reverts what is still active. Returns the planned handover's id, if one was made.
+async fn execute(shared: &Arc<Shared>, s: &Scenario, schedule: &Schedule) -> Option<u64> {
+    let samples = shared.samples.clone();
+    let sampler = tokio::spawn(sample(shared.clone(), samples));
+    shared.mark("start");
     let faults: Vec<_> = schedule
         .faults
         .iter()
@@ -345,12 +385,12 @@ pub async fn run(
         .map(|f| tokio::spawn(fault(shared.clone(), f)))
         .collect();
     let handover_id = match &s.handover {
-        Some(h) => handover(&shared, h).await,
+        Some(h) => handover(shared, h).await,
         None => None,
     };
     // The tail: keep duties going, then end the drill.
     tokio::time::sleep(Duration::from_secs_f64(
-        s.tail_slots as f64 * clock.seconds_per_slot,
+        s.tail_slots as f64 * shared.clock.seconds_per_slot,
     ))
     .await;
     shared.say("drill ends; reverting faults still active");
@@ -362,6 +402,28 @@ pub async fn run(
     }
     sampler.abort();
     let _ = sampler.await;
+    handover_id
+}
+
+/// Everything a finished drill recorded, with the lab still up for the last questions.
+struct Recorded {
+    lab: Lab,
+    records: Vec<DutyRecord>,
+    run_errors: Vec<String>,
+    windows: Vec<FaultWindow>,
+    leaders: Vec<LeaderSample>,
+    authority: Vec<AuthoritySample>,
+    handovers: Vec<Handover>,
+    final_holder: Option<String>,
+    audit: Option<Vec<AuditEntry>>,
+    planned: Option<Handover>,
+}
+
+/// Heals the lab (continues stopped processes, heals the network), stops the workload, and
+/// reads what the cluster says at the end.
+///
+/// Errors: a drill task still holds the drill state, or the workload cannot be stopped.
+async fn collect(shared: Arc<Shared>, handover_id: Option<u64>) -> Result<Recorded> {
     let shared = Arc::into_inner(shared).context("drill tasks still hold the drill state")?;
     let Shared {
         lab,
@@ -371,6 +433,7 @@ pub async fn run(
         operator,
         coordinators,
         http,
+        samples,
         ..
     } = shared;
     let mut lab = lab.into_inner();
@@ -409,20 +472,60 @@ pub async fn run(
     }
     let planned = handover_id.and_then(|id| handovers.iter().find(|h| h.id == id).cloned());
 
+    Ok(Recorded {
+        lab,
+        records,
+        run_errors,
+        windows,
+        leaders,
+        authority,
+        handovers,
+        final_holder,
+        audit,
+        planned,
+    })
+}
+
+/// The verdicts on one drill.
+struct Judged {
+    report: checker::CheckReport,
+    summary: Summary,
+    failures: Vec<String>,
+    violations: usize,
+    completed: Option<bool>,
+}
+
+/// Writes the recording to `dir`, runs the independent checker and the lab's run checks over
+/// it, and applies the scenario's criteria.
+///
+/// Errors: the recording or the checker's reports cannot be written.
+fn judge(s: &Scenario, dir: &Path, run: &Recorded) -> Result<Judged> {
+    let Recorded {
+        lab,
+        records,
+        run_errors,
+        windows,
+        leaders,
+        authority,
+        handovers,
+        final_holder,
+        audit,
+        planned,
+    } = run;
     let history = History {
-        slots_per_epoch: clock.slots_per_epoch,
+        slots_per_epoch: lab.clock().slots_per_epoch,
         duties: records.clone(),
         handovers: handovers.clone(),
         audit: audit.clone().unwrap_or_default(),
         faults: windows.clone(),
-        leaders,
-        authority,
+        leaders: leaders.clone(),
+        authority: authority.clone(),
         commands: lab.ctl.windows(),
     };
-    write_jsonl(&dir.join(checker::FILE_DUTIES), &records)?;
-    history.save_authority_history(&dir)?;
+    write_jsonl(&dir.join(checker::FILE_DUTIES), records)?;
+    history.save_authority_history(dir)?;
     let report = checker::check(&history);
-    checker::write_reports(&dir, &history, &report)?;
+    checker::write_reports(dir, &history, &report)?;
 
     let mut summary = Summary::build(SummaryInput {
         validators: lab.manifest.validators.len(),
@@ -431,11 +534,11 @@ pub async fn run(
         records: records.clone(),
         probes: vec![],
         handover: planned.clone(),
-        final_holder,
-        run_errors,
+        final_holder: final_holder.clone(),
+        run_errors: run_errors.clone(),
         report: report.clone(),
     });
-    replace_honest_check(&mut summary, &records, &windows);
+    replace_honest_check(&mut summary, records, windows);
     let mut failures: Vec<String> = summary
         .checks
         .iter()
@@ -469,24 +572,36 @@ pub async fn run(
                 .map_or("never requested".into(), |h| format!("state {:?}", h.state))
         ));
     }
-    let outcome = Outcome {
-        scenario: s.name.clone(),
-        seed,
-        passed: failures.is_empty(),
+    Ok(Judged {
+        report,
+        summary,
         failures,
         violations,
-        signed_share,
-        handover_completed: completed,
-        seconds: t0.elapsed().as_secs_f64(),
-        dir: dir.clone(),
-    };
-    let mut text = summary.to_string();
+        completed,
+    })
+}
+
+/// Writes `summary.txt` (the lab summary, the checker's lines, the fault windows, the verdict)
+/// and `drill.json` (scenario, seed, schedule, outcome, checker report) to `dir`.
+///
+/// Errors: a file cannot be written.
+fn write_outcome(
+    s: &Scenario,
+    seed: u64,
+    schedule: &Schedule,
+    dir: &Path,
+    outcome: &Outcome,
+    judged: &Judged,
+    run: &Recorded,
+) -> Result<()> {
+    let report = &judged.report;
+    let mut text = judged.summary.to_string();
     text.push_str("\nINDEPENDENT CHECKER\n");
     for l in report.summary_lines() {
         text.push_str(&format!("  {l}\n"));
     }
     text.push_str("\nFAULT WINDOWS\n");
-    for w in &windows {
+    for w in &run.windows {
         text.push_str(&format!(
             "  {:<40} {:>8.3} s\n",
             w.name,
@@ -514,9 +629,7 @@ pub async fn run(
         dir.join("drill.json"),
         serde_json::to_string_pretty(&drill).context("serialize drill.json")?,
     )
-    .context("write drill.json")?;
-    lab.stop().await;
-    Ok(outcome)
+    .context("write drill.json")
 }
 
 /// Makes `dir` a fresh drill directory.

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub struct Binaries {
     /// `coordinator` (crate `coordinator`).
     pub coordinator: PathBuf,
-    /// `failoverctl` (crate `coordinator`).
+    /// `failoverctl` (crate `failoverctl`, in `coordinator/failoverctl`).
     pub failoverctl: PathBuf,
     /// `signer-agent` (crate `signer-agent`).
     pub signer_agent: PathBuf,

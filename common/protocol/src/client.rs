@@ -3,7 +3,8 @@
 //! next coordinator URL may be asked.
 //!
 //! Invariants:
-//! - every call carries `Authorization: Bearer <agent token>` and ends by a deadline;
+//! - every call carries `Authorization: Bearer <token>` (an agent's or an operator's) and ends
+//!   by a deadline;
 //! - a registration moves to the next coordinator URL only when the connection could not be
 //!   made, so the request cannot have reached a node; any later failure (timeout, reset,
 //!   unreadable answer) is reported as such, because its outcome is unknown;
@@ -335,16 +336,27 @@ async fn read_answer<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, 
             holder: b.holder,
             token: b.token,
         },
-        None => CallError::Status {
-            status: status.as_u16(),
-            code: ErrorCode::Unknown,
-            message: status
-                .canonical_reason()
-                .unwrap_or("unexpected status")
-                .into(),
-            holder: None,
-            token: None,
-        },
+        // Not an error body (a proxy, or a limit answered before the API): its text, cut to
+        // 200 characters, or the status's reason.
+        None => {
+            let text = String::from_utf8_lossy(&bytes);
+            let text = text.trim();
+            let message = match text.char_indices().nth(200) {
+                _ if text.is_empty() => status
+                    .canonical_reason()
+                    .unwrap_or("unexpected status")
+                    .to_string(),
+                Some((i, _)) => format!("{}…", &text[..i]),
+                None => text.to_string(),
+            };
+            CallError::Status {
+                status: status.as_u16(),
+                code: ErrorCode::Unknown,
+                message,
+                holder: None,
+                token: None,
+            }
+        }
     })
 }
 

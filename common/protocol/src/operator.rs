@@ -14,7 +14,9 @@
 //!   keeps and operators read, so they are part of this contract: a change to them is a
 //!   protocol change, made here and versioned, never a side effect of a state refactor;
 //! - timeline events ([`HandoverEvent`]) and audit actions ([`AuditAction`]) are enums whose
-//!   wire names are the strings reports and dashboards have always matched on;
+//!   wire names are the strings reports and dashboards have always matched on; a name this
+//!   build does not know decodes as `Unknown`, so an older client still reads a newer
+//!   coordinator's answers;
 //! - request bodies refuse unknown fields.
 
 use std::time::Duration;
@@ -233,6 +235,10 @@ pub enum HandoverEvent {
     Completed,
     /// The handover was aborted (by an operator, or by a restore).
     Aborted,
+    /// An event this build does not know (from a newer coordinator); never written by this
+    /// build.
+    #[serde(other)]
+    Unknown,
 }
 
 impl HandoverEvent {
@@ -246,6 +252,7 @@ impl HandoverEvent {
             Self::ApprovedBreakGlass => "approved_break_glass",
             Self::Completed => "completed",
             Self::Aborted => "aborted",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -295,6 +302,10 @@ pub enum AuditAction {
     /// `policy.confirm`.
     #[serde(rename = "policy.confirm")]
     PolicyConfirm,
+    /// An action this build does not know (from a newer coordinator); never written by this
+    /// build.
+    #[serde(other, rename = "unknown")]
+    Unknown,
 }
 
 impl AuditAction {
@@ -313,6 +324,7 @@ impl AuditAction {
             Self::PolicyInit => "policy.init",
             Self::PolicyPropose => "policy.propose",
             Self::PolicyConfirm => "policy.confirm",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -333,6 +345,9 @@ pub enum ChangeAction {
     Promote,
     /// `POST /v1/cluster/voters` with `remove`.
     Remove,
+    /// A change this build does not know (from a newer coordinator).
+    #[serde(other)]
+    Unknown,
 }
 
 impl std::fmt::Display for ChangeAction {
@@ -341,6 +356,7 @@ impl std::fmt::Display for ChangeAction {
             Self::AddLearner => "add_learner",
             Self::Promote => "promote",
             Self::Remove => "remove",
+            Self::Unknown => "unknown",
         })
     }
 }

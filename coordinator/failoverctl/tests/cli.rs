@@ -174,3 +174,34 @@ fn the_token_comes_from_a_private_file_or_the_environment_never_a_flag() {
     let out = failoverctl(&url, None, &["--token", "x", "handover", "show", "7"]);
     assert_eq!(out.status.code(), Some(2), "there is no --token flag");
 }
+
+#[test]
+fn an_answer_with_an_unknown_outcome_is_never_repeated_on_another_coordinator() {
+    // The first coordinator answers 503 (the request reached it: its outcome may be unknown);
+    // the second would accept. An operator command is not sent twice.
+    let (unavailable, first) = canned(503, r#"{"code":"unavailable","message":"no quorum"}"#);
+    let (ok, second) = canned(200, HANDOVER);
+    let both = format!("{unavailable},{ok}");
+    let out = failoverctl(&both, Some("t"), &["handover", "approve", "7"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        first.recv().unwrap().0,
+        "POST /v1/handovers/7/approve HTTP/1.1"
+    );
+    assert!(
+        second.try_recv().is_err(),
+        "the second coordinator was asked too"
+    );
+}
+
+#[test]
+fn a_plain_text_error_answer_is_shown_as_it_came() {
+    let (url, _seen) = canned(413, "length limit exceeded");
+    let out = failoverctl(&url, Some("t"), &["handover", "show", "7"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("length limit exceeded"),
+        "{}",
+        stderr(&out)
+    );
+}
