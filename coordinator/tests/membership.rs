@@ -153,7 +153,6 @@ async fn replace_a_node_add_learner_promote_remove_and_remove_the_leader() {
     assert!(ids(&v, "voters").is_empty(), "{v}");
     assert_eq!(v["replication_known"], false);
 
-    // Refusals, each with a clear code.
     let leader_url = |m: &Value| urls[m["leader_id"].as_u64().unwrap() as usize - 1].clone();
     let m = api.members(&urls[..3]).await;
     let follower = (1..=3u64)
@@ -162,72 +161,6 @@ async fn replace_a_node_add_learner_promote_remove_and_remove_the_leader() {
         .unwrap();
     let voters = "/v1/cluster/voters";
     let learners = "/v1/cluster/learners";
-    let (s, v) = api
-        .post(&follower, voters, ALICE, json!({"promote": [9]}))
-        .await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
-    assert_eq!(v["code"], "unknown_node");
-    assert!(v["message"].as_str().unwrap().contains("node 9"), "{v}");
-    for body in [json!({"promote": [4]}), json!({"remove": [9]})] {
-        api.assert_refused(
-            &follower,
-            voters,
-            body,
-            StatusCode::NOT_FOUND,
-            "unknown_node",
-        )
-        .await;
-    }
-    let bad_bodies = [
-        format!(r#"{{"id": 4, "url": "{}", "region": "sa"}}"#, urls[3]),
-        r#"{"id": 4}"#.to_string(),
-        r#"{"id": 4, "url": "ftp://host"}"#.to_string(),
-        format!(r#"{{"id": 0, "url": "{}"}}"#, urls[3]),
-        "not json".to_string(),
-    ];
-    for body in &bad_bodies {
-        let (s, v) = api.post_raw(&follower, learners, ALICE, body).await;
-        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
-        assert_eq!(v["code"], "bad_request", "{body}: {v}");
-    }
-    for body in [
-        json!({}),
-        json!({"promote": [4], "remove": [1]}),
-        json!({"promote": [4], "force": true}),
-    ] {
-        let (s, v) = api.post(&follower, voters, ALICE, body.clone()).await;
-        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
-    }
-    let (s, _) = api
-        .post(
-            &follower,
-            learners,
-            AGENT_A,
-            json!({"id": 4, "url": urls[3]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = api
-        .post(
-            &follower,
-            learners,
-            "nobody",
-            json!({"id": 4, "url": urls[3]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    // Nothing answers at a closed port.
-    let closed = format!("http://127.0.0.1:{}", free_port());
-    for (body, code) in [
-        // Node 2's URL does not answer as node 4: the leader never streams its log there.
-        (json!({"id": 4, "url": urls[1]}), "wrong_node"),
-        (json!({"id": 5, "url": closed}), "node_unreachable"),
-        (json!({"id": 2, "url": urls[1]}), "already_member"),
-    ] {
-        api.assert_refused(&follower, learners, body, StatusCode::CONFLICT, code)
-            .await;
-    }
-
     // Add node 4 as a learner through a follower (forwarded to the leader).
     let (s, out) = api
         .post(&follower, learners, ALICE, json!({"id": 4, "url": urls[3]}))
@@ -384,6 +317,85 @@ async fn replace_a_node_add_learner_promote_remove_and_remove_the_leader() {
 /// peers already hold a cluster and does not found a second one; it can then be added as a
 /// learner like any new node. Removing a learner takes it out completely; `keep_learner`
 /// turns a removed voter into a learner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_requests_are_refused_with_clear_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_cluster, urls, api) = setup(tmp.path());
+    let m = api.members(&urls[..3]).await;
+    // Through a follower, so the refusals come back through the forwarding too.
+    let follower = (1..=3u64)
+        .find(|i| Some(*i) != m["leader_id"].as_u64())
+        .map(|i| urls[i as usize - 1].clone())
+        .unwrap();
+    let voters = "/v1/cluster/voters";
+    let learners = "/v1/cluster/learners";
+    let (s, v) = api
+        .post(&follower, voters, ALICE, json!({"promote": [9]}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["code"], "unknown_node");
+    assert!(v["message"].as_str().unwrap().contains("node 9"), "{v}");
+    for body in [json!({"promote": [4]}), json!({"remove": [9]})] {
+        api.assert_refused(
+            &follower,
+            voters,
+            body,
+            StatusCode::NOT_FOUND,
+            "unknown_node",
+        )
+        .await;
+    }
+    let bad_bodies = [
+        format!(r#"{{"id": 4, "url": "{}", "region": "sa"}}"#, urls[3]),
+        r#"{"id": 4}"#.to_string(),
+        r#"{"id": 4, "url": "ftp://host"}"#.to_string(),
+        format!(r#"{{"id": 0, "url": "{}"}}"#, urls[3]),
+        "not json".to_string(),
+    ];
+    for body in &bad_bodies {
+        let (s, v) = api.post_raw(&follower, learners, ALICE, body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(v["code"], "bad_request", "{body}: {v}");
+    }
+    for body in [
+        json!({}),
+        json!({"promote": [4], "remove": [1]}),
+        json!({"promote": [4], "force": true}),
+    ] {
+        let (s, v) = api.post(&follower, voters, ALICE, body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+    }
+    let (s, _) = api
+        .post(
+            &follower,
+            learners,
+            AGENT_A,
+            json!({"id": 4, "url": urls[3]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = api
+        .post(
+            &follower,
+            learners,
+            "nobody",
+            json!({"id": 4, "url": urls[3]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Nothing answers at a closed port.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    for (body, code) in [
+        // Node 2's URL does not answer as node 4: the leader never streams its log there.
+        (json!({"id": 4, "url": urls[1]}), "wrong_node"),
+        (json!({"id": 5, "url": closed}), "node_unreachable"),
+        (json!({"id": 2, "url": urls[1]}), "already_member"),
+    ] {
+        api.assert_refused(&follower, learners, body, StatusCode::CONFLICT, code)
+            .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copied_bootstrap_flag_founds_no_second_cluster_and_learners_can_be_removed() {
     let tmp = tempfile::tempdir().unwrap();
