@@ -9,6 +9,10 @@
 //! validator the backup never saw), and signing again only after a new handover, above the
 //! floor. Restoring into a non-empty directory, with the old cluster's token, without a usable
 //! floor, or with a floor below the chain head is refused.
+//!
+//! Three scenarios, each on its own live cluster ([`live_cluster`]) so that one failure does
+//! not hide the others: taking backups, the refused restores, and a restore with the new
+//! cluster it founds.
 
 mod support;
 
@@ -136,10 +140,27 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn online_backup_of_a_live_cluster_restores_into_a_fenced_floored_new_cluster() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+/// A live three-node cluster (in-process nodes over real listeners and RocksDB, polling one
+/// fake beacon node) holding: two agents with validators 7 and 8, a completed handover to
+/// agent-a and one to agent-b with records of both, [`MANY`] imported validators, and an open
+/// handover back to agent-a that fences agent-b; with what the tests compare against.
+struct Live {
+    beacon: FakeBeacon,
+    beacon_url: String,
+    api: Api,
+    old_token: PathBuf,
+    urls: Vec<String>,
+    nodes: Vec<(usize, std::sync::Arc<coordinator::node::Node>)>,
+    cfg_files: Vec<(usize, PathBuf)>,
+    leader_id: u64,
+    follower: String,
+    token_b: u64,
+    id3: u64,
+    last_write: u64,
+    original_export: Value,
+}
+
+async fn live_cluster(dir: &Path) -> Live {
     let beacon = FakeBeacon::new(0, HEAD_SLOT);
     let beacon_url = beacon.serve().await;
     let api = Api::strict(Duration::from_secs(15));
@@ -240,7 +261,55 @@ async fn online_backup_of_a_live_cluster_restores_into_a_fenced_floored_new_clus
     // An open handover at backup time: the restore must abort it.
     let (id3, _) = api.request(&follower, "agent-a").await;
     let (_, original_export) = api.get(&follower, "/v1/slashing/export", ALICE).await;
+    Live {
+        beacon,
+        beacon_url,
+        api,
+        old_token,
+        urls,
+        nodes,
+        cfg_files,
+        leader_id,
+        follower,
+        token_b,
+        id3,
+        last_write,
+        original_export,
+    }
+}
 
+/// A truncated and a corrupted copy of the backup `file`, next to it.
+fn damaged_copies(dir: &Path, file: &Path) -> (PathBuf, PathBuf) {
+    let good = std::fs::read(file).unwrap();
+    let truncated = dir.join("truncated.backup");
+    std::fs::write(&truncated, &good[..good.len() * 2 / 3]).unwrap();
+    let corrupt = dir.join("corrupt.backup");
+    let mut c = good.clone();
+    let i = c.len() / 2;
+    c[i] = if c[i] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&corrupt, &c).unwrap();
+    (truncated, corrupt)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_online_backup_through_a_follower_the_cli_or_offline_is_consistent_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let Live {
+        beacon: _beacon,
+        beacon_url: _beacon_url,
+        api,
+        old_token: _old_token,
+        urls: _urls,
+        nodes: _nodes,
+        cfg_files,
+        leader_id,
+        follower,
+        token_b,
+        id3,
+        last_write,
+        original_export: _original_export,
+    } = live_cluster(dir).await;
     // ---- online backup through a follower (forwarded to the leader) -------------------
     let r = api.backup(&follower, ALICE).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -307,18 +376,40 @@ async fn online_backup_of_a_live_cluster_restores_into_a_fenced_floored_new_clus
     assert!(ok && out.contains("\"valid\": true"), "{out}{err}");
 
     // ---- corrupt and truncated backups are refused ------------------------------------
-    let good = std::fs::read(&file).unwrap();
-    let truncated = dir.join("truncated.backup");
-    std::fs::write(&truncated, &good[..good.len() * 2 / 3]).unwrap();
-    let corrupt = dir.join("corrupt.backup");
-    let mut c = good.clone();
-    let i = c.len() / 2;
-    c[i] = if c[i] == b'1' { b'2' } else { b'1' };
-    std::fs::write(&corrupt, &c).unwrap();
+    let (truncated, corrupt) = damaged_copies(dir, &file);
     for (f, what) in [(&truncated, "truncated"), (&corrupt, "corrupt")] {
         let (ok, _, err) = cli(&["verify-backup", "--backup", s(f)], &[]);
         assert!(!ok && err.contains(what), "{what}: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_refuses_damaged_backups_the_old_token_no_floor_and_a_busy_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let Live {
+        beacon: _beacon,
+        beacon_url,
+        api: _api,
+        old_token,
+        urls: _urls,
+        nodes: _nodes,
+        cfg_files: _cfg_files,
+        leader_id: _leader_id,
+        follower,
+        token_b: _token_b,
+        id3: _id3,
+        last_write: _last_write,
+        original_export: _original_export,
+    } = live_cluster(dir).await;
+    // The backup, taken online with the CLI through a follower.
+    let file = dir.join("cluster.backup");
+    let (ok, out, err) = cli(
+        &["backup", "--url", &follower, "--out", s(&file)],
+        &[("FAILOVER_TOKEN", ALICE)],
+    );
+    assert!(ok, "{out}{err}");
+    let (truncated, corrupt) = damaged_copies(dir, &file);
 
     // ---- restore into a fresh node ------------------------------------------------------
     let new_token = dir.join("new-cluster.token");
@@ -395,6 +486,60 @@ async fn online_backup_of_a_live_cluster_restores_into_a_fenced_floored_new_clus
         &[],
     );
     assert!(!ok && err.contains("not empty"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_makes_a_fenced_floored_new_cluster_that_grows_by_membership() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let Live {
+        beacon,
+        beacon_url,
+        api,
+        old_token: _old_token,
+        urls,
+        nodes,
+        cfg_files: _cfg_files,
+        leader_id: _leader_id,
+        follower,
+        token_b,
+        id3,
+        last_write: _last_write,
+        original_export,
+    } = live_cluster(dir).await;
+    // The backup, taken online with the CLI through a follower.
+    let file = dir.join("cluster.backup");
+    let (ok, out, err) = cli(
+        &["backup", "--url", &follower, "--out", s(&file)],
+        &[("FAILOVER_TOKEN", ALICE)],
+    );
+    assert!(ok, "{out}{err}");
+    let from_cli = backup::read_file(&file).unwrap();
+
+    // ---- restore into a fresh node ------------------------------------------------------
+    let new_token = dir.join("new-cluster.token");
+    failover_common::secret_file::write_private(&new_token, "new-cluster-secret").unwrap();
+    let l4 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url4 = format!("http://{}", l4.local_addr().unwrap());
+    let data4 = dir.join("node4");
+    let write_cfg = |name: &str, data: &Path, token: &Path, beacon: &str| -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(
+            &p,
+            config_text(
+                4,
+                &url4["http://".len()..],
+                data,
+                token,
+                true,
+                &[(4, url4.clone())],
+                beacon,
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let cfg4 = write_cfg("node4.toml", &data4, &new_token, &beacon_url);
 
     // The restore: floor = beacon wall-clock epoch 31 + margin 1.
     let (ok, out, err) = cli(
