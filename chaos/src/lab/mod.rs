@@ -11,7 +11,8 @@
 //! 3. the signer agents, each with its own copy of the same EIP-2335 keystores of the interop
 //!    validators `0..n`.
 //!
-//! [`scenario`] then runs the planned-handover drill and [`summary`] judges it.
+//! [`scenario`] then runs the planned-handover drill and [`summary`] judges it. What a lab is
+//! asked to be is [`config`]; what a started lab is, written as `lab.json`, is [`manifest`].
 //!
 //! Invariants:
 //! - the lab builds nothing: it runs the binaries next to its own executable ([`Binaries`]);
@@ -32,9 +33,11 @@
 //! `netem` off the lab is exactly the default lab.
 
 pub mod bench;
+pub mod config;
 pub mod ctl;
 pub mod duties;
 pub mod keys;
+pub mod manifest;
 pub mod ops;
 pub mod probes;
 pub mod procs;
@@ -50,14 +53,15 @@ use coordinator::config::{
     token_hash, AgentCfg, BeaconCfg, ChainCfg, Config as CoordinatorConfig, HandoverCfg,
     OperatorCfg, Peer, RaftCfg,
 };
-use failover_common::types::Root;
 use failover_protocol::StatusView;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+pub use config::{AgentSpec, LabConfig, Role};
 pub use ctl::{CommandWindow, Failoverctl, Operator};
 pub use duties::{DutySim, SlotClock};
 pub use keys::{KdfChoice, Validator};
+pub use manifest::{
+    lab_genesis_validators_root, random_token, AgentInfo, BeaconInfo, CoordinatorInfo, Manifest,
+};
 pub use procs::{Binaries, Proc};
 pub use summary::Summary;
 
@@ -69,308 +73,6 @@ pub const MANIFEST: &str = "lab.json";
 
 /// Deadline of one `GET /v1/status` of a coordinator while the lab waits for a state.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Role of a signer agent at the start of the lab.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Receives the initial grant of signing authority.
-    Active,
-    /// Holds the same keys but no authority.
-    Standby,
-}
-
-impl Role {
-    /// `active` or `standby`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Active => "active",
-            Role::Standby => "standby",
-        }
-    }
-}
-
-/// One signer agent to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentSpec {
-    /// Agent id, e.g. `agent-eu`.
-    pub id: String,
-    /// Region label.
-    pub region: String,
-    /// Initial role; exactly one agent of a lab is active.
-    pub role: Role,
-}
-
-/// What to start.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LabConfig {
-    /// Lab directory (wiped and recreated).
-    pub dir: PathBuf,
-    /// Number of interop validators `0..validators`.
-    pub validators: u64,
-    /// Keystore KDF cost.
-    pub kdf: KdfChoice,
-    /// Slot length (seconds).
-    pub seconds_per_slot: f64,
-    /// `SLOTS_PER_EPOCH`.
-    pub slots_per_epoch: u64,
-    /// Epochs by which the beacon simulators' finality trails the head.
-    pub finality_lag_epochs: u64,
-    /// Epoch at which the simulated chain forks from its genesis version to Deneb (0: Deneb from
-    /// genesis). A later epoch makes the drill cross a fork transition.
-    pub fork_epoch: u64,
-    /// One coordinator per region, node ids 1, 2, 3… in this order; node 1 bootstraps.
-    pub coordinator_regions: Vec<String>,
-    /// One beacon simulator per region.
-    pub beacon_regions: Vec<String>,
-    /// The signer agents.
-    pub agents: Vec<AgentSpec>,
-    /// Operator names; the first requests handovers, the second approves.
-    pub operators: Vec<String>,
-    /// Agent record deadline (ms): past it an unanswered record is a 503.
-    pub record_deadline_ms: u64,
-    /// Route every coordinator → coordinator link (each direction separately) and every
-    /// agent → coordinator link through an in-process [`crate::netem`] proxy, so drills can
-    /// partition regions, lose or delay traffic. Off: processes dial each other directly.
-    pub netem: bool,
-    /// Seed of the proxies' loss and delay decisions.
-    pub netem_seed: u64,
-    /// Run this coordinator (node id) under libfaketime, its wall clock offset by the
-    /// seconds written in `DIR/faketime-<id>` (see [`Lab::set_clock_offset`]). The monotonic
-    /// clock is left alone.
-    pub faketime_node: Option<u64>,
-    /// Raft heartbeat interval (ms); also the Raft RPC deadline, so it must exceed the
-    /// cross-region round trip (DESIGN.md: about 3 × RTT).
-    pub raft_heartbeat_ms: u64,
-    /// Raft election timeout range (ms), about 10 × the heartbeat.
-    pub raft_election_ms: (u64, u64),
-}
-
-impl LabConfig {
-    /// The three-region lab: beacon nodes and coordinators in eu, us and ap, `agent-eu`
-    /// active and `agent-us` standby, operators alice, bob and carol (two break-glass
-    /// approvals besides the requester), 64 validators, 0.5 s slots,
-    /// 8-slot epochs, finality two epochs behind the head, Deneb from genesis, standard PBKDF2
-    /// keystores.
-    pub fn three_regions(dir: PathBuf) -> Self {
-        let regions: Vec<String> = ["eu", "us", "ap"].iter().map(|s| s.to_string()).collect();
-        Self {
-            dir,
-            validators: 64,
-            kdf: KdfChoice::Pbkdf2Standard,
-            seconds_per_slot: 0.5,
-            slots_per_epoch: 8,
-            finality_lag_epochs: 2,
-            fork_epoch: 0,
-            coordinator_regions: regions.clone(),
-            beacon_regions: regions,
-            agents: vec![
-                AgentSpec {
-                    id: "agent-eu".into(),
-                    region: "eu".into(),
-                    role: Role::Active,
-                },
-                AgentSpec {
-                    id: "agent-us".into(),
-                    region: "us".into(),
-                    role: Role::Standby,
-                },
-            ],
-            operators: vec!["alice".into(), "bob".into(), "carol".into()],
-            record_deadline_ms: 2_000,
-            netem: false,
-            netem_seed: 0,
-            faketime_node: None,
-            raft_heartbeat_ms: 100,
-            raft_election_ms: (1_000, 2_000),
-        }
-    }
-
-    /// The three-region lab made small and fast for tests: `validators` keys in cheap-KDF
-    /// keystores (never for real keys), 0.25 s slots, finality one epoch behind the head.
-    pub fn fast_test(dir: PathBuf, validators: u64) -> Self {
-        Self {
-            validators,
-            kdf: KdfChoice::Pbkdf2Cheap,
-            seconds_per_slot: 0.25,
-            finality_lag_epochs: 1,
-            ..Self::three_regions(dir)
-        }
-    }
-
-    fn validate(&self) -> Result<()> {
-        ensure!(self.validators > 0, "need at least one validator");
-        ensure!(
-            self.seconds_per_slot > 0.0,
-            "seconds per slot must be positive"
-        );
-        ensure!(self.slots_per_epoch > 0, "slots per epoch must be positive");
-        ensure!(
-            !self.coordinator_regions.is_empty(),
-            "need at least one coordinator"
-        );
-        ensure!(
-            !self.beacon_regions.is_empty(),
-            "need at least one beacon node"
-        );
-        ensure!(
-            self.agents
-                .iter()
-                .filter(|a| a.role == Role::Active)
-                .count()
-                == 1,
-            "exactly one agent must be active"
-        );
-        ensure!(
-            self.operators.len() >= 2,
-            "need two operators (two-person rule)"
-        );
-        Ok(())
-    }
-}
-
-/// A coordinator of a running lab (in `lab.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CoordinatorInfo {
-    /// Raft node id.
-    pub id: u64,
-    /// Region.
-    pub region: String,
-    /// Base URL.
-    pub url: String,
-    /// OS process id.
-    pub pid: u32,
-    /// RocksDB directory.
-    pub data_dir: PathBuf,
-    /// Config file.
-    pub config: PathBuf,
-    /// Log file (stdout and stderr).
-    pub log: PathBuf,
-}
-
-/// A signer agent of a running lab (in `lab.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentInfo {
-    /// Agent id.
-    pub id: String,
-    /// Region.
-    pub region: String,
-    /// Base URL of its Web3Signer API.
-    pub url: String,
-    /// OS process id.
-    pub pid: u32,
-    /// Role at start.
-    pub role: Role,
-    /// Config file.
-    pub config: PathBuf,
-    /// Log file (stdout and stderr).
-    pub log: PathBuf,
-}
-
-/// A beacon simulator of a running lab (in `lab.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BeaconInfo {
-    /// Region.
-    pub region: String,
-    /// Base URL of its Beacon API.
-    pub url: String,
-    /// OS process id.
-    pub pid: u32,
-    /// Log file (stdout and stderr).
-    pub log: PathBuf,
-}
-
-/// Everything needed to use a running lab: `DIR/lab.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Process id of the `failover-lab` process that owns the lab; `failover-lab down`
-    /// signals it.
-    pub lab_pid: u32,
-    /// The lab directory.
-    pub dir: PathBuf,
-    /// Unix time of genesis (seconds).
-    pub genesis_time: u64,
-    /// Genesis validators root of the simulated chain.
-    pub genesis_validators_root: Root,
-    /// Slot length (seconds).
-    pub seconds_per_slot: f64,
-    /// `SLOTS_PER_EPOCH`.
-    pub slots_per_epoch: u64,
-    /// Keystore KDF, described.
-    pub keystore_kdf: String,
-    /// Coordinators, node 1 first.
-    pub coordinators: Vec<CoordinatorInfo>,
-    /// Signer agents.
-    pub agents: Vec<AgentInfo>,
-    /// Beacon simulators.
-    pub beacon_nodes: Vec<BeaconInfo>,
-    /// Operators with their clear-text tokens.
-    pub operators: Vec<Operator>,
-    /// Validators.
-    pub validators: Vec<Validator>,
-    /// Binaries used.
-    pub binaries: Binaries,
-    /// The lab's Prometheus, when started ([`Lab::start_prometheus`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prometheus: Option<prometheus::PrometheusInfo>,
-}
-
-impl Manifest {
-    /// `(agent id, role)` of every agent, as the summary lists them.
-    pub fn agent_roles(&self) -> Vec<(String, String)> {
-        self.agents
-            .iter()
-            .map(|a| (a.id.clone(), a.role.as_str().to_string()))
-            .collect()
-    }
-
-    /// Reads `dir/lab.json`.
-    ///
-    /// Errors: missing or unreadable file.
-    pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join(MANIFEST);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("read {} (is a lab running there?)", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
-    }
-
-    /// Every child process id with its binary: Prometheus (if any), then agents (they stop
-    /// cleanly before the coordinators they talk to), then coordinators, then beacon nodes.
-    pub fn child_pids(&self) -> Vec<(String, u32, PathBuf)> {
-        let mut out = Vec::new();
-        if let Some(p) = &self.prometheus {
-            out.push(("prometheus".to_string(), p.pid, p.binary.clone()));
-        }
-        for a in &self.agents {
-            out.push((a.id.clone(), a.pid, self.binaries.signer_agent.clone()));
-        }
-        for c in &self.coordinators {
-            out.push((
-                format!("coordinator-{}", c.id),
-                c.pid,
-                self.binaries.coordinator.clone(),
-            ));
-        }
-        for b in &self.beacon_nodes {
-            out.push((
-                format!("beacon-{}", b.region),
-                b.pid,
-                self.binaries.beacon_sim.clone(),
-            ));
-        }
-        out
-    }
-}
-
-/// The genesis validators root of the lab chain: `sha256("failover-lab genesis")`.
-pub fn lab_genesis_validators_root() -> Root {
-    Root(Sha256::digest(b"failover-lab genesis").into())
-}
-
-/// A random 32-byte token as 64 hex digits.
-pub fn random_token() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
-}
 
 /// A running lab.
 #[derive(Debug)]

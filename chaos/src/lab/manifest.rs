@@ -1,0 +1,160 @@
+//! What a started lab is ([`Manifest`], written as `lab.json`): every process with its URL,
+//! token files and log, the validators, and the lab chain's genesis validators root. Tools
+//! that drive a lab read it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use failover_common::types::Root;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::config::Role;
+use super::ctl::Operator;
+use super::keys::Validator;
+use super::procs::Binaries;
+use super::prometheus;
+use super::MANIFEST;
+
+/// A coordinator of a running lab (in `lab.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorInfo {
+    /// Raft node id.
+    pub id: u64,
+    /// Region.
+    pub region: String,
+    /// Base URL.
+    pub url: String,
+    /// OS process id.
+    pub pid: u32,
+    /// RocksDB directory.
+    pub data_dir: PathBuf,
+    /// Config file.
+    pub config: PathBuf,
+    /// Log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+/// A signer agent of a running lab (in `lab.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// Agent id.
+    pub id: String,
+    /// Region.
+    pub region: String,
+    /// Base URL of its Web3Signer API.
+    pub url: String,
+    /// OS process id.
+    pub pid: u32,
+    /// Role at start.
+    pub role: Role,
+    /// Config file.
+    pub config: PathBuf,
+    /// Log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+/// A beacon simulator of a running lab (in `lab.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeaconInfo {
+    /// Region.
+    pub region: String,
+    /// Base URL of its Beacon API.
+    pub url: String,
+    /// OS process id.
+    pub pid: u32,
+    /// Log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+/// Everything needed to use a running lab: `DIR/lab.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Process id of the `failover-lab` process that owns the lab; `failover-lab down`
+    /// signals it.
+    pub lab_pid: u32,
+    /// The lab directory.
+    pub dir: PathBuf,
+    /// Unix time of genesis (seconds).
+    pub genesis_time: u64,
+    /// Genesis validators root of the simulated chain.
+    pub genesis_validators_root: Root,
+    /// Slot length (seconds).
+    pub seconds_per_slot: f64,
+    /// `SLOTS_PER_EPOCH`.
+    pub slots_per_epoch: u64,
+    /// Keystore KDF, described.
+    pub keystore_kdf: String,
+    /// Coordinators, node 1 first.
+    pub coordinators: Vec<CoordinatorInfo>,
+    /// Signer agents.
+    pub agents: Vec<AgentInfo>,
+    /// Beacon simulators.
+    pub beacon_nodes: Vec<BeaconInfo>,
+    /// Operators with their clear-text tokens.
+    pub operators: Vec<Operator>,
+    /// Validators.
+    pub validators: Vec<Validator>,
+    /// Binaries used.
+    pub binaries: Binaries,
+    /// The lab's Prometheus, when started ([`super::Lab::start_prometheus`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<prometheus::PrometheusInfo>,
+}
+
+impl Manifest {
+    /// `(agent id, role)` of every agent, as the summary lists them.
+    pub fn agent_roles(&self) -> Vec<(String, String)> {
+        self.agents
+            .iter()
+            .map(|a| (a.id.clone(), a.role.as_str().to_string()))
+            .collect()
+    }
+
+    /// Reads `dir/lab.json`.
+    ///
+    /// Errors: missing or unreadable file.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("read {} (is a lab running there?)", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
+    }
+
+    /// Every child process id with its binary: Prometheus (if any), then agents (they stop
+    /// cleanly before the coordinators they talk to), then coordinators, then beacon nodes.
+    pub fn child_pids(&self) -> Vec<(String, u32, PathBuf)> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.prometheus {
+            out.push(("prometheus".to_string(), p.pid, p.binary.clone()));
+        }
+        for a in &self.agents {
+            out.push((a.id.clone(), a.pid, self.binaries.signer_agent.clone()));
+        }
+        for c in &self.coordinators {
+            out.push((
+                format!("coordinator-{}", c.id),
+                c.pid,
+                self.binaries.coordinator.clone(),
+            ));
+        }
+        for b in &self.beacon_nodes {
+            out.push((
+                format!("beacon-{}", b.region),
+                b.pid,
+                self.binaries.beacon_sim.clone(),
+            ));
+        }
+        out
+    }
+}
+
+/// The genesis validators root of the lab chain: `sha256("failover-lab genesis")`.
+pub fn lab_genesis_validators_root() -> Root {
+    Root(Sha256::digest(b"failover-lab genesis").into())
+}
+
+/// A random 32-byte token as 64 hex digits.
+pub fn random_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
