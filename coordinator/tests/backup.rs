@@ -278,6 +278,62 @@ async fn live_cluster(dir: &Path) -> Live {
     }
 }
 
+/// Takes a backup online with the CLI through `follower`, into `DIR/cluster.backup`.
+fn cli_backup(dir: &Path, follower: &str) -> PathBuf {
+    let file = dir.join("cluster.backup");
+    let (ok, out, err) = cli(
+        &["backup", "--url", follower, "--out", s(&file)],
+        &[("FAILOVER_TOKEN", ALICE)],
+    );
+    assert!(ok, "{out}{err}");
+    file
+}
+
+/// Node 4 of a new cluster to restore into: its listener, URL, data directory and the new
+/// cluster's token file (another secret than the old cluster's).
+struct RestoreTarget {
+    dir: PathBuf,
+    listener: tokio::net::TcpListener,
+    url: String,
+    data: PathBuf,
+    new_token: PathBuf,
+}
+
+impl RestoreTarget {
+    async fn new(dir: &Path) -> Self {
+        let new_token = dir.join("new-cluster.token");
+        failover_common::secret_file::write_private(&new_token, "new-cluster-secret").unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        Self {
+            dir: dir.to_path_buf(),
+            listener,
+            url,
+            data: dir.join("node4"),
+            new_token,
+        }
+    }
+
+    /// Writes `DIR/name`: node 4's bootstrap configuration with `data`, `token` and `beacon`.
+    fn config(&self, name: &str, data: &Path, token: &Path, beacon: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        std::fs::write(
+            &p,
+            config_text(
+                4,
+                &self.url["http://".len()..],
+                data,
+                token,
+                true,
+                &[(4, self.url.clone())],
+                beacon,
+            ),
+        )
+        .unwrap();
+        p
+    }
+}
+
 /// A truncated and a corrupted copy of the backup `file`, next to it.
 fn damaged_copies(dir: &Path, file: &Path) -> (PathBuf, PathBuf) {
     let good = std::fs::read(file).unwrap();
@@ -402,37 +458,14 @@ async fn a_restore_refuses_damaged_backups_the_old_token_no_floor_and_a_busy_dir
         last_write: _last_write,
         original_export: _original_export,
     } = live_cluster(dir).await;
-    // The backup, taken online with the CLI through a follower.
-    let file = dir.join("cluster.backup");
-    let (ok, out, err) = cli(
-        &["backup", "--url", &follower, "--out", s(&file)],
-        &[("FAILOVER_TOKEN", ALICE)],
-    );
-    assert!(ok, "{out}{err}");
+    let file = cli_backup(dir, &follower);
     let (truncated, corrupt) = damaged_copies(dir, &file);
 
     // ---- restore into a fresh node ------------------------------------------------------
-    let new_token = dir.join("new-cluster.token");
-    failover_common::secret_file::write_private(&new_token, "new-cluster-secret").unwrap();
-    let l4 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url4 = format!("http://{}", l4.local_addr().unwrap());
-    let data4 = dir.join("node4");
-    let write_cfg = |name: &str, data: &Path, token: &Path, beacon: &str| -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(
-            &p,
-            config_text(
-                4,
-                &url4["http://".len()..],
-                data,
-                token,
-                true,
-                &[(4, url4.clone())],
-                beacon,
-            ),
-        )
-        .unwrap();
-        p
+    let target = RestoreTarget::new(dir).await;
+    let (new_token, data4) = (target.new_token.clone(), target.data.clone());
+    let write_cfg = |name: &str, data: &Path, token: &Path, beacon: &str| {
+        target.config(name, data, token, beacon)
     };
     let cfg4 = write_cfg("node4.toml", &data4, &new_token, &beacon_url);
 
@@ -507,37 +540,18 @@ async fn a_restore_makes_a_fenced_floored_new_cluster_that_grows_by_membership()
         last_write: _last_write,
         original_export,
     } = live_cluster(dir).await;
-    // The backup, taken online with the CLI through a follower.
-    let file = dir.join("cluster.backup");
-    let (ok, out, err) = cli(
-        &["backup", "--url", &follower, "--out", s(&file)],
-        &[("FAILOVER_TOKEN", ALICE)],
-    );
-    assert!(ok, "{out}{err}");
+    let file = cli_backup(dir, &follower);
     let from_cli = backup::read_file(&file).unwrap();
 
     // ---- restore into a fresh node ------------------------------------------------------
-    let new_token = dir.join("new-cluster.token");
-    failover_common::secret_file::write_private(&new_token, "new-cluster-secret").unwrap();
-    let l4 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url4 = format!("http://{}", l4.local_addr().unwrap());
-    let data4 = dir.join("node4");
-    let write_cfg = |name: &str, data: &Path, token: &Path, beacon: &str| -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(
-            &p,
-            config_text(
-                4,
-                &url4["http://".len()..],
-                data,
-                token,
-                true,
-                &[(4, url4.clone())],
-                beacon,
-            ),
-        )
-        .unwrap();
-        p
+    let target = RestoreTarget::new(dir).await;
+    let (new_token, url4, data4) = (
+        target.new_token.clone(),
+        target.url.clone(),
+        target.data.clone(),
+    );
+    let write_cfg = |name: &str, data: &Path, token: &Path, beacon: &str| {
+        target.config(name, data, token, beacon)
     };
     let cfg4 = write_cfg("node4.toml", &data4, &new_token, &beacon_url);
 
@@ -571,7 +585,7 @@ async fn a_restore_makes_a_fenced_floored_new_cluster_that_grows_by_membership()
 
     // ---- the restored node: a new one-node cluster -------------------------------------
     let text = std::fs::read_to_string(&cfg4).unwrap();
-    let node4 = serve(Config::from_toml(&text).unwrap(), l4).await;
+    let node4 = serve(Config::from_toml(&text).unwrap(), target.listener).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while node4.leader().is_none() {
         assert!(

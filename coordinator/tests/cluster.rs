@@ -49,19 +49,14 @@ fn att(source: u64, target: u64, r: u8) -> RecordItem {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handover_over_three_real_nodes_fences_waits_for_finality_and_grows_the_token() {
-    let tmp = tempfile::tempdir().unwrap();
-    let beacon = FakeBeacon::new(0, 1000);
-    let beacon_url = beacon.serve().await;
-    let cluster = three_nodes(tmp.path(), &beacon_url);
-    let api = Api::new(Duration::from_secs(10));
-    api.wait_leader(&cluster.urls).await;
+    let Registered {
+        _tmp,
+        beacon,
+        cluster,
+        api,
+    } = registered().await;
     // Any node accepts any request: use node 3 (likely a follower) for writes.
     let any = cluster.urls[2].clone();
-
-    for (agent, tok) in [("agent-a", AGENT_A), ("agent-b", AGENT_B)] {
-        let (s, v) = api.register(&any, tok, agent, &[Pubkey([7; 48])]).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-    }
     // An agent cannot register as another agent.
     let (s, _) = api.register(&any, AGENT_A, "agent-b", &[]).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -192,18 +187,44 @@ struct Granted {
     token: u64,
 }
 
-async fn granted() -> Granted {
+/// A started three-node cluster with a leader, polling `beacon`, in which agent-a and agent-b
+/// registered validator 7 (through node 3).
+struct Registered {
+    _tmp: tempfile::TempDir,
+    beacon: FakeBeacon,
+    cluster: Cluster,
+    api: Api,
+}
+
+async fn registered() -> Registered {
     let tmp = tempfile::tempdir().unwrap();
     let beacon = FakeBeacon::new(0, 1000);
     let beacon_url = beacon.serve().await;
     let cluster = three_nodes(tmp.path(), &beacon_url);
     let api = Api::new(Duration::from_secs(10));
     api.wait_leader(&cluster.urls).await;
-    let any = cluster.urls[2].clone();
     for (agent, tok) in [("agent-a", AGENT_A), ("agent-b", AGENT_B)] {
-        let (s, v) = api.register(&any, tok, agent, &[Pubkey([7; 48])]).await;
+        let (s, v) = api
+            .register(&cluster.urls[2], tok, agent, &[Pubkey([7; 48])])
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
     }
+    Registered {
+        _tmp: tmp,
+        beacon,
+        cluster,
+        api,
+    }
+}
+
+async fn granted() -> Granted {
+    let Registered {
+        _tmp: tmp,
+        beacon,
+        cluster,
+        api,
+    } = registered().await;
+    let any = cluster.urls[2].clone();
     let (s, h) = api.handover(&any, "agent-a", "initial grant").await;
     assert_eq!(s, StatusCode::OK, "{h}");
     let (s, h) = api.approve_as(&any, h["id"].as_u64().unwrap(), BOB).await;
