@@ -5,6 +5,8 @@
 //! - [`keystore`]: EIP-2335 keystores.
 //! - [`interop`]: the standard interop (mock-start) validator keys.
 //! - [`beacon`]: a Beacon API client for finality, syncing and genesis.
+//! - [`serve`]: serving a router with the listener limits, plain or TLS.
+//! - [`tls`]: TLS and mutual TLS material, certificate identities, a small CA.
 
 #![deny(missing_docs)]
 
@@ -15,5 +17,6 @@ pub mod interop;
 pub mod keystore;
 pub mod secret_file;
 pub mod serve;
+pub mod tls;
 pub mod types;
 pub mod vectors;

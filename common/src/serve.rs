@@ -18,12 +18,19 @@
 //!   accounting), and graceful shutdown: on `shutdown`, no new connection is accepted and the
 //!   open ones finish their current request.
 //!
+//! With a TLS config ([`crate::tls`]) every connection is TLS: the handshake must finish
+//! within the header read timeout (a client that opens a connection and stalls the handshake
+//! is cut like one that stalls its headers), a failed handshake only ends that connection and
+//! is counted ([`ListenerStats::tls_handshake_failures`]), and every request carries the
+//! connection's [`crate::tls::TlsConnection`] (the client certificate, when one was sent).
+//!
 //! Body limits are per route and belong to the router (`axum::extract::DefaultBodyLimit`).
 //!
 //! Invariant: every accepted connection holds one permit of the cap until it is closed, and
 //! each connection is served in its own task, so one slow client never delays another.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,21 +76,27 @@ pub struct ListenerStats {
     pub refused_over_cap: AtomicU64,
     /// Connections open now.
     pub open: AtomicU64,
+    /// TLS handshakes that failed or timed out (a client without an acceptable certificate,
+    /// a plain-HTTP client on a TLS port, a stalled handshake).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 /// Serves `app` on `listener` under `limits` until `shutdown` completes, then waits for the
 /// open connections to finish their current request. `stats` is updated as connections come
-/// and go.
+/// and go. With `tls`, every connection is TLS with that config; without, plain HTTP.
 ///
-/// Errors: none from clients (a failing connection only ends that connection); accept errors
-/// (such as running out of file descriptors) are logged and retried after 50 ms.
+/// Errors: none from clients (a failing connection or handshake only ends that connection);
+/// accept errors (such as running out of file descriptors) are logged and retried after
+/// 50 ms.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ListenerLimits,
     stats: Arc<ListenerStats>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let app = app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
         axum::http::StatusCode::REQUEST_TIMEOUT,
         limits.request_timeout,
@@ -111,24 +124,42 @@ pub async fn serve(
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         stats.open.fetch_add(1, Ordering::Relaxed);
-        let svc = app
-            .clone()
-            .map_request(move |mut req: axum::extract::Request| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
-        let svc = TowerToHyperService::new(svc.map_request(
-            |req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
-        ));
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn);
+        let app = app.clone();
+        let watcher = graceful.watcher();
         let stats = stats.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            match acceptor {
+                None => {
+                    serve_connection(TokioIo::new(stream), app, None, limits, watcher, peer)
+                        .await;
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                            .await;
+                    match handshake {
+                        Ok(Ok(tls)) => {
+                            let peer_cert = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|der| crate::tls::CertInfo::parse(der).ok());
+                            let info = crate::tls::TlsConnection { peer: peer_cert };
+                            let io = TokioIo::new(tls);
+                            serve_connection(io, app, Some(info), limits, watcher, peer).await;
+                        }
+                        Ok(Err(e)) => {
+                            stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, "TLS handshake not finished in time");
+                        }
+                    }
+                }
             }
             stats.open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
@@ -136,6 +167,37 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Serves one connection with hyper's HTTP/1 server until it closes or graceful shutdown
+/// ends it; every request carries the peer address (and the TLS facts, on TLS).
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    app: Router,
+    tls: Option<crate::tls::TlsConnection>,
+    limits: ListenerLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = app.map_request(move |mut req: axum::extract::Request| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(t) = &tls {
+            req.extensions_mut().insert(t.clone());
+        }
+        req
+    });
+    let svc = TowerToHyperService::new(svc.map_request(
+        |req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+    ));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(io, svc);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +235,7 @@ mod tests {
             app,
             limits,
             stats.clone(),
+            None,
             std::future::pending(),
         ));
 
@@ -216,6 +279,7 @@ mod tests {
             app,
             limits,
             stats.clone(),
+            None,
             std::future::pending(),
         ));
         let _held = tokio::net::TcpStream::connect(addr).await.unwrap();

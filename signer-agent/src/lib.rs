@@ -339,6 +339,7 @@ pub async fn run(
         router(agent.clone()),
         LISTENER_LIMITS,
         Arc::default(),
+        None,
         shutdown,
     ));
 

@@ -371,6 +371,7 @@ async fn run(cfg: Config, config_path: PathBuf, overrides: Overrides) -> anyhow:
                 router(node.clone()),
                 limits,
                 node.listener_stats.clone(),
+                None,
                 shutdown_signal(),
             )
             .await
@@ -386,6 +387,7 @@ async fn run(cfg: Config, config_path: PathBuf, overrides: Overrides) -> anyhow:
                 coordinator::http::internal_router(node.clone()),
                 limits,
                 Arc::default(),
+                None,
                 stop(rx.clone()),
             ));
             let api = tokio::spawn(failover_common::serve::serve(
@@ -393,6 +395,7 @@ async fn run(cfg: Config, config_path: PathBuf, overrides: Overrides) -> anyhow:
                 coordinator::http::api_router(node.clone()),
                 limits,
                 node.listener_stats.clone(),
+                None,
                 stop(rx),
             ));
             shutdown_signal().await;

@@ -311,6 +311,7 @@ pub async fn serve(cfg: Config, listener: tokio::net::TcpListener) -> Arc<Node> 
         app,
         limits,
         stats,
+        None,
         std::future::pending(),
     ));
     node
