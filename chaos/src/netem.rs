@@ -128,6 +128,22 @@ impl std::fmt::Debug for Netem {
     }
 }
 
+/// Splits `http://IP:PORT` or `https://IP:PORT` (a trailing `/` allowed) into its scheme and
+/// socket address.
+///
+/// Errors: another shape.
+pub fn split_url(url: &str) -> Result<(&str, SocketAddr)> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .filter(|(s, _)| matches!(*s, "http" | "https"))
+        .with_context(|| format!("{url} is not an http:// or https:// URL"))?;
+    let addr = rest
+        .trim_end_matches('/')
+        .parse()
+        .with_context(|| format!("{url} is not SCHEME://IP:PORT"))?;
+    Ok((scheme, addr))
+}
+
 impl Netem {
     /// An empty set of links whose randomness derives from `seed`.
     pub fn new(seed: u64) -> Self {
@@ -139,22 +155,26 @@ impl Netem {
         }
     }
 
-    /// Starts a proxy for a new link to `target` and returns its URL (`http://127.0.0.1:P`).
+    /// Starts a proxy for a new link to the server at `target_url` (`http://IP:PORT` or
+    /// `https://IP:PORT`) and returns the proxy's URL with the same scheme
+    /// (`https://127.0.0.1:P`). The proxy moves bytes, so TLS runs end to end through it, and
+    /// the certificate a client sees is the server's.
     ///
-    /// Errors: the listener cannot be bound.
+    /// Errors: the URL is not `SCHEME://IP:PORT`, or the listener cannot be bound.
     pub async fn add_link(
         &mut self,
         name: &str,
         kind: LinkKind,
         from_region: &str,
         to_region: &str,
-        target: SocketAddr,
+        target_url: &str,
     ) -> Result<String> {
+        let (scheme, target) = split_url(target_url)?;
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("bind a netem proxy on 127.0.0.1")?;
         let url = format!(
-            "http://{}",
+            "{scheme}://{}",
             listener.local_addr().context("read the proxy address")?
         );
         let mut h = DefaultHasher::new();
@@ -430,7 +450,13 @@ mod tests {
         let target = echo().await;
         let mut n = Netem::new(seed);
         let url = n
-            .add_link("a->b", LinkKind::Raft, "eu", "us", target)
+            .add_link(
+                "a->b",
+                LinkKind::Raft,
+                "eu",
+                "us",
+                &format!("http://{target}"),
+            )
             .await
             .unwrap();
         (n, addr_of(&url))

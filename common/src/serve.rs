@@ -131,8 +131,7 @@ pub async fn serve(
         tokio::spawn(async move {
             match acceptor {
                 None => {
-                    serve_connection(TokioIo::new(stream), app, None, limits, watcher, peer)
-                        .await;
+                    serve_connection(TokioIo::new(stream), app, None, limits, watcher, peer).await;
                 }
                 Some(acceptor) => {
                     let handshake =
@@ -188,9 +187,11 @@ async fn serve_connection<I>(
         }
         req
     });
-    let svc = TowerToHyperService::new(svc.map_request(
-        |req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
-    ));
+    let svc = TowerToHyperService::new(
+        svc.map_request(|req: hyper::Request<hyper::body::Incoming>| {
+            req.map(axum::body::Body::new)
+        }),
+    );
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)

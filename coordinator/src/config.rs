@@ -3,8 +3,13 @@
 //!
 //! Invariants checked by [`Config::validate`]:
 //! - this node appears in `peers` exactly once, peer ids and URLs are unique;
+//! - every link is TLS (`[tls]`) unless the file says `insecure_plaintext = true`, and never
+//!   both: with TLS every peer URL is `https://`, coordinators authenticate each other by
+//!   certificate (no cluster token), and agents by certificate; in plaintext every peer URL is
+//!   `http://` and a cluster token file is required;
 //! - every token is given as a SHA-256 hash (64 hex digits), never in clear, except the
-//!   cluster token which each node must send to its peers and so reads from a file;
+//!   cluster token (plaintext only) which each node must send to its peers and so reads from
+//!   a file; with TLS an operator or agent may have no token and use its certificate alone;
 //! - `approvals_required ≥ 1`, `break_glass_approvals ≥ approvals_required`, and both can be
 //!   met by the configured operators (under the two-person rule, not counting the
 //!   requester);
@@ -50,20 +55,27 @@ impl Peer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorCfg {
-    /// Name recorded in the audit trail.
+    /// Name recorded in the audit trail; an operator client certificate names it
+    /// (`urn:failover:operator:<name>`).
     pub name: String,
-    /// SHA-256 of the operator's bearer token, 64 lowercase hex digits.
-    pub token_sha256: String,
+    /// SHA-256 of the operator's bearer token, 64 lowercase hex digits. Optional with `[tls]`
+    /// (the operator then uses a client certificate); required in plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
 }
 
 /// A signer agent allowed to use the agent API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentCfg {
-    /// Agent id.
+    /// Agent id; with `[tls]` the agent's client certificate must name it
+    /// (`urn:failover:agent:<id>`).
     pub id: String,
-    /// SHA-256 of the agent's bearer token, 64 lowercase hex digits.
-    pub token_sha256: String,
+    /// SHA-256 of the agent's bearer token, 64 lowercase hex digits. Optional with `[tls]`
+    /// (the certificate authenticates the agent; a token, if configured, must come with it);
+    /// required in plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
 }
 
 /// Raft timing (milliseconds).
@@ -231,8 +243,18 @@ pub struct Config {
     pub raft_listen: Option<String>,
     /// Directory of the RocksDB database.
     pub data_dir: PathBuf,
-    /// File holding the shared cluster token used between coordinators (Raft RPC, forwarding).
-    pub cluster_token_file: PathBuf,
+    /// TLS on every listener and every link to a peer: the cluster CA, this node's
+    /// certificate (naming `urn:failover:node:<node_id>`) and key. Reloaded on SIGHUP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<failover_common::tls::TlsFiles>,
+    /// Serve and dial plain HTTP. Only for a deployment whose links are protected otherwise;
+    /// the node logs a warning at start. Exactly one of `tls` and this must be set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_plaintext: bool,
+    /// File holding the shared cluster token used between coordinators (Raft RPC,
+    /// forwarding). Plaintext only: with `[tls]` coordinators authenticate by certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_token_file: Option<PathBuf>,
     /// Initialise the cluster from `peers` if this node's store is empty. Set on exactly one
     /// node; a node with data never initialises again.
     #[serde(default)]
@@ -337,15 +359,46 @@ impl Config {
         if self.peers.iter().any(|p| p.id == 0) {
             errs.push("peer ids must be ≥ 1".into());
         }
+        let scheme = match (&self.tls, self.insecure_plaintext) {
+            (Some(_), false) => "https://",
+            (None, true) => "http://",
+            (Some(_), true) => {
+                errs.push("set either [tls] or insecure_plaintext = true, not both".into());
+                "https://"
+            }
+            (None, false) => {
+                errs.push(
+                    "no [tls] section: every link needs TLS (ca_file, cert_file, key_file;                      `coordinator certs` makes them), or insecure_plaintext = true to serve and                      dial plain HTTP on purpose"
+                        .into(),
+                );
+                "https://"
+            }
+        };
         for p in &self.peers {
             for u in std::iter::once(&p.url).chain(&p.raft_url) {
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                if !u.starts_with(scheme) {
                     errs.push(format!(
-                        "peer {} url {u:?} must start with http:// or https://",
-                        p.id
+                        "peer {} url {u:?} must start with {scheme} ({})",
+                        p.id,
+                        if self.tls.is_some() {
+                            "[tls] is set"
+                        } else {
+                            "insecure_plaintext is set"
+                        }
                     ));
                 }
             }
+        }
+        match (&self.tls, &self.cluster_token_file) {
+            (Some(_), Some(_)) => errs.push(
+                "cluster_token_file is for insecure_plaintext only: with [tls] coordinators                  authenticate each other by certificate; remove it"
+                    .into(),
+            ),
+            (None, None) if self.insecure_plaintext => errs.push(
+                "insecure_plaintext needs cluster_token_file (the secret coordinators send each                  other)"
+                    .into(),
+            ),
+            _ => {}
         }
         let with_raft_url = self.peers.iter().filter(|p| p.raft_url.is_some()).count();
         if with_raft_url != 0 && with_raft_url != self.peers.len() {
@@ -358,20 +411,35 @@ impl Config {
                     .into(),
             );
         }
-        for o in &self.operators {
-            if !is_hash(&o.token_sha256) {
-                errs.push(format!(
-                    "operator {}: token_sha256 must be 64 hex digits",
-                    o.name
-                ));
+        let principals = self
+            .operators
+            .iter()
+            .map(|o| ("operator", &o.name, &o.token_sha256))
+            .chain(
+                self.agents
+                    .iter()
+                    .map(|a| ("agent", &a.id, &a.token_sha256)),
+            );
+        for (kind, name, hash) in principals {
+            match hash {
+                Some(h) if !is_hash(h) => {
+                    errs.push(format!("{kind} {name}: token_sha256 must be 64 hex digits"))
+                }
+                None if self.tls.is_none() => errs.push(format!(
+                    "{kind} {name}: token_sha256 is required without [tls] (a certificate can                      stand in for the token only over TLS)"
+                )),
+                _ => {}
             }
-        }
-        for a in &self.agents {
-            if !is_hash(&a.token_sha256) {
-                errs.push(format!(
-                    "agent {}: token_sha256 must be 64 hex digits",
-                    a.id
-                ));
+            let id = match kind {
+                "operator" => failover_common::tls::Identity::Operator(name.clone()),
+                _ => failover_common::tls::Identity::Agent(name.clone()),
+            };
+            if self.tls.is_some() {
+                if let Err(e) = id.validate() {
+                    errs.push(format!(
+                        "{kind} {name}: cannot be named by a certificate: {e}"
+                    ));
+                }
             }
         }
         let h = &self.handover;
@@ -514,20 +582,61 @@ mod tests {
             err.contains("raft_listen and the peers' raft_url go together"),
             "{err}"
         );
-        c.peers[0].raft_url = Some("http://127.0.0.1:7201".into());
+        c.peers[0].raft_url = Some("https://127.0.0.1:7201".into());
         let err = c.validate().unwrap_err();
         assert!(err.contains("every peer or for none"), "{err}");
         for (i, p) in c.peers.iter_mut().enumerate() {
-            p.raft_url = Some(format!("http://127.0.0.1:720{}", i + 1));
+            p.raft_url = Some(format!("https://127.0.0.1:720{}", i + 1));
         }
         c.validate().unwrap();
-        assert_eq!(c.me().rpc_url(), "http://127.0.0.1:7201");
+        assert_eq!(c.me().rpc_url(), "https://127.0.0.1:7201");
     }
 
     #[test]
     fn clear_text_tokens_are_refused() {
         let mut c = Config::from_toml(EXAMPLE).unwrap();
-        c.operators[0].token_sha256 = "hunter2".into();
+        c.operators[0].token_sha256 = Some("hunter2".into());
         assert!(c.validate().unwrap_err().contains("64 hex digits"));
+    }
+
+    #[test]
+    fn links_are_tls_unless_plaintext_is_said_on_purpose() {
+        let tls = Config::from_toml(EXAMPLE).unwrap();
+        tls.validate().unwrap();
+        // Neither: refused, saying what to do.
+        let mut c = tls.clone();
+        c.tls = None;
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("insecure_plaintext = true"), "{err}");
+        // Plaintext on purpose: http:// URLs and a cluster token.
+        c.insecure_plaintext = true;
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("must start with http://"), "{err}");
+        assert!(err.contains("needs cluster_token_file"), "{err}");
+        for p in &mut c.peers {
+            p.url = p.url.replace("https://", "http://");
+        }
+        c.cluster_token_file = Some("/etc/failover/cluster.token".into());
+        c.validate().unwrap();
+        // Plaintext needs every token; TLS lets a certificate stand in.
+        c.operators[0].token_sha256 = None;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .contains("token_sha256 is required without [tls]"));
+        let mut t = tls.clone();
+        t.operators[0].token_sha256 = None;
+        t.agents[0].token_sha256 = None;
+        t.validate().unwrap();
+        // Both, or a cluster token over TLS: refused.
+        let mut both = tls.clone();
+        both.insecure_plaintext = true;
+        assert!(both.validate().unwrap_err().contains("not both"));
+        let mut token = tls;
+        token.cluster_token_file = Some("/x".into());
+        assert!(token
+            .validate()
+            .unwrap_err()
+            .contains("cluster_token_file is for insecure_plaintext only"));
     }
 }

@@ -9,9 +9,13 @@
 //! membership) and `raft` (Raft RPC and forwarded writes).
 //!
 //! Invariants:
-//! - every `/v1` and `/raft` route is authenticated by a bearer token compared by SHA-256 hash
-//!   with the configured hashes; tokens are never logged;
-//! - an agent can only act as itself (the body's `agent` must match its token);
+//! - every `/v1` and `/raft` route is authenticated before its body is read ([`Caller`]): by
+//!   bearer token (compared by SHA-256 hash with the configured hashes; never logged), by
+//!   client certificate over TLS, or both, which must then name the same principal
+//!   ([`crate::access::AccessList::authenticate`]);
+//! - Raft RPC over TLS comes only from a member's node certificate, and the node id in the
+//!   RPC must be the certificate's;
+//! - an agent can only act as itself (the body's `agent` must match its credentials);
 //! - every error is an [`ApiErrorBody`] with a stable `code`; internal details never leak;
 //! - a write with no committed answer is a 503 `unavailable` (fail closed).
 
@@ -55,7 +59,11 @@ impl ApiError {
         Self::new(ErrorCode::BadRequest, m)
     }
     fn unauthorized(why: AuthFailure) -> Self {
-        let mut e = Self::new(ErrorCode::Unauthorized, "missing or unknown bearer token");
+        let message = match why {
+            AuthFailure::UnknownToken => "unknown bearer token",
+            _ => "no credentials: send a bearer token, or a client certificate over TLS",
+        };
+        let mut e = Self::new(ErrorCode::Unauthorized, message);
         e.auth_failure = Some(why);
         e
     }
@@ -115,61 +123,58 @@ impl AppState {
         Self { node }
     }
 
-    fn principal(&self, headers: &HeaderMap) -> ApiResult<Principal> {
-        let value = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError::unauthorized(AuthFailure::Missing))?;
-        self.node
+    /// Authenticates a request from its headers and, over TLS, its connection's client
+    /// certificate ([`crate::access::AccessList::authenticate`]).
+    ///
+    /// Errors: 401 without credentials or with an unknown token; 403 when the credentials
+    /// name different principals.
+    fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        extensions: &axum::http::Extensions,
+    ) -> ApiResult<Caller> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let token = header(axum::http::header::AUTHORIZATION.as_str())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let tls = extensions.get::<failover_common::tls::TlsConnection>();
+        let cert = tls.and_then(|t| t.identity());
+        let creds = crate::access::Credentials {
+            token,
+            tls: tls.is_some(),
+            cert,
+            on_behalf: header(crate::access::ON_BEHALF_HEADER),
+        };
+        let principal = self
+            .node
             .access
             .current()
-            .principal(value)
-            .ok_or_else(|| ApiError::unauthorized(AuthFailure::UnknownToken))
+            .authenticate(&creds, |n| self.node.knows_node(n))
+            .map_err(|e| match e {
+                crate::access::AuthError::Missing => ApiError::unauthorized(AuthFailure::Missing),
+                crate::access::AuthError::UnknownToken => {
+                    ApiError::unauthorized(AuthFailure::UnknownToken)
+                }
+                crate::access::AuthError::Conflict(m) => ApiError::wrong_principal(m),
+            })?;
+        Ok(Caller {
+            principal,
+            node_cert: match cert {
+                Some(failover_common::tls::Identity::Node(n)) => Some(*n),
+                _ => None,
+            },
+        })
     }
 
-    fn operator(&self, headers: &HeaderMap) -> ApiResult<String> {
-        match self.principal(headers)? {
-            Principal::Operator(n) => Ok(n),
-            _ => Err(ApiError::wrong_principal(
-                "this endpoint needs an operator token",
-            )),
-        }
-    }
-
-    fn agent(&self, headers: &HeaderMap) -> ApiResult<AgentId> {
-        match self.principal(headers)? {
-            Principal::Agent(a) => Ok(a),
-            _ => Err(ApiError::wrong_principal(
-                "this endpoint needs an agent token",
-            )),
-        }
-    }
-
-    /// The actor of an EIP-3076 import or export: an operator's name, or `agent:<id>` for an
-    /// agent, which imports and exports the history of its own keys for the keymanager API
-    /// (`/eth/v1/keystores`). Recorded in the audit trail.
-    fn operator_or_agent(&self, headers: &HeaderMap) -> ApiResult<String> {
-        match self.principal(headers)? {
-            Principal::Operator(n) => Ok(n),
-            Principal::Agent(a) => Ok(format!("agent:{a}")),
-            Principal::Cluster => Err(ApiError::wrong_principal(
-                "this endpoint needs an operator or agent token",
-            )),
-        }
-    }
-
-    /// The cluster token, and, when the request names its target node (the Raft network sends
-    /// `x-failover-target`), this node: a Raft RPC meant for another node (a wrong membership
-    /// address) is refused with 409 `wrong_node` instead of being applied here.
-    fn cluster(&self, headers: &HeaderMap) -> ApiResult<()> {
-        match self.principal(headers)? {
-            Principal::Cluster => {}
-            _ => {
-                return Err(ApiError::wrong_principal(
-                    "this endpoint needs the cluster token",
-                ))
-            }
+    /// Checks that `caller` is another coordinator and, when the request names its target
+    /// node (the Raft network sends `x-failover-target`), that it is this node: a Raft RPC
+    /// meant for another node (a wrong membership address) is refused with 409 `wrong_node`
+    /// instead of being applied here.
+    fn cluster(&self, caller: &Caller, headers: &HeaderMap) -> ApiResult<()> {
+        if caller.principal != Principal::Cluster {
+            return Err(ApiError::wrong_principal(
+                "this endpoint is for coordinators only (a node certificate, or the cluster \
+                 token without TLS)",
+            ));
         }
         let target = headers
             .get(crate::network::TARGET_HEADER)
@@ -180,6 +185,76 @@ impl AppState {
                 format!("this is node {}, not node {t}", self.node.id),
             )),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Who is calling: authenticated once per request, before its body is read (the
+/// `require_token` layer), and handed to handlers as an extractor.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    principal: Principal,
+    /// The node id of the caller's node certificate (TLS), if it sent one.
+    node_cert: Option<crate::NodeId>,
+}
+
+impl Caller {
+    fn operator(&self) -> ApiResult<String> {
+        match &self.principal {
+            Principal::Operator(n) => Ok(n.clone()),
+            _ => Err(ApiError::wrong_principal(
+                "this endpoint needs an operator token or certificate",
+            )),
+        }
+    }
+
+    fn agent(&self) -> ApiResult<AgentId> {
+        match &self.principal {
+            Principal::Agent(a) => Ok(a.clone()),
+            _ => Err(ApiError::wrong_principal(
+                "this endpoint needs an agent's credentials",
+            )),
+        }
+    }
+
+    /// The actor of an EIP-3076 import or export: an operator's name, or `agent:<id>` for an
+    /// agent, which imports and exports the history of its own keys for the keymanager API
+    /// (`/eth/v1/keystores`). Recorded in the audit trail.
+    fn operator_or_agent(&self) -> ApiResult<String> {
+        match &self.principal {
+            Principal::Operator(n) => Ok(n.clone()),
+            Principal::Agent(a) => Ok(format!("agent:{a}")),
+            Principal::Cluster => Err(ApiError::wrong_principal(
+                "this endpoint needs an operator's or an agent's credentials",
+            )),
+        }
+    }
+
+    /// Over TLS, checks that the node id an RPC says it comes from (`claimed`: the
+    /// candidate of a vote, the leader of an append or snapshot) is the one its certificate
+    /// names. Without TLS there is no certificate to compare with.
+    ///
+    /// Errors: 403 naming both ids.
+    fn sent_by(&self, claimed: crate::NodeId) -> ApiResult<()> {
+        match self.node_cert {
+            Some(n) if n != claimed => Err(ApiError::wrong_principal(format!(
+                "this RPC claims to come from node {claimed} but the certificate is node {n}'s"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl axum::extract::FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Caller>() {
+            Some(c) => Ok(c.clone()),
+            None => s.authenticate(&parts.headers, &parts.extensions),
         }
     }
 }
@@ -347,15 +422,19 @@ fn layered(routes: Router<AppState>, state: &AppState) -> Router {
         .with_state(state.clone())
 }
 
-/// Refuses a request without a known bearer token (401) before its body is read; the handler
-/// then checks that the principal may use the route.
+/// Authenticates a request before its body is read (401 without usable credentials, 403
+/// for conflicting ones) and hands the [`Caller`] to the handler, which then checks that the
+/// principal may use the route.
 async fn require_token(
     State(s): State<AppState>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> HttpResponse {
-    match s.principal(req.headers()) {
-        Ok(_) => next.run(req).await,
+    match s.authenticate(req.headers(), req.extensions()) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -406,6 +485,9 @@ async fn metrics(State(s): State<AppState>) -> String {
         let st = s.node.state.read().expect("state lock");
         s.node.metrics.refresh(&m, s.node.id, &st.data, &heartbeats);
     }
+    s.node
+        .metrics
+        .refresh_tls(s.node.tls.as_deref(), s.node.tls_handshake_failures());
     s.node.metrics.render()
 }
 
@@ -420,6 +502,7 @@ async fn metrics(State(s): State<AppState>) -> String {
 /// forwarded once, or forwarding failed (`what` names the data in the message).
 async fn linearizable_read(
     s: &AppState,
+    caller: &Caller,
     headers: &HeaderMap,
     path: &str,
     what: &str,
@@ -429,20 +512,34 @@ async fn linearizable_read(
         return Ok(read(s));
     }
     let timeout = std::time::Duration::from_millis(s.node.config.raft.write_timeout_ms);
-    forward_to_leader(s, headers, reqwest::Method::GET, path, None, timeout, what).await
+    forward_to_leader(
+        s,
+        caller,
+        headers,
+        reqwest::Method::GET,
+        path,
+        None,
+        timeout,
+        what,
+    )
+    .await
 }
 
 /// The one way a request reaches the leader from another node: forwarded once (`path` with
-/// its query, the caller's `Authorization`, the `x-failover-forwarded` header, the JSON
-/// `body`), answered within `timeout`, and the leader's status, media type (JSON when it names
-/// none) and body passed through unchanged. `what` names the request in error messages.
+/// its query, the `x-failover-forwarded` header, the JSON `body`, and the caller's
+/// credentials: over TLS this node's certificate with [`crate::access::ON_BEHALF_HEADER`]
+/// naming the caller, in plaintext the caller's `Authorization`), answered within `timeout`,
+/// and the leader's status, media type (JSON when it names none) and body passed through
+/// unchanged. `what` names the request in error messages.
 ///
 /// Errors: 503 `unavailable` when this request was already forwarded (one hop at most), no
 /// other node is known as leader, or the leader gave no answer in time (then the outcome of a
 /// write is unknown, and the message says whether it was sent at all); 401 without an
 /// `Authorization` header to pass on.
+#[allow(clippy::too_many_arguments)]
 async fn forward_to_leader(
     s: &AppState,
+    caller: &Caller,
     headers: &HeaderMap,
     method: reqwest::Method,
     path: &str,
@@ -467,17 +564,25 @@ async fn forward_to_leader(
             None,
         ));
     };
-    let auth = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::unauthorized(AuthFailure::Missing))?;
+    let credential = if s.node.tls.is_some() {
+        let who = caller.principal.on_behalf().ok_or_else(|| {
+            ApiError::wrong_principal("a coordinator's own request is never forwarded")
+        })?;
+        (crate::access::ON_BEHALF_HEADER, who)
+    } else {
+        let auth = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized(AuthFailure::Missing))?;
+        (axum::http::header::AUTHORIZATION.as_str(), auth.to_string())
+    };
     let answer = s
         .node
         .send_to_leader(
             &leader_url,
             method,
             path,
-            auth,
+            Some(credential),
             body.map(|b| b.to_vec()),
             Some(timeout),
         )

@@ -1,9 +1,12 @@
 //! Who answers at a coordinator URL: `GET /internal/v1/identity`, served without any secret,
-//! and the challenge-response proof that the answering node holds this cluster's token.
+//! and the proof that the answering node belongs to this cluster: over TLS its certificate
+//! (from the cluster CA, naming the node id it claims); in plaintext a challenge-response
+//! over the cluster token.
 //!
 //! Invariants:
 //! - nothing secret is ever sent to a URL before it proved its identity: the request carries
-//!   only a fresh random challenge, the answer an HMAC over the node id and that challenge;
+//!   only a fresh random challenge, the answer an HMAC over the node id and that challenge
+//!   (plaintext), or the TLS handshake proves the certificate before any request is sent;
 //! - a proof for one node id never answers for another, and an old proof never answers a new
 //!   challenge.
 
@@ -50,19 +53,34 @@ fn identity_mac(cluster_token: &str, node_id: NodeId, challenge: &str) -> Hmac<S
     mac
 }
 
-/// Asks the coordinator at `url` who it is, within `timeout`, sending no secret: the request
-/// carries a fresh random challenge, and the answer must carry [`identity_proof`] for the node
-/// id it claims, checked in constant time against `cluster_token`.
+/// Asks the coordinator at `url` who it is, within `timeout`, sending no secret, and checks
+/// the answer. Over TLS (`cluster_token` is `None`; `http` checks servers against the cluster
+/// CA) the answering certificate must name the node id the answer claims. In plaintext the
+/// request carries a fresh random challenge, and the answer must carry [`identity_proof`] for
+/// the node id it claims, checked in constant time against `cluster_token`.
 ///
-/// Errors: a one-line description when the node is unreachable, answers non-2xx, answers
-/// something unreadable, or cannot prove that it holds this cluster's token (a listener that
-/// is not a coordinator of this cluster: nothing secret was sent to it).
+/// Errors: a one-line description when the node is unreachable (over TLS: also when its
+/// certificate is not from the cluster CA), answers non-2xx, answers something unreadable,
+/// or cannot prove the node id it claims (a listener that is not a coordinator of this
+/// cluster: nothing secret was sent to it).
 pub async fn probe_identity(
     http: &reqwest::Client,
-    cluster_token: &str,
+    cluster_token: Option<&str>,
     url: &str,
     timeout: Duration,
 ) -> Result<NodeIdentity, String> {
+    let Some(cluster_token) = cluster_token else {
+        let (ident, cert) = ask(http, url, None, timeout).await?;
+        let want = failover_common::tls::Identity::Node(ident.node_id);
+        return match cert {
+            Some(c) if c == want => Ok(ident),
+            other => Err(format!(
+                "answers as node {} but its certificate names {}; nothing secret was sent to it",
+                ident.node_id,
+                other.map_or_else(|| "no coordinator".to_string(), |i| i.to_string())
+            )),
+        };
+    };
     let challenge = hex::encode(rand::random::<[u8; 32]>());
     let ident = ask_identity(http, url, Some(&challenge), timeout).await?;
     let proof = ident
@@ -99,6 +117,16 @@ pub async fn ask_identity(
     challenge: Option<&str>,
     timeout: Duration,
 ) -> Result<NodeIdentity, String> {
+    ask(http, url, challenge, timeout).await.map(|(i, _)| i)
+}
+
+/// [`ask_identity`], with the failover identity of the answering certificate (TLS).
+async fn ask(
+    http: &reqwest::Client,
+    url: &str,
+    challenge: Option<&str>,
+    timeout: Duration,
+) -> Result<(NodeIdentity, Option<failover_common::tls::Identity>), String> {
     let mut req = http
         .get(format!(
             "{}/internal/v1/identity",
@@ -110,11 +138,14 @@ pub async fn ask_identity(
     }
     let res = req.send().await.map_err(|e| format!("unreachable: {e}"))?;
     let status = res.status();
+    let cert = failover_common::tls::peer_identity(&res);
     if !status.is_success() {
         let text = res.text().await.unwrap_or_default();
         return Err(format!("answered {status}: {text}"));
     }
-    res.json::<NodeIdentity>()
+    let ident = res
+        .json::<NodeIdentity>()
         .await
-        .map_err(|e| format!("unreadable identity: {e}"))
+        .map_err(|e| format!("unreadable identity: {e}"))?;
+    Ok((ident, cert))
 }

@@ -283,6 +283,13 @@ impl Membership {
         operator: String,
     ) -> Result<ChangeOutcome, MembershipError> {
         req.validate().map_err(MembershipError::BadRequest)?;
+        if self.node.tls.is_some() && !req.url.starts_with("https://") {
+            return Err(MembershipError::BadRequest(format!(
+                "url {:?} must be https://: this cluster's links are TLS, and a node is added \
+                 only after its certificate was checked",
+                req.url
+            )));
+        }
         let this = self.clone();
         let detail = format!("node {} at {}", req.id, req.url);
         self.spawn_audited(
@@ -325,12 +332,17 @@ impl Membership {
             }
         }
         for url in &urls {
-            let ident = probe_identity(&self.node.http, &self.node.cluster_token, url, PROBE_TIMEOUT)
+            let ident = probe_identity(
+                &self.node.http,
+                self.node.cluster_token.as_deref(),
+                url,
+                PROBE_TIMEOUT,
+            )
                 .await
                 .map_err(|e| {
                     MembershipError::NodeUnreachable(format!(
                         "leader {} cannot reach node {} at {url}: {e}; start it first (empty data \
-                         dir, bootstrap = false, same cluster token) and check the URL; nothing was sent to it",
+                         dir, bootstrap = false, same cluster token or a certificate from the cluster CA) and check the URL; nothing was sent to it",
                         self.node.id, req.id
                     ))
                 })?;
@@ -618,7 +630,7 @@ impl Membership {
             };
             let r = probe_identity(
                 &self.node.http,
-                &self.node.cluster_token,
+                self.node.cluster_token.as_deref(),
                 &url,
                 PROBE_TIMEOUT,
             )

@@ -167,6 +167,10 @@ pub struct Metrics {
     pub operator_actions: IntCounterVec,
     /// Failed authentications by `listener` and `reason` ([`crate::guard`]).
     pub auth_failures: IntCounterVec,
+    tls_not_after: IntGaugeVec,
+    /// TLS reloads on SIGHUP by `result` (`ok`, `error`).
+    pub tls_reloads: IntCounterVec,
+    tls_handshake_failures: IntCounter,
 }
 
 impl Default for Metrics {
@@ -366,6 +370,22 @@ impl Metrics {
                  token of the wrong principal), by listener and reason.",
                 &["listener", "reason"],
             ),
+            tls_not_after: gv(
+                "failover_tls_cert_not_after_seconds",
+                "notAfter of the TLS certificate in force, Unix seconds, by cert (`node`: this \
+                 node's own, `ca`: the cluster CA's earliest). No series without TLS.",
+                &["cert"],
+            ),
+            tls_reloads: cv(
+                "failover_tls_reloads_total",
+                "TLS material reloads on SIGHUP by result (`ok`, `error`: the old material stays).",
+                &["result"],
+            ),
+            tls_handshake_failures: c(
+                "failover_tls_handshake_failures_total",
+                "TLS handshakes refused or not finished in time on this node's listeners (a \
+                 client without an acceptable certificate, plain HTTP on a TLS port).",
+            ),
             names: Vec::new(),
             registry: registry.clone(),
         };
@@ -383,6 +403,24 @@ impl Metrics {
                 .set(0.0);
         }
         metrics
+    }
+
+    /// Sets the TLS gauges from the material in force (`None`: plaintext, no series) and the
+    /// listeners' count of failed handshakes (`handshake_failures`, monotonic).
+    pub fn refresh_tls(&self, tls: Option<&failover_common::tls::Tls>, handshake_failures: u64) {
+        if let Some(t) = tls {
+            self.tls_not_after
+                .with_label_values(&["node"])
+                .set(t.leaf().not_after);
+            if let Some(ca) = t.ca().iter().map(|c| c.not_after).min() {
+                self.tls_not_after.with_label_values(&["ca"]).set(ca);
+            }
+        }
+        let seen = self.tls_handshake_failures.get();
+        if handshake_failures > seen {
+            self.tls_handshake_failures
+                .inc_by(handshake_failures - seen);
+        }
     }
 
     /// Names of every metric family this registry serves (histograms without their

@@ -43,20 +43,21 @@ pub const TARGET_HEADER: &str = "x-failover-target";
 #[derive(Clone)]
 pub struct Network {
     client: reqwest::Client,
-    cluster_token: String,
+    cluster_token: Option<String>,
     peer_urls: Arc<HashMap<NodeId, String>>,
     max_append_bytes: usize,
 }
 
 impl Network {
-    /// A factory using `client`, sending `cluster_token` as the bearer token, and dialling
-    /// each peer at its URL in `peer_urls` (this node's config), or else at its membership
-    /// address.
+    /// A factory using `client`, sending `cluster_token` as the bearer token in plaintext
+    /// (over TLS, `None`: the client's certificate authenticates this node, and every answer
+    /// must come from the certificate of the node dialled), and dialling each peer at its URL
+    /// in `peer_urls` (this node's config), or else at its membership address.
     /// AppendEntries bodies are kept under `max_append_bytes` (bytes of JSON) whenever they
     /// hold more than one entry ([`PeerClient`]).
     pub fn new(
         client: reqwest::Client,
-        cluster_token: String,
+        cluster_token: Option<String>,
         peer_urls: HashMap<NodeId, String>,
         max_append_bytes: usize,
     ) -> Self {
@@ -78,7 +79,7 @@ impl Network {
 /// the entries, so an oversized request is never resent unchanged.
 pub struct PeerClient {
     client: reqwest::Client,
-    cluster_token: String,
+    cluster_token: Option<String>,
     target: NodeId,
     url: String,
     max_append_bytes: usize,
@@ -140,17 +141,32 @@ impl PeerClient {
         E: std::error::Error,
     {
         let ttl = option.hard_ttl().max(Duration::from_millis(50));
-        let res = self
+        let mut req = self
             .client
             .post(format!("{}/raft/{path}", self.url))
-            .bearer_auth(&self.cluster_token)
             .header(TARGET_HEADER, self.target.to_string())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(ttl)
-            .body(body)
-            .send()
-            .await;
-        match res {
+            .body(body);
+        if let Some(t) = &self.cluster_token {
+            req = req.bearer_auth(t);
+        }
+        match req.send().await {
+            Ok(r) if self.cluster_token.is_none() => {
+                // Over TLS: the answer counts only from the node dialled.
+                let want = failover_common::tls::Identity::Node(self.target);
+                match failover_common::tls::peer_identity(&r) {
+                    Some(id) if id == want => Ok(r),
+                    other => Err(RPCError::Network(NetworkError::new(
+                        &openraft::AnyError::error(format!(
+                            "{} answers with the certificate of {}, not node {}",
+                            self.url,
+                            other.map_or_else(|| "no coordinator".to_string(), |i| i.to_string()),
+                            self.target
+                        )),
+                    ))),
+                }
+            }
             Ok(r) => Ok(r),
             Err(e) if e.is_connect() => Err(RPCError::Unreachable(Unreachable::new(&e))),
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),

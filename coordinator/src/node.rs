@@ -74,8 +74,12 @@ pub struct Node {
     pub state: SharedState,
     /// HTTP client for forwarding and beacon polling.
     pub http: reqwest::Client,
-    /// Shared cluster token (Raft RPC, forwarding).
-    pub cluster_token: String,
+    /// Shared cluster token (Raft RPC, forwarding), plaintext only; `None` over TLS, where
+    /// coordinators authenticate by certificate.
+    pub cluster_token: Option<String>,
+    /// This node's TLS material (`[tls]`), reloaded on SIGHUP; `None` with
+    /// `insecure_plaintext`.
+    pub tls: Option<Arc<failover_common::tls::Tls>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Agent heartbeats received by this node.
@@ -87,6 +91,8 @@ pub struct Node {
     pub join: Arc<crate::join::JoinState>,
     /// Connections of this node's listener ([`failover_common::serve`]).
     pub listener_stats: Arc<failover_common::serve::ListenerStats>,
+    /// Connections of its separate Raft listener (`raft_listen`), when it has one.
+    pub raft_listener_stats: Arc<failover_common::serve::ListenerStats>,
     /// Failed-authentication accounting and per-source slow-down ([`crate::guard`]).
     pub auth_guard: Arc<crate::guard::AuthGuard>,
     /// The chain's current slot as this node sees it, for the far-future bound
@@ -107,15 +113,49 @@ impl Node {
     /// with an empty store.
     ///
     /// Errors: unreadable or empty cluster token, or one that other users may read (the
-    /// error gives the `chmod`), RocksDB open/load failures, invalid Raft timing.
+    /// error gives the `chmod`); TLS material that does not load or whose certificate does
+    /// not name this node; RocksDB open/load failures, invalid Raft timing.
     pub async fn start(config: Config) -> anyhow::Result<Arc<Node>> {
         let config = Arc::new(config);
-        let cluster_token = failover_common::secret_file::read_secret(&config.cluster_token_file)
-            .context("read the cluster token")?
-            .to_string();
-        let access =
-            crate::access::AccessList::new(&config.operators, &config.agents, &cluster_token)
-                .map_err(|e| anyhow::anyhow!("invalid [[operators]] / [[agents]]:\n{e}"))?;
+        let cluster_token = match &config.cluster_token_file {
+            Some(f) => Some(
+                failover_common::secret_file::read_secret(f)
+                    .context("read the cluster token")?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let tls = match &config.tls {
+            Some(files) => {
+                let tls = failover_common::tls::Tls::load(files).context("load [tls]")?;
+                let want = failover_common::tls::Identity::Node(config.node_id);
+                anyhow::ensure!(
+                    tls.identity().as_ref() == Some(&want),
+                    "[tls] cert_file {} names {}, but this is node {}: issue it with \
+                     `coordinator certs issue --node {}`",
+                    files.cert_file.display(),
+                    tls.identity()
+                        .map_or_else(|| "no failover identity".to_string(), |i| i.to_string()),
+                    config.node_id,
+                    config.node_id
+                );
+                Some(tls)
+            }
+            None => {
+                tracing::warn!(
+                    node = config.node_id,
+                    "insecure_plaintext: every link of this node is plain HTTP; tokens and \
+                     verdicts travel in clear"
+                );
+                None
+            }
+        };
+        let access = crate::access::AccessList::new(
+            &config.operators,
+            &config.agents,
+            cluster_token.as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!("invalid [[operators]] / [[agents]]:\n{e}"))?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
         let db = open_db(&config.data_dir).context("open RocksDB store")?;
@@ -139,7 +179,11 @@ impl Node {
         }
         .validate()
         .context("raft timing")?;
-        let http = reqwest::Client::builder()
+        let http = match &tls {
+            Some(t) => t.reqwest_builder(failover_common::tls::PeerRole::Node),
+            None => reqwest::Client::builder(),
+        };
+        let http = http
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .context("build HTTP client")?;
@@ -184,9 +228,11 @@ impl Node {
             state,
             http,
             cluster_token,
+            tls,
             metrics,
             auth_guard,
             listener_stats: Arc::default(),
+            raft_listener_stats: Arc::default(),
             join: join.clone(),
             heartbeats: Mutex::new(BTreeMap::new()),
             access: crate::access::SharedAccess::new(access),
@@ -292,6 +338,48 @@ impl Node {
     /// listeners that is its Raft URL, so list every node in every config). `None` if neither
     /// knows it.
     pub fn peer_url(&self, id: NodeId) -> Option<String> {
+        self.peer_url_inner(id)
+    }
+
+    /// TLS handshakes refused on this node's listeners since it started.
+    pub fn tls_handshake_failures(&self) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.listener_stats.tls_handshake_failures.load(Relaxed)
+            + self
+                .raft_listener_stats
+                .tls_handshake_failures
+                .load(Relaxed)
+    }
+
+    /// SHA-256 (hex) of the credential admitting a node to this cluster: the cluster token
+    /// in plaintext, the first CA certificate in force over TLS (as
+    /// [`crate::backup::cluster_credential_sha256`] reads it from the files).
+    pub fn cluster_credential_sha256(&self) -> String {
+        match (&self.tls, &self.cluster_token) {
+            (Some(tls), _) => tls
+                .ca()
+                .first()
+                .map(|c| c.fingerprint_hex())
+                .unwrap_or_default(),
+            (None, Some(t)) => crate::config::token_hash(t),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Whether node `id` is a coordinator of this cluster, for accepting its certificate:
+    /// listed in this node's `peers`, or in the membership this node knows. A node that knows
+    /// no membership yet (a fresh node waiting to be added) accepts any node of the CA, as it
+    /// must hear from a leader it was not configured with.
+    pub fn knows_node(&self, id: NodeId) -> bool {
+        if self.config.peers.iter().any(|p| p.id == id) {
+            return true;
+        }
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let mut nodes = m.membership().nodes().map(|(n, _)| *n).peekable();
+        nodes.peek().is_none() || m.membership().nodes().any(|(n, _)| *n == id)
+    }
+
+    fn peer_url_inner(&self, id: NodeId) -> Option<String> {
         self.peer_urls.get(&id).cloned().or_else(|| {
             self.raft
                 .metrics()
@@ -313,8 +401,12 @@ impl Node {
     /// [`crate::access::ReloadSummary::restart_needed`] and ignored until a restart.
     pub fn reload_access(&self, new: &Config) -> Result<crate::access::ReloadSummary, String> {
         let current = self.access.current();
-        let (list, summary) =
-            crate::access::prepare_reload(&self.config, &current, new, &self.cluster_token)?;
+        let (list, summary) = crate::access::prepare_reload(
+            &self.config,
+            &current,
+            new,
+            self.cluster_token.as_deref(),
+        )?;
         self.access.replace(list);
         Ok(summary)
     }
@@ -403,7 +495,9 @@ impl Node {
     }
 
     /// The one way a request reaches the leader from this node: `method` on `leader_url` +
-    /// `path`, sent once with `authorization` (the whole header value), the one-hop header
+    /// `path`, sent once with `credential` (a header name and value: the caller's
+    /// `Authorization` or the cluster token in plaintext, [`crate::access::ON_BEHALF_HEADER`]
+    /// over TLS, where this node's certificate authenticates it), the one-hop header
     /// [`FORWARDED_HEADER`] and, when given, a JSON `body`; bounded by `timeout` when given.
     /// The leader's answer comes back as it was (status, media type, body). Used for writes
     /// forwarded by [`Node::write`] and for API requests a follower passes on to the leader.
@@ -416,7 +510,7 @@ impl Node {
         leader_url: &str,
         method: reqwest::Method,
         path: &str,
-        authorization: &str,
+        credential: Option<(&str, String)>,
         body: Option<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<LeaderAnswer, ForwardFailure> {
@@ -426,8 +520,10 @@ impl Node {
                 method,
                 format!("{}{path}", leader_url.trim_end_matches('/')),
             )
-            .header(reqwest::header::AUTHORIZATION, authorization)
             .header(FORWARDED_HEADER, "1");
+        if let Some((name, value)) = credential {
+            req = req.header(name, value);
+        }
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
@@ -459,7 +555,8 @@ impl Node {
     }
 
     /// Forwards `cmd` to the leader's internal write route ([`Node::send_to_leader`] with the
-    /// cluster token) and decodes its committed answer.
+    /// cluster token in plaintext, this node's certificate over TLS) and decodes its committed
+    /// answer.
     async fn forward(&self, leader_url: &str, cmd: &Command) -> Result<WriteOutcome, ForwardError> {
         let body = serde_json::to_vec(cmd).map_err(|e| {
             ForwardError::Definite(WriteError::Unavailable {
@@ -472,7 +569,9 @@ impl Node {
                 leader_url,
                 reqwest::Method::POST,
                 "/internal/v1/write",
-                &format!("Bearer {}", self.cluster_token),
+                self.cluster_token
+                    .as_ref()
+                    .map(|t| ("authorization", format!("Bearer {t}"))),
                 Some(body),
                 None,
             )

@@ -4,7 +4,11 @@
 //! Invariants checked by [`Config::validate`]:
 //! - `agent_id`, `region`, at least one coordinator URL, the token file, the genesis validators
 //!   root and both key directories are given;
-//! - coordinator URLs are `http://` or `https://` URLs and are distinct;
+//! - coordinator URLs are distinct, and `https://` with `tls` set, or `http://` with
+//!   `insecure_plaintext_coordinators = true`; never neither;
+//! - the Web3Signer/keymanager API is TLS with a client allowlist (`api_clients`, which needs
+//!   `tls` for the agent's own certificate), or plain HTTP with `insecure_plaintext_api =
+//!   true`; never neither;
 //! - `record_deadline_ms`, `max_batch`, `max_in_flight_batches`, `slots_per_epoch` and every
 //!   interval are positive, and `authority_max_age_ms` is longer than `authority_poll_ms`, so
 //!   one late poll does not flip the signing state to `Unknown`;
@@ -70,13 +74,35 @@ pub struct Config {
     /// Address of the Web3Signer API listener. Default `127.0.0.1:9000`; port 0 picks a free
     /// port (the `READY` line reports the real one).
     pub listen: SocketAddr,
-    /// Base URLs of the coordinators, e.g. `["http://10.0.1.5:7100"]`. Any node accepts any
+    /// Base URLs of the coordinators, e.g. `["https://10.0.1.5:7100"]`. Any node accepts any
     /// request; the agent moves to the next URL only when a connection cannot be made.
     /// Required.
     pub coordinators: Vec<String>,
     /// File holding this agent's bearer token for the coordinator API (surrounding whitespace
-    /// ignored). Required.
-    pub coordinator_token_file: PathBuf,
+    /// ignored). Required without `tls`; with `tls` the client certificate authenticates the
+    /// agent, and a token, if the coordinators configure one for it, comes on top.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordinator_token_file: Option<PathBuf>,
+    /// TLS material: the cluster CA (coordinators must present a node certificate of it),
+    /// this agent's certificate, which names `agent_id` (`urn:failover:agent:<id>`) and serves
+    /// the API too, and its key. Reloaded on SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<failover_common::tls::TlsFiles>,
+    /// Dial the coordinators over plain HTTP (`http://` URLs): tokens, authority views and
+    /// verdicts then travel in clear, and anyone on the path can forge them. Only for links
+    /// protected otherwise; a warning is logged at start.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_plaintext_coordinators: bool,
+    /// Which validator clients may call the Web3Signer and keymanager API, served over TLS
+    /// with this agent's certificate: client certificates of `client_ca_file`, or listed by
+    /// SHA-256 fingerprint in `known_clients_file` (Web3Signer's known-clients format).
+    /// Reloaded on SIGHUP. Needs `tls`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_clients: Option<failover_common::tls::allowlist::AllowListFiles>,
+    /// Serve the Web3Signer and keymanager API over plain HTTP, e.g. on 127.0.0.1 next to the
+    /// validator client; a warning is logged at start.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_plaintext_api: bool,
     /// Genesis validators root of the network this agent signs for (`0x`-hex, 32 bytes). Sign
     /// requests whose `fork_info` names another root are refused. Required.
     pub genesis_validators_root: Option<Root>,
@@ -154,7 +180,11 @@ impl Default for Config {
             region: String::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
             coordinators: Vec::new(),
-            coordinator_token_file: PathBuf::new(),
+            coordinator_token_file: None,
+            tls: None,
+            insecure_plaintext_coordinators: false,
+            api_clients: None,
+            insecure_plaintext_api: false,
             genesis_validators_root: None,
             network: NetworkSetting::Mainnet,
             genesis_fork_version: None,
@@ -302,7 +332,9 @@ impl Config {
         set(&mut self.region, &o.region);
         set(&mut self.listen, &o.listen);
         set(&mut self.coordinators, &o.coordinators);
-        set(&mut self.coordinator_token_file, &o.coordinator_token_file);
+        if o.coordinator_token_file.is_some() {
+            self.coordinator_token_file = o.coordinator_token_file.clone();
+        }
         if o.genesis_validators_root.is_some() {
             self.genesis_validators_root = o.genesis_validators_root;
         }
@@ -338,6 +370,50 @@ impl Config {
         set(&mut self.max_future_epochs, &o.max_future_epochs);
     }
 
+    /// What is wrong with the TLS and plaintext settings of the coordinator links and of the
+    /// API (module invariants), one problem per entry.
+    fn link_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match (self.tls.is_some(), self.insecure_plaintext_coordinators) {
+            (false, false) => problems.push(
+                "no tls: set tls (ca_file, cert_file, key_file) to reach the coordinators over \
+                 TLS, or insecure_plaintext_coordinators = true to use plain HTTP on purpose"
+                    .into(),
+            ),
+            (true, true) => problems.push(
+                "set either tls or insecure_plaintext_coordinators = true for the coordinator \
+                 links, not both"
+                    .into(),
+            ),
+            (tls, _) => {
+                let scheme = if tls { "https://" } else { "http://" };
+                for u in self.coordinators.iter().filter(|u| !u.starts_with(scheme)) {
+                    problems.push(format!(
+                        "coordinator URL {u:?} must start with {scheme} ({})",
+                        if tls {
+                            "tls is set"
+                        } else {
+                            "insecure_plaintext_coordinators is set"
+                        }
+                    ));
+                }
+            }
+        }
+        match (&self.api_clients, self.insecure_plaintext_api) {
+            (None, false) => problems.push(
+                "the API needs api_clients (client_ca_file and/or known_clients_file) to serve \
+                 TLS, or insecure_plaintext_api = true to serve plain HTTP on purpose"
+                    .into(),
+            ),
+            (Some(_), true) => problems
+                .push("set either api_clients or insecure_plaintext_api = true, not both".into()),
+            (Some(_), false) if self.tls.is_none() => problems
+                .push("api_clients needs tls: the API serves this agent's certificate".into()),
+            _ => {}
+        }
+        problems
+    }
+
     /// Checks the invariants in the module docs.
     ///
     /// Errors: one message listing every problem, each naming its field.
@@ -355,8 +431,8 @@ impl Config {
             "coordinators needs at least one URL",
         );
         require(
-            !self.coordinator_token_file.as_os_str().is_empty(),
-            "coordinator_token_file is required",
+            self.tls.is_some() || self.coordinator_token_file.is_some(),
+            "coordinator_token_file is required without tls",
         );
         require(
             self.genesis_validators_root.is_some(),
@@ -392,6 +468,7 @@ impl Config {
             self.authority_max_age_ms > self.authority_poll_ms,
             "authority_max_age_ms must be greater than authority_poll_ms",
         );
+        problems.extend(self.link_problems());
         if let Err(e) = self.chain_spec() {
             problems.push(e.to_string());
         }

@@ -75,6 +75,8 @@ pub struct Agent {
     /// The keymanager API state; `None` when `keymanager_token_file` is not configured.
     pub keymanager: Option<keymanager::Keymanager>,
     client: Arc<CoordinatorClient>,
+    /// This agent's TLS material (`tls`), reloaded on SIGHUP; `None` in plaintext.
+    pub tls: Option<Arc<failover_common::tls::Tls>>,
     /// Orders registrations, so the last one sent carries the latest key set.
     register_lock: tokio::sync::Mutex<()>,
     batcher: Batcher,
@@ -82,8 +84,10 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Builds an agent from a validated `config` and its coordinator bearer token, with an
-    /// empty key set and the signing state `Unknown`. Starts the batching task, so it must be
+    /// Builds an agent from a validated `config`, its coordinator bearer token (if any) and
+    /// its TLS material (if any: coordinators are then dialled over TLS, must present a node
+    /// certificate of the cluster CA, and see this agent's certificate), with an empty key set
+    /// and the signing state `Unknown`. Starts the batching task, so it must be
     /// called inside a Tokio runtime; start the polls with [`Agent::spawn_background`].
     ///
     /// When `keymanager_token_file` is set, reads the keymanager API token from it, or
@@ -91,7 +95,11 @@ impl Agent {
     ///
     /// Errors: the network settings are inconsistent ([`Config::chain_spec`]); the HTTP client
     /// cannot be built; the keymanager token file cannot be read or created.
-    pub fn new(config: Config, coordinator_token: String) -> anyhow::Result<Arc<Self>> {
+    pub fn new(
+        config: Config,
+        coordinator_token: Option<String>,
+        tls: Option<Arc<failover_common::tls::Tls>>,
+    ) -> anyhow::Result<Arc<Self>> {
         let chain = config
             .chain_spec()
             .context("resolve the network constants")?;
@@ -101,9 +109,14 @@ impl Agent {
             .map(keymanager::Keymanager::open)
             .transpose()?;
         let metrics = Metrics::new();
+        let http = match &tls {
+            Some(t) => t.reqwest_builder(failover_common::tls::PeerRole::Node),
+            None => reqwest::Client::builder(),
+        };
         let client = Arc::new(CoordinatorClient::new(
             config.coordinators.clone(),
             coordinator_token,
+            http,
             batcher::connect_timeout_for(config.record_deadline()),
         )?);
         let batcher = Batcher::spawn(
@@ -128,6 +141,7 @@ impl Agent {
             metrics,
             keymanager,
             client,
+            tls,
             register_lock: tokio::sync::Mutex::new(()),
             batcher,
             poll_failures: AtomicU64::new(0),
@@ -290,6 +304,41 @@ pub fn init_logging() {
         .init();
 }
 
+/// On every SIGHUP: reloads the TLS material and the API client allowlist from their files;
+/// what fails to load keeps the old material in force and is logged at ERROR.
+async fn reload_on_sighup(
+    tls: Option<Arc<failover_common::tls::Tls>>,
+    allowlist: Option<Arc<failover_common::tls::allowlist::AllowList>>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP: TLS reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if let Some(t) = &tls {
+            match t.reload() {
+                Ok(leaf) => {
+                    tracing::info!(fingerprint = %leaf.fingerprint_hex(), not_after = leaf.not_after, "TLS certificate reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS reload refused: the certificate in force stays")
+                }
+            }
+        }
+        if let Some(l) = &allowlist {
+            match l.reload() {
+                Ok(()) => {
+                    tracing::info!(known_clients = ?l.known_clients(), "API client allowlist reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "allowlist reload refused: the list in force stays")
+                }
+            }
+        }
+    }
+}
+
 /// Reads the coordinator bearer token from `path` (surrounding whitespace removed).
 ///
 /// Errors: the file cannot be read, is empty, or other users may read it (the message gives
@@ -311,25 +360,69 @@ pub const LISTENER_LIMITS: failover_common::serve::ListenerLimits =
         max_connections: 1024,
     };
 
-/// Runs an agent until `shutdown` completes: reads the token, parses the keystores, binds the
-/// listener, serves, decrypts the keys in parallel, then prints `READY http://<addr>` on
-/// stdout, and finally shuts down gracefully.
+/// Runs an agent until `shutdown` completes: reads the token and the TLS material, parses the
+/// keystores, binds the listener, serves (TLS with the client allowlist, or plain HTTP when
+/// configured so), decrypts the keys in parallel, then prints `READY https://<addr>` (or
+/// `http://`) on stdout, and finally shuts down gracefully. SIGHUP reloads the TLS material
+/// and the client allowlist.
 ///
-/// Errors: the token, a keystore or a password cannot be read or decrypted, or the listener
-/// cannot be bound; each names what failed.
+/// Errors: the token, the TLS material, a keystore or a password cannot be read or
+/// decrypted, the certificate does not name this agent, or the listener cannot be bound;
+/// each names what failed.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let token = read_token(&config.coordinator_token_file)?;
+    let token = config
+        .coordinator_token_file
+        .as_deref()
+        .map(read_token)
+        .transpose()?;
+    let tls = match &config.tls {
+        Some(files) => {
+            let tls = failover_common::tls::Tls::load(files).context("load tls")?;
+            let want = failover_common::tls::Identity::Agent(config.agent_id.clone());
+            anyhow::ensure!(
+                tls.identity().as_ref() == Some(&want),
+                "tls cert_file {} names {}, but this is agent {}: issue it with `coordinator \
+                 certs issue --agent {}`",
+                files.cert_file.display(),
+                tls.identity()
+                    .map_or_else(|| "no failover identity".to_string(), |i| i.to_string()),
+                config.agent_id,
+                config.agent_id
+            );
+            Some(tls)
+        }
+        None => None,
+    };
+    if config.insecure_plaintext_coordinators {
+        tracing::warn!("insecure_plaintext_coordinators: the coordinator links are plain HTTP; anyone on the path can forge authority views and verdicts");
+    }
+    let allowlist = match &config.api_clients {
+        Some(files) => Some(
+            failover_common::tls::allowlist::AllowList::load(files).context("load api_clients")?,
+        ),
+        None => {
+            tracing::warn!(listen = %config.listen, "insecure_plaintext_api: the Web3Signer and keymanager API is plain HTTP; keep it on a link nobody else can reach");
+            None
+        }
+    };
+    let api_tls = match (&tls, &allowlist) {
+        (Some(t), Some(list)) => {
+            Some(t.server_config(failover_common::tls::ClientAuth::Verifier(list.clone())))
+        }
+        _ => None,
+    };
     let files = keys::scan(&config.keystores_dir, &config.passwords_dir)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("bind the API listener on {}", config.listen))?;
     let addr = listener.local_addr().context("read the bound address")?;
 
-    let agent = Agent::new(config, token)?;
+    let agent = Agent::new(config, token, tls.clone())?;
+    tokio::spawn(reload_on_sighup(tls, allowlist));
     if let Some(km) = &agent.keymanager {
         tracing::info!(token_file = %km.token_file().display(), "keymanager API enabled at {}", keymanager::PATH);
     }
@@ -339,7 +432,7 @@ pub async fn run(
         router(agent.clone()),
         LISTENER_LIMITS,
         Arc::default(),
-        None,
+        api_tls.clone(),
         shutdown,
     ));
 
@@ -369,7 +462,8 @@ pub async fn run(
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "READY http://{host}").context("write READY line")?;
+        let scheme = if api_tls.is_some() { "https" } else { "http" };
+        writeln!(out, "READY {scheme}://{host}").context("write READY line")?;
         out.flush().context("flush stdout")?;
     }
 

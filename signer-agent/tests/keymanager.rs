@@ -223,7 +223,9 @@ fn config(dir: &Path, coordinators: Vec<String>) -> Config {
         agent_id: AGENT.into(),
         region: "eu".into(),
         coordinators,
-        coordinator_token_file: "unused-in-these-tests".into(),
+        coordinator_token_file: Some("unused-in-these-tests".into()),
+        insecure_plaintext_coordinators: true,
+        insecure_plaintext_api: true,
         genesis_validators_root: Some(GVR.parse().unwrap()),
         keystores_dir: dir.join("keystores"),
         passwords_dir: dir.join("passwords"),
@@ -247,7 +249,7 @@ async fn setup_loading(coordinators: Vec<String>) -> Setup {
     std::fs::create_dir_all(&cfg.keystores_dir).unwrap();
     std::fs::create_dir_all(&cfg.passwords_dir).unwrap();
     cfg.validate().unwrap();
-    let agent = Agent::new(cfg, AGENT_TOKEN.into()).unwrap();
+    let agent = Agent::new(cfg, Some(AGENT_TOKEN.into()), None).unwrap();
     agent.poll_authority().await;
     let token = std::fs::read_to_string(dir.path().join("keymanager.token"))
         .unwrap()
@@ -489,7 +491,7 @@ async fn the_keymanager_api_answers_404_when_no_token_file_is_configured() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), vec![dead_url()]);
     cfg.keymanager_token_file = None;
-    let agent = Agent::new(cfg, AGENT_TOKEN.into()).unwrap();
+    let agent = Agent::new(cfg, Some(AGENT_TOKEN.into()), None).unwrap();
     agent.keys.finish();
     let (status, body) = send(&agent, km_request("GET", Some("anything"), None)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -519,7 +521,12 @@ async fn the_token_file_is_generated_with_mode_0600_and_reused_across_restarts()
         s.token
     );
     // A second agent on the same file accepts the same token.
-    let again = Agent::new(config(s.dir.path(), vec![dead_url()]), AGENT_TOKEN.into()).unwrap();
+    let again = Agent::new(
+        config(s.dir.path(), vec![dead_url()]),
+        Some(AGENT_TOKEN.into()),
+        None,
+    )
+    .unwrap();
     let (status, _) = send(&again, km_request("GET", Some(&s.token), None)).await;
     assert_eq!(status, StatusCode::OK);
 }
@@ -910,7 +917,12 @@ async fn delete_says_error_and_returns_no_history_when_the_export_fails() {
 #[tokio::test]
 async fn import_and_delete_answer_503_while_start_up_keys_are_loading() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = Agent::new(config(dir.path(), vec![dead_url()]), AGENT_TOKEN.into()).unwrap();
+    let agent = Agent::new(
+        config(dir.path(), vec![dead_url()]),
+        Some(AGENT_TOKEN.into()),
+        None,
+    )
+    .unwrap();
     agent.keys.expect([interop::pubkey(0)]);
     let token = std::fs::read_to_string(dir.path().join("keymanager.token")).unwrap();
     let (status, body) = send(

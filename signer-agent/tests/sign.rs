@@ -228,7 +228,9 @@ fn config(coordinators: Vec<String>) -> Config {
         agent_id: AGENT.into(),
         region: "eu".into(),
         coordinators,
-        coordinator_token_file: "unused-in-these-tests".into(),
+        coordinator_token_file: Some("unused-in-these-tests".into()),
+        insecure_plaintext_coordinators: true,
+        insecure_plaintext_api: true,
         genesis_validators_root: Some(EXAMPLE_GVR.parse().unwrap()),
         keystores_dir: "unused".into(),
         passwords_dir: "unused".into(),
@@ -240,7 +242,7 @@ fn config(coordinators: Vec<String>) -> Config {
 /// An agent holding interop key 0, with its signing state polled once from the coordinators.
 async fn agent(cfg: Config) -> Arc<Agent> {
     cfg.validate().unwrap();
-    let agent = Agent::new(cfg, TOKEN.into()).unwrap();
+    let agent = Agent::new(cfg, Some(TOKEN.into()), None).unwrap();
     agent.keys.insert(interop::secret_key(0));
     agent.keys.finish();
     agent.poll_authority().await;
@@ -981,7 +983,7 @@ async fn health_public_keys_upcheck_and_metrics_answer() {
 
 #[tokio::test]
 async fn healthcheck_is_503_until_keys_are_loaded_and_a_coordinator_answered() {
-    let agent = Agent::new(config(vec![dead_url().await]), TOKEN.into()).unwrap();
+    let agent = Agent::new(config(vec![dead_url().await]), Some(TOKEN.into()), None).unwrap();
     let (status, bytes) = send(
         &agent,
         Request::get("/healthcheck").body(Body::empty()).unwrap(),

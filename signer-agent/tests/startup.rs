@@ -57,7 +57,7 @@ fn the_example_config_parses_and_validates() {
 fn config_with(extra: &str) -> String {
     format!(
         "agent_id = \"a\"\nregion = \"eu\"\ncoordinators = [\"http://127.0.0.1:1\"]\n\
-         coordinator_token_file = \"t\"\ngenesis_validators_root = \"{GVR}\"\n\
+         coordinator_token_file = \"t\"\ninsecure_plaintext_coordinators = true\ninsecure_plaintext_api = true\ngenesis_validators_root = \"{GVR}\"\n\
          keystores_dir = \"k\"\npasswords_dir = \"p\"\n{extra}"
     )
 }
@@ -120,7 +120,7 @@ fn a_named_network_refuses_fork_overrides_and_a_custom_one_needs_all_three() {
         "{err}"
     );
     assert!(
-        Agent::new(cfg, "t".into()).is_err(),
+        Agent::new(cfg, Some("t".into()), None).is_err(),
         "an agent never starts with it"
     );
 
@@ -214,7 +214,7 @@ fn validation_lists_every_missing_field_by_name() {
 fn environment_and_flags_override_the_file() {
     let mut cfg = Config::from_toml(&format!(
         "agent_id = \"a\"\nregion = \"eu\"\ncoordinators = [\"http://127.0.0.1:1\"]\n\
-         coordinator_token_file = \"t\"\ngenesis_validators_root = \"{GVR}\"\n\
+         coordinator_token_file = \"t\"\ninsecure_plaintext_coordinators = true\ninsecure_plaintext_api = true\ngenesis_validators_root = \"{GVR}\"\n\
          keystores_dir = \"k\"\npasswords_dir = \"p\"\nrecord_deadline_ms = 100\n"
     ))
     .unwrap();
@@ -293,6 +293,7 @@ fn the_binary_prints_ready_after_loading_keys_and_exits_cleanly_on_sigterm() {
         format!(
             "agent_id = \"agent-a\"\nregion = \"eu\"\nlisten = \"127.0.0.1:0\"\n\
              coordinators = [\"http://127.0.0.1:9\"]\ncoordinator_token_file = {token:?}\n\
+             insecure_plaintext_coordinators = true\ninsecure_plaintext_api = true\n\
              genesis_validators_root = \"{GVR}\"\nkeystores_dir = {ks:?}\npasswords_dir = {pw:?}\n"
         ),
     )

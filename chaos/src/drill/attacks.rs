@@ -49,14 +49,17 @@ pub struct Target<'a> {
 ///
 /// Errors: an unknown attack, or an answer other than the documented one.
 pub async fn run(attack: &str, t: &Target<'_>) -> Result<String> {
-    let http = reqwest::Client::builder()
+    let http = t
+        .manifest
+        .client_tls()?
+        .builder()
         .timeout(Duration::from_secs(10))
         .build()
         .context("build the attacker's HTTP client")?;
     let out = match attack {
         "poison_pill_import" => poison_pill_import(&http, t).await?,
         "far_future_attestation" => far_future_attestation(&http, t).await?,
-        "foreign_key_import" => foreign_key_import(&http, t).await?,
+        "foreign_key_import" => foreign_key_import(t).await?,
         "oversized_body" => oversized_body(t).await?,
         "half_open_connections" => half_open_connections(&http, t).await?,
         "bad_token_flood" => bad_token_flood(t).await?,
@@ -73,6 +76,28 @@ fn coordinator(t: &Target<'_>) -> String {
 
 fn operator_token(t: &Target<'_>) -> String {
     t.manifest.operators[0].token.clone()
+}
+
+/// A client holding everything agent `agent` holds: on a TLS lab its client certificate (the
+/// attacker took over the agent's host, not just its token), so the checks behind
+/// authentication are what is attacked.
+///
+/// Errors: the agent's config or certificate cannot be read.
+fn agent_client(t: &Target<'_>, agent: &str) -> Result<reqwest::ClientBuilder> {
+    let info = t
+        .manifest
+        .agents
+        .iter()
+        .find(|a| a.id == agent)
+        .with_context(|| format!("no lab agent {agent}"))?;
+    let text = std::fs::read_to_string(&info.config)
+        .with_context(|| format!("read {}", info.config.display()))?;
+    let cfg: signer_agent::Config = toml::from_str(&text).context("parse the agent config")?;
+    match &cfg.tls {
+        Some(files) => Ok(failover_common::tls::Tls::load(files)?
+            .reqwest_builder(failover_common::tls::PeerRole::Node)),
+        None => Ok(reqwest::Client::builder()),
+    }
 }
 
 fn agent_token(t: &Target<'_>, agent: &str) -> Result<String> {
@@ -207,9 +232,9 @@ async fn far_future_attestation(http: &reqwest::Client, t: &Target<'_>) -> Resul
     ))
 }
 
-/// The standby agent's token imports history for a workload validator: through the operator
-/// route (403) and through the agent route without a proof of possession (403).
-async fn foreign_key_import(http: &reqwest::Client, t: &Target<'_>) -> Result<String> {
+/// The standby agent's credentials import history for a workload validator: through the
+/// operator route (403) and through the agent route without a proof of possession (403).
+async fn foreign_key_import(t: &Target<'_>) -> Result<String> {
     let m = t.manifest;
     let standby = m
         .agents
@@ -217,6 +242,10 @@ async fn foreign_key_import(http: &reqwest::Client, t: &Target<'_>) -> Result<St
         .find(|a| a.id != t.holder)
         .context("no standby agent")?;
     let token = agent_token(t, &standby.id)?;
+    let http = &agent_client(t, &standby.id)?
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("build the agent's client")?;
     let v = m.validators.first().context("no validators")?;
     let doc = interchange(m.genesis_validators_root, v.pubkey, "0", "1");
     let base = coordinator(t);
@@ -237,7 +266,7 @@ async fn foreign_key_import(http: &reqwest::Client, t: &Target<'_>) -> Result<St
 async fn oversized_body(t: &Target<'_>) -> Result<String> {
     // Its own connection: the server answers 413 and closes it while the body is still
     // being written.
-    let http = &reqwest::Client::builder()
+    let http = &agent_client(t, t.holder)?
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(10))
         .build()
@@ -260,7 +289,7 @@ async fn oversized_body(t: &Target<'_>) -> Result<String> {
 /// server closes them within its header-read timeout (10 s) plus a margin.
 async fn half_open_connections(http: &reqwest::Client, t: &Target<'_>) -> Result<String> {
     let base = coordinator(t);
-    let addr = base.trim_start_matches("http://").to_string();
+    let addr = crate::netem::split_url(&base)?.1.to_string();
     let mut conns = Vec::new();
     for _ in 0..300 {
         let mut c = TcpStream::connect(&addr).with_context(|| format!("connect {addr}"))?;
@@ -319,7 +348,10 @@ async fn half_open_connections(http: &reqwest::Client, t: &Target<'_>) -> Result
 /// own clients on 127.0.0.1 are not slowed with it: 401 until the source's budget is spent,
 /// then 429, and the failures are counted.
 async fn bad_token_flood(t: &Target<'_>) -> Result<String> {
-    let attacker = reqwest::Client::builder()
+    let attacker = t
+        .manifest
+        .client_tls()?
+        .builder()
         .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
         .timeout(Duration::from_secs(5))
         .build()
@@ -369,7 +401,10 @@ async fn auth_failures(http: &reqwest::Client, base: &str) -> Result<u64> {
 }
 
 /// An operator adds a "learner" at a listener that records what it receives: the leader asks
-/// it who it is without any secret, gets no proof of the cluster token, and refuses.
+/// it who it is without any secret and refuses it. On a TLS lab the trap serves a certificate
+/// of its own CA naming node 99: the handshake fails, so the trap receives no request at all.
+/// In plaintext it gets one unauthenticated identity request, and no proof of the cluster
+/// token.
 async fn learner_trap(http: &reqwest::Client, t: &Target<'_>) -> Result<String> {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let app = {
@@ -391,8 +426,47 @@ async fn learner_trap(http: &reqwest::Client, t: &Target<'_>) -> Result<String> 
         })
     };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let trap = format!("http://{}", l.local_addr()?);
-    let server = tokio::spawn(async move { axum::serve(l, app).await });
+    let addr = l.local_addr()?;
+    let tls = t.manifest.tls.is_some();
+    let (trap, server) = if tls {
+        let dir = t.manifest.dir.join("trap-pki");
+        let _ = std::fs::remove_dir_all(&dir);
+        let rogue = failover_common::tls::issue::new_ca("failover lab CA", 1)
+            .map_err(anyhow::Error::msg)?;
+        failover_common::tls::issue::write_pair(&dir, "ca", &rogue).map_err(anyhow::Error::msg)?;
+        let leaf = failover_common::tls::issue::issue(
+            &rogue.cert_pem,
+            &rogue.key_pem,
+            &failover_common::tls::issue::LeafSpec::for_days(
+                failover_common::tls::issue::LeafKind::Node(99),
+                vec!["127.0.0.1".into()],
+                1,
+            ),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let w = failover_common::tls::issue::write_pair(&dir, "node-99", &leaf)
+            .map_err(anyhow::Error::msg)?;
+        let cfg = failover_common::tls::Tls::load(&failover_common::tls::TlsFiles {
+            ca_file: dir.join("ca.pem"),
+            cert_file: w.cert,
+            key_file: w.key,
+        })?
+        .server_config(failover_common::tls::ClientAuth::Optional);
+        let server = tokio::spawn(failover_common::serve::serve(
+            l,
+            app,
+            Default::default(),
+            Arc::default(),
+            Some(cfg),
+            std::future::pending(),
+        ));
+        (format!("https://{addr}"), server)
+    } else {
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(l, app).await;
+        });
+        (format!("http://{addr}"), server)
+    };
     let body = json!({"id": 99, "url": trap});
     let (s, v) = post(
         http,
@@ -402,11 +476,27 @@ async fn learner_trap(http: &reqwest::Client, t: &Target<'_>) -> Result<String> 
     )
     .await?;
     server.abort();
+    let message = v["message"].as_str().unwrap_or("");
+    let seen = seen.lock().expect("trap lock").clone();
+    if tls {
+        ensure!(
+            (400..600).contains(&s) && message.contains("certificate"),
+            "add-learner at a trap with a foreign certificate: expected a refusal naming the \
+             certificate, got {s} {v}"
+        );
+        ensure!(
+            seen.is_empty(),
+            "the trap with a foreign certificate received requests: {seen:?}"
+        );
+        return Ok(format!(
+            "add-learner at a listener with a foreign CA's node certificate: {s}, refused at the \
+             handshake, 0 requests received"
+        ));
+    }
     ensure!(
-        (400..600).contains(&s) && v["message"].as_str().unwrap_or("").contains("proof"),
+        (400..600).contains(&s) && message.contains("proof"),
         "add-learner at a trap: expected a refusal naming the missing proof, got {s} {v}"
     );
-    let seen = seen.lock().expect("trap lock").clone();
     ensure!(
         !seen.is_empty(),
         "the leader never asked the trap who it is"
@@ -423,7 +513,10 @@ async fn learner_trap(http: &reqwest::Client, t: &Target<'_>) -> Result<String> 
 async fn every_coordinator_healthy(t: &Target<'_>) -> Result<()> {
     // A client of its own: a connection an attack left half-written (the server answers 413
     // before reading a whole body, then closes) must not be reused for this check.
-    let http = reqwest::Client::builder()
+    let http = t
+        .manifest
+        .client_tls()?
+        .builder()
         .pool_max_idle_per_host(0)
         .build()
         .context("build the health-check client")?;

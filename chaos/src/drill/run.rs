@@ -327,6 +327,7 @@ async fn start(
     let active = lab.active_agent().id.clone();
     let standby = lab.standby_agent_id();
     let clock = lab.clock();
+    let client_tls = lab.client_tls();
     let workload = Workload::start(WorkloadConfig {
         beacon_url: lab.manifest.beacon_nodes[0].url.clone(),
         genesis_validators_root: lab.manifest.genesis_validators_root,
@@ -341,6 +342,7 @@ async fn start(
             .collect(),
         validators: lab.manifest.validators.clone(),
         clock,
+        tls: lab.client_tls(),
         adversarial_every: s
             .workload
             .adversarial
@@ -361,7 +363,8 @@ async fn start(
         windows: Default::default(),
         errors: Default::default(),
         end: watch::channel(false).0,
-        http: reqwest::Client::builder()
+        http: client_tls
+            .builder()
             .build()
             .context("build the drill HTTP client")?,
         clock,

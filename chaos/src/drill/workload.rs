@@ -57,6 +57,8 @@ pub struct WorkloadConfig {
     pub beacon_url: String,
     /// Genesis validators root of the chain.
     pub genesis_validators_root: failover_common::types::Root,
+    /// How to dial the agents (the lab's client TLS).
+    pub tls: crate::lab::pki::ClientTls,
     /// The agents at start.
     pub agents: Vec<AgentEndpoint>,
     /// Validators.
@@ -72,7 +74,9 @@ impl Workload {
     ///
     /// Errors: the beacon node does not answer.
     pub async fn start(cfg: WorkloadConfig) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = cfg
+            .tls
+            .builder()
             .timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
             .build()

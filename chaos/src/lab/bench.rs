@@ -189,11 +189,14 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
         vec![agent.clone()],
         lab.manifest.validators.clone(),
         lab.clock(),
+        lab.client_tls(),
     )
     .await?;
     let fork_info = sim.fork_info();
     let spe = lab.config.slots_per_epoch;
-    let http = reqwest::Client::builder()
+    let http = lab
+        .client_tls()
+        .builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(opts.validators as usize)
         .build()

@@ -71,6 +71,10 @@ pub struct LabConfig {
     /// agent → coordinator link through an in-process [`crate::netem`] proxy, so drills can
     /// partition regions, lose or delay traffic. Off: processes dial each other directly.
     pub netem: bool,
+    /// TLS on every link of the lab (the default): a CA made for the lab, certificates for
+    /// every process, `https://` URLs ([`super::pki`]). Off: plain HTTP, configured as
+    /// `insecure_plaintext` everywhere.
+    pub tls: bool,
     /// Seed of the proxies' loss and delay decisions.
     pub netem_seed: u64,
     /// Run this coordinator (node id) under libfaketime, its wall clock offset by the
@@ -117,6 +121,7 @@ impl LabConfig {
             operators: vec!["alice".into(), "bob".into(), "carol".into()],
             record_deadline_ms: 2_000,
             netem: false,
+            tls: true,
             netem_seed: 0,
             faketime_node: None,
             raft_heartbeat_ms: 100,

@@ -38,6 +38,7 @@ pub struct Failoverctl {
     coordinators: Vec<String>,
     transcript: PathBuf,
     windows: Arc<Mutex<Vec<CommandWindow>>>,
+    ca_file: Option<PathBuf>,
 }
 
 impl Failoverctl {
@@ -49,7 +50,15 @@ impl Failoverctl {
             coordinators,
             transcript: transcript.to_path_buf(),
             windows: Arc::default(),
+            ca_file: None,
         }
+    }
+
+    /// Passes `ca_file` as `FAILOVER_CA_FILE` (the coordinators of a TLS lab are checked
+    /// against it).
+    pub fn with_ca(mut self, ca_file: Option<PathBuf>) -> Self {
+        self.ca_file = ca_file;
+        self
     }
 
     /// Every invocation so far, in start order (shared by clones of this value).
@@ -68,6 +77,9 @@ impl Failoverctl {
         timeout: Duration,
     ) -> Result<T> {
         let mut cmd = tokio::process::Command::new(&self.bin);
+        if let Some(ca) = &self.ca_file {
+            cmd.env("FAILOVER_CA_FILE", ca);
+        }
         cmd.arg("--coordinator")
             .arg(self.coordinators.join(","))
             .arg("--output")

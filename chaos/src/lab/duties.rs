@@ -354,8 +354,10 @@ impl DutySim {
         agents: Vec<AgentEndpoint>,
         validators: Vec<Validator>,
         clock: SlotClock,
+        tls: super::pki::ClientTls,
     ) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = tls
+            .builder()
             .timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(64)
             .build()

@@ -100,6 +100,11 @@ pub struct Manifest {
     /// The lab's Prometheus, when started ([`super::Lab::start_prometheus`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<prometheus::PrometheusInfo>,
+    /// The certificate files of a TLS lab (the default): the CA, an operator's client
+    /// certificate, and the validator-client certificate the agents accept. `None`: every URL
+    /// is plain `http://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<super::pki::LabTls>,
 }
 
 impl Manifest {
@@ -109,6 +114,13 @@ impl Manifest {
             .iter()
             .map(|a| (a.id.clone(), a.role.as_str().to_string()))
             .collect()
+    }
+
+    /// How tools dial this lab ([`super::pki::ClientTls`]).
+    ///
+    /// Errors: the lab's certificate files do not load.
+    pub fn client_tls(&self) -> Result<super::pki::ClientTls> {
+        super::pki::ClientTls::of(self.tls.as_ref())
     }
 
     /// Reads `dir/lab.json`.

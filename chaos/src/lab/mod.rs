@@ -39,6 +39,7 @@ pub mod duties;
 pub mod keys;
 pub mod manifest;
 pub mod ops;
+pub mod pki;
 pub mod probes;
 pub mod procs;
 pub mod prometheus;
@@ -87,6 +88,10 @@ pub struct Lab {
     pub netem: Option<crate::netem::Netem>,
     procs: Vec<Proc>,
     http: reqwest::Client,
+    /// The lab's CA while it runs (TLS labs), for rotation drills.
+    pki: Option<pki::LabPki>,
+    /// How the lab's tools dial.
+    client_tls: pki::ClientTls,
 }
 
 impl Lab {
@@ -111,7 +116,35 @@ impl Lab {
             .duration_since(std::time::UNIX_EPOCH)
             .context("read the clock")?
             .as_secs();
-        let http = reqwest::Client::builder()
+        let (lab_pki, lab_tls) = if config.tls {
+            let p = pki::LabPki::create(&dir.join("pki"))?;
+            let op = config
+                .operators
+                .first()
+                .context("the lab needs an operator")?;
+            let op_files = p.issue(
+                &format!("operator-{op}"),
+                failover_common::tls::issue::LeafKind::Operator(op.clone()),
+            )?;
+            let vc = p.issue(
+                "validator-client",
+                failover_common::tls::issue::LeafKind::Client,
+            )?;
+            let t = pki::LabTls {
+                ca_file: p.ca_file(),
+                operator: op.clone(),
+                operator_cert_file: op_files.cert_file,
+                operator_key_file: op_files.key_file,
+                client_cert_file: vc.cert_file,
+                client_key_file: vc.key_file,
+            };
+            (Some(p), Some(t))
+        } else {
+            (None, None)
+        };
+        let client_tls = pki::ClientTls::of(lab_tls.as_ref())?;
+        let http = client_tls
+            .builder()
             .timeout(Duration::from_secs(5))
             .build()
             .context("build the lab HTTP client")?;
@@ -157,6 +190,7 @@ impl Lab {
                 validators,
                 binaries: binaries.clone(),
                 prometheus: None,
+                tls: lab_tls,
             },
             ctl: Failoverctl::new(&binaries.failoverctl, vec![], &dir.join("failoverctl.log")),
             netem: config
@@ -165,6 +199,8 @@ impl Lab {
             config,
             procs: vec![],
             http,
+            pki: lab_pki,
+            client_tls,
         };
         lab.start_beacons(&logs).await?;
         progress(&format!(
@@ -177,7 +213,8 @@ impl Lab {
             lab.manifest.coordinators.len()
         ));
         let urls = lab.coordinator_urls();
-        lab.ctl = Failoverctl::new(&binaries.failoverctl, urls, &dir.join("failoverctl.log"));
+        lab.ctl = Failoverctl::new(&binaries.failoverctl, urls, &dir.join("failoverctl.log"))
+            .with_ca(lab.manifest.tls.as_ref().map(|t| t.ca_file.clone()));
         let t = Instant::now();
         lab.start_agents(&logs, &secrets, &master).await?;
         progress(&format!(
@@ -233,8 +270,16 @@ impl Lab {
 
     async fn start_coordinators(&mut self, logs: &Path, secrets: &Path) -> Result<()> {
         let dir = self.manifest.dir.clone();
-        let cluster_token_file = secrets.join("cluster.token");
-        keys::write_secret(&cluster_token_file, &random_token())?;
+        // Plaintext labs authenticate coordinators with a shared token; TLS labs by their
+        // node certificates.
+        let cluster_token_file = if self.pki.is_none() {
+            let f = secrets.join("cluster.token");
+            keys::write_secret(&f, &random_token())?;
+            Some(f)
+        } else {
+            None
+        };
+        let scheme = self.scheme();
         let peers: Vec<Peer> = self
             .config
             .coordinator_regions
@@ -243,7 +288,7 @@ impl Lab {
             .map(|(i, region)| {
                 Ok(Peer {
                     id: i as u64 + 1,
-                    url: format!("http://127.0.0.1:{}", procs::free_port()?),
+                    url: format!("{scheme}://127.0.0.1:{}", procs::free_port()?),
                     region: region.clone(),
                     raft_url: None,
                 })
@@ -261,18 +306,13 @@ impl Lab {
             let mut own_peers = peers.clone();
             if let Some(netem) = self.netem.as_mut() {
                 for p in own_peers.iter_mut().filter(|p| p.id != peer.id) {
-                    let target = p
-                        .url
-                        .trim_start_matches("http://")
-                        .parse()
-                        .context("a lab peer URL is http://127.0.0.1:PORT")?;
                     p.url = netem
                         .add_link(
                             &format!("raft {}->{}", peer.id, p.id),
                             crate::netem::LinkKind::Raft,
                             &peer.region,
                             &p.region,
-                            target,
+                            &p.url,
                         )
                         .await?;
                 }
@@ -280,11 +320,20 @@ impl Lab {
             let node_dir = dir.join(format!("coordinator-{}", peer.id));
             std::fs::create_dir_all(&node_dir)
                 .with_context(|| format!("create {}", node_dir.display()))?;
+            let tls = match &self.pki {
+                Some(p) => Some(p.issue(
+                    &format!("node-{}", peer.id),
+                    failover_common::tls::issue::LeafKind::Node(peer.id),
+                )?),
+                None => None,
+            };
             let cfg = CoordinatorConfig {
                 node_id: peer.id,
-                listen: peer.url.trim_start_matches("http://").to_string(),
+                listen: crate::netem::split_url(&peer.url)?.1.to_string(),
                 raft_listen: None,
                 data_dir: node_dir.join("db"),
+                insecure_plaintext: tls.is_none(),
+                tls,
                 cluster_token_file: cluster_token_file.clone(),
                 bootstrap: peer.id == 1,
                 peers: own_peers,
@@ -294,14 +343,14 @@ impl Lab {
                     .iter()
                     .map(|o| OperatorCfg {
                         name: o.name.clone(),
-                        token_sha256: token_hash(&o.token),
+                        token_sha256: Some(token_hash(&o.token)),
                     })
                     .collect(),
                 agents: agent_tokens
                     .iter()
                     .map(|(id, token)| AgentCfg {
                         id: id.clone(),
-                        token_sha256: token_hash(token),
+                        token_sha256: Some(token_hash(token)),
                     })
                     .collect(),
                 chain: ChainCfg {
@@ -481,12 +530,41 @@ impl Lab {
         keystores: &Path,
         passwords: &Path,
     ) -> Result<String> {
+        let (tls, api_clients) = match (&self.pki, &self.manifest.tls) {
+            (Some(p), Some(lab_tls)) => {
+                let files = p.issue(
+                    &format!("agent-{}", spec.id),
+                    failover_common::tls::issue::LeafKind::Agent(spec.id.clone()),
+                )?;
+                // The agent's Web3Signer API admits the lab's validator client by fingerprint,
+                // as Web3Signer's known-clients file does.
+                let known = files
+                    .cert_file
+                    .with_file_name(format!("agent-{}-known-clients.txt", spec.id));
+                let vc = failover_common::tls::read_certs(&lab_tls.client_cert_file)?;
+                let fp = failover_common::tls::CertInfo::parse(&vc[0])
+                    .map_err(anyhow::Error::msg)?
+                    .fingerprint_hex();
+                std::fs::write(&known, format!("lab-validator-client {fp}\n"))
+                    .with_context(|| format!("write {}", known.display()))?;
+                let clients = failover_common::tls::allowlist::AllowListFiles {
+                    client_ca_file: None,
+                    known_clients_file: Some(known),
+                };
+                (Some(files), Some(clients))
+            }
+            _ => (None, None),
+        };
         let cfg = signer_agent::Config {
             agent_id: spec.id.clone(),
             region: spec.region.clone(),
             listen: "127.0.0.1:0".parse().expect("a literal socket address"),
             coordinators,
-            coordinator_token_file: token_file.to_path_buf(),
+            coordinator_token_file: Some(token_file.to_path_buf()),
+            insecure_plaintext_coordinators: tls.is_none(),
+            insecure_plaintext_api: api_clients.is_none(),
+            tls,
+            api_clients,
             genesis_validators_root: Some(self.manifest.genesis_validators_root),
             keystores_dir: keystores.to_path_buf(),
             passwords_dir: passwords.to_path_buf(),
@@ -572,12 +650,6 @@ impl Lab {
         };
         let mut out = Vec::new();
         for c in &coordinators {
-            let target = c
-                .url
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .parse()
-                .with_context(|| format!("coordinator URL {} is not http://IP:PORT", c.url))?;
             out.push(
                 netem
                     .add_link(
@@ -585,12 +657,32 @@ impl Lab {
                         crate::netem::LinkKind::Agent,
                         region,
                         &c.region,
-                        target,
+                        &c.url,
                     )
                     .await?,
             );
         }
         Ok(out)
+    }
+
+    /// `https` for a TLS lab, else `http`.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.pki.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// How the lab's tools dial its processes (the lab CA and the validator-client
+    /// certificate on a TLS lab).
+    pub fn client_tls(&self) -> pki::ClientTls {
+        self.client_tls.clone()
+    }
+
+    /// The lab's CA, on a TLS lab: issues further certificates (rotation drills).
+    pub fn pki(&self) -> Option<&pki::LabPki> {
+        self.pki.as_ref()
     }
 
     /// The running process named `name` (`coordinator-2`, `agent-eu`, `beacon-us`, or an

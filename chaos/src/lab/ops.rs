@@ -290,6 +290,7 @@ impl Lab {
             vec![endpoint.clone()],
             self.manifest.validators.clone(),
             self.clock(),
+            self.client_tls(),
         )
         .await?;
         Ok((endpoint, sim.fork_info()))
@@ -336,14 +337,20 @@ impl Lab {
         let dir = self.manifest.dir.join("restore");
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let port = free_port()?;
-        let url = format!("http://127.0.0.1:{port}");
-        let token_file = dir.join("cluster.token");
-        super::keys::write_secret(&token_file, &super::random_token())?;
+        let url = format!("{}://127.0.0.1:{port}", self.scheme());
         cfg.node_id = 11;
         cfg.listen = format!("127.0.0.1:{port}");
         cfg.data_dir = dir.join("db");
         cfg.bootstrap = false;
-        cfg.cluster_token_file = token_file;
+        // A new cluster: a new token in plaintext; over TLS the lab's CA with a node id the
+        // old cluster never had (the restore checks both).
+        cfg.tls = self.node_tls(11)?;
+        cfg.cluster_token_file = None;
+        if cfg.tls.is_none() {
+            let token_file = dir.join("cluster.token");
+            super::keys::write_secret(&token_file, &super::random_token())?;
+            cfg.cluster_token_file = Some(token_file);
+        }
         cfg.peers = vec![Peer {
             id: 11,
             url: url.clone(),
@@ -359,6 +366,27 @@ impl Lab {
         .context("write the restore host's config")?;
         std::fs::write(dir.join("url"), &url).context("write restore/url")?;
         Ok(url)
+    }
+
+    /// On a TLS lab, a certificate for coordinator `id` from the lab CA (issued once, reused
+    /// by a host started again); `None` on a plaintext lab.
+    ///
+    /// Errors: the certificate cannot be issued.
+    fn node_tls(&self, id: u64) -> Result<Option<failover_common::tls::TlsFiles>> {
+        let Some(pki) = &self.pki else {
+            return Ok(None);
+        };
+        let stem = format!("node-{id}");
+        let existing = pki.ca_file().with_file_name(format!("{stem}.pem"));
+        if existing.exists() {
+            return Ok(Some(failover_common::tls::TlsFiles {
+                ca_file: pki.ca_file(),
+                cert_file: existing,
+                key_file: pki.ca_file().with_file_name(format!("{stem}-key.pem")),
+            }));
+        }
+        pki.issue(&stem, failover_common::tls::issue::LeafKind::Node(id))
+            .map(Some)
     }
 
     /// `leader` → the node id the cluster names as leader; a number → itself.
@@ -398,10 +426,13 @@ impl Lab {
             .with_context(|| format!("read {}", first.config.display()))?;
         let mut cfg: Config = toml::from_str(&text).context("parse node 1's config")?;
         let port = free_port()?;
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("{}://127.0.0.1:{port}", self.scheme());
         let node_dir = self.manifest.dir.join(format!("coordinator-{id}"));
         std::fs::create_dir_all(&node_dir)
             .with_context(|| format!("create {}", node_dir.display()))?;
+        if self.pki.is_some() {
+            cfg.tls = self.node_tls(id)?;
+        }
         cfg.node_id = id;
         cfg.listen = format!("127.0.0.1:{port}");
         cfg.data_dir = node_dir.join("db");

@@ -100,6 +100,7 @@ pub async fn run(
             endpoints.clone(),
             lab.manifest.validators.clone(),
             clock,
+            lab.client_tls(),
         )
         .await
         .context("connect the duty simulator")?;
@@ -159,7 +160,7 @@ pub async fn run(
                         clock.slots_per_epoch,
                     );
                     let target = endpoint(&to).expect("every lab agent has an endpoint");
-                    probes.extend(send_probes(&target, set, progress).await?);
+                    probes.extend(send_probes(&target, set, &lab.client_tls(), progress).await?);
                 }
                 Err(e) => run_errors.push(format!("after handover {id}: {e:#}")),
             }
@@ -180,7 +181,7 @@ pub async fn run(
                 clock.slots_per_epoch,
             );
             let target = endpoint(&holder).expect("every lab agent has an endpoint");
-            probes.extend(send_probes(&target, set, progress).await?);
+            probes.extend(send_probes(&target, set, &lab.client_tls(), progress).await?);
             let mut records = running.stop().await?;
             records.extend(probes.iter().map(|(_, rec)| rec.clone()));
             let path = lab.manifest.dir.join("duties.jsonl");
@@ -324,11 +325,9 @@ impl StatusSampler {
             .collect();
         let token = lab.operator(0).token.clone();
         let out = samples.clone();
+        let tls = lab.client_tls();
         let task = tokio::spawn(async move {
-            let Ok(http) = reqwest::Client::builder()
-                .timeout(Duration::from_millis(800))
-                .build()
-            else {
+            let Ok(http) = tls.builder().timeout(Duration::from_millis(800)).build() else {
                 return;
             };
             loop {
@@ -400,9 +399,11 @@ impl Drop for StatusSampler {
 async fn send_probes(
     agent: &AgentEndpoint,
     probes: Vec<Probe>,
+    tls: &super::pki::ClientTls,
     progress: &dyn Fn(&str),
 ) -> Result<Vec<(Result<(), String>, DutyRecord)>> {
-    let http = reqwest::Client::builder()
+    let http = tls
+        .builder()
         .timeout(Duration::from_secs(10))
         .build()
         .context("build the probe HTTP client")?;

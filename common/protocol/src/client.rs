@@ -3,8 +3,9 @@
 //! next coordinator URL may be asked.
 //!
 //! Invariants:
-//! - every call carries `Authorization: Bearer <token>` (an agent's or an operator's) and ends
-//!   by a deadline;
+//! - every call carries the caller's credentials (`Authorization: Bearer <token>` of an agent
+//!   or an operator, the client certificate of the HTTP client over TLS, or both) and ends by
+//!   a deadline;
 //! - a registration moves to the next coordinator URL only when the connection could not be
 //!   made, so the request cannot have reached a node; any later failure (timeout, reset,
 //!   unreadable answer) is reported as such, because its outcome is unknown;
@@ -98,23 +99,27 @@ pub enum Retry {
 #[derive(Debug)]
 pub struct CoordinatorClient {
     urls: Vec<String>,
-    token: String,
+    token: Option<String>,
     http: reqwest::Client,
     preferred: AtomicUsize,
 }
 
 impl CoordinatorClient {
-    /// A client for `urls` (base URLs, tried in order) sending `token` as bearer token.
-    /// `connect_timeout` bounds each connection attempt, so several URLs fit in one deadline.
+    /// A client for `urls` (base URLs, tried in order) sending `token`, when given, as bearer
+    /// token, over `http` (a builder carrying the TLS config: the cluster CA and a client
+    /// certificate, [`failover_common::tls::Tls::reqwest_builder`]; a plain builder for
+    /// `http://`). `connect_timeout` bounds each connection attempt (TLS handshake included),
+    /// so several URLs fit in one deadline.
     ///
-    /// Errors: the TLS backend cannot be initialized.
+    /// Errors: no URL, or the HTTP client cannot be built.
     pub fn new(
         urls: Vec<String>,
-        token: String,
+        token: Option<String>,
+        http: reqwest::ClientBuilder,
         connect_timeout: Duration,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(!urls.is_empty(), "no coordinator URL configured");
-        let http = reqwest::Client::builder()
+        let http = http
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
@@ -247,8 +252,10 @@ impl CoordinatorClient {
             let mut rb = self
                 .http
                 .request(method.clone(), format!("{}{path}", self.urls[i]))
-                .bearer_auth(&self.token)
                 .timeout(attempt_deadline - now);
+            if let Some(t) = &self.token {
+                rb = rb.bearer_auth(t);
+            }
             if let Some(b) = body {
                 rb = rb.json(b);
             }
@@ -257,12 +264,13 @@ impl CoordinatorClient {
                 // The connection was never established: the request cannot have arrived, so
                 // another node may be asked.
                 Err(e) if e.is_connect() => {
-                    tracing::debug!(url = %self.urls[i], error = %e, "coordinator connect failed");
-                    last_error = CallError::Unreachable(format!("{}: {e}", self.urls[i]));
+                    let why = describe(&e);
+                    tracing::debug!(url = %self.urls[i], error = %why, "coordinator connect failed");
+                    last_error = CallError::Unreachable(format!("{}: {why}", self.urls[i]));
                     continue;
                 }
                 Err(e) if e.is_timeout() => Err(CallError::Timeout),
-                Err(e) => Err(CallError::Transport(e.to_string())),
+                Err(e) => Err(CallError::Transport(describe(&e))),
             };
             let try_next = matches!(
                 (retry, &answer),
@@ -309,10 +317,27 @@ pub async fn node_status(
         .await;
     match sent {
         Ok(resp) => read_answer(resp).await,
-        Err(e) if e.is_connect() => Err(CallError::Unreachable(format!("{url}: {e}"))),
+        Err(e) if e.is_connect() => Err(CallError::Unreachable(format!("{url}: {}", describe(&e)))),
         Err(e) if e.is_timeout() => Err(CallError::Timeout),
-        Err(e) => Err(CallError::Transport(e.to_string())),
+        Err(e) => Err(CallError::Transport(describe(&e))),
     }
+}
+
+/// A reqwest error with its causes, e.g. `error sending request …: invalid peer certificate:
+/// UnknownIssuer`: reqwest's own message omits them, and a refused certificate is exactly
+/// what an operator needs to read.
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 async fn read_answer<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, CallError> {

@@ -187,15 +187,12 @@ impl ClientCertVerifier for AllowList {
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
         let loaded = self.loaded();
-        let info = CertInfo::parse(end_entity).map_err(|_| {
-            Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        })?;
+        let info = CertInfo::parse(end_entity)
+            .map_err(|_| Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
         if loaded.known.contains_key(&info.fingerprint) {
             let now = now.as_secs() as i64;
             if info.not_before > now || info.not_after <= now {
-                return Err(Error::InvalidCertificate(
-                    rustls::CertificateError::Expired,
-                ));
+                return Err(Error::InvalidCertificate(rustls::CertificateError::Expired));
             }
             return Ok(ClientCertVerified::assertion());
         }

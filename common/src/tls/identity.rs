@@ -80,8 +80,7 @@ impl fmt::Display for Identity {
 
 fn valid_name(n: &str) -> bool {
     (1..=64).contains(&n.len())
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 

@@ -19,8 +19,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 
 use super::identity::{CertInfo, Identity};
@@ -189,14 +189,13 @@ pub fn issue(ca_cert_pem: &str, ca_key_pem: &str, spec: &LeafSpec) -> Result<Iss
         ));
     }
     for host in &spec.hosts {
-        let san = match host.parse::<IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(
-                host.clone()
-                    .try_into()
-                    .map_err(|e| format!("{host:?} is neither an IP address nor a DNS name: {e}"))?,
-            ),
-        };
+        let san =
+            match host.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(host.clone().try_into().map_err(|e| {
+                    format!("{host:?} is neither an IP address nor a DNS name: {e}")
+                })?),
+            };
         params.subject_alt_names.push(san);
     }
     params.not_before = datetime(spec.not_before)?;

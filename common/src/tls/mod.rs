@@ -139,7 +139,12 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
         .map_err(|e| TlsError(format!("cannot read {}: {e}", path.display())))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError(format!("{} is not a PEM certificate file: {e}", path.display())))?;
+        .map_err(|e| {
+            TlsError(format!(
+                "{} is not a PEM certificate file: {e}",
+                path.display()
+            ))
+        })?;
     if certs.is_empty() {
         return Err(TlsError(format!(
             "{} holds no PEM CERTIFICATE block",
@@ -156,7 +161,8 @@ pub fn read_roots(path: &Path) -> Result<(RootCertStore, Vec<CertInfo>), TlsErro
     let mut roots = RootCertStore::empty();
     let mut infos = Vec::new();
     for der in read_certs(path)? {
-        infos.push(CertInfo::parse(&der).map_err(|e| TlsError(format!("{}: {e}", path.display())))?);
+        infos
+            .push(CertInfo::parse(&der).map_err(|e| TlsError(format!("{}: {e}", path.display())))?);
         roots.add(der).map_err(|e| {
             TlsError(format!(
                 "{}: a certificate cannot serve as a CA: {e}",
@@ -375,10 +381,12 @@ pub fn ca_only_client_config(
 ) -> Result<rustls::ClientConfig, TlsError> {
     let (roots, _) = read_roots(ca_file)?;
     let provider = provider();
-    let inner =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| TlsError(format!("{}: {e}", ca_file.display())))?;
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| TlsError(format!("{}: {e}", ca_file.display())))?;
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
@@ -390,6 +398,35 @@ pub fn ca_only_client_config(
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+/// A reqwest builder for a tool (`failoverctl`, `coordinator backup`, the lab's tools):
+/// with `ca_file`, servers are checked against that CA (and `expect`), and the client
+/// certificate `cert` (certificate and key files) is presented when given; without `ca_file`,
+/// a plain builder for `http://` URLs.
+///
+/// Errors: a certificate without a CA file, or files that do not load ([`Tls::load`],
+/// [`read_roots`]).
+pub fn tool_client(
+    ca_file: Option<&Path>,
+    cert: Option<(&Path, &Path)>,
+    expect: PeerRole,
+) -> Result<reqwest::ClientBuilder, TlsError> {
+    match (ca_file, cert) {
+        (Some(ca), Some((cert, key))) => Ok(Tls::load(&TlsFiles {
+            ca_file: ca.to_path_buf(),
+            cert_file: cert.to_path_buf(),
+            key_file: key.to_path_buf(),
+        })?
+        .reqwest_builder(expect)),
+        (Some(ca), None) => Ok(
+            reqwest::Client::builder().use_preconfigured_tls(ca_only_client_config(ca, expect)?)
+        ),
+        (None, Some(_)) => Err(TlsError(
+            "a client certificate needs the CA file to check the server against".into(),
+        )),
+        (None, None) => Ok(reqwest::Client::builder()),
+    }
 }
 
 #[cfg(test)]

@@ -117,7 +117,9 @@ async fn a_server_from_another_ca_is_refused_before_any_request_is_sent() {
     ] {
         let rogue = Tls::load(&rogue_ca.files("mitm", LeafKind::Node(1))).unwrap();
         let (addr, _) = server(rogue.server_config(ClientAuth::Optional)).await;
-        let err = who(&client(&agent, PeerRole::Node), addr).await.unwrap_err();
+        let err = who(&client(&agent, PeerRole::Node), addr)
+            .await
+            .unwrap_err();
         assert!(err.contains(why), "{err}");
     }
 }
@@ -129,7 +131,9 @@ async fn a_server_of_the_cluster_ca_that_is_not_a_coordinator_is_refused_as_one(
     // Another agent of the same CA posing as a coordinator.
     let other = Tls::load(&ca.files("other", LeafKind::Agent("agent-eu".into()))).unwrap();
     let (addr, _) = server(other.server_config(ClientAuth::Optional)).await;
-    let err = who(&client(&agent, PeerRole::Node), addr).await.unwrap_err();
+    let err = who(&client(&agent, PeerRole::Node), addr)
+        .await
+        .unwrap_err();
     assert!(err.contains("is not a coordinator"), "{err}");
     assert!(err.contains("agent agent-eu"), "{err}");
     // The same server is fine for a client that expects any server of the CA.
@@ -194,8 +198,8 @@ fn replace_pair(dir: &Path, name: &str, issued: &Issued) {
 }
 
 #[tokio::test]
-async fn reload_puts_a_new_certificate_in_force_for_the_next_handshake_only_for_the_same_identity(
-) {
+async fn reload_puts_a_new_certificate_in_force_for_the_next_handshake_only_for_the_same_identity()
+{
     let ca = Ca::new();
     let files = ca.files("node1", LeafKind::Node(1));
     let node = Tls::load(&files).unwrap();
@@ -307,10 +311,11 @@ async fn an_allowlist_takes_listed_fingerprints_and_its_ca_and_nobody_else() {
     // Each client trusts the agent's CA for the server side.
     let dial = |t: &Arc<Tls>| {
         let mut cfg = t.client_config(PeerRole::Any);
-        cfg.dangerous().set_certificate_verifier(Arc::new(verify::CaServerVerifier::new(
-            verify::Roots::Live(agent.clone()),
-            PeerRole::Any,
-        )));
+        cfg.dangerous()
+            .set_certificate_verifier(Arc::new(verify::CaServerVerifier::new(
+                verify::Roots::Live(agent.clone()),
+                PeerRole::Any,
+            )));
         reqwest::Client::builder()
             .use_preconfigured_tls(cfg)
             .build()

@@ -88,9 +88,9 @@ impl ServerCertVerifier for CaServerVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let ok = self
-            .inner()
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        let ok =
+            self.inner()
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
         if self.expect == PeerRole::Node {
             let info = CertInfo::parse(end_entity).map_err(refuse)?;
             match info.identity {
@@ -166,11 +166,11 @@ impl ClientCertVerifier for CaClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let ok = self
-            .tls
-            .material()
-            .client_verifier
-            .verify_client_cert(end_entity, intermediates, now)?;
+        let ok = self.tls.material().client_verifier.verify_client_cert(
+            end_entity,
+            intermediates,
+            now,
+        )?;
         CertInfo::parse(end_entity).map_err(refuse)?;
         Ok(ok)
     }

@@ -46,6 +46,17 @@ struct Cli {
     /// no flag for the token itself: a command line shows in `ps` to every user.
     #[arg(long, env = "FAILOVER_TOKEN_FILE", global = true)]
     token_file: Option<std::path::PathBuf>,
+    /// PEM file of the cluster CA: coordinators at `https://` URLs must present a node
+    /// certificate of it.
+    #[arg(long, env = "FAILOVER_CA_FILE", global = true)]
+    ca_file: Option<std::path::PathBuf>,
+    /// PEM file of an operator client certificate (`coordinator certs issue --operator`);
+    /// with it no token is needed.
+    #[arg(long, env = "FAILOVER_CERT_FILE", global = true, requires = "key_file")]
+    cert_file: Option<std::path::PathBuf>,
+    /// Its private key (mode 0600).
+    #[arg(long, env = "FAILOVER_KEY_FILE", global = true, requires = "cert_file")]
+    key_file: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table", global = true)]
     output: Output,
@@ -416,23 +427,30 @@ fn print_handover(h: &Handover) {
 }
 
 /// The operator token: from `--token-file` (checked like every secret file), else from the
-/// `FAILOVER_TOKEN` environment variable.
-fn operator_token(file: Option<&std::path::Path>) -> Result<String, Failure> {
+/// `FAILOVER_TOKEN` environment variable; none is needed with an operator certificate
+/// (`has_cert`).
+fn operator_token(
+    file: Option<&std::path::Path>,
+    has_cert: bool,
+) -> Result<Option<String>, Failure> {
     if let Some(f) = file {
         return failover_common::secret_file::read_secret(f)
-            .map(|t| t.to_string())
+            .map(|t| Some(t.to_string()))
             .map_err(|e| Failure::Usage(format!("operator token: {e}")));
     }
     match std::env::var("FAILOVER_TOKEN") {
-        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
+        _ if has_cert => Ok(None),
         _ => Err(Failure::Usage(
-            "no token: pass --token-file FILE (mode 0600) or set FAILOVER_TOKEN".into(),
+            "no credentials: pass --token-file FILE (mode 0600), set FAILOVER_TOKEN, or give an \
+             operator certificate (--cert-file, --key-file, --ca-file)"
+                .into(),
         )),
     }
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let token = operator_token(cli.token_file.as_deref())?;
+    let token = operator_token(cli.token_file.as_deref(), cli.cert_file.is_some())?;
     if cli.coordinator.is_empty() {
         return Err(Failure::Usage(
             "no coordinator: pass --coordinator URL or set FAILOVER_COORDINATOR".into(),
@@ -443,7 +461,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Usage(format!("cannot start the I/O runtime: {e}")))?;
-    let api = CoordinatorClient::new(cli.coordinator.clone(), token, timeout)
+    let cert = cli.cert_file.as_deref().zip(cli.key_file.as_deref());
+    let http = failover_common::tls::tool_client(
+        cli.ca_file.as_deref(),
+        cert,
+        failover_common::tls::PeerRole::Node,
+    )
+    .map_err(|e| Failure::Usage(format!("TLS: {e}")))?;
+    let api = CoordinatorClient::new(cli.coordinator.clone(), token, http, timeout)
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let c = Client { api, rt, timeout };
     let json = cli.output == Output::Json;

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use sha2::Digest;
+
 use crate::config::{token_hash, Config};
 use failover_common::chain_time::now_ms;
 
@@ -54,12 +56,22 @@ pub fn write_file(path: &Path, bytes: &[u8], overwrite: bool) -> anyhow::Result<
     Ok(())
 }
 
-pub(super) fn read_cluster_token(config: &Config) -> anyhow::Result<String> {
-    Ok(
-        failover_common::secret_file::read_secret(&config.cluster_token_file)
-            .context("read the cluster token")?
-            .to_string(),
-    )
+/// SHA-256 (hex) of the credential that admits a node to the cluster configured by
+/// `config`: the cluster token in plaintext, the first CA certificate (DER) of `[tls]`
+/// `ca_file` over TLS. Recorded in a backup's header; a restore compares it.
+///
+/// Errors: the token or CA file cannot be read.
+pub fn cluster_credential_sha256(config: &Config) -> anyhow::Result<String> {
+    match (&config.tls, &config.cluster_token_file) {
+        (Some(tls), _) => {
+            let certs = failover_common::tls::read_certs(&tls.ca_file)?;
+            Ok(hex::encode(sha2::Sha256::digest(&certs[0])))
+        }
+        (None, Some(file)) => Ok(token_hash(
+            &failover_common::secret_file::read_secret(file).context("read the cluster token")?,
+        )),
+        (None, None) => anyhow::bail!("the config has neither [tls] nor cluster_token_file"),
+    }
 }
 
 /// An offline backup of the node configured by `config`: its data directory opened
@@ -72,7 +84,7 @@ pub fn offline_backup(config: &Config) -> anyhow::Result<Vec<u8>> {
         "no coordinator database in {}",
         config.data_dir.display()
     );
-    let token = read_cluster_token(config)?;
+    let credential = cluster_credential_sha256(config)?;
     let db = crate::store::open_db_read_only(&config.data_dir)
         .with_context(|| format!("open {} read-only", config.data_dir.display()))?;
     let sm = crate::store::StateMachineStore::load(db).context("load the state machine")?;
@@ -81,7 +93,7 @@ pub fn offline_backup(config: &Config) -> anyhow::Result<Vec<u8>> {
         &snapshot,
         config.chain.genesis_validators_root,
         config.node_id,
-        token_hash(&token),
+        credential,
         now_ms(),
     ))
 }

@@ -25,7 +25,9 @@ pub struct BackupHeader {
     pub created_at_ms: u64,
     /// Node that served the backup (the leader, for an online backup).
     pub source_node_id: NodeId,
-    /// SHA-256 (hex) of the backed-up cluster's token; a restore refuses the same token.
+    /// SHA-256 (hex) of the backed-up cluster's credential: its token in plaintext, its CA
+    /// certificate (DER) over TLS ([`super::cluster_credential_sha256`]); a restore refuses
+    /// the same token, and with the same CA restores only to a new node id.
     pub source_cluster_token_sha256: String,
     /// Validators with slashing-protection history in the state.
     pub validators: usize,

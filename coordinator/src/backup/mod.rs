@@ -115,7 +115,7 @@ mod floor;
 mod format;
 mod restore;
 
-pub use file::{offline_backup, read_file, write_file};
+pub use file::{cluster_credential_sha256, offline_backup, read_file, write_file};
 pub use floor::{choose_floor, max_recorded_epoch, observe_chain_head, ChainHead};
 pub use format::{decode, encode, Backup, BackupError, BackupHeader};
 pub use restore::{restore, restored_state, RestoreOptions, RestoreReport, RestoreStamp};

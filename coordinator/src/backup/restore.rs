@@ -10,11 +10,11 @@ use anyhow::Context;
 use openraft::{BasicNode, CommittedLeaderId, LogId, Membership, StoredMembership, Vote};
 use serde::{Deserialize, Serialize};
 
-use super::file::read_cluster_token;
+use super::file::cluster_credential_sha256;
 use super::floor::{choose_floor, max_recorded_epoch, observe_chain_head};
 use super::format::Backup;
 use super::RESTORE_INDEX_GAP;
-use crate::config::{token_hash, Config};
+use crate::config::Config;
 use crate::slashing::RestoreFloor;
 use crate::state::RestoreInfo;
 use crate::store::SmSnapshotData;
@@ -168,14 +168,38 @@ pub async fn restore(
             dir.display()
         );
     }
-    let token = read_cluster_token(config)?;
-    anyhow::ensure!(
-        token_hash(&token) != backup.header.source_cluster_token_sha256,
-        "the config's cluster token ({}) is the backed-up cluster's: the restored node would \
-         accept Raft RPC from nodes of the old cluster. Give the new cluster a new token \
-         (coordinator gen-token)",
-        config.cluster_token_file.display()
-    );
+    let same_credential =
+        cluster_credential_sha256(config)? == backup.header.source_cluster_token_sha256;
+    match (&config.tls, &config.cluster_token_file) {
+        (None, Some(file)) => anyhow::ensure!(
+            !same_credential,
+            "the config's cluster token ({}) is the backed-up cluster's: the restored node \
+             would accept Raft RPC from nodes of the old cluster. Give the new cluster a new \
+             token (coordinator gen-token)",
+            file.display()
+        ),
+        (Some(tls), _) if same_credential => {
+            // Same CA: old nodes hold valid node certificates. The restored node accepts
+            // Raft RPC only from its peers and members (`Node::knows_node`), so it must list
+            // no old node and not reuse the id of the node the backup came from.
+            let others: Vec<_> = config
+                .peers
+                .iter()
+                .filter(|p| p.id != config.node_id)
+                .map(|p| p.id)
+                .collect();
+            anyhow::ensure!(
+                others.is_empty() && config.node_id != backup.header.source_node_id,
+                "the config's CA ({}) is the backed-up cluster's, so nodes of the old cluster \
+                 hold valid certificates: the restored node must list only itself in [[peers]] \
+                 (it lists {others:?}) and use a node id other than {} (the backup's source); \
+                 or give the new cluster a new CA (coordinator certs ca)",
+                tls.ca_file.display(),
+                backup.header.source_node_id
+            )
+        }
+        _ => {}
+    }
     let spe = config.chain.slots_per_epoch;
     let head = if opts.floor_epoch.is_some() && config.beacon.urls.is_empty() {
         Err("no beacon nodes are configured".to_string())

@@ -2,8 +2,11 @@
 //!
 //! - `coordinator run --config FILE` starts the node (config from the file, then `FAILOVER_*`
 //!   environment variables, then flags). SIGHUP re-reads the file and replaces the
-//!   `[[operators]]` and `[[agents]]` in force when the whole file is valid (`access` module);
-//!   a bad file keeps the old ones and logs the problems at ERROR.
+//!   `[[operators]]` and `[[agents]]` in force when the whole file is valid (`access` module),
+//!   and reloads the TLS certificate, key and CA from their files (`[tls]`); a bad file keeps
+//!   the old ones and logs the problems at ERROR.
+//! - `coordinator certs ca|issue|show`: a small CA for a lab or a small deployment
+//!   (`failover_common::tls::issue`; docs/tls.md for an existing PKI).
 //! - `coordinator reload --config FILE [--pid PID]` checks a file as SIGHUP would and, with
 //!   `--pid`, sends SIGHUP to the running node.
 //! - `coordinator hash-token` reads a token on standard input and prints its SHA-256 for a
@@ -72,6 +75,9 @@ enum Cmd {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Create a cluster CA, issue node, agent and operator certificates, or show one.
+    #[command(subcommand)]
+    Certs(CertsCmd),
     /// Print the SHA-256 of a token read from standard input (for `token_sha256` fields).
     /// Surrounding whitespace and the newline are ignored, as the server ignores them.
     HashToken,
@@ -87,9 +93,12 @@ enum Cmd {
         /// served by the leader).
         #[arg(long, conflicts_with = "config", required_unless_present = "config")]
         url: Option<String>,
-        /// Online: file holding the operator token (else FAILOVER_TOKEN).
+        /// Online: file holding the operator token (else FAILOVER_TOKEN; not needed with an
+        /// operator certificate).
         #[arg(long, requires = "url")]
         token_file: Option<PathBuf>,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
         /// Offline: the config of a STOPPED node; its data directory is read read-only.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -129,6 +138,148 @@ enum Cmd {
         #[arg(long, env = "FAILOVER_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+}
+
+/// TLS options of a tool that calls a coordinator over `https://`.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct ClientTlsArgs {
+    /// PEM file of the cluster CA, to check the coordinator's certificate.
+    #[arg(long, env = "FAILOVER_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// PEM file of an operator client certificate (`coordinator certs issue --operator`).
+    #[arg(long, env = "FAILOVER_CERT_FILE", requires_all = ["key_file", "ca_file"])]
+    cert_file: Option<PathBuf>,
+    /// Its private key (mode 0600).
+    #[arg(long, env = "FAILOVER_KEY_FILE", requires = "cert_file")]
+    key_file: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    /// A reqwest builder checking coordinators against the CA, presenting the certificate
+    /// when one is given; a plain builder without `--ca-file`.
+    fn builder(&self) -> anyhow::Result<reqwest::ClientBuilder> {
+        let cert = self.cert_file.as_deref().zip(self.key_file.as_deref());
+        Ok(failover_common::tls::tool_client(
+            self.ca_file.as_deref(),
+            cert,
+            failover_common::tls::PeerRole::Node,
+        )?)
+    }
+}
+
+#[derive(Subcommand)]
+enum CertsCmd {
+    /// Create a cluster CA: DIR/ca.pem and DIR/ca-key.pem (0600; keep it offline).
+    Ca {
+        /// Directory to write into; an existing ca-key.pem is never overwritten.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = "failover cluster CA")]
+        name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Issue a certificate signed by DIR/ca.pem and DIR/ca-key.pem, written as
+    /// OUT/<stem>.pem and OUT/<stem>-key.pem.
+    Issue {
+        /// Directory holding ca.pem and ca-key.pem.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Directory to write into (default: --ca-dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A coordinator's certificate, naming its node id (serverAuth and clientAuth).
+        #[arg(long, group = "kind")]
+        node: Option<u64>,
+        /// A signer agent's certificate, naming its agent id (serverAuth and clientAuth).
+        #[arg(long, group = "kind")]
+        agent: Option<String>,
+        /// An operator's client certificate, naming the operator (clientAuth).
+        #[arg(long, group = "kind")]
+        operator: Option<String>,
+        /// A client certificate without a failover identity, e.g. for a validator client
+        /// of an agent's Web3Signer API (clientAuth).
+        #[arg(long, group = "kind")]
+        client: Option<String>,
+        /// DNS name or IP address the holder is reached at (repeat; servers need one for
+        /// every name clients dial).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Print what a certificate says: identity, validity, SHA-256 fingerprint (for a
+    /// known-clients file).
+    Show {
+        /// PEM certificate file.
+        #[arg(long)]
+        cert: PathBuf,
+    },
+}
+
+fn certs(cmd: CertsCmd) -> anyhow::Result<()> {
+    use failover_common::tls::issue::{issue, new_ca, write_pair, LeafKind, LeafSpec};
+    let show = |info: &failover_common::tls::CertInfo, files: Option<(&Path, &Path)>| {
+        let mut v = serde_json::json!({
+            "subject": info.subject,
+            "identity": info.identity.as_ref().map(|i| i.uri()),
+            "not_before": info.not_before,
+            "not_after": info.not_after,
+            "sha256_fingerprint": info.fingerprint_hex(),
+        });
+        if let Some((cert, key)) = files {
+            v["cert_file"] = cert.display().to_string().into();
+            v["key_file"] = key.display().to_string().into();
+        }
+        print_json(&v)
+    };
+    match cmd {
+        CertsCmd::Ca { dir, name, days } => {
+            let ca = new_ca(&name, days).map_err(anyhow::Error::msg)?;
+            let w = write_pair(&dir, "ca", &ca).map_err(anyhow::Error::msg)?;
+            show(&ca.info, Some((&w.cert, &w.key)))
+        }
+        CertsCmd::Issue {
+            ca_dir,
+            out,
+            node,
+            agent,
+            operator,
+            client,
+            hosts,
+            days,
+        } => {
+            let (kind, stem) = match (node, agent, operator, client) {
+                (Some(n), ..) => (LeafKind::Node(n), format!("node-{n}")),
+                (_, Some(a), ..) => (LeafKind::Agent(a.clone()), format!("agent-{a}")),
+                (_, _, Some(o), _) => (LeafKind::Operator(o.clone()), format!("operator-{o}")),
+                (_, _, _, Some(c)) => (LeafKind::Client, format!("client-{c}")),
+                _ => anyhow::bail!("name what to issue: --node, --agent, --operator or --client"),
+            };
+            if matches!(kind, LeafKind::Node(_) | LeafKind::Agent(_)) && hosts.is_empty() {
+                anyhow::bail!(
+                    "a node or agent certificate needs --host for every name or address it is                      dialled at (e.g. --host 10.0.1.5 --host coord-eu.example.net)"
+                );
+            }
+            let ca_cert = std::fs::read_to_string(ca_dir.join("ca.pem"))
+                .with_context(|| format!("read {}", ca_dir.join("ca.pem").display()))?;
+            let ca_key = failover_common::secret_file::read_secret(&ca_dir.join("ca-key.pem"))?;
+            let leaf = issue(&ca_cert, &ca_key, &LeafSpec::for_days(kind, hosts, days))
+                .map_err(anyhow::Error::msg)?;
+            let out = out.unwrap_or(ca_dir);
+            let w = write_pair(&out, &stem, &leaf).map_err(anyhow::Error::msg)?;
+            show(&leaf.info, Some((&w.cert, &w.key)))
+        }
+        CertsCmd::Show { cert } => {
+            let der = failover_common::tls::read_certs(&cert)?;
+            let info =
+                failover_common::tls::CertInfo::parse(&der[0]).map_err(anyhow::Error::msg)?;
+            show(&info, None)
+        }
+    }
 }
 
 fn main() {
@@ -185,6 +336,7 @@ fn real_main() -> anyhow::Result<()> {
             println!("{}", token_hash(&t));
             Ok(())
         }
+        Cmd::Certs(cmd) => certs(cmd),
         Cmd::GenToken => {
             use rand::RngCore;
             let mut b = [0u8; 32];
@@ -205,15 +357,37 @@ fn real_main() -> anyhow::Result<()> {
             overrides,
         } => {
             let cfg = load_config(&config, &overrides)?;
-            let token = failover_common::secret_file::read_secret(&cfg.cluster_token_file)
-                .context("read the cluster token")?;
-            let list = AccessList::new(&cfg.operators, &cfg.agents, &token)
-                .map_err(|e| anyhow::anyhow!("invalid [[operators]] / [[agents]]:\n{e}"))?;
+            let token = match &cfg.cluster_token_file {
+                Some(f) => Some(
+                    failover_common::secret_file::read_secret(f)
+                        .context("read the cluster token")?,
+                ),
+                None => None,
+            };
+            let list = AccessList::new(
+                &cfg.operators,
+                &cfg.agents,
+                token.as_deref().map(|t| t.as_str()),
+            )
+            .map_err(|e| anyhow::anyhow!("invalid [[operators]] / [[agents]]:\n{e}"))?;
+            let tls = match &cfg.tls {
+                Some(files) => Some(
+                    failover_common::tls::Tls::load(files)
+                        .context("[tls]")?
+                        .leaf(),
+                ),
+                None => None,
+            };
             print_json(&serde_json::json!({
                 "config": config,
                 "valid": true,
                 "operators": list.operators(),
                 "agents": list.agents(),
+                "tls_cert": tls.as_ref().map(|l| serde_json::json!({
+                    "identity": l.identity.as_ref().map(|i| i.uri()),
+                    "not_after": l.not_after,
+                    "sha256_fingerprint": l.fingerprint_hex(),
+                })),
             }))?;
             if let Some(pid) = pid {
                 anyhow::ensure!(pid > 0, "--pid must be a process id");
@@ -233,6 +407,7 @@ fn real_main() -> anyhow::Result<()> {
             out,
             url,
             token_file,
+            tls,
             config,
             force,
             timeout_secs,
@@ -240,16 +415,23 @@ fn real_main() -> anyhow::Result<()> {
             let bytes = match (url, config) {
                 (Some(url), _) => {
                     let token = match token_file {
-                        Some(f) => failover_common::secret_file::read_secret(&f)
-                            .context("read the operator token")?
-                            .to_string(),
-                        None => std::env::var("FAILOVER_TOKEN").context(
-                            "no operator token: pass --token-file or set FAILOVER_TOKEN",
-                        )?,
+                        Some(f) => Some(
+                            failover_common::secret_file::read_secret(&f)
+                                .context("read the operator token")?
+                                .to_string(),
+                        ),
+                        None => std::env::var("FAILOVER_TOKEN").ok(),
                     };
+                    anyhow::ensure!(
+                        token.is_some() || tls.cert_file.is_some(),
+                        "no operator credentials: pass --token-file, set FAILOVER_TOKEN, or give \
+                         an operator certificate (--cert-file, --key-file)"
+                    );
+                    let client = tls.builder()?;
                     runtime()?.block_on(fetch_backup(
+                        client,
                         &url,
-                        token.trim(),
+                        token.as_deref().map(str::trim),
                         Duration::from_secs(timeout_secs),
                     ))?
                 }
@@ -322,13 +504,22 @@ fn real_main() -> anyhow::Result<()> {
     }
 }
 
-/// `GET {url}/v1/backup` with the operator `token`, bounded by `timeout`.
-async fn fetch_backup(url: &str, token: &str, timeout: Duration) -> anyhow::Result<Vec<u8>> {
-    let res = reqwest::Client::builder()
+/// `GET {url}/v1/backup` with the operator `token` (or the client certificate of `client`
+/// alone), bounded by `timeout`.
+async fn fetch_backup(
+    client: reqwest::ClientBuilder,
+    url: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<Vec<u8>> {
+    let mut req = client
         .timeout(timeout)
         .build()?
-        .get(format!("{}/v1/backup", url.trim_end_matches('/')))
-        .bearer_auth(token)
+        .get(format!("{}/v1/backup", url.trim_end_matches('/')));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req
         .send()
         .await
         .with_context(|| format!("GET {url}/v1/backup"))?;
@@ -348,7 +539,18 @@ async fn run(cfg: Config, config_path: PathBuf, overrides: Overrides) -> anyhow:
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("bind {listen}"))?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let scheme = if node.tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", listener.local_addr()?);
+    // Operators may come with a token alone, so the API listener asks for a client certificate
+    // without requiring one; the Raft listener serves coordinators only and requires one.
+    let api_tls = node
+        .tls
+        .as_ref()
+        .map(|t| t.server_config(failover_common::tls::ClientAuth::Optional));
+    let raft_tls = node
+        .tls
+        .as_ref()
+        .map(|t| t.server_config(failover_common::tls::ClientAuth::Required));
     let raft_listener = match &node.config.raft_listen {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
@@ -371,7 +573,7 @@ async fn run(cfg: Config, config_path: PathBuf, overrides: Overrides) -> anyhow:
                 router(node.clone()),
                 limits,
                 node.listener_stats.clone(),
-                None,
+                api_tls,
                 shutdown_signal(),
             )
             .await
@@ -386,8 +588,8 @@ async fn run(cfg: Config, config_path: PathBuf, overrides: Overrides) -> anyhow:
                 raft_listener,
                 coordinator::http::internal_router(node.clone()),
                 limits,
-                Arc::default(),
-                None,
+                node.raft_listener_stats.clone(),
+                raft_tls,
                 stop(rx.clone()),
             ));
             let api = tokio::spawn(failover_common::serve::serve(
@@ -395,7 +597,7 @@ async fn run(cfg: Config, config_path: PathBuf, overrides: Overrides) -> anyhow:
                 coordinator::http::api_router(node.clone()),
                 limits,
                 node.listener_stats.clone(),
-                None,
+                api_tls,
                 stop(rx),
             ));
             shutdown_signal().await;
@@ -408,8 +610,9 @@ async fn run(cfg: Config, config_path: PathBuf, overrides: Overrides) -> anyhow:
     Ok(())
 }
 
-/// On every SIGHUP: re-read the config file and put its `[[operators]]` and `[[agents]]` in
-/// force if the whole file is valid; otherwise keep the old ones and log why at ERROR.
+/// On every SIGHUP: reload the TLS material from its files (`[tls]`; the old material stays
+/// on any error), then re-read the config file and put its `[[operators]]` and `[[agents]]`
+/// in force if the whole file is valid; otherwise keep the old ones and log why at ERROR.
 async fn reload_on_sighup(node: Arc<Node>, path: PathBuf, overrides: Overrides) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
@@ -420,6 +623,22 @@ async fn reload_on_sighup(node: Arc<Node>, path: PathBuf, overrides: Overrides) 
         }
     };
     while hup.recv().await.is_some() {
+        if let Some(tls) = &node.tls {
+            match tls.reload() {
+                Ok(leaf) => {
+                    node.metrics.tls_reloads.with_label_values(&["ok"]).inc();
+                    tracing::info!(
+                        fingerprint = %leaf.fingerprint_hex(),
+                        not_after = leaf.not_after,
+                        "TLS certificate reloaded; new connections use it"
+                    );
+                }
+                Err(e) => {
+                    node.metrics.tls_reloads.with_label_values(&["error"]).inc();
+                    tracing::error!(error = %e, "TLS reload refused: the certificate in force stays");
+                }
+            }
+        }
         let result = load_config(&path, &overrides)
             .map_err(|e| format!("{e:#}"))
             .and_then(|cfg| node.reload_access(&cfg));

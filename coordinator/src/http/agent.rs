@@ -19,7 +19,7 @@ use failover_protocol::{
 
 use crate::state::Response;
 
-use super::{linearizable_read, parse, rejected_to_error, ApiError, ApiResult, AppState};
+use super::{linearizable_read, parse, rejected_to_error, ApiError, ApiResult, AppState, Caller};
 
 /// `GET /v1/authority`: the holder and fencing token, read linearizably (the leader confirms
 /// its leadership with a quorum; a follower forwards once to the leader; 503 without a
@@ -28,11 +28,12 @@ use super::{linearizable_read, parse, rejected_to_error, ApiError, ApiResult, Ap
 /// from the leader must not answer from its stale state (DESIGN.md, "short lease").
 pub(super) async fn authority(
     State(s): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
 ) -> ApiResult<HttpResponse> {
-    s.principal(&headers)?;
     linearizable_read(
         &s,
+        &caller,
         &headers,
         "/v1/authority",
         "the signing authority",
@@ -51,10 +52,10 @@ pub(super) async fn authority(
 
 pub(super) async fn register_agent(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let agent = s.agent(&headers)?;
+    let agent = caller.agent()?;
     let req: RegisterAgentRequest = parse(&body)?;
     if req.agent != agent {
         return Err(ApiError::wrong_principal(format!(
@@ -74,10 +75,10 @@ pub(super) async fn register_agent(
 
 pub(super) async fn heartbeat(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let agent = s.agent(&headers)?;
+    let agent = caller.agent()?;
     let req: HeartbeatRequest = parse(&body)?;
     if req.agent != agent {
         return Err(ApiError::wrong_principal(format!(
@@ -97,11 +98,11 @@ pub(super) async fn heartbeat(
 
 pub(super) async fn record_batch(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> ApiResult<Json<RecordBatchResponse>> {
     let started = Instant::now();
-    let agent = s.agent(&headers)?;
+    let agent = caller.agent()?;
     let req: RecordBatchRequest = parse(&body)?;
     if req.agent != agent {
         return Err(ApiError::wrong_principal(format!(

@@ -20,7 +20,7 @@ use axum::Json;
 
 use serde::Deserialize;
 
-use super::{forward_to_leader, parse, ApiError, ApiResult, AppState, FORWARDED};
+use super::{forward_to_leader, parse, ApiError, ApiResult, AppState, Caller, FORWARDED};
 use crate::identity::NodeIdentity;
 use crate::membership::{Membership, MembershipError};
 use failover_protocol::{AddLearnerBody, ChangeOutcome, ChangeVotersBody, ErrorCode};
@@ -59,12 +59,14 @@ fn write_timeout(s: &AppState) -> Duration {
 /// `GET /v1/cluster/members` (operator): a [`failover_protocol::MembersView`].
 pub(super) async fn members(
     State(s): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
 ) -> ApiResult<HttpResponse> {
-    s.operator(&headers)?;
+    caller.operator()?;
     if !s.node.is_leader() && !headers.contains_key(FORWARDED) && s.node.leader().is_some() {
         match forward_to_leader(
             &s,
+            &caller,
             &headers,
             reqwest::Method::GET,
             "/v1/cluster/members",
@@ -85,16 +87,18 @@ pub(super) async fn members(
 /// `POST /v1/cluster/learners` (operator): a [`ChangeOutcome`] once the learner caught up.
 pub(super) async fn add_learner(
     State(s): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<HttpResponse> {
-    let operator = s.operator(&headers)?;
+    let operator = caller.operator()?;
     let req: AddLearnerBody = parse(&body)?;
     req.validate().map_err(ApiError::bad_request)?;
     if !s.node.is_leader() {
         let timeout = req.catch_up_timeout() + write_timeout(&s) * 3;
         return forward_to_leader(
             &s,
+            &caller,
             &headers,
             reqwest::Method::POST,
             "/v1/cluster/learners",
@@ -115,15 +119,17 @@ pub(super) async fn add_learner(
 /// [`ChangeOutcome`].
 pub(super) async fn change_voters(
     State(s): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<HttpResponse> {
-    let operator = s.operator(&headers)?;
+    let operator = caller.operator()?;
     let req: ChangeVotersBody = parse(&body)?;
     req.validate().map_err(ApiError::bad_request)?;
     if !s.node.is_leader() {
         return forward_to_leader(
             &s,
+            &caller,
             &headers,
             reqwest::Method::POST,
             "/v1/cluster/voters",
@@ -145,7 +151,8 @@ pub(super) async fn change_voters(
     answer(&s, action, r)
 }
 
-/// `GET /internal/v1/identity` (cluster token): a [`NodeIdentity`].
+/// `GET /internal/v1/identity` (no credentials): a [`NodeIdentity`], with a proof of the
+/// cluster token for a challenge in plaintext.
 pub(super) async fn identity(
     State(s): State<AppState>,
     Query(q): Query<IdentityQuery>,
@@ -164,9 +171,13 @@ pub(super) async fn identity(
         node_id: s.node.id,
         initialized,
         region: s.node.config.me().region.clone(),
-        proof: q
-            .challenge
-            .map(|c| crate::identity::identity_proof(&s.node.cluster_token, s.node.id, &c)),
+        // Over TLS the certificate is the proof; a challenge is answered only in plaintext.
+        proof: q.challenge.and_then(|c| {
+            s.node
+                .cluster_token
+                .as_deref()
+                .map(|t| crate::identity::identity_proof(t, s.node.id, &c))
+        }),
     }))
 }
 

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::Json;
 use failover_protocol::{
     AbortBody, AgentStatus, ApproveBody, AuditEntry, ErrorCode, Handover, HandoverRequestBody,
@@ -21,13 +20,13 @@ use crate::node::now_ms;
 use crate::state::Response;
 use crate::NodeId;
 
-use super::{operator_command, parse, ApiError, ApiResult, AppState};
+use super::{operator_command, parse, ApiError, ApiResult, AppState, Caller};
 
 pub(super) async fn status(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> ApiResult<Json<StatusView>> {
-    s.operator(&headers)?;
+    caller.operator()?;
     let m = s.node.raft.metrics().borrow().clone();
     let leader = s.node.leader();
     let regions: HashMap<NodeId, String> = s
@@ -81,19 +80,19 @@ pub(super) async fn status(
 
 pub(super) async fn list_handovers(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> ApiResult<Json<Vec<Handover>>> {
-    s.operator(&headers)?;
+    caller.operator()?;
     let st = s.node.state.read().expect("state lock");
     Ok(Json(st.data.handovers.values().cloned().collect()))
 }
 
 pub(super) async fn get_handover(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<u64>,
 ) -> ApiResult<Json<Handover>> {
-    s.operator(&headers)?;
+    caller.operator()?;
     let st = s.node.state.read().expect("state lock");
     st.data
         .handovers
@@ -117,10 +116,10 @@ pub(super) async fn operator_write(
 
 pub(super) async fn request_handover(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> ApiResult<Json<Handover>> {
-    let operator = s.operator(&headers)?;
+    let operator = caller.operator()?;
     let req: HandoverRequestBody = parse(&body)?;
     tracing::info!(%operator, to = %req.to, "handover requested");
     let cmd = crate::state::Command::RequestHandover {
@@ -135,11 +134,11 @@ pub(super) async fn request_handover(
 
 pub(super) async fn approve_handover(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<u64>,
     body: Bytes,
 ) -> ApiResult<Json<Handover>> {
-    let operator = s.operator(&headers)?;
+    let operator = caller.operator()?;
     let req: ApproveBody = if body.is_empty() {
         ApproveBody::default()
     } else {
@@ -160,11 +159,11 @@ pub(super) async fn approve_handover(
 
 pub(super) async fn abort_handover(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<u64>,
     body: Bytes,
 ) -> ApiResult<Json<Handover>> {
-    let operator = s.operator(&headers)?;
+    let operator = caller.operator()?;
     let req: AbortBody = if body.is_empty() {
         AbortBody::default()
     } else {
@@ -181,9 +180,9 @@ pub(super) async fn abort_handover(
 
 pub(super) async fn get_policy(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> ApiResult<Json<PolicyView>> {
-    s.operator(&headers)?;
+    caller.operator()?;
     let st = s.node.state.read().expect("state lock");
     Ok(Json(PolicyView {
         policy: st.data.policy,
@@ -199,10 +198,10 @@ pub(super) async fn get_policy(
 /// would stop every handover), 503 without a committed answer.
 pub(super) async fn propose_policy(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let operator = s.operator(&headers)?;
+    let operator = caller.operator()?;
     let policy: failover_protocol::ApprovalPolicy = parse(&body)?;
     policy.check().map_err(ApiError::bad_request)?;
     // A policy no set of operators can meet would stop every future handover.
@@ -230,9 +229,9 @@ pub(super) async fn propose_policy(
 /// nothing is pending, 503 without a committed answer.
 pub(super) async fn confirm_policy(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let operator = s.operator(&headers)?;
+    let operator = caller.operator()?;
     let cmd = crate::state::Command::ConfirmPolicy {
         operator,
         at_ms: now_ms(),
@@ -254,10 +253,10 @@ pub(super) struct AuditQuery {
 
 pub(super) async fn audit(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditEntry>>> {
-    s.operator(&headers)?;
+    caller.operator()?;
     let st = s.node.state.read().expect("state lock");
     Ok(Json(
         st.data

@@ -1,8 +1,10 @@
 //! Raft RPC (`/raft/append`, `/raft/vote`, `/raft/snapshot`) and the internal write forwarded
 //! by a follower (`/internal/v1/write`), for the other coordinators only.
 //!
-//! Invariant: only the cluster token reaches these handlers, and only from a member
-//! (`not_joined` otherwise).
+//! Invariants: only another coordinator reaches these handlers (a member's node certificate
+//! over TLS, the cluster token in plaintext); over TLS the node an RPC claims to come from
+//! (the candidate of a vote, the leader of an append or snapshot) is the certificate's; a
+//! node that may have lost acknowledged records grants no vote (`not_joined`).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,14 +17,15 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use crate::node::WriteOutcome;
 use crate::{NodeId, TypeConfig};
 
-use super::{parse, ApiError, ApiResult, AppState};
+use super::{parse, ApiError, ApiResult, AppState, Caller};
 
 pub(super) async fn internal_write(
     State(s): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<WriteOutcome>> {
-    s.cluster(&headers)?;
+    s.cluster(&caller, &headers)?;
     let cmd: crate::state::Command = parse(&body)?;
     // Only what a follower legitimately forwards: the commands its own agent and operator
     // handlers propose. Finality evidence is proposed by the leader from its own beacon polls
@@ -39,11 +42,13 @@ pub(super) async fn internal_write(
 
 pub(super) async fn raft_append(
     State(s): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<HttpResponse> {
-    s.cluster(&headers)?;
+    s.cluster(&caller, &headers)?;
     let req: AppendEntriesRequest<TypeConfig> = parse(&body)?;
+    caller.sent_by(req.vote.leader_id().voted_for().unwrap_or_default())?;
     if let Some(c) = req.leader_commit {
         s.node.join.observe_leader_commit(c.index);
     }
@@ -52,11 +57,13 @@ pub(super) async fn raft_append(
 
 pub(super) async fn raft_vote(
     State(s): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<HttpResponse> {
-    s.cluster(&headers)?;
+    s.cluster(&caller, &headers)?;
     let req: VoteRequest<NodeId> = parse(&body)?;
+    caller.sent_by(req.vote.leader_id().voted_for().unwrap_or_default())?;
     // A node that may have lost acknowledged records votes only once it caught up (`join`).
     if !s.node.join.may_vote_for(req.last_log_id.map(|l| l.index)) {
         return Err(ApiError::new(
@@ -73,11 +80,13 @@ pub(super) async fn raft_vote(
 
 pub(super) async fn raft_snapshot(
     State(s): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<HttpResponse> {
-    s.cluster(&headers)?;
+    s.cluster(&caller, &headers)?;
     let req: InstallSnapshotRequest<TypeConfig> = parse(&body)?;
+    caller.sent_by(req.vote.leader_id().voted_for().unwrap_or_default())?;
     if let Some(l) = req.meta.last_log_id {
         s.node.join.observe_leader_commit(l.index);
     }

@@ -16,7 +16,7 @@ use crate::access::Principal;
 use crate::node::now_ms;
 use crate::state::Response;
 
-use super::{linearizable_read, operator_command, parse, ApiError, ApiResult, AppState};
+use super::{linearizable_read, operator_command, parse, ApiError, ApiResult, AppState, Caller};
 
 /// `POST /v1/slashing/import`: an EIP-3076 interchange, all-or-nothing (`interchange`).
 /// Operators and agents (an agent importing the history that comes with a keystore through
@@ -28,11 +28,11 @@ use super::{linearizable_read, operator_command, parse, ApiError, ApiResult, App
 /// imports through `POST /v1/agent/import`, proving it holds every key.
 pub(super) async fn slashing_import(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(q): Query<ImportQuery>,
     body: Bytes,
 ) -> ApiResult<Json<failover_protocol::ImportSummary>> {
-    let operator = match s.principal(&headers)? {
+    let operator = match caller.principal.clone() {
         Principal::Operator(n) => n,
         _ => {
             return Err(ApiError::wrong_principal(
@@ -144,10 +144,11 @@ pub(super) struct ExportQuery {
 /// Operators and agents (keymanager API `DELETE`) may call it.
 pub(super) async fn slashing_export(
     State(s): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     Query(q): Query<ExportQuery>,
 ) -> ApiResult<HttpResponse> {
-    s.operator_or_agent(&headers)?;
+    caller.operator_or_agent()?;
     let pubkeys: Option<Vec<failover_common::types::Pubkey>> = q
         .pubkeys
         .as_deref()
@@ -165,7 +166,7 @@ pub(super) async fn slashing_export(
         Some(p) => format!("/v1/slashing/export?pubkeys={p}"),
         None => "/v1/slashing/export".to_string(),
     };
-    linearizable_read(&s, &headers, &path, "the committed history", |s| {
+    linearizable_read(&s, &caller, &headers, &path, "the committed history", |s| {
         let st = s.node.state.read().expect("state lock");
         let doc = st.data.export_interchange(
             s.node.config.chain.genesis_validators_root,
@@ -187,39 +188,47 @@ pub(super) async fn slashing_export(
 /// leader.
 pub(super) async fn backup(
     State(s): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
 ) -> ApiResult<HttpResponse> {
-    let operator = s.operator(&headers)?;
-    linearizable_read(&s, &headers, "/v1/backup", "the state for a backup", |s| {
-        let snapshot = s.node.state.read().expect("state lock").clone();
-        let bytes = crate::backup::encode(
-            &snapshot,
-            s.node.config.chain.genesis_validators_root,
-            s.node.id,
-            crate::config::token_hash(&s.node.cluster_token),
-            now_ms(),
-        );
-        tracing::info!(
-            %operator,
-            last_applied = snapshot.last_applied.map_or(0, |l| l.index),
-            bytes = bytes.len(),
-            "backup served"
-        );
-        (
-            [
-                (
-                    axum::http::header::CONTENT_TYPE,
-                    crate::backup::CONTENT_TYPE,
-                ),
-                (
-                    axum::http::header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"coordinator.backup\"",
-                ),
-            ],
-            bytes,
-        )
-            .into_response()
-    })
+    let operator = caller.operator()?;
+    linearizable_read(
+        &s,
+        &caller,
+        &headers,
+        "/v1/backup",
+        "the state for a backup",
+        |s| {
+            let snapshot = s.node.state.read().expect("state lock").clone();
+            let bytes = crate::backup::encode(
+                &snapshot,
+                s.node.config.chain.genesis_validators_root,
+                s.node.id,
+                s.node.cluster_credential_sha256(),
+                now_ms(),
+            );
+            tracing::info!(
+                %operator,
+                last_applied = snapshot.last_applied.map_or(0, |l| l.index),
+                bytes = bytes.len(),
+                "backup served"
+            );
+            (
+                [
+                    (
+                        axum::http::header::CONTENT_TYPE,
+                        crate::backup::CONTENT_TYPE,
+                    ),
+                    (
+                        axum::http::header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"coordinator.backup\"",
+                    ),
+                ],
+                bytes,
+            )
+                .into_response()
+        },
+    )
     .await
 }
 
@@ -232,10 +241,10 @@ pub(super) async fn backup(
 /// actor `agent:<id>`.
 pub(super) async fn agent_import(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> ApiResult<Json<failover_protocol::ImportSummary>> {
-    let agent = s.agent(&headers)?;
+    let agent = caller.agent()?;
     let req: AgentImportRequest = parse(&body)?;
     if req.agent != agent {
         return Err(ApiError::wrong_principal(format!(

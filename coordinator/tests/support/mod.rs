@@ -85,6 +85,8 @@ pub struct NodeConfig {
     pub extra: String,
     /// `raft_listen`, and each peer's `raft_url` by index (a separate Raft listener), if any.
     pub raft_listen: Option<(String, Vec<String>)>,
+    /// `[tls]`; `None` writes `insecure_plaintext = true` and the cluster token file.
+    pub tls: Option<failover_common::tls::TlsFiles>,
 }
 
 impl NodeConfig {
@@ -111,6 +113,7 @@ impl NodeConfig {
             raft: RAFT.to_string(),
             extra: String::new(),
             raft_listen: None,
+            tls: None,
         }
     }
 
@@ -144,7 +147,7 @@ impl NodeConfig {
             r#"node_id = {id}
 listen = "{listen}"
 data_dir = {data:?}
-cluster_token_file = {tok:?}
+{link}
 bootstrap = {boot}
 {raft_listen}{peers}
 {operators}{agents}
@@ -156,7 +159,16 @@ slots_per_epoch = 32
             id = self.id,
             listen = self.listen,
             data = self.data_dir,
-            tok = self.token_file,
+            link = match &self.tls {
+                None => format!(
+                    "insecure_plaintext = true\ncluster_token_file = {:?}",
+                    self.token_file
+                ),
+                Some(t) => format!(
+                    "tls = {{ ca_file = {:?}, cert_file = {:?}, key_file = {:?} }}",
+                    t.ca_file, t.cert_file, t.key_file
+                ),
+            },
             boot = self.bootstrap,
             raft = self.raft,
             extra = self.extra,
