@@ -116,6 +116,14 @@ async fn run_step(lab: &mut Lab, book: &Runbook, step: &Step, state: &Path) -> R
         .env("PATH", path)
         .env("FAILOVER_COORDINATOR", lab.coordinator_urls().join(","))
         .env("FAILOVER_TOKEN", &op.token)
+        .env(
+            "FAILOVER_CA_FILE",
+            lab.manifest
+                .tls
+                .as_ref()
+                .map(|t| t.ca_file.clone())
+                .unwrap_or_default(),
+        )
         .env("LAB_DIR", &lab.manifest.dir)
         .current_dir(&lab.manifest.dir)
         .stdin(std::process::Stdio::null());

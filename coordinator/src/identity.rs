@@ -136,7 +136,10 @@ async fn ask(
     if let Some(c) = challenge {
         req = req.query(&[("challenge", c)]);
     }
-    let res = req.send().await.map_err(|e| format!("unreachable: {e}"))?;
+    let res = req
+        .send()
+        .await
+        .map_err(|e| format!("unreachable: {}", failover_protocol::describe(&e)))?;
     let status = res.status();
     let cert = failover_common::tls::peer_identity(&res);
     if !status.is_success() {

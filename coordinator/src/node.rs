@@ -534,8 +534,10 @@ impl Node {
         }
         let res = match req.send().await {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(ForwardFailure::NotSent(e.to_string())),
-            Err(e) => return Err(ForwardFailure::NoAnswer(e.to_string())),
+            Err(e) if e.is_connect() => {
+                return Err(ForwardFailure::NotSent(failover_protocol::describe(&e)))
+            }
+            Err(e) => return Err(ForwardFailure::NoAnswer(failover_protocol::describe(&e))),
         };
         let status = res.status().as_u16();
         let content_type = res

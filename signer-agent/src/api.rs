@@ -329,9 +329,13 @@ async fn sign_request(
         SigningState::Enabled { token } => token,
         SigningState::Fenced { holder } => return Err(ApiError::NotHolder { holder }),
         SigningState::Unknown => {
-            return Err(ApiError::Unavailable(
-                "signing authority unknown: no recent answer from the coordinators".into(),
-            ))
+            let why = agent
+                .last_poll_error()
+                .map(|e| format!("; last authority poll: {e}"))
+                .unwrap_or_default();
+            return Err(ApiError::Unavailable(format!(
+                "signing authority unknown: no recent answer from the coordinators{why}"
+            )));
         }
     };
 

@@ -81,6 +81,9 @@ pub struct Agent {
     register_lock: tokio::sync::Mutex<()>,
     batcher: Batcher,
     poll_failures: AtomicU64,
+    /// Why the last authority poll failed (`None` once one succeeded): what a refused sign
+    /// request reports, e.g. a coordinator certificate from another CA.
+    last_poll_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Agent {
@@ -145,6 +148,7 @@ impl Agent {
             register_lock: tokio::sync::Mutex::new(()),
             batcher,
             poll_failures: AtomicU64::new(0),
+            last_poll_error: std::sync::Mutex::new(None),
         }))
     }
 
@@ -156,6 +160,7 @@ impl Agent {
         match self.client.authority(timeout).await {
             Ok(view) => {
                 self.authority.observe_view(&view, requested_at);
+                *self.last_poll_error.lock().expect("poll error lock") = None;
                 if self.poll_failures.swap(0, Ordering::Relaxed) > 0 {
                     tracing::info!(agent = %self.config.agent_id, "coordinator reachable again");
                 }
@@ -165,6 +170,7 @@ impl Agent {
                 if e.reached_coordinator() {
                     self.authority.contact();
                 }
+                *self.last_poll_error.lock().expect("poll error lock") = Some(e.to_string());
                 let n = self.poll_failures.fetch_add(1, Ordering::Relaxed);
                 // Log the 1st, 2nd, 4th, 8th, … consecutive failure.
                 if (n + 1).is_power_of_two() {
@@ -173,6 +179,14 @@ impl Agent {
                 false
             }
         }
+    }
+
+    /// Why the last authority poll failed, if it did (cleared by the next success).
+    pub fn last_poll_error(&self) -> Option<String> {
+        self.last_poll_error
+            .lock()
+            .expect("poll error lock")
+            .clone()
     }
 
     /// Registers with the coordinators once (`POST /v1/agent/register`) with the keys usable

@@ -57,6 +57,7 @@ impl Coordinator {
             r#"node_id = 1
 listen = "{addr}"
 data_dir = {data:?}
+insecure_plaintext = true
 cluster_token_file = {token:?}
 bootstrap = true
 [[peers]]

@@ -164,6 +164,11 @@ impl Fake {
     /// Starts a fake coordinator where `agent-a` holds authority with token 7 and every record
     /// is `Valid`.
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// [`Fake::start`], serving TLS with `tls` when given (`https://` URL).
+    async fn start_with(tls: Option<Arc<failover_common::tls::rustls::ServerConfig>>) -> Self {
         let state = Arc::new(FakeState {
             records: Mutex::new(Records::Answer {
                 verdict: Verdict::Valid,
@@ -185,8 +190,16 @@ impl Fake {
             .route("/v1/agent/heartbeat", post(fake_heartbeat))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
+        tokio::spawn(failover_common::serve::serve(
+            listener,
+            app,
+            Default::default(),
+            Arc::default(),
+            tls,
+            std::future::pending(),
+        ));
         Self { url, state }
     }
 
@@ -1022,4 +1035,94 @@ async fn registers_its_keys_and_sends_heartbeats_in_the_background() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+// ---- a forged coordinator (man in the middle) ------------------------------------------------
+
+/// A CA with certificates for 127.0.0.1, written under a temporary directory.
+struct TestCa {
+    _dir: tempfile::TempDir,
+    ca: failover_common::tls::issue::DirCa,
+}
+
+impl TestCa {
+    fn new(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = failover_common::tls::issue::DirCa::create(dir.path(), name, 1).unwrap();
+        Self { _dir: dir, ca }
+    }
+
+    fn tls(
+        &self,
+        stem: &str,
+        kind: failover_common::tls::issue::LeafKind,
+    ) -> Arc<failover_common::tls::Tls> {
+        failover_common::tls::Tls::load(&self.ca.issue_local(stem, kind, 1).unwrap()).unwrap()
+    }
+}
+
+/// An agent of the cluster CA `ca` dialling `url` over TLS, with interop key 0, polled once.
+async fn tls_agent(ca: &TestCa, url: &str) -> Arc<Agent> {
+    use failover_common::tls::issue::LeafKind;
+    static AGENTS: AtomicUsize = AtomicUsize::new(0);
+    let n = AGENTS.fetch_add(1, Ordering::SeqCst);
+    let tls = ca.tls(&format!("agent-{n}"), LeafKind::Agent(AGENT.into()));
+    let mut cfg = config(vec![url.to_string()]);
+    cfg.insecure_plaintext_coordinators = false;
+    cfg.tls = Some(tls.files().clone());
+    cfg.validate().unwrap();
+    let agent = Agent::new(cfg, Some(TOKEN.into()), Some(tls)).unwrap();
+    agent.keys.insert(interop::secret_key(0));
+    agent.keys.finish();
+    agent.poll_authority().await;
+    agent
+}
+
+#[tokio::test]
+async fn a_forged_coordinator_that_says_you_hold_authority_gets_no_signature() {
+    use failover_common::tls::issue::LeafKind;
+    use failover_common::tls::ClientAuth;
+    let cluster = TestCa::new("cluster CA");
+    let body = example("ATTESTATION");
+
+    // A man in the middle with a node certificate of its own CA answers "agent-a holds
+    // authority" and `valid` for every record: the agent refuses to sign and says why.
+    let mitm_ca = TestCa::new("mitm CA");
+    let mitm = mitm_ca.tls("node-1", LeafKind::Node(1));
+    let fake = Fake::start_with(Some(mitm.server_config(ClientAuth::Optional))).await;
+    let agent = tls_agent(&cluster, &fake.url).await;
+    let (status, bytes) = sign_json(&agent, &body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let e = error_body(&bytes);
+    assert!(
+        e.message.contains("signing authority unknown"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("UnknownIssuer"), "{}", e.message);
+    assert!(fake.batches().is_empty(), "no record reached the forger");
+
+    // A certificate of the cluster CA that is not a coordinator's (another agent's): refused
+    // as a coordinator, nothing signed.
+    let other = cluster.tls("agent-b", LeafKind::Agent("agent-b".into()));
+    let fake = Fake::start_with(Some(other.server_config(ClientAuth::Optional))).await;
+    let agent = tls_agent(&cluster, &fake.url).await;
+    let (status, bytes) = sign_json(&agent, &body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let e = error_body(&bytes);
+    assert!(e.message.contains("is not a coordinator"), "{}", e.message);
+
+    // Control: the same fake with a node certificate of the cluster CA is believed, so the
+    // refusals above come from the certificates and nothing else.
+    let node = cluster.tls("node-2", LeafKind::Node(2));
+    let fake = Fake::start_with(Some(node.server_config(ClientAuth::Optional))).await;
+    let agent = tls_agent(&cluster, &fake.url).await;
+    let (status, bytes) = sign_json(&agent, &body).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert_eq!(fake.batches().len(), 1);
 }

@@ -117,16 +117,18 @@ impl Lab {
             .context("read the clock")?
             .as_secs();
         let (lab_pki, lab_tls) = if config.tls {
-            let p = pki::LabPki::create(&dir.join("pki"))?;
+            let p = pki::create(&dir.join("pki"))?;
             let op = config
                 .operators
                 .first()
                 .context("the lab needs an operator")?;
-            let op_files = p.issue(
+            let op_files = pki::issue(
+                &p,
                 &format!("operator-{op}"),
                 failover_common::tls::issue::LeafKind::Operator(op.clone()),
             )?;
-            let vc = p.issue(
+            let vc = pki::issue(
+                &p,
                 "validator-client",
                 failover_common::tls::issue::LeafKind::Client,
             )?;
@@ -321,7 +323,8 @@ impl Lab {
             std::fs::create_dir_all(&node_dir)
                 .with_context(|| format!("create {}", node_dir.display()))?;
             let tls = match &self.pki {
-                Some(p) => Some(p.issue(
+                Some(p) => Some(pki::issue(
+                    p,
                     &format!("node-{}", peer.id),
                     failover_common::tls::issue::LeafKind::Node(peer.id),
                 )?),
@@ -532,7 +535,8 @@ impl Lab {
     ) -> Result<String> {
         let (tls, api_clients) = match (&self.pki, &self.manifest.tls) {
             (Some(p), Some(lab_tls)) => {
-                let files = p.issue(
+                let files = pki::issue(
+                    p,
                     &format!("agent-{}", spec.id),
                     failover_common::tls::issue::LeafKind::Agent(spec.id.clone()),
                 )?;

@@ -385,8 +385,7 @@ impl Lab {
                 key_file: pki.ca_file().with_file_name(format!("{stem}-key.pem")),
             }));
         }
-        pki.issue(&stem, failover_common::tls::issue::LeafKind::Node(id))
-            .map(Some)
+        super::pki::issue(pki, &stem, failover_common::tls::issue::LeafKind::Node(id)).map(Some)
     }
 
     /// `leader` → the node id the cluster names as leader; a number → itself.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use failover_common::tls::issue::{issue, new_ca, write_pair, Issued, LeafKind, LeafSpec};
+use failover_common::tls::issue::{DirCa, LeafKind};
 use failover_common::tls::{PeerRole, Tls, TlsFiles};
 use serde::{Deserialize, Serialize};
 
@@ -21,16 +21,7 @@ use serde::{Deserialize, Serialize};
 const DAYS: u32 = 30;
 
 /// The lab's CA, able to issue more certificates while the lab runs (rotation drills).
-pub struct LabPki {
-    dir: PathBuf,
-    ca: Issued,
-}
-
-impl std::fmt::Debug for LabPki {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LabPki").field("dir", &self.dir).finish()
-    }
-}
+pub type LabPki = DirCa;
 
 /// The certificate files of the lab, as `lab.json` lists them, so curl and other tools can
 /// talk to it: `curl --cacert CA --cert OPERATOR_CERT --key OPERATOR_KEY https://…`.
@@ -50,45 +41,20 @@ pub struct LabTls {
     pub client_key_file: PathBuf,
 }
 
-impl LabPki {
-    /// Creates `dir` with a new CA.
-    ///
-    /// Errors: key generation or a file write failed.
-    pub fn create(dir: &Path) -> Result<Self> {
-        let ca = new_ca("failover lab CA", DAYS).map_err(anyhow::Error::msg)?;
-        write_pair(dir, "ca", &ca).map_err(anyhow::Error::msg)?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            ca,
-        })
-    }
+/// Creates the lab's CA in `dir`.
+///
+/// Errors: key generation or a file write failed.
+pub fn create(dir: &Path) -> Result<LabPki> {
+    DirCa::create(dir, "failover lab CA", DAYS).map_err(anyhow::Error::msg)
+}
 
-    /// The CA certificate file.
-    pub fn ca_file(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-
-    /// Issues a certificate of `kind` for 127.0.0.1 and localhost as `<stem>.pem` and
-    /// `<stem>-key.pem`, valid for 30 days, and returns the files a process uses with it.
-    ///
-    /// Errors: as [`issue`] and [`write_pair`] (an existing key is never overwritten).
-    pub fn issue(&self, stem: &str, kind: LeafKind) -> Result<TlsFiles> {
-        let spec = LeafSpec::for_days(kind, vec!["127.0.0.1".into(), "localhost".into()], DAYS);
-        self.issue_spec(stem, &spec)
-    }
-
-    /// Issues `spec` as `<stem>.pem` and `<stem>-key.pem`.
-    ///
-    /// Errors: as [`issue`] and [`write_pair`].
-    pub fn issue_spec(&self, stem: &str, spec: &LeafSpec) -> Result<TlsFiles> {
-        let leaf = issue(&self.ca.cert_pem, &self.ca.key_pem, spec).map_err(anyhow::Error::msg)?;
-        let w = write_pair(&self.dir, stem, &leaf).map_err(anyhow::Error::msg)?;
-        Ok(TlsFiles {
-            ca_file: self.ca_file(),
-            cert_file: w.cert,
-            key_file: w.key,
-        })
-    }
+/// Issues a certificate of `kind` from the lab's CA for 127.0.0.1 and localhost, valid for
+/// 30 days, as `<stem>.pem` and `<stem>-key.pem`.
+///
+/// Errors: as [`DirCa::issue`] (an existing key is never overwritten).
+pub fn issue(pki: &LabPki, stem: &str, kind: LeafKind) -> Result<TlsFiles> {
+    pki.issue_local(stem, kind, DAYS)
+        .map_err(anyhow::Error::msg)
 }
 
 /// How the lab's tools dial: plain HTTP, or TLS with the lab CA and the validator-client

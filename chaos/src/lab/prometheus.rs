@@ -287,7 +287,7 @@ impl Lab {
         std::fs::create_dir_all(&targets_dir)
             .with_context(|| format!("create {}", targets_dir.display()))?;
         let config = dir.join("prometheus.yml");
-        write(&config, PROMETHEUS_LAB_YML)?;
+        write(&config, &scrape_config(self.manifest.tls.as_ref())?)?;
         write(
             &dir.join("alerts.yml"),
             &lab_rules(ALERTS_YML, &opts.rule_for)?,
@@ -340,6 +340,40 @@ impl Lab {
 
 fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+}
+
+/// The lab's `prometheus.yml`: [`PROMETHEUS_LAB_YML`] as is for a plaintext lab; for a TLS
+/// lab every job scrapes `https` with the lab CA and the validator-client certificate (the
+/// agents' API admits only known clients; the coordinators serve `/metrics` to any client of
+/// the CA).
+///
+/// Errors: the compiled-in file does not parse (a build defect).
+pub fn scrape_config(tls: Option<&super::pki::LabTls>) -> Result<String> {
+    let Some(t) = tls else {
+        return Ok(PROMETHEUS_LAB_YML.to_string());
+    };
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(PROMETHEUS_LAB_YML).context("parse prometheus-lab.yml")?;
+    let jobs = doc["scrape_configs"]
+        .as_sequence_mut()
+        .context("prometheus-lab.yml has no scrape_configs")?;
+    for job in jobs {
+        job["scheme"] = "https".into();
+        let mut tls_config = serde_yaml::Mapping::new();
+        for (k, v) in [
+            ("ca_file", &t.ca_file),
+            ("cert_file", &t.client_cert_file),
+            ("key_file", &t.client_key_file),
+        ] {
+            tls_config.insert(k.into(), v.display().to_string().into());
+        }
+        job["tls_config"] = serde_yaml::Value::Mapping(tls_config);
+    }
+    Ok(format!(
+        "# grafana/prometheus/prometheus-lab.yml with TLS: every target is scraped over https\n\
+         # with the lab CA and the validator-client certificate.\n{}",
+        serde_yaml::to_string(&doc).context("write prometheus.yml")?
+    ))
 }
 
 /// Polls `url/-/ready` until it answers 200.

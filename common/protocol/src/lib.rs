@@ -21,7 +21,7 @@ pub mod error;
 pub mod operator;
 
 pub use agent::*;
-pub use client::{node_status, BatchOutcome, CallError, CoordinatorClient, Retry};
+pub use client::{describe, node_status, BatchOutcome, CallError, CoordinatorClient, Retry};
 pub use error::{ApiErrorBody, ErrorCode};
 pub use operator::*;
 /// HTTP method of a [`CoordinatorClient::call`] (re-exported from `reqwest`).

@@ -239,3 +239,67 @@ pub fn write_pair(dir: &Path, name: &str, issued: &Issued) -> Result<WrittenPair
         .map_err(|e| format!("write {}: {e}", cert.display()))?;
     Ok(WrittenPair { cert, key })
 }
+
+/// A CA kept in a directory (`ca.pem`, `ca-key.pem`) that issues certificates into the same
+/// directory: what `coordinator certs` does from the command line, for the lab and tests.
+pub struct DirCa {
+    dir: PathBuf,
+    ca: Issued,
+}
+
+impl std::fmt::Debug for DirCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirCa").field("dir", &self.dir).finish()
+    }
+}
+
+impl DirCa {
+    /// Creates a CA named `name`, valid for `days` days, in `dir`.
+    ///
+    /// Errors: as [`new_ca`] and [`write_pair`] (an existing CA key is never overwritten).
+    pub fn create(dir: &Path, name: &str, days: u32) -> Result<Self, String> {
+        let ca = new_ca(name, days)?;
+        write_pair(dir, "ca", &ca)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            ca,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The CA certificate file.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Issues `spec` as `<stem>.pem` and `<stem>-key.pem` and returns the files a process
+    /// uses with it (this CA as its `ca_file`).
+    ///
+    /// Errors: as [`issue`] and [`write_pair`].
+    pub fn issue(&self, stem: &str, spec: &LeafSpec) -> Result<super::TlsFiles, String> {
+        let leaf = issue(&self.ca.cert_pem, &self.ca.key_pem, spec)?;
+        let w = write_pair(&self.dir, stem, &leaf)?;
+        Ok(super::TlsFiles {
+            ca_file: self.ca_file(),
+            cert_file: w.cert,
+            key_file: w.key,
+        })
+    }
+
+    /// Issues a certificate of `kind` for 127.0.0.1 and localhost, valid for `days` days.
+    ///
+    /// Errors: as [`DirCa::issue`].
+    pub fn issue_local(
+        &self,
+        stem: &str,
+        kind: LeafKind,
+        days: u32,
+    ) -> Result<super::TlsFiles, String> {
+        let hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        self.issue(stem, &LeafSpec::for_days(kind, hosts, days))
+    }
+}

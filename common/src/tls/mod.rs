@@ -43,6 +43,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use serde::{Deserialize, Serialize};
 
 pub use identity::{parse_fingerprint, CertInfo, Identity};
+/// The rustls version these configs are built with, for callers that name its types.
+pub use rustls;
 
 /// The files of a process's TLS material, as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -205,15 +205,32 @@ impl Cluster {
     /// Writes the configs of `nodes` nodes on free ports and starts none of them. Node 1
     /// bootstraps; every node lists all of them as peers (regions from [`REGIONS`]);
     /// `customize` then amends node `i`'s [`NodeConfig::new`] defaults.
-    pub fn new(
+    pub fn new(dir: &Path, nodes: usize, customize: impl FnMut(usize, &mut NodeConfig)) -> Self {
+        Self::build(dir, nodes, None, customize)
+    }
+
+    /// [`Cluster::new`] over TLS: `https://` URLs and, for every node, a node certificate of
+    /// `ca` for 127.0.0.1 (`node-N.pem`) in its `[tls]`.
+    pub fn with_tls(
         dir: &Path,
         nodes: usize,
+        ca: &failover_common::tls::issue::DirCa,
+        customize: impl FnMut(usize, &mut NodeConfig),
+    ) -> Self {
+        Self::build(dir, nodes, Some(ca), customize)
+    }
+
+    fn build(
+        dir: &Path,
+        nodes: usize,
+        ca: Option<&failover_common::tls::issue::DirCa>,
         mut customize: impl FnMut(usize, &mut NodeConfig),
     ) -> Self {
         let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let scheme = if ca.is_some() { "https" } else { "http" };
         let urls: Vec<String> = ports
             .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
             .collect();
         let token_file = dir.join("cluster.token");
         failover_common::secret_file::write_private(&token_file, CLUSTER_SECRET).unwrap();
@@ -226,6 +243,11 @@ impl Cluster {
                 &token_file,
             );
             cfg.bootstrap = i == 0;
+            cfg.tls = ca.map(|ca| {
+                let id = i as u64 + 1;
+                let kind = failover_common::tls::issue::LeafKind::Node(id);
+                ca.issue_local(&format!("node-{id}"), kind, 1).unwrap()
+            });
             cfg.peers = (0..nodes)
                 .map(|j| (j as u64 + 1, urls[j].clone(), REGIONS[j].to_string()))
                 .collect();
@@ -411,10 +433,21 @@ impl Api {
     }
 
     fn with(timeout: Duration, strict: bool) -> Self {
+        Self::over(reqwest::Client::builder(), timeout).strictly(strict)
+    }
+
+    /// Requests through `client` (e.g. a TLS client with a certificate), answered within
+    /// `timeout` or read as 503.
+    pub fn over(client: reqwest::ClientBuilder, timeout: Duration) -> Self {
         Self {
-            http: reqwest::Client::builder().timeout(timeout).build().unwrap(),
-            strict,
+            http: client.timeout(timeout).build().unwrap(),
+            strict: false,
         }
+    }
+
+    fn strictly(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
     }
 
     async fn send(
