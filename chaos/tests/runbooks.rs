@@ -45,6 +45,8 @@ const ORDER: &[&str] = &[
     "failover-signer-fail-closed.md",
     "failover-keys-not-loaded.md",
     "failover-auth-failures.md",
+    // Rotates every coordinator's and the active agent's certificate.
+    "failover-tls-cert-expiring-soon.md",
     "operator-onboarding.md",
     // Changes membership for good (node 1 leaves).
     "replace-node.md",
@@ -124,6 +126,21 @@ async fn run_step(lab: &mut Lab, book: &Runbook, step: &Step, state: &Path) -> R
                 .map(|t| t.ca_file.clone())
                 .unwrap_or_default(),
         )
+        .env(
+            "CURL_TLS",
+            lab.manifest
+                .tls
+                .as_ref()
+                .map(|t| {
+                    format!(
+                        "--cacert {} --cert {} --key {}",
+                        t.ca_file.display(),
+                        t.client_cert_file.display(),
+                        t.client_key_file.display()
+                    )
+                })
+                .unwrap_or_default(),
+        )
         .env("LAB_DIR", &lab.manifest.dir)
         .current_dir(&lab.manifest.dir)
         .stdin(std::process::Stdio::null());
@@ -186,6 +203,10 @@ fn extra_env(lab: &Lab, name: &str) -> Vec<(String, String)> {
             }
             v
         }
+        "failover-tls-cert-expiring-soon.md" => vec![(
+            "AGENT_CONFIG".to_string(),
+            lab.active_agent().config.display().to_string(),
+        )],
         _ => Vec::new(),
     });
     env
@@ -262,8 +283,9 @@ async fn check_after(lab: &Lab, name: &str) -> Result<()> {
         "backup-restore.md" => {
             let url = std::fs::read_to_string(lab.manifest.dir.join("restore").join("url"))?;
             let token = &lab.operator(0).token;
+            let http = lab.client_tls().builder().build()?;
             let status_of = || async {
-                let v: serde_json::Value = reqwest::Client::new()
+                let v: serde_json::Value = http
                     .get(format!("{url}/v1/status"))
                     .bearer_auth(token)
                     .send()

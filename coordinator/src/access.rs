@@ -132,43 +132,31 @@ impl AccessList {
         if let Some(t) = cluster_token {
             claim(&token_hash(t), "the cluster token".into(), &mut errs);
         }
-        for o in operators {
-            let who = format!("operator {:?}", o.name);
-            if list.operators.contains_key(&o.name) {
+        let operators = operators.iter().map(|o| (true, &o.name, &o.token_sha256));
+        let agents = agents.iter().map(|a| (false, &a.id, &a.token_sha256));
+        for (is_operator, name, token_sha256) in operators.chain(agents) {
+            let (who, table, principal) = if is_operator {
+                let p = Principal::Operator(name.clone());
+                (format!("operator {name:?}"), &mut list.operators, p)
+            } else {
+                let p = Principal::Agent(name.clone());
+                (format!("agent {name:?}"), &mut list.agents, p)
+            };
+            if table.contains_key(name) {
                 errs.push(format!("{who} is configured twice"));
                 continue;
             }
-            let hash = match &o.token_sha256 {
+            let hash = match token_sha256 {
                 Some(h) => match claim(h, who, &mut errs) {
                     Some(h) => Some(h),
                     None => continue,
                 },
                 None => None,
             };
-            if let Some(h) = &hash {
-                list.by_hash
-                    .insert(h.clone(), Principal::Operator(o.name.clone()));
+            table.insert(name.clone(), hash.clone());
+            if let Some(h) = hash {
+                list.by_hash.insert(h, principal);
             }
-            list.operators.insert(o.name.clone(), hash);
-        }
-        for a in agents {
-            let who = format!("agent {:?}", a.id);
-            if list.agents.contains_key(&a.id) {
-                errs.push(format!("{who} is configured twice"));
-                continue;
-            }
-            let hash = match &a.token_sha256 {
-                Some(h) => match claim(h, who, &mut errs) {
-                    Some(h) => Some(h),
-                    None => continue,
-                },
-                None => None,
-            };
-            if let Some(h) = &hash {
-                list.by_hash
-                    .insert(h.clone(), Principal::Agent(a.id.clone()));
-            }
-            list.agents.insert(a.id.clone(), hash);
         }
         if let Some(t) = cluster_token {
             list.by_hash.insert(token_hash(t), Principal::Cluster);

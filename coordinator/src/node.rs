@@ -128,17 +128,10 @@ impl Node {
         let tls = match &config.tls {
             Some(files) => {
                 let tls = failover_common::tls::Tls::load(files).context("load [tls]")?;
-                let want = failover_common::tls::Identity::Node(config.node_id);
-                anyhow::ensure!(
-                    tls.identity().as_ref() == Some(&want),
-                    "[tls] cert_file {} names {}, but this is node {}: issue it with \
-                     `coordinator certs issue --node {}`",
-                    files.cert_file.display(),
-                    tls.identity()
-                        .map_or_else(|| "no failover identity".to_string(), |i| i.to_string()),
-                    config.node_id,
-                    config.node_id
-                );
+                tls.expect_identity(
+                    &failover_common::tls::Identity::Node(config.node_id),
+                    &format!("coordinator certs issue --node {}", config.node_id),
+                )?;
                 Some(tls)
             }
             None => {

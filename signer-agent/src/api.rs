@@ -478,6 +478,9 @@ async fn healthcheck(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
 async fn metrics(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
     agent.metrics.keys_loaded.set(agent.keys.count() as i64);
     agent.authority.refresh_metric();
+    if let Some(tls) = &agent.tls {
+        agent.metrics.refresh_tls(tls);
+    }
     (
         [(
             header::CONTENT_TYPE,

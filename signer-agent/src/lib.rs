@@ -396,17 +396,10 @@ pub async fn run(
     let tls = match &config.tls {
         Some(files) => {
             let tls = failover_common::tls::Tls::load(files).context("load tls")?;
-            let want = failover_common::tls::Identity::Agent(config.agent_id.clone());
-            anyhow::ensure!(
-                tls.identity().as_ref() == Some(&want),
-                "tls cert_file {} names {}, but this is agent {}: issue it with `coordinator \
-                 certs issue --agent {}`",
-                files.cert_file.display(),
-                tls.identity()
-                    .map_or_else(|| "no failover identity".to_string(), |i| i.to_string()),
-                config.agent_id,
-                config.agent_id
-            );
+            tls.expect_identity(
+                &failover_common::tls::Identity::Agent(config.agent_id.clone()),
+                &format!("coordinator certs issue --agent {}", config.agent_id),
+            )?;
             Some(tls)
         }
         None => None,

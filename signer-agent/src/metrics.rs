@@ -56,6 +56,9 @@ pub struct Metrics {
     pub signing_state: IntGaugeVec,
     /// Last fencing token observed.
     pub authority_token: IntGauge,
+    /// notAfter of the TLS certificates in force (Unix seconds) by `cert` (`agent`: this
+    /// agent's own, `ca`: the cluster CA's earliest); no series without TLS.
+    pub tls_not_after: IntGaugeVec,
 }
 
 impl Metrics {
@@ -140,8 +143,18 @@ impl Metrics {
             "Largest fencing token observed from the coordinators.",
         )
         .expect("metric");
+        let tls_not_after = IntGaugeVec::new(
+            Opts::new(
+                "signer_agent_tls_cert_not_after_seconds",
+                "notAfter of the TLS certificate in force, Unix seconds, by cert (`agent`: this \
+                 agent's own, `ca`: the cluster CA's earliest). No series without TLS.",
+            ),
+            &["cert"],
+        )
+        .expect("metric");
         for c in [
             Box::new(sign_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tls_not_after.clone()),
             Box::new(sign_duration.clone()),
             Box::new(signatures.clone()),
             Box::new(batch_size.clone()),
@@ -182,6 +195,17 @@ impl Metrics {
             keys_configured,
             signing_state,
             authority_token,
+            tls_not_after,
+        }
+    }
+
+    /// Sets the TLS gauges from the material in force.
+    pub fn refresh_tls(&self, tls: &failover_common::tls::Tls) {
+        self.tls_not_after
+            .with_label_values(&["agent"])
+            .set(tls.leaf().not_after);
+        if let Some(ca) = tls.ca().iter().map(|c| c.not_after).min() {
+            self.tls_not_after.with_label_values(&["ca"]).set(ca);
         }
     }
 
@@ -208,6 +232,7 @@ impl Metrics {
             "signer_agent_keys_configured",
             "signer_agent_signing_state",
             "signer_agent_authority_token",
+            "signer_agent_tls_cert_not_after_seconds",
         ]
         .map(String::from)
         .to_vec()
@@ -273,6 +298,7 @@ mod tests {
             .observe(0.1);
         m2.batch_size.observe(1.0);
         m2.batch_duration.observe(0.1);
+        m2.tls_not_after.with_label_values(&["agent"]).set(1);
         let text2 = m2.render();
         let families2: std::collections::BTreeSet<&str> = text2
             .lines()

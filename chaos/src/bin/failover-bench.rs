@@ -28,6 +28,15 @@ struct Cli {
     /// Signatures per thread in the raw blst measurement.
     #[arg(long, default_value_t = 4_000)]
     raw_signatures: u64,
+    /// Requests sent one at a time after the rounds (single-request latency).
+    #[arg(long, default_value_t = 200)]
+    sequential: u64,
+    /// Plain HTTP on every link instead of TLS.
+    #[arg(long, conflicts_with = "compare_plaintext")]
+    plaintext: bool,
+    /// Run the bench over TLS, then again over plain HTTP, and print what TLS costs.
+    #[arg(long)]
+    compare_plaintext: bool,
 }
 
 fn main() -> ExitCode {
@@ -38,15 +47,36 @@ fn main() -> ExitCode {
         validators: cli.validators,
         rounds: cli.rounds,
         raw_signatures: cli.raw_signatures,
+        sequential: cli.sequential,
+        plaintext: cli.plaintext,
     };
     let progress = |line: &str| eprintln!("[bench] {line}");
     let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(bench::run(&opts, &progress)));
+        .and_then(|rt| {
+            rt.block_on(async {
+                let first = bench::run(&opts, &progress).await?;
+                if !cli.compare_plaintext {
+                    return Ok(vec![first]);
+                }
+                let plain = BenchOptions {
+                    plaintext: true,
+                    ..opts.clone()
+                };
+                let second = bench::run(&plain, &progress).await?;
+                Ok(vec![first, second])
+            })
+        });
     match result {
-        Ok(report) => {
-            println!("{report}");
-            if report.healthy() {
+        Ok(reports) => {
+            for r in &reports {
+                println!("{r}");
+            }
+            if let [tls, plain] = &reports[..] {
+                println!("what TLS costs (same machine, TLS run first, then plain HTTP):");
+                println!("{}", bench::tls_ratios(tls, plain));
+            }
+            if reports.iter().all(|r| r.healthy()) {
                 ExitCode::SUCCESS
             } else {
                 eprintln!("failover-bench: no signature came back, or one did not verify");

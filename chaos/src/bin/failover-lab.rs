@@ -76,6 +76,10 @@ struct RunArgs {
     /// Do not run the planned handover (agent-eu keeps authority).
     #[arg(long)]
     no_handover: bool,
+    /// Plain HTTP on every link (`insecure_plaintext` everywhere) instead of TLS with a CA
+    /// made for the lab in DIR/pki; for comparing the two.
+    #[arg(long)]
+    plaintext: bool,
     /// Number of interop validators.
     #[arg(long, default_value_t = 64)]
     validators: u64,
@@ -151,6 +155,7 @@ async fn run(args: RunArgs) -> Result<bool> {
     cfg.slots_per_epoch = args.slots_per_epoch;
     cfg.finality_lag_epochs = args.finality_lag_epochs;
     cfg.fork_epoch = args.fork_epoch;
+    cfg.tls = !args.plaintext;
     cfg.kdf = match args.kdf {
         Kdf::Pbkdf2 => KdfChoice::Pbkdf2Standard,
         Kdf::Scrypt => KdfChoice::ScryptStandard,

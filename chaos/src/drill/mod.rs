@@ -91,6 +91,8 @@ pub struct LabParams {
     pub election_min_ms: u64,
     /// Raft election timeout, upper bound (ms).
     pub election_max_ms: u64,
+    /// TLS on every link (the default); `false` runs the lab in plain HTTP.
+    pub tls: bool,
 }
 
 impl Default for LabParams {
@@ -106,6 +108,7 @@ impl Default for LabParams {
             heartbeat_ms: 100,
             election_min_ms: 1_000,
             election_max_ms: 2_000,
+            tls: true,
         }
     }
 }
@@ -235,6 +238,10 @@ pub enum FaultAction {
         /// Offset (seconds; negative jumps back).
         offset_s: i64,
     },
+    /// Certificate rotation of every coordinator and agent (new key and certificate from the
+    /// lab CA, SIGHUP), done when each serves its new certificate ([`crate::lab::Lab::
+    /// rotate_certificates`]). Nothing to revert. TLS labs only.
+    RotateCerts,
     /// Hostile input against the real binaries ([`attacks`]): the step fails unless every
     /// request got its documented answer. Nothing to revert.
     Attack {
@@ -259,6 +266,7 @@ impl FaultAction {
                 format!("clock jump node {node} {offset_s:+}s")
             }
             FaultAction::Attack { attack } => format!("attack {attack}"),
+            FaultAction::RotateCerts => "rotate every certificate".to_string(),
         }
     }
 }
@@ -474,6 +482,9 @@ impl Scenario {
                     "{}: needs lab.faketime_node = {node}",
                     ctx()
                 ),
+                FaultAction::RotateCerts => {
+                    ensure!(self.lab.tls, "{}: needs lab.tls = true", ctx())
+                }
                 FaultAction::Attack { attack } => ensure!(
                     attacks::ATTACKS.contains(&attack.as_str()),
                     "{}: unknown attack {attack:?} (known: {})",

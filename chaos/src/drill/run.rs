@@ -319,6 +319,7 @@ async fn start(
     cfg.netem_seed = schedule.netem_seed;
     cfg.faketime_node = s.lab.faketime_node;
     cfg.raft_heartbeat_ms = s.lab.heartbeat_ms;
+    cfg.tls = s.lab.tls;
     cfg.raft_election_ms = (s.lab.election_min_ms, s.lab.election_max_ms);
     let say = |l: &str| progress(&format!("[lab] {l}"));
     let lab = Lab::start(cfg, &say).await?;
@@ -997,6 +998,10 @@ async fn apply_inner(
             lab.set_clock_offset(*node, *offset_s)?;
             Ok(format!("clock jump node {node} {offset_s:+}s"))
         }
+        FaultAction::RotateCerts => {
+            let n = sh.lab.lock().await.rotate_certificates().await?;
+            Ok(format!("rotated the certificates of {n} processes"))
+        }
         FaultAction::Attack { attack } => {
             let holder = sh.holder().await;
             let manifest = sh.lab.lock().await.manifest.clone();
@@ -1062,7 +1067,7 @@ async fn revert(sh: &Arc<Shared>, f: &PlannedFault, name: &str, links: &[String]
                 sh.lab.lock().await.set_clock_offset(*node, 0)?;
             }
         }
-        FaultAction::Attack { .. } => {}
+        FaultAction::Attack { .. } | FaultAction::RotateCerts => {}
     }
     Ok(())
 }

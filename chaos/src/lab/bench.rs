@@ -39,6 +39,10 @@ pub struct BenchOptions {
     pub rounds: u64,
     /// Signatures per thread for the raw blst measurement.
     pub raw_signatures: u64,
+    /// Requests sent one at a time after the rounds (single-request latency).
+    pub sequential: u64,
+    /// Plain HTTP on every link instead of TLS.
+    pub plaintext: bool,
 }
 
 impl Default for BenchOptions {
@@ -48,6 +52,8 @@ impl Default for BenchOptions {
             validators: 1_000,
             rounds: 5,
             raw_signatures: 4_000,
+            sequential: 200,
+            plaintext: false,
         }
     }
 }
@@ -140,6 +146,10 @@ pub struct BenchReport {
     pub verified: (usize, usize),
     /// Raw blst signing.
     pub raw: RawSigning,
+    /// Latencies of the requests sent one at a time after the rounds, sorted.
+    pub sequential: Vec<Duration>,
+    /// Whether every link was TLS.
+    pub tls: bool,
     /// `/proc/loadavg` (1, 5, 15 min) when the bench started and before the raw measurement:
     /// the machine is shared, so the numbers are only as good as it was idle.
     pub load: (String, String),
@@ -161,6 +171,7 @@ pub async fn run(opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRe
     let mut cfg = LabConfig::three_regions(opts.dir.clone());
     cfg.validators = opts.validators;
     cfg.kdf = KdfChoice::Pbkdf2Cheap;
+    cfg.tls = !opts.plaintext;
     cfg.beacon_regions = vec!["eu".into()];
     cfg.agents = vec![AgentSpec {
         id: "agent-eu".into(),
@@ -263,6 +274,29 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
         rounds.push(stats);
         all_records.extend(records);
     }
+    // Single-request latency: one request at a time, each a new target epoch after the rounds
+    // (so every one is recorded, none is a re-sign).
+    let mut sequential = Vec::with_capacity(opts.sequential as usize);
+    let first_epoch = opts.rounds + 2;
+    for i in 0..opts.sequential {
+        let v = &lab.manifest.validators[(i % opts.validators.max(1)) as usize];
+        let target_epoch = first_epoch + i / opts.validators.max(1);
+        let slot = target_epoch * spe + v.index % spe;
+        let duty = attestation_duty(v, slot, &fork_info, spe);
+        let rec = send_duty(&http, &agent, &duty).await;
+        if rec.status == 200 {
+            sequential.push(Duration::from_micros(
+                rec.received_us.saturating_sub(rec.sent_us),
+            ));
+        }
+        all_records.push(rec);
+    }
+    sequential.sort();
+    progress(&format!(
+        "{} of {} sequential requests signed",
+        sequential.len(),
+        opts.sequential
+    ));
     let sigs = crate::checker::signatures_valid(&all_records, spe);
     let (ok, failed) = (
         sigs.examined.saturating_sub(sigs.violations.len()),
@@ -283,10 +317,33 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
         verified: (ok, failed.len()),
         raw,
         load: (String::new(), load_raw),
+        sequential,
+        tls: !opts.plaintext,
     })
 }
 
 impl BenchReport {
+    /// End-to-end signatures per second over the timed rounds.
+    pub fn burst_throughput(&self) -> f64 {
+        let timed = self.rounds.iter().skip(1);
+        let (signed, wall) = timed.fold((0usize, 0f64), |(n, w), r| {
+            (n + r.signed, w + r.wall.as_secs_f64())
+        });
+        signed as f64 / wall.max(1e-9)
+    }
+
+    /// Latencies of every request of the timed rounds, sorted.
+    pub fn burst_latencies(&self) -> Vec<Duration> {
+        let mut lat: Vec<Duration> = self
+            .rounds
+            .iter()
+            .skip(1)
+            .flat_map(|r| r.latencies.clone())
+            .collect();
+        lat.sort();
+        lat
+    }
+
     /// True when the timed rounds produced signatures and every signature verified.
     pub fn healthy(&self) -> bool {
         self.verified.1 == 0 && self.rounds.iter().skip(1).any(|r| r.signed > 0)
@@ -301,6 +358,15 @@ impl std::fmt::Display for BenchReport {
             self.validators
         )?;
         writeln!(f, "keystores: {}", self.kdf)?;
+        writeln!(
+            f,
+            "links: {}",
+            if self.tls {
+                "TLS (rustls) with client certificates"
+            } else {
+                "plain HTTP"
+            }
+        )?;
         writeln!(
             f,
             "each round: {} concurrent ATTESTATION requests, one per validator, new target epoch\n",
@@ -361,6 +427,13 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
+            "\nsequential: {} requests one at a time: p50 {:.2} ms, p99 {:.2} ms",
+            self.sequential.len(),
+            ms(percentile(&self.sequential, 0.5)),
+            ms(percentile(&self.sequential, 0.99))
+        )?;
+        writeln!(
+            f,
             "\nsignatures verified with blst afterwards: {} ok, {} failed",
             self.verified.0, self.verified.1
         )?;
@@ -389,4 +462,49 @@ impl std::fmt::Display for BenchReport {
             self.load.0, self.load.1
         )
     }
+}
+
+/// The same bench over TLS and over plain HTTP, run one after the other on this machine, and
+/// what TLS costs: each figure of the TLS run divided by the plain one.
+pub fn tls_ratios(tls: &BenchReport, plain: &BenchReport) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let rows = [
+        (
+            "burst sig/s",
+            tls.burst_throughput(),
+            plain.burst_throughput(),
+        ),
+        (
+            "burst p50 ms",
+            ms(percentile(&tls.burst_latencies(), 0.5)),
+            ms(percentile(&plain.burst_latencies(), 0.5)),
+        ),
+        (
+            "burst p99 ms",
+            ms(percentile(&tls.burst_latencies(), 0.99)),
+            ms(percentile(&plain.burst_latencies(), 0.99)),
+        ),
+        (
+            "sequential p50 ms",
+            ms(percentile(&tls.sequential, 0.5)),
+            ms(percentile(&plain.sequential, 0.5)),
+        ),
+        (
+            "sequential p99 ms",
+            ms(percentile(&tls.sequential, 0.99)),
+            ms(percentile(&plain.sequential, 0.99)),
+        ),
+    ];
+    let mut out = format!(
+        "{:<18} {:>10} {:>10} {:>10} {:>10}\n",
+        "FIGURE", "TLS", "PLAIN", "TLS-PLAIN", "TLS/PLAIN"
+    );
+    for (name, t, p) in rows {
+        out.push_str(&format!(
+            "{name:<18} {t:>10.2} {p:>10.2} {:>10.2} {:>10.2}\n",
+            t - p,
+            t / p.max(1e-9)
+        ));
+    }
+    out
 }

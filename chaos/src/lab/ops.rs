@@ -8,6 +8,10 @@
 //! - `start-coordinator:N`: start it again with the same config, data and port;
 //!   `start-coordinator:down` starts every coordinator that is not running;
 //! - `reload-coordinators`: SIGHUP to every coordinator (configuration reload);
+//! - `reload-agents`: SIGHUP to every signer agent (TLS material and allowlist reload);
+//! - `rotate-certs`: every coordinator and agent gets a new certificate and key from the lab
+//!   CA, written over its files, then SIGHUP; returns once each serves its new certificate
+//!   ([`Lab::rotate_certificates`]);
 //! - `kill-agent:ID` / `start-agent:ID`: SIGKILL / start again a signer agent;
 //! - `freeze-agent:ID` / `thaw-agent:ID`: SIGSTOP / SIGCONT, a hung host;
 //! - `new-coordinator:N:REGION`: a new coordinator host, empty data directory, not
@@ -99,6 +103,16 @@ impl Lab {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 Ok(())
             }
+            ("reload-agents", None) => {
+                for a in self.manifest.agents.clone() {
+                    if let Some(p) = self.proc_mut(&a.id) {
+                        ensure!(p.send(libc::SIGHUP), "{} is not running", a.id);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Ok(())
+            }
+            ("rotate-certs", None) => self.rotate_certificates().await.map(|_| ()),
             ("kill-agent", Some(id)) => {
                 self.proc_mut(id)
                     .with_context(|| format!("no {id}"))?
@@ -366,6 +380,77 @@ impl Lab {
         .context("write the restore host's config")?;
         std::fs::write(dir.join("url"), &url).context("write restore/url")?;
         Ok(url)
+    }
+
+    /// Certificate rotation on a running TLS lab, as an operator does it before expiry: every
+    /// coordinator's and agent's certificate and key are issued again and written over the old
+    /// files, each process gets SIGHUP, and the rotation is done when every one of them serves
+    /// its new certificate (read from a fresh TLS connection), within 10 s. Returns how many
+    /// processes rotated.
+    ///
+    /// Errors: a plaintext lab, a certificate that cannot be issued, a process not running,
+    /// or one still serving its old certificate after 10 s.
+    pub async fn rotate_certificates(&mut self) -> Result<usize> {
+        let pki = self
+            .pki
+            .as_ref()
+            .context("a plaintext lab has no certificates")?;
+        let mut expected = Vec::new();
+        for c in &self.manifest.coordinators {
+            let kind = failover_common::tls::issue::LeafKind::Node(c.id);
+            let files = super::pki::reissue(pki, &format!("node-{}", c.id), kind)?;
+            expected.push((format!("coordinator-{}", c.id), c.url.clone(), files));
+        }
+        for a in &self.manifest.agents {
+            let kind = failover_common::tls::issue::LeafKind::Agent(a.id.clone());
+            let files = super::pki::reissue(pki, &format!("agent-{}", a.id), kind)?;
+            expected.push((a.id.clone(), a.url.clone(), files));
+        }
+        for (name, _, _) in &expected {
+            let p = self
+                .proc_mut(name)
+                .with_context(|| format!("no process {name}"))?;
+            ensure!(p.send(libc::SIGHUP), "{name} is not running");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        for (name, url, files) in &expected {
+            let want = failover_common::tls::read_certs(&files.cert_file)?;
+            let want = failover_common::tls::CertInfo::parse(&want[0])
+                .map_err(anyhow::Error::msg)?
+                .fingerprint;
+            loop {
+                // A new client each time: a pooled connection would show the old handshake.
+                let http = self
+                    .client_tls()
+                    .builder()
+                    .tls_info(true)
+                    .timeout(Duration::from_secs(2))
+                    .build()?;
+                let served = http
+                    .get(format!("{url}/upcheck"))
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|r| {
+                        let der = r
+                            .extensions()
+                            .get::<reqwest::tls::TlsInfo>()?
+                            .peer_certificate()?
+                            .to_vec();
+                        failover_common::tls::CertInfo::parse(&der).ok()
+                    })
+                    .map(|i| i.fingerprint);
+                if served == Some(want) {
+                    break;
+                }
+                ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "{name} still serves its old certificate 10 s after SIGHUP"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(expected.len())
     }
 
     /// On a TLS lab, a certificate for coordinator `id` from the lab CA (issued once, reused

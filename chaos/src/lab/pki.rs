@@ -57,6 +57,19 @@ pub fn issue(pki: &LabPki, stem: &str, kind: LeafKind) -> Result<TlsFiles> {
         .map_err(anyhow::Error::msg)
 }
 
+/// Issues the certificate `<stem>` again (a new key, 30 more days), replacing its files in
+/// place ([`DirCa::reissue`]).
+///
+/// Errors: as [`DirCa::reissue`].
+pub fn reissue(pki: &LabPki, stem: &str, kind: LeafKind) -> Result<TlsFiles> {
+    let spec = failover_common::tls::issue::LeafSpec::for_days(
+        kind,
+        vec!["127.0.0.1".into(), "localhost".into()],
+        DAYS,
+    );
+    pki.reissue(stem, &spec).map_err(anyhow::Error::msg)
+}
+
 /// How the lab's tools dial: plain HTTP, or TLS with the lab CA and the validator-client
 /// certificate. Cheap to clone.
 #[derive(Clone, Default)]

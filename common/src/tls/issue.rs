@@ -290,6 +290,32 @@ impl DirCa {
         })
     }
 
+    /// Issues `spec` again as `<stem>.pem` and `<stem>-key.pem`, replacing the files in
+    /// place (certificate rotation): both are written to temporary files first and renamed
+    /// over the old ones, key first, so a reader sees either the old pair, the new pair, or a
+    /// new key with the old certificate, which [`super::Tls::reload`] refuses as a mismatch
+    /// (the material in force stays).
+    ///
+    /// Errors: as [`issue`], or a file cannot be written or renamed.
+    pub fn reissue(&self, stem: &str, spec: &LeafSpec) -> Result<super::TlsFiles, String> {
+        let leaf = issue(&self.ca.cert_pem, &self.ca.key_pem, spec)?;
+        let staging = self.dir.join(format!(".{stem}.new"));
+        let _ = std::fs::remove_dir_all(&staging);
+        let w = write_pair(&staging, stem, &leaf)?;
+        let key = self.dir.join(format!("{stem}-key.pem"));
+        let cert = self.dir.join(format!("{stem}.pem"));
+        for (from, to) in [(&w.key, &key), (&w.cert, &cert)] {
+            std::fs::rename(from, to)
+                .map_err(|e| format!("rename {} to {}: {e}", from.display(), to.display()))?;
+        }
+        let _ = std::fs::remove_dir(&staging);
+        Ok(super::TlsFiles {
+            ca_file: self.ca_file(),
+            cert_file: cert,
+            key_file: key,
+        })
+    }
+
     /// Issues a certificate of `kind` for 127.0.0.1 and localhost, valid for `days` days.
     ///
     /// Errors: as [`DirCa::issue`].

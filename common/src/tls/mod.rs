@@ -305,6 +305,22 @@ impl Tls {
         self.material().leaf.identity.clone()
     }
 
+    /// Checks that the certificate in force names `want`; `how` says how to issue one that
+    /// does (e.g. `coordinator certs issue --node 3`).
+    ///
+    /// Errors: it names nobody or someone else (both named, with the certificate file).
+    pub fn expect_identity(&self, want: &Identity, how: &str) -> Result<(), TlsError> {
+        let have = self.identity();
+        if have.as_ref() == Some(want) {
+            return Ok(());
+        }
+        Err(TlsError(format!(
+            "the certificate in {} names {}, but this is {want}: issue one with `{how}`",
+            self.files.cert_file.display(),
+            show(have.as_ref())
+        )))
+    }
+
     /// The CA certificates in force.
     pub fn ca(&self) -> Vec<CertInfo> {
         self.material().ca.clone()

@@ -131,6 +131,44 @@ impl ServerCertVerifier for CaServerVerifier {
     }
 }
 
+/// Handshake-signature checks with a provider's algorithms, for the client verifiers of this
+/// module and of [`super::allowlist`].
+pub(super) struct Signatures<'a>(pub(super) &'a rustls::crypto::CryptoProvider);
+
+impl Signatures<'_> {
+    pub(super) fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    pub(super) fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    pub(super) fn schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// Checks a client certificate against the CA in force; `mandatory` refuses a handshake
 /// without one. A certificate naming two identities is refused ([`CertInfo::parse`]).
 #[derive(Debug)]
@@ -181,12 +219,7 @@ impl ClientCertVerifier for CaClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.tls.provider.signature_verification_algorithms,
-        )
+        Signatures(&self.tls.provider).tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -195,18 +228,10 @@ impl ClientCertVerifier for CaClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.tls.provider.signature_verification_algorithms,
-        )
+        Signatures(&self.tls.provider).tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.tls
-            .provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        Signatures(&self.tls.provider).schemes()
     }
 }
