@@ -114,6 +114,8 @@ impl LinkState {
 /// The proxies of a drill and their control handle.
 pub struct Netem {
     seed: u64,
+    /// Address the proxies listen on (127.0.0.1, or the bridge address of a netns lab).
+    bind: std::net::IpAddr,
     links: Vec<Arc<LinkState>>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
@@ -147,8 +149,15 @@ pub fn split_url(url: &str) -> Result<(&str, SocketAddr)> {
 impl Netem {
     /// An empty set of links whose randomness derives from `seed`.
     pub fn new(seed: u64) -> Self {
+        Self::bound_to(seed, std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// An empty set whose proxies listen on `bind` (the bridge address of a lab whose
+    /// regions are network namespaces, so every region can reach them).
+    pub fn bound_to(seed: u64, bind: std::net::IpAddr) -> Self {
         Self {
             seed,
+            bind,
             links: Vec::new(),
             tasks: Vec::new(),
             shutdown: watch::channel(false).0,
@@ -170,9 +179,9 @@ impl Netem {
         target_url: &str,
     ) -> Result<String> {
         let (scheme, target) = split_url(target_url)?;
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind((self.bind, 0))
             .await
-            .context("bind a netem proxy on 127.0.0.1")?;
+            .with_context(|| format!("bind a netem proxy on {}", self.bind))?;
         let url = format!(
             "{scheme}://{}",
             listener.local_addr().context("read the proxy address")?

@@ -80,6 +80,15 @@ struct RunArgs {
     /// made for the lab in DIR/pki; for comparing the two.
     #[arg(long)]
     plaintext: bool,
+    /// Each region in a Linux network namespace of its own, its processes bound to the
+    /// region's address only (needs root; says so where namespaces are not allowed).
+    #[arg(long)]
+    netns: bool,
+    /// WAN latency between regions: eu–us 80 ms, us–ap 150 ms, eu–ap 200 ms round trip
+    /// (tc netem with --netns where the kernel has it, else the lab's per-link proxies), with
+    /// Raft timing for it (500 ms heartbeats, 3–6 s elections).
+    #[arg(long)]
+    wan: bool,
     /// Number of interop validators.
     #[arg(long, default_value_t = 64)]
     validators: u64,
@@ -156,6 +165,12 @@ async fn run(args: RunArgs) -> Result<bool> {
     cfg.finality_lag_epochs = args.finality_lag_epochs;
     cfg.fork_epoch = args.fork_epoch;
     cfg.tls = !args.plaintext;
+    cfg.netns = args.netns;
+    cfg.wan = args.wan;
+    if args.wan {
+        cfg.raft_heartbeat_ms = 500;
+        cfg.raft_election_ms = (3_000, 6_000);
+    }
     cfg.kdf = match args.kdf {
         Kdf::Pbkdf2 => KdfChoice::Pbkdf2Standard,
         Kdf::Scrypt => KdfChoice::ScryptStandard,

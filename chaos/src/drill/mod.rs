@@ -93,6 +93,11 @@ pub struct LabParams {
     pub election_max_ms: u64,
     /// TLS on every link (the default); `false` runs the lab in plain HTTP.
     pub tls: bool,
+    /// Every region in a network namespace of its own (root only); a partition then takes
+    /// the region's interface down.
+    pub netns: bool,
+    /// WAN latency between regions (eu–us 80 ms, us–ap 150 ms, eu–ap 200 ms round trip).
+    pub wan: bool,
 }
 
 impl Default for LabParams {
@@ -109,6 +114,8 @@ impl Default for LabParams {
             election_min_ms: 1_000,
             election_max_ms: 2_000,
             tls: true,
+            netns: false,
+            wan: false,
         }
     }
 }
@@ -459,7 +466,11 @@ impl Scenario {
                     }
                 }
                 FaultAction::Partition { region } => {
-                    ensure!(self.lab.netem, "{}: needs lab.netem = true", ctx());
+                    ensure!(
+                        self.lab.netem || self.lab.netns,
+                        "{}: needs lab.netem = true or lab.netns = true",
+                        ctx()
+                    );
                     check_region(region).with_context(ctx)?;
                 }
                 FaultAction::Loss { from, to, prob } => {

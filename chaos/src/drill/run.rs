@@ -320,6 +320,8 @@ async fn start(
     cfg.faketime_node = s.lab.faketime_node;
     cfg.raft_heartbeat_ms = s.lab.heartbeat_ms;
     cfg.tls = s.lab.tls;
+    cfg.netns = s.lab.netns;
+    cfg.wan = s.lab.wan;
     cfg.raft_election_ms = (s.lab.election_min_ms, s.lab.election_max_ms);
     let say = |l: &str| progress(&format!("[lab] {l}"));
     let lab = Lab::start(cfg, &say).await?;
@@ -455,8 +457,15 @@ async fn collect(shared: Arc<Shared>, handover_id: Option<u64>) -> Result<Record
     if let Some(n) = &lab.netem {
         n.heal_all();
     }
+    let mut reconnect_errors = Vec::new();
+    for r in lab.manifest.regions.clone() {
+        if let Err(e) = lab.set_region_connected(&r.name, true) {
+            reconnect_errors.push(format!("reconnect region {}: {e:#}", r.name));
+        }
+    }
     let records = workload.stop().await?;
     let mut run_errors = errors.into_inner().expect("errors lock");
+    run_errors.extend(reconnect_errors);
     let windows = windows.into_inner().expect("windows lock");
     let (leaders, authority) = std::mem::take(&mut *samples.lock().expect("samples lock"));
 
@@ -941,6 +950,14 @@ async fn apply_inner(
         FaultAction::Partition { region } => {
             let r = sh.resolve_region(region).await?;
             let lab = sh.lab.lock().await;
+            if lab.has_netns() {
+                // A real partition: the region's interface goes down.
+                lab.set_region_connected(&r, false)?;
+                *touched = vec![format!("netns:{r}")];
+                return Ok(format!(
+                    "partition {region} (region {r}'s namespace cut off)"
+                ));
+            }
             let n = lab.netem.as_ref().context("the lab has no netem")?;
             *touched = n.select(|l| l.from_region == r || l.to_region == r);
             let links = n.set_named(touched, LinkMode::Partition);
@@ -1046,6 +1063,9 @@ async fn revert(sh: &Arc<Shared>, f: &PlannedFault, name: &str, links: &[String]
         }
         FaultAction::Partition { .. } | FaultAction::Loss { .. } | FaultAction::Latency { .. } => {
             let lab = sh.lab.lock().await;
+            for region in links.iter().filter_map(|l| l.strip_prefix("netns:")) {
+                lab.set_region_connected(region, true)?;
+            }
             if let Some(n) = &lab.netem {
                 n.set_named(links, LinkMode::Pass);
             }

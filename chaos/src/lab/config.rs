@@ -75,6 +75,13 @@ pub struct LabConfig {
     /// every process, `https://` URLs ([`super::pki`]). Off: plain HTTP, configured as
     /// `insecure_plaintext` everywhere.
     pub tls: bool,
+    /// Every region in a network namespace of its own, its processes bound to its address
+    /// ([`super::netns`]). Needs root; refused with a clear error where namespaces are not
+    /// allowed.
+    pub netns: bool,
+    /// WAN latency between regions ([`super::netns::WAN_RTT_MS`]): `tc netem` in the
+    /// namespaces where the kernel has it, else the lab's per-link proxies (turned on).
+    pub wan: bool,
     /// Seed of the proxies' loss and delay decisions.
     pub netem_seed: u64,
     /// Run this coordinator (node id) under libfaketime, its wall clock offset by the
@@ -122,6 +129,8 @@ impl LabConfig {
             record_deadline_ms: 2_000,
             netem: false,
             tls: true,
+            netns: false,
+            wan: false,
             netem_seed: 0,
             faketime_node: None,
             raft_heartbeat_ms: 100,

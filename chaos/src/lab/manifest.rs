@@ -105,6 +105,23 @@ pub struct Manifest {
     /// is plain `http://`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<super::pki::LabTls>,
+    /// On a netns lab (`--netns`): each region's namespace and address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<RegionInfo>,
+    /// On a `--wan` lab: how the latency between regions is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wan_latency: Option<super::netns::LatencyBy>,
+}
+
+/// A region of a netns lab (in `lab.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionInfo {
+    /// Region name.
+    pub name: String,
+    /// Its network namespace (`ip netns exec NAME …` runs a command there).
+    pub netns: String,
+    /// Its address; its processes bind to it only.
+    pub ip: std::net::Ipv4Addr,
 }
 
 impl Manifest {

@@ -38,6 +38,7 @@ pub mod ctl;
 pub mod duties;
 pub mod keys;
 pub mod manifest;
+pub mod netns;
 pub mod ops;
 pub mod pki;
 pub mod probes;
@@ -92,6 +93,10 @@ pub struct Lab {
     pki: Option<pki::LabPki>,
     /// How the lab's tools dial.
     client_tls: pki::ClientTls,
+    /// The regions' network namespaces (`--netns`); removed when the lab is dropped.
+    regions: Option<netns::Regions>,
+    /// How WAN latency between regions is applied (`--wan`), if it is.
+    latency_by: Option<netns::LatencyBy>,
 }
 
 impl Lab {
@@ -126,11 +131,13 @@ impl Lab {
                 &p,
                 &format!("operator-{op}"),
                 failover_common::tls::issue::LeafKind::Operator(op.clone()),
+                &[],
             )?;
             let vc = pki::issue(
                 &p,
                 "validator-client",
                 failover_common::tls::issue::LeafKind::Client,
+                &[],
             )?;
             let t = pki::LabTls {
                 ca_file: p.ca_file(),
@@ -145,6 +152,51 @@ impl Lab {
             (None, None)
         };
         let client_tls = pki::ClientTls::of(lab_tls.as_ref())?;
+        let regions = if config.netns {
+            let mut names: Vec<String> = Vec::new();
+            let agent_regions = config.agents.iter().map(|a| &a.region);
+            for r in config
+                .coordinator_regions
+                .iter()
+                .chain(&config.beacon_regions)
+                .chain(agent_regions)
+            {
+                if !names.contains(r) {
+                    names.push(r.clone());
+                }
+            }
+            let r = netns::Regions::create(&names, std::process::id())?;
+            progress(&format!(
+                "regions in network namespaces: {} (the lab's tools at {})",
+                r.regions
+                    .iter()
+                    .map(|x| format!("{} {} {}", x.name, x.netns, x.ip))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                r.host_ip
+            ));
+            Some(r)
+        } else {
+            None
+        };
+        let latency_by = match (config.wan, &regions) {
+            (false, _) => None,
+            (true, Some(r)) => match r.add_wan_latency() {
+                Ok(()) => Some(netns::LatencyBy::TcNetem),
+                Err(e) => {
+                    progress(&format!(
+                        "tc netem is not available on this machine ({e:#}); WAN latency goes \
+                         through the lab's per-link proxies instead"
+                    ));
+                    Some(netns::LatencyBy::Proxies)
+                }
+            },
+            (true, None) => Some(netns::LatencyBy::Proxies),
+        };
+        let proxies = config.netem || latency_by == Some(netns::LatencyBy::Proxies);
+        let proxy_ip = regions
+            .as_ref()
+            .map_or(std::net::Ipv4Addr::LOCALHOST, |r| r.host_ip);
         let http = client_tls
             .builder()
             .timeout(Duration::from_secs(5))
@@ -193,16 +245,27 @@ impl Lab {
                 binaries: binaries.clone(),
                 prometheus: None,
                 tls: lab_tls,
+                regions: regions
+                    .iter()
+                    .flat_map(|r| &r.regions)
+                    .map(|r| manifest::RegionInfo {
+                        name: r.name.clone(),
+                        netns: r.netns.clone(),
+                        ip: r.ip,
+                    })
+                    .collect(),
+                wan_latency: latency_by,
             },
             ctl: Failoverctl::new(&binaries.failoverctl, vec![], &dir.join("failoverctl.log")),
-            netem: config
-                .netem
-                .then(|| crate::netem::Netem::new(config.netem_seed)),
+            netem: proxies
+                .then(|| crate::netem::Netem::bound_to(config.netem_seed, proxy_ip.into())),
             config,
             procs: vec![],
             http,
             pki: lab_pki,
             client_tls,
+            regions,
+            latency_by,
         };
         lab.start_beacons(&logs).await?;
         progress(&format!(
@@ -219,6 +282,7 @@ impl Lab {
             .with_ca(lab.manifest.tls.as_ref().map(|t| t.ca_file.clone()));
         let t = Instant::now();
         lab.start_agents(&logs, &secrets, &master).await?;
+        lab.apply_wan_proxies();
         progress(&format!(
             "{} signer agents healthy and registered ({:.1} s, keystores decrypted)",
             lab.manifest.agents.len(),
@@ -231,9 +295,10 @@ impl Lab {
         let c = &self.config;
         for region in &c.beacon_regions {
             let name = format!("beacon-{region}");
+            let listen = format!("{}:{}", self.bind_ip(region), self.port(5052)?);
             let args = vec![
                 "--listen".into(),
-                "127.0.0.1:0".into(),
+                listen,
                 "--seconds-per-slot".into(),
                 c.seconds_per_slot.to_string(),
                 "--slots-per-epoch".into(),
@@ -248,12 +313,9 @@ impl Lab {
                 c.fork_epoch.to_string(),
             ];
             let log = logs.join(format!("{name}.log"));
-            self.procs.push(Proc::spawn(
-                &name,
-                &self.manifest.binaries.beacon_sim,
-                &args,
-                &log,
-            )?);
+            let (program, args) =
+                self.command_in(region, &self.manifest.binaries.beacon_sim, args)?;
+            self.procs.push(Proc::spawn(&name, &program, &args, &log)?);
         }
         let n = c.beacon_regions.len();
         let start = self.procs.len() - n;
@@ -290,7 +352,7 @@ impl Lab {
             .map(|(i, region)| {
                 Ok(Peer {
                     id: i as u64 + 1,
-                    url: format!("{scheme}://127.0.0.1:{}", procs::free_port()?),
+                    url: format!("{scheme}://{}:{}", self.bind_ip(region), self.port(7101)?),
                     region: region.clone(),
                     raft_url: None,
                 })
@@ -327,6 +389,7 @@ impl Lab {
                     p,
                     &format!("node-{}", peer.id),
                     failover_common::tls::issue::LeafKind::Node(peer.id),
+                    &self.cert_hosts(&peer.region),
                 )?),
                 None => None,
             };
@@ -407,13 +470,10 @@ impl Lab {
                 Some((id, env)) if *id == peer.id => env.clone(),
                 _ => vec![],
             };
-            self.procs.push(Proc::spawn_with_env(
-                &name,
-                &self.manifest.binaries.coordinator,
-                &args,
-                &env,
-                &log,
-            )?);
+            let (program, args) =
+                self.command_in(&peer.region, &self.manifest.binaries.coordinator, args)?;
+            self.procs
+                .push(Proc::spawn_with_env(&name, &program, &args, &env, &log)?);
             started.push((
                 peer.clone(),
                 cfg_path,
@@ -482,12 +542,10 @@ impl Lab {
                 cfg_path.display().to_string(),
             ];
             let log = logs.join(format!("{}.log", spec.id));
-            self.procs.push(Proc::spawn(
-                &spec.id,
-                &self.manifest.binaries.signer_agent,
-                &args,
-                &log,
-            )?);
+            let (program, args) =
+                self.command_in(&spec.region, &self.manifest.binaries.signer_agent, args)?;
+            self.procs
+                .push(Proc::spawn(&spec.id, &program, &args, &log)?);
             started.push((spec, cfg_path, self.procs.len() - 1));
         }
         // Keystore decryption dominates agent start-up: allow for the chosen KDF's cost (every
@@ -535,10 +593,13 @@ impl Lab {
     ) -> Result<String> {
         let (tls, api_clients) = match (&self.pki, &self.manifest.tls) {
             (Some(p), Some(lab_tls)) => {
-                let files = pki::issue(
+                // A second agent with the same identity (the duplicate-agent drills) uses the
+                // same certificate, as a copied configuration directory would.
+                let files = pki::existing_or_issue(
                     p,
                     &format!("agent-{}", spec.id),
                     failover_common::tls::issue::LeafKind::Agent(spec.id.clone()),
+                    &self.cert_hosts(&spec.region),
                 )?;
                 // The agent's Web3Signer API admits the lab's validator client by fingerprint,
                 // as Web3Signer's known-clients file does.
@@ -562,7 +623,15 @@ impl Lab {
         let cfg = signer_agent::Config {
             agent_id: spec.id.clone(),
             region: spec.region.clone(),
-            listen: "127.0.0.1:0".parse().expect("a literal socket address"),
+            // Port 0 picks a free port; in a region's namespace the ports are its own, and
+            // each agent gets one of 9000 and up.
+            listen: format!(
+                "{}:{}",
+                self.bind_ip(&spec.region),
+                self.port(9000 + self.procs.len() as u16)?
+            )
+            .parse()
+            .context("an agent listen address")?,
             coordinators,
             coordinator_token_file: Some(token_file.to_path_buf()),
             insecure_plaintext_coordinators: tls.is_none(),
@@ -669,6 +738,98 @@ impl Lab {
         Ok(out)
     }
 
+    /// The address processes of `region` bind to: the region's own on a netns lab, else
+    /// 127.0.0.1.
+    fn bind_ip(&self, region: &str) -> String {
+        self.regions
+            .as_ref()
+            .and_then(|r| r.region(region))
+            .map_or_else(|| "127.0.0.1".to_string(), |r| r.ip.to_string())
+    }
+
+    /// A port for a listener: `fixed` inside a region's namespace (each has its own ports),
+    /// else a free port on the loopback (0 for an agent, 9000 to 9099, which reports the one
+    /// it got).
+    fn port(&self, fixed: u16) -> Result<u16> {
+        match (&self.regions, fixed) {
+            (Some(_), p) => Ok(p),
+            (None, 9000..=9099) => Ok(0),
+            (None, _) => procs::free_port(),
+        }
+    }
+
+    /// The hosts a certificate of a process in `region` names besides 127.0.0.1 and
+    /// localhost: on a netns lab the region's address, and the bridge address where the
+    /// per-link proxies stand for it.
+    fn cert_hosts(&self, region: &str) -> Vec<String> {
+        let Some(r) = &self.regions else {
+            return vec![];
+        };
+        let mut hosts = vec![r.host_ip.to_string()];
+        hosts.extend(r.region(region).map(|x| x.ip.to_string()));
+        hosts
+    }
+
+    /// `program args` as started in `region`'s namespace on a netns lab
+    /// (`ip netns exec NS program args`), else as they are.
+    ///
+    /// Errors: a netns lab without that region.
+    fn command_in(
+        &self,
+        region: &str,
+        program: &Path,
+        args: Vec<String>,
+    ) -> Result<(std::path::PathBuf, Vec<String>)> {
+        match &self.regions {
+            Some(r) => r.command(region, program, &args),
+            None => Ok((program.to_path_buf(), args)),
+        }
+    }
+
+    /// On a `--wan` lab whose latency goes through the proxies: each link between two
+    /// regions holds every chunk half the regions' round trip, each way.
+    fn apply_wan_proxies(&self) {
+        if self.latency_by != Some(netns::LatencyBy::Proxies) {
+            return;
+        }
+        let Some(n) = &self.netem else {
+            return;
+        };
+        for l in n.links() {
+            let rtt = netns::wan_rtt_ms(&l.from_region, &l.to_region);
+            if rtt > 0 {
+                n.set_named(
+                    std::slice::from_ref(&l.name),
+                    crate::netem::LinkMode::Delay {
+                        base_ms: rtt / 2,
+                        jitter_ms: 0,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Cuts region `region` off the others and the lab's tools (netns labs), or brings it
+    /// back.
+    ///
+    /// Errors: not a netns lab, or `ip` failed.
+    pub fn set_region_connected(&self, region: &str, connected: bool) -> Result<()> {
+        self.regions
+            .as_ref()
+            .context("not a netns lab")?
+            .set_connected(region, connected)
+    }
+
+    /// Whether the regions are network namespaces.
+    pub fn has_netns(&self) -> bool {
+        self.regions.is_some()
+    }
+
+    /// How WAN latency is applied, on a `--wan` lab.
+    pub fn latency_by(&self) -> Option<netns::LatencyBy> {
+        self.latency_by
+    }
+
     /// `https` for a TLS lab, else `http`.
     pub(crate) fn scheme(&self) -> &'static str {
         if self.pki.is_some() {
@@ -763,7 +924,9 @@ impl Lab {
             cfg_path.display().to_string(),
         ];
         let log = dir.join("logs").join(format!("{name}.log"));
-        let mut p = Proc::spawn(name, &self.manifest.binaries.signer_agent, &args, &log)?;
+        let (program, args) =
+            self.command_in(region, &self.manifest.binaries.signer_agent, args)?;
+        let mut p = Proc::spawn(name, &program, &args, &log)?;
         let url = p.wait_ready(Duration::from_secs(60)).await?;
         self.procs.push(p);
         let info = AgentInfo {

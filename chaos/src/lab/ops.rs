@@ -398,12 +398,14 @@ impl Lab {
         let mut expected = Vec::new();
         for c in &self.manifest.coordinators {
             let kind = failover_common::tls::issue::LeafKind::Node(c.id);
-            let files = super::pki::reissue(pki, &format!("node-{}", c.id), kind)?;
+            let hosts = self.cert_hosts(&c.region);
+            let files = super::pki::reissue(pki, &format!("node-{}", c.id), kind, &hosts)?;
             expected.push((format!("coordinator-{}", c.id), c.url.clone(), files));
         }
         for a in &self.manifest.agents {
             let kind = failover_common::tls::issue::LeafKind::Agent(a.id.clone());
-            let files = super::pki::reissue(pki, &format!("agent-{}", a.id), kind)?;
+            let hosts = self.cert_hosts(&a.region);
+            let files = super::pki::reissue(pki, &format!("agent-{}", a.id), kind, &hosts)?;
             expected.push((a.id.clone(), a.url.clone(), files));
         }
         for (name, _, _) in &expected {
@@ -419,11 +421,11 @@ impl Lab {
                 .map_err(anyhow::Error::msg)?
                 .fingerprint;
             loop {
-                // A new client each time: a pooled connection would show the old handshake.
+                // A new client each time, without session resumption: a pooled connection or
+                // a resumed session would show the old handshake's certificate.
                 let http = self
                     .client_tls()
-                    .builder()
-                    .tls_info(true)
+                    .full_handshake_builder()
                     .timeout(Duration::from_secs(2))
                     .build()?;
                 let served = http
@@ -461,16 +463,8 @@ impl Lab {
         let Some(pki) = &self.pki else {
             return Ok(None);
         };
-        let stem = format!("node-{id}");
-        let existing = pki.ca_file().with_file_name(format!("{stem}.pem"));
-        if existing.exists() {
-            return Ok(Some(failover_common::tls::TlsFiles {
-                ca_file: pki.ca_file(),
-                cert_file: existing,
-                key_file: pki.ca_file().with_file_name(format!("{stem}-key.pem")),
-            }));
-        }
-        super::pki::issue(pki, &stem, failover_common::tls::issue::LeafKind::Node(id)).map(Some)
+        let kind = failover_common::tls::issue::LeafKind::Node(id);
+        super::pki::existing_or_issue(pki, &format!("node-{id}"), kind, &[]).map(Some)
     }
 
     /// `leader` → the node id the cluster names as leader; a number → itself.

@@ -48,26 +48,58 @@ pub fn create(dir: &Path) -> Result<LabPki> {
     DirCa::create(dir, "failover lab CA", DAYS).map_err(anyhow::Error::msg)
 }
 
-/// Issues a certificate of `kind` from the lab's CA for 127.0.0.1 and localhost, valid for
-/// 30 days, as `<stem>.pem` and `<stem>-key.pem`.
+/// The spec of a lab certificate of `kind`: 127.0.0.1, localhost and `extra_hosts` (a
+/// region's address on a netns lab), valid for 30 days.
+fn spec(kind: LeafKind, extra_hosts: &[String]) -> failover_common::tls::issue::LeafSpec {
+    let mut hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    hosts.extend(extra_hosts.iter().cloned());
+    failover_common::tls::issue::LeafSpec::for_days(kind, hosts, DAYS)
+}
+
+/// Issues a certificate of `kind` from the lab's CA (hosts as [`spec`]) as `<stem>.pem` and
+/// `<stem>-key.pem`.
 ///
 /// Errors: as [`DirCa::issue`] (an existing key is never overwritten).
-pub fn issue(pki: &LabPki, stem: &str, kind: LeafKind) -> Result<TlsFiles> {
-    pki.issue_local(stem, kind, DAYS)
+pub fn issue(pki: &LabPki, stem: &str, kind: LeafKind, extra_hosts: &[String]) -> Result<TlsFiles> {
+    pki.issue(stem, &spec(kind, extra_hosts))
         .map_err(anyhow::Error::msg)
+}
+
+/// The certificate `<stem>` of the lab CA: the files already there (a process started again,
+/// or a second process with the same identity, as when its whole configuration directory is
+/// copied), else a new one issued as [`issue`] does.
+///
+/// Errors: as [`issue`].
+pub fn existing_or_issue(
+    pki: &LabPki,
+    stem: &str,
+    kind: LeafKind,
+    extra_hosts: &[String],
+) -> Result<TlsFiles> {
+    let cert = pki.dir().join(format!("{stem}.pem"));
+    let key = pki.dir().join(format!("{stem}-key.pem"));
+    if cert.exists() && key.exists() {
+        return Ok(TlsFiles {
+            ca_file: pki.ca_file(),
+            cert_file: cert,
+            key_file: key,
+        });
+    }
+    issue(pki, stem, kind, extra_hosts)
 }
 
 /// Issues the certificate `<stem>` again (a new key, 30 more days), replacing its files in
 /// place ([`DirCa::reissue`]).
 ///
 /// Errors: as [`DirCa::reissue`].
-pub fn reissue(pki: &LabPki, stem: &str, kind: LeafKind) -> Result<TlsFiles> {
-    let spec = failover_common::tls::issue::LeafSpec::for_days(
-        kind,
-        vec!["127.0.0.1".into(), "localhost".into()],
-        DAYS,
-    );
-    pki.reissue(stem, &spec).map_err(anyhow::Error::msg)
+pub fn reissue(
+    pki: &LabPki,
+    stem: &str,
+    kind: LeafKind,
+    extra_hosts: &[String],
+) -> Result<TlsFiles> {
+    pki.reissue(stem, &spec(kind, extra_hosts))
+        .map_err(anyhow::Error::msg)
 }
 
 /// How the lab's tools dial: plain HTTP, or TLS with the lab CA and the validator-client
@@ -111,6 +143,23 @@ impl ClientTls {
     pub fn builder(&self) -> reqwest::ClientBuilder {
         match &self.0 {
             Some(cfg) => reqwest::Client::builder().use_preconfigured_tls((**cfg).clone()),
+            None => reqwest::Client::builder(),
+        }
+    }
+
+    /// [`ClientTls::builder`] without TLS session resumption, and with the server's
+    /// certificate readable from each answer (`reqwest::tls::TlsInfo`): every connection
+    /// makes a full handshake, so it sees the certificate the server serves now, not the one
+    /// of a resumed session.
+    pub fn full_handshake_builder(&self) -> reqwest::ClientBuilder {
+        match &self.0 {
+            Some(cfg) => {
+                let mut cfg = (**cfg).clone();
+                cfg.resumption = rustls::client::Resumption::disabled();
+                reqwest::Client::builder()
+                    .use_preconfigured_tls(cfg)
+                    .tls_info(true)
+            }
             None => reqwest::Client::builder(),
         }
     }
