@@ -24,7 +24,11 @@
 //!     without a `lab=` directive is an error, so no host step is skipped silently;
 //!   - `env=NAME:VALUE`: an extra variable for this block only;
 //!   - `each=coordinator`: a step done on every coordinator host; the test runs the block once
-//!     per running coordinator with `CONFIG` set to that node's config file.
+//!     per running coordinator with `CONFIG` set to that node's config file;
+//!   - `hosts=eu,us,ap`: a step of the deployment guide (`docs/deploy.md`) done on each of
+//!     these hosts in turn; its test runs the block in that host's network namespace with the
+//!     host's directories and `REGION` and `N` (1-based position in the list) set. Runbooks
+//!     have no hosts of their own and do not use it.
 //!
 //! Invariants: blocks keep their order in the file; a directive never applies to a block
 //! further than the next one; an unknown directive key is an error (a typo must not turn a
@@ -50,6 +54,8 @@ pub struct Step {
     pub env: Vec<(String, String)>,
     /// Run once per coordinator host (`each=coordinator`), with `CONFIG` set.
     pub each_coordinator: bool,
+    /// Run once on each of these hosts (`hosts=eu,us`), in order.
+    pub hosts: Vec<String>,
 }
 
 /// A parsed runbook.
@@ -70,6 +76,7 @@ struct Pending {
     lab_action: Option<String>,
     env: Vec<(String, String)>,
     each_coordinator: bool,
+    hosts: Vec<String>,
 }
 
 /// Splits a directive body `k=v k2="v 2"` into pairs; values may be double-quoted.
@@ -153,6 +160,10 @@ pub fn parse(name: &str, text: &str) -> Result<Runbook> {
                         pending.each_coordinator = true;
                         pending_line = i + 1;
                     }
+                    "hosts" => {
+                        pending.hosts = v.split(',').map(str::to_string).collect();
+                        pending_line = i + 1;
+                    }
                     other => bail!("{name}:{}: unknown runbook-test directive `{other}`", i + 1),
                 }
             }
@@ -182,6 +193,7 @@ pub fn parse(name: &str, text: &str) -> Result<Runbook> {
                 || p.expect_exit.is_some()
                 || p.each_coordinator
                 || !p.env.is_empty()
+                || !p.hosts.is_empty()
             {
                 bail!("{name}:{pending_line}: directive before a block that is not `sh`");
             }
@@ -201,6 +213,7 @@ pub fn parse(name: &str, text: &str) -> Result<Runbook> {
             lab_action: p.lab_action,
             env: p.env,
             each_coordinator: p.each_coordinator,
+            hosts: p.hosts,
         });
     }
     if pending.operator.is_some()
@@ -208,6 +221,7 @@ pub fn parse(name: &str, text: &str) -> Result<Runbook> {
         || pending.lab_action.is_some()
         || !pending.env.is_empty()
         || pending.each_coordinator
+        || !pending.hosts.is_empty()
     {
         bail!("{name}:{pending_line}: directive with no code block after it");
     }

@@ -76,6 +76,14 @@ fn every_runbook_parses_and_is_scheduled() {
     );
     for b in &books {
         assert!(!b.steps.is_empty(), "{} has no `sh` block to run", b.name);
+        for st in &b.steps {
+            assert!(
+                st.hosts.is_empty(),
+                "{}:{}: hosts= is for the deployment guide; runbooks run against the lab",
+                b.name,
+                st.line
+            );
+        }
     }
 }
 

@@ -215,8 +215,10 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
 
     let mut rounds = Vec::new();
     let mut all_records: Vec<DutyRecord> = Vec::new();
+    let clock = lab.clock();
     for r in 0..=opts.rounds {
         let target_epoch = r + 1;
+        until_recordable(&clock, spe, target_epoch).await;
         let duties: Vec<_> = lab
             .manifest
             .validators
@@ -281,6 +283,7 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
     for i in 0..opts.sequential {
         let v = &lab.manifest.validators[(i % opts.validators.max(1)) as usize];
         let target_epoch = first_epoch + i / opts.validators.max(1);
+        until_recordable(&clock, spe, target_epoch).await;
         let slot = target_epoch * spe + v.index % spe;
         let duty = attestation_duty(v, slot, &fork_info, spe);
         let rec = send_duty(&http, &agent, &duty).await;
@@ -320,6 +323,16 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
         sequential,
         tls: !opts.plaintext,
     })
+}
+
+/// Waits until attestations with target `target_epoch` are within the coordinators'
+/// far-future bound (`limits.max_future_epochs`, 2 epochs ahead of the chain's current
+/// epoch): the rounds use a new target epoch each and would otherwise outrun the chain.
+async fn until_recordable(clock: &super::SlotClock, spe: u64, target_epoch: u64) {
+    const MAX_FUTURE_EPOCHS: u64 = 2;
+    while clock.now_slot() / spe.max(1) + MAX_FUTURE_EPOCHS < target_epoch {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 impl BenchReport {
