@@ -9,7 +9,7 @@
 //! membership) and `raft` (Raft RPC and forwarded writes).
 //!
 //! Invariants:
-//! - every `/v1` and `/raft` route is authenticated before its body is read ([`Caller`]): by
+//! - every `/v1` and `/raft` route is authenticated before its body is read (`Caller`): by
 //!   bearer token (compared by SHA-256 hash with the configured hashes; never logged), by
 //!   client certificate over TLS, or both, which must then name the same principal
 //!   ([`crate::access::AccessList::authenticate`]);

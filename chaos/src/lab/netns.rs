@@ -16,7 +16,8 @@
 //! bridge address instead.
 //!
 //! Invariants: every namespace, interface and bridge this module made is removed when the
-//! [`Regions`] value is dropped (and a lab directory's leftovers by [`Regions::cleanup`]);
+//! [`Regions`] value is dropped (a lab killed with SIGKILL cannot: `ip netns list` shows what
+//! it left, `fl<id>…`, and `ip netns del` removes it);
 //! nothing is created under a name that exists already; where the machine does not allow
 //! namespaces, [`Regions::create`] fails with the command that was refused and its message,
 //! before anything else starts.

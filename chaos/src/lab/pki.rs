@@ -56,8 +56,8 @@ fn spec(kind: LeafKind, extra_hosts: &[String]) -> failover_common::tls::issue::
     failover_common::tls::issue::LeafSpec::for_days(kind, hosts, DAYS)
 }
 
-/// Issues a certificate of `kind` from the lab's CA (hosts as [`spec`]) as `<stem>.pem` and
-/// `<stem>-key.pem`.
+/// Issues a certificate of `kind` from the lab's CA (for 127.0.0.1, localhost and
+/// `extra_hosts`, 30 days) as `<stem>.pem` and `<stem>-key.pem`.
 ///
 /// Errors: as [`DirCa::issue`] (an existing key is never overwritten).
 pub fn issue(pki: &LabPki, stem: &str, kind: LeafKind, extra_hosts: &[String]) -> Result<TlsFiles> {

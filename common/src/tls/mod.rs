@@ -446,6 +446,3 @@ pub fn tool_client(
         (None, None) => Ok(reqwest::Client::builder()),
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -6,8 +6,11 @@ use std::path::Path;
 use axum::routing::get;
 use axum::{Extension, Router};
 
-use super::issue::{issue, new_ca, write_pair, Issued, LeafKind, LeafSpec};
-use super::*;
+use std::sync::Arc;
+
+use failover_common::tls::issue::{issue, new_ca, write_pair, Issued, LeafKind, LeafSpec};
+use failover_common::tls::rustls;
+use failover_common::tls::*;
 
 struct Ca {
     dir: tempfile::TempDir,
@@ -45,7 +48,9 @@ impl Ca {
 }
 
 /// A TLS server answering `GET /who` with the client certificate's identity.
-async fn server(cfg: Arc<rustls::ServerConfig>) -> (SocketAddr, Arc<crate::serve::ListenerStats>) {
+async fn server(
+    cfg: Arc<rustls::ServerConfig>,
+) -> (SocketAddr, Arc<failover_common::serve::ListenerStats>) {
     let app = Router::new().route(
         "/who",
         get(|Extension(t): Extension<TlsConnection>| async move {
@@ -55,11 +60,11 @@ async fn server(cfg: Arc<rustls::ServerConfig>) -> (SocketAddr, Arc<crate::serve
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let stats = Arc::new(crate::serve::ListenerStats::default());
-    tokio::spawn(crate::serve::serve(
+    let stats = Arc::new(failover_common::serve::ListenerStats::default());
+    tokio::spawn(failover_common::serve::serve(
         listener,
         app,
-        crate::serve::ListenerLimits::default(),
+        failover_common::serve::ListenerLimits::default(),
         stats.clone(),
         Some(cfg),
         std::future::pending(),
@@ -290,8 +295,8 @@ async fn an_allowlist_takes_listed_fingerprints_and_its_ca_and_nobody_else() {
     // A validator client with a certificate of a CA nobody configured, listed by fingerprint.
     let listed_files = stranger_ca.files("vc1", LeafKind::Client);
     let listed = Tls::load(&listed_files).unwrap();
-    let unlisted = Tls::load(&stranger_ca.files("vc2", LeafKind::Client)).unwrap();
-    let by_ca = Tls::load(&clients_ca.files("vc3", LeafKind::Client)).unwrap();
+    let unlisted = stranger_ca.files("vc2", LeafKind::Client);
+    let by_ca = clients_ca.files("vc3", LeafKind::Client);
     let known = ca.dir.path().join("known_clients.txt");
     std::fs::write(
         &known,
@@ -308,20 +313,18 @@ async fn an_allowlist_takes_listed_fingerprints_and_its_ca_and_nobody_else() {
     .unwrap();
     assert_eq!(list.known_clients(), vec!["lighthouse".to_string()]);
     let (addr, _) = server(agent.server_config(ClientAuth::Verifier(list.clone()))).await;
-    // Each client trusts the agent's CA for the server side.
-    let dial = |t: &Arc<Tls>| {
-        let mut cfg = t.client_config(PeerRole::Any);
-        cfg.dangerous()
-            .set_certificate_verifier(Arc::new(verify::CaServerVerifier::new(
-                verify::Roots::Live(agent.clone()),
-                PeerRole::Any,
-            )));
-        reqwest::Client::builder()
-            .use_preconfigured_tls(cfg)
+    // Each client trusts the agent's CA for the server side, beside its own.
+    let dial = |files: &TlsFiles| {
+        let both = files.cert_file.with_extension("cas.pem");
+        let pem = |f: &std::path::Path| std::fs::read_to_string(f).unwrap();
+        std::fs::write(&both, pem(&ca.ca_file()) + &pem(&files.ca_file)).unwrap();
+        let pair = (files.cert_file.as_path(), files.key_file.as_path());
+        tool_client(Some(&both), Some(pair), PeerRole::Any)
+            .unwrap()
             .build()
             .unwrap()
     };
-    assert_eq!(who(&dial(&listed), addr).await.unwrap(), "anonymous");
+    assert_eq!(who(&dial(&listed_files), addr).await.unwrap(), "anonymous");
     assert_eq!(who(&dial(&by_ca), addr).await.unwrap(), "anonymous");
     assert!(who(&dial(&unlisted), addr).await.is_err());
     let anon = reqwest::Client::builder()
@@ -333,7 +336,7 @@ async fn an_allowlist_takes_listed_fingerprints_and_its_ca_and_nobody_else() {
     // Emptied list: the listed client is out from the next handshake on.
     std::fs::write(&known, "").unwrap();
     list.reload().unwrap();
-    assert!(who(&dial(&listed), addr).await.is_err());
+    assert!(who(&dial(&listed_files), addr).await.is_err());
     // A malformed file keeps the old list and names the line.
     std::fs::write(&known, "one-field\n").unwrap();
     let err = list.reload().unwrap_err().0;
