@@ -665,18 +665,27 @@ pub fn router(state: SimState) -> Router {
         .with_state(state)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` completes, then finishes in-flight
-/// requests and returns.
+/// Serves [`router`] on `listener` (TLS with `tls`, else plain HTTP) until `shutdown`
+/// completes, then finishes in-flight requests and returns, with the listener limits of
+/// [`failover_common::serve`].
 ///
-/// Errors: the I/O error that stopped the server.
+/// Errors: none; a failing connection only ends that connection.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: SimState,
+    tls: Option<std::sync::Arc<failover_common::tls::rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    failover_common::serve::serve(
+        listener,
+        router(state),
+        failover_common::serve::ListenerLimits::default(),
+        std::sync::Arc::default(),
+        tls,
+        shutdown,
+    )
+    .await;
+    Ok(())
 }
 
 async fn genesis(State(s): State<SimState>) -> Json<DataResponse<Genesis>> {

@@ -40,7 +40,7 @@ async fn start(genesis_validators_root: Root, epochs: u64) -> Node {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(beacon_sim::serve(listener, state.clone(), async {
+    tokio::spawn(beacon_sim::serve(listener, state.clone(), None, async {
         let _ = stopped.await;
     }));
     Node {

@@ -250,7 +250,7 @@ impl AccessList {
                         show(&p)
                     )),
                     (Principal::Agent(a), None) if c.tls => conflict(format!(
-                        "agent {a} must present its client certificate                          (urn:failover:agent:{a}) with its token"
+                        "agent {a} must present its client certificate (urn:failover:agent:{a}) with its token"
                     )),
                     _ => Ok(p),
                 }

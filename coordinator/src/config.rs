@@ -164,6 +164,10 @@ pub struct BeaconCfg {
     pub timeout_ms: u64,
     /// Usable nodes that must agree; 0 means a majority of `urls`.
     pub min_agreeing: usize,
+    /// PEM file of the CA that signed the beacon nodes' certificates, for `https://` URLs of
+    /// a private PKI; unset: the public web roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for BeaconCfg {
@@ -173,6 +177,7 @@ impl Default for BeaconCfg {
             poll_interval_ms: 2_000,
             timeout_ms: 2_000,
             min_agreeing: 0,
+            ca_file: None,
         }
     }
 }
@@ -368,7 +373,7 @@ impl Config {
             }
             (None, false) => {
                 errs.push(
-                    "no [tls] section: every link needs TLS (ca_file, cert_file, key_file;                      `coordinator certs` makes them), or insecure_plaintext = true to serve and                      dial plain HTTP on purpose"
+                    "no [tls] section: every link needs TLS (ca_file, cert_file, key_file; `coordinator certs` makes them), or insecure_plaintext = true to serve and dial plain HTTP on purpose"
                         .into(),
                 );
                 "https://"
@@ -391,11 +396,11 @@ impl Config {
         }
         match (&self.tls, &self.cluster_token_file) {
             (Some(_), Some(_)) => errs.push(
-                "cluster_token_file is for insecure_plaintext only: with [tls] coordinators                  authenticate each other by certificate; remove it"
+                "cluster_token_file is for insecure_plaintext only: with [tls] coordinators authenticate each other by certificate; remove it"
                     .into(),
             ),
             (None, None) if self.insecure_plaintext => errs.push(
-                "insecure_plaintext needs cluster_token_file (the secret coordinators send each                  other)"
+                "insecure_plaintext needs cluster_token_file (the secret coordinators send each other)"
                     .into(),
             ),
             _ => {}
@@ -426,7 +431,7 @@ impl Config {
                     errs.push(format!("{kind} {name}: token_sha256 must be 64 hex digits"))
                 }
                 None if self.tls.is_none() => errs.push(format!(
-                    "{kind} {name}: token_sha256 is required without [tls] (a certificate can                      stand in for the token only over TLS)"
+                    "{kind} {name}: token_sha256 is required without [tls] (a certificate can stand in for the token only over TLS)"
                 )),
                 _ => {}
             }
@@ -516,6 +521,31 @@ impl Config {
             two_person_rule: self.handover.two_person_rule,
             break_glass_approvals: self.handover.break_glass_approvals,
             slots_per_epoch: self.chain.slots_per_epoch,
+        }
+    }
+
+    /// The client of the configured beacon nodes (`[beacon]`: URLs, per-request timeout,
+    /// `ca_file`), expecting this chain's genesis validators root.
+    ///
+    /// Errors: `ca_file` does not load.
+    pub fn beacon_client(
+        &self,
+    ) -> Result<failover_common::beacon::BeaconClient, failover_common::tls::TlsError> {
+        let b = &self.beacon;
+        let timeout = std::time::Duration::from_millis(b.timeout_ms);
+        let gvr = self.chain.genesis_validators_root;
+        match &b.ca_file {
+            Some(ca) => failover_common::beacon::BeaconClient::with_ca_file(
+                b.urls.clone(),
+                timeout,
+                gvr,
+                ca,
+            ),
+            None => Ok(failover_common::beacon::BeaconClient::new(
+                b.urls.clone(),
+                timeout,
+                gvr,
+            )),
         }
     }
 

@@ -89,6 +89,8 @@ pub struct Node {
     pub access: crate::access::SharedAccess,
     /// Whether this node may vote ([`crate::join`]).
     pub join: Arc<crate::join::JoinState>,
+    /// The client of the configured beacon nodes (`[beacon]`, with its `ca_file`).
+    pub beacon: BeaconClient,
     /// Connections of this node's listener ([`failover_common::serve`]).
     pub listener_stats: Arc<failover_common::serve::ListenerStats>,
     /// Connections of its separate Raft listener (`raft_listen`), when it has one.
@@ -143,6 +145,7 @@ impl Node {
                 None
             }
         };
+        let beacon = config.beacon_client().context("[beacon] ca_file")?;
         let access = crate::access::AccessList::new(
             &config.operators,
             &config.agents,
@@ -226,6 +229,7 @@ impl Node {
             auth_guard,
             listener_stats: Arc::default(),
             raft_listener_stats: Arc::default(),
+            beacon,
             join: join.clone(),
             heartbeats: Mutex::new(BTreeMap::new()),
             access: crate::access::SharedAccess::new(access),
@@ -652,11 +656,7 @@ impl Node {
             );
             return;
         }
-        let client = BeaconClient::new(
-            self.config.beacon.urls.clone(),
-            Duration::from_millis(self.config.beacon.timeout_ms),
-            self.config.chain.genesis_validators_root,
-        );
+        let client = self.beacon.clone();
         self.chain_clock
             .clone()
             .run(
@@ -688,11 +688,7 @@ impl Node {
             tracing::warn!("no beacon nodes configured: handovers will wait for finality forever");
             return;
         }
-        let client = BeaconClient::new(
-            self.config.beacon.urls.clone(),
-            Duration::from_millis(self.config.beacon.timeout_ms),
-            self.config.chain.genesis_validators_root,
-        );
+        let client = self.beacon.clone();
         let quorum = self.config.beacon_quorum();
         let mut tick =
             tokio::time::interval(Duration::from_millis(self.config.beacon.poll_interval_ms));

@@ -22,6 +22,15 @@ struct Args {
     /// Address to listen on; port 0 picks a free port (the READY line shows the real one).
     #[arg(long, default_value = "127.0.0.1:5052")]
     listen: SocketAddr,
+    /// Serve HTTPS with this certificate (PEM; with --tls-key and --tls-ca).
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM, mode 0600).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// The CA the certificate chains to (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_ca: Option<std::path::PathBuf>,
     /// Slot duration in seconds; fractional values (e.g. 0.5) are allowed to the millisecond.
     #[arg(long, default_value_t = 12.0)]
     seconds_per_slot: f64,
@@ -81,13 +90,25 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("bind {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(?config, %addr, "beacon-sim listening");
+    let tls = match (args.tls_ca, args.tls_cert, args.tls_key) {
+        (Some(ca_file), Some(cert_file), Some(key_file)) => Some(
+            failover_common::tls::Tls::load(&failover_common::tls::TlsFiles {
+                ca_file,
+                cert_file,
+                key_file,
+            })?
+            .server_config(failover_common::tls::ClientAuth::Optional),
+        ),
+        _ => None,
+    };
+    tracing::info!(?config, %addr, tls = tls.is_some(), "beacon-sim listening");
     {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut out = std::io::stdout().lock();
-        writeln!(out, "READY http://{addr}")?;
+        writeln!(out, "READY {scheme}://{addr}")?;
         out.flush()?;
     }
-    beacon_sim::serve(listener, state, shutdown_signal()).await?;
+    beacon_sim::serve(listener, state, tls, shutdown_signal()).await?;
     tracing::info!("beacon-sim stopped");
     Ok(())
 }

@@ -296,7 +296,7 @@ impl Lab {
         for region in &c.beacon_regions {
             let name = format!("beacon-{region}");
             let listen = format!("{}:{}", self.bind_ip(region), self.port(5052)?);
-            let args = vec![
+            let mut args = vec![
                 "--listen".into(),
                 listen,
                 "--seconds-per-slot".into(),
@@ -312,6 +312,18 @@ impl Lab {
                 "--fork-epoch".into(),
                 c.fork_epoch.to_string(),
             ];
+            if let Some(p) = &self.pki {
+                let kind = failover_common::tls::issue::LeafKind::Server;
+                let files = pki::issue(p, &name, kind, &self.cert_hosts(region))?;
+                for (flag, path) in [
+                    ("--tls-ca", &files.ca_file),
+                    ("--tls-cert", &files.cert_file),
+                    ("--tls-key", &files.key_file),
+                ] {
+                    args.push(flag.into());
+                    args.push(path.display().to_string());
+                }
+            }
             let log = logs.join(format!("{name}.log"));
             let (program, args) =
                 self.command_in(region, &self.manifest.binaries.beacon_sim, args)?;
@@ -433,6 +445,7 @@ impl Lab {
                     poll_interval_ms: 500,
                     timeout_ms: 1_000,
                     min_agreeing: 0,
+                    ca_file: self.manifest.tls.as_ref().map(|t| t.ca_file.clone()),
                 },
                 handover: HandoverCfg {
                     approvals_required: 1,

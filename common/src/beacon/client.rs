@@ -87,7 +87,40 @@ impl BeaconClient {
         timeout: Duration,
         expected_genesis_validators_root: Root,
     ) -> Self {
-        let http = reqwest::Client::builder()
+        Self::over(
+            reqwest::Client::builder(),
+            urls,
+            timeout,
+            expected_genesis_validators_root,
+        )
+    }
+
+    /// [`BeaconClient::new`] for beacon nodes serving `https://` with certificates of the CA
+    /// in `ca_file` (instead of the public roots).
+    ///
+    /// Errors: the CA file does not load ([`crate::tls::read_roots`]).
+    pub fn with_ca_file(
+        urls: Vec<String>,
+        timeout: Duration,
+        expected_genesis_validators_root: Root,
+        ca_file: &std::path::Path,
+    ) -> Result<Self, crate::tls::TlsError> {
+        let http = crate::tls::tool_client(Some(ca_file), None, crate::tls::PeerRole::Any)?;
+        Ok(Self::over(
+            http,
+            urls,
+            timeout,
+            expected_genesis_validators_root,
+        ))
+    }
+
+    fn over(
+        http: reqwest::ClientBuilder,
+        urls: Vec<String>,
+        timeout: Duration,
+        expected_genesis_validators_root: Root,
+    ) -> Self {
+        let http = http
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()

@@ -10,7 +10,8 @@
 //! - an agent certificate: `urn:failover:agent:<id>`, the agent's hosts, `clientAuth` (to the
 //!   coordinators) and `serverAuth` (its Web3Signer and keymanager API);
 //! - an operator certificate: `urn:failover:operator:<name>`, `clientAuth` only;
-//! - a plain server certificate (no identity) for a listener such as a beacon simulator.
+//! - a plain server certificate (no identity) for a listener such as a beacon simulator
+//!   (`serverAuth` and `clientAuth`).
 //!
 //! Invariants: a key file is written mode 0600 before any byte of the key goes into it
 //! ([`crate::secret_file`]); validity starts one hour in the past (clock skew between hosts).
@@ -52,7 +53,9 @@ pub enum LeafKind {
     Agent(String),
     /// An operator: `clientAuth` only, named by the operator's configured name.
     Operator(String),
-    /// A server without a failover identity (a beacon node, a lab tool): `serverAuth` only.
+    /// A server without a failover identity (a beacon node, a lab tool): `serverAuth`, and
+    /// `clientAuth` so that [`super::Tls::load`] can check it against its CA like every other
+    /// certificate of this project (it names nobody, so as a client it is anonymous).
     Server,
     /// A client without a failover identity (a validator client of an agent's Web3Signer
     /// API): `clientAuth` only.
@@ -173,12 +176,11 @@ pub fn issue(ca_cert_pem: &str, ca_key_pem: &str, spec: &LeafSpec) -> Result<Iss
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = match spec.kind {
-        LeafKind::Node(_) | LeafKind::Agent(_) => vec![
+        LeafKind::Node(_) | LeafKind::Agent(_) | LeafKind::Server => vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ],
         LeafKind::Operator(_) | LeafKind::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-        LeafKind::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
     };
     if let Some(id) = &identity {
         id.validate()?;

@@ -4,9 +4,6 @@
 //!
 //! Invariant: the floor is never below the highest recorded epoch nor below the observed head.
 
-use std::time::Duration;
-
-use failover_common::beacon::BeaconClient;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -36,13 +33,8 @@ pub async fn observe_chain_head(config: &Config) -> Result<ChainHead, String> {
     if config.beacon.urls.is_empty() {
         return Err("no beacon nodes are configured ([beacon] urls)".into());
     }
-    let gvr = config.chain.genesis_validators_root;
     let spe = config.chain.slots_per_epoch.max(1);
-    let client = BeaconClient::new(
-        config.beacon.urls.clone(),
-        Duration::from_millis(config.beacon.timeout_ms),
-        gvr,
-    );
+    let client = config.beacon_client().map_err(|e| e.to_string())?;
     let asks = config.beacon.urls.iter().map(|url| {
         let client = client.clone();
         async move {

@@ -203,6 +203,10 @@ enum CertsCmd {
         /// of an agent's Web3Signer API (clientAuth).
         #[arg(long, group = "kind")]
         client: Option<String>,
+        /// A server certificate without a failover identity, e.g. for a beacon node behind the
+        /// cluster CA (`[beacon] ca_file`); needs --host.
+        #[arg(long, group = "kind")]
+        server: Option<String>,
         /// DNS name or IP address the holder is reached at (repeat; servers need one for
         /// every name clients dial).
         #[arg(long = "host")]
@@ -249,19 +253,27 @@ fn certs(cmd: CertsCmd) -> anyhow::Result<()> {
             agent,
             operator,
             client,
+            server,
             hosts,
             days,
         } => {
-            let (kind, stem) = match (node, agent, operator, client) {
+            let (kind, stem) = match (node, agent, operator, client, server) {
                 (Some(n), ..) => (LeafKind::Node(n), format!("node-{n}")),
                 (_, Some(a), ..) => (LeafKind::Agent(a.clone()), format!("agent-{a}")),
-                (_, _, Some(o), _) => (LeafKind::Operator(o.clone()), format!("operator-{o}")),
-                (_, _, _, Some(c)) => (LeafKind::Client, format!("client-{c}")),
-                _ => anyhow::bail!("name what to issue: --node, --agent, --operator or --client"),
+                (_, _, Some(o), ..) => (LeafKind::Operator(o.clone()), format!("operator-{o}")),
+                (_, _, _, Some(c), _) => (LeafKind::Client, format!("client-{c}")),
+                (_, _, _, _, Some(n)) => (LeafKind::Server, format!("server-{n}")),
+                _ => anyhow::bail!(
+                    "name what to issue: --node, --agent, --operator, --client or --server"
+                ),
             };
-            if matches!(kind, LeafKind::Node(_) | LeafKind::Agent(_)) && hosts.is_empty() {
+            let serves = matches!(
+                kind,
+                LeafKind::Node(_) | LeafKind::Agent(_) | LeafKind::Server
+            );
+            if serves && hosts.is_empty() {
                 anyhow::bail!(
-                    "a node or agent certificate needs --host for every name or address it is                      dialled at (e.g. --host 10.0.1.5 --host coord-eu.example.net)"
+                    "a node, agent or server certificate needs --host for every name or address it is dialled at (e.g. --host 10.0.1.5 --host coord-eu.example.net)"
                 );
             }
             let ca_cert = std::fs::read_to_string(ca_dir.join("ca.pem"))
