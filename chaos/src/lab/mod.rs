@@ -838,11 +838,6 @@ impl Lab {
         self.regions.is_some()
     }
 
-    /// How WAN latency is applied, on a `--wan` lab.
-    pub fn latency_by(&self) -> Option<netns::LatencyBy> {
-        self.latency_by
-    }
-
     /// `https` for a TLS lab, else `http`.
     pub(crate) fn scheme(&self) -> &'static str {
         if self.pki.is_some() {

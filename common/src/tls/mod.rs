@@ -104,7 +104,6 @@ impl TlsConnection {
 
 /// The loaded, checked material.
 struct Material {
-    roots: Arc<RootCertStore>,
     ca: Vec<CertInfo>,
     key: Arc<CertifiedKey>,
     leaf: CertInfo,
@@ -238,7 +237,6 @@ impl Material {
                 ))
             })?;
         Ok(Self {
-            roots,
             ca,
             key: Arc::new(key),
             leaf,
@@ -324,11 +322,6 @@ impl Tls {
     /// The CA certificates in force.
     pub fn ca(&self) -> Vec<CertInfo> {
         self.material().ca.clone()
-    }
-
-    /// The roots in force (for a verifier built elsewhere).
-    pub fn roots(&self) -> Arc<RootCertStore> {
-        self.material().roots.clone()
     }
 
     /// A listener's rustls config (HTTP/1.1 only), presenting the certificate in force and
