@@ -415,6 +415,10 @@ fn layered(routes: Router<AppState>, state: &AppState) -> Router {
             count_unavailable,
         ))
         .layer(axum::middleware::from_fn_with_state(
+            state.node.clone(),
+            leader_headers,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.node.auth_guard.clone(),
             crate::guard::layer,
         ))
@@ -437,6 +441,35 @@ async fn require_token(
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// Names this node and the leader it knows on every answer ([`failover_protocol::NODE_HEADER`],
+/// [`failover_protocol::LEADER_HEADER`], [`failover_protocol::LEADER_URL_HEADER`]), so agents
+/// send their next request to the leader directly (issue 15 item 5). Read from openraft's
+/// metrics after the handler ran: the freshest view this node has.
+async fn leader_headers(
+    State(node): State<Arc<Node>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> HttpResponse {
+    use axum::http::HeaderValue;
+    let mut resp = next.run(req).await;
+    let leader = node.raft.metrics().borrow().current_leader;
+    let headers = resp.headers_mut();
+    headers.insert(failover_protocol::NODE_HEADER, HeaderValue::from(node.id));
+    if let Some(leader) = leader {
+        headers.insert(failover_protocol::LEADER_HEADER, HeaderValue::from(leader));
+        let url = node
+            .config
+            .peers
+            .iter()
+            .find(|p| p.id == leader && leader != node.id)
+            .and_then(|p| HeaderValue::from_str(&p.url).ok());
+        if let Some(url) = url {
+            headers.insert(failover_protocol::LEADER_URL_HEADER, url);
+        }
+    }
+    resp
 }
 
 /// Counts every 503 answer in `failover_unavailable_total{endpoint}`, labelled with the

@@ -155,7 +155,7 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
         let db = open_db(&config.data_dir).context("open RocksDB store")?;
-        let log_store = LogStore::new(db.clone());
+        let log_store = LogStore::new(db.clone()).context("start the raft log flusher")?;
         let sm = StateMachineStore::load(db).context("load state machine")?;
         let state = sm.shared();
         let r = &config.raft;

@@ -11,11 +11,22 @@
 //! the state a node has after installing a snapshot, so openraft starts with its log beginning
 //! after the snapshot.
 //!
-//! Durability invariants (DESIGN.md I6, STYLE.md 5):
-//! - an append or a vote is acknowledged to openraft only after a synced write (WAL fsync);
-//! - each batch of applied entries is written together with `last_applied` in one synced
+//! Durability invariants (DESIGN.md I6 and "Durability and fsyncs", STYLE.md 5):
+//! - one RocksDB database, so one WAL: what survives a crash is a prefix of all writes, in
+//!   order (point-in-time WAL recovery), and one fsync makes every earlier write durable;
+//! - an append is reported flushed to openraft ([`LogFlushed`]) only after a WAL fsync that
+//!   covers it; appends are written at once and fsynced by one flusher thread, so concurrent
+//!   appends share an fsync; a vote is a synced write before `save_vote` returns;
+//! - `committed` and each batch of applied entries are written without fsync: both follow
+//!   from the durable log (apply is deterministic), they reach the disk with the next fsync,
+//!   and a crash that loses them leaves `last_applied` behind, so openraft re-applies the
+//!   committed entries at restart; no signature depends on them being on disk;
+//! - each batch of applied entries is written together with `last_applied` in one atomic
 //!   `WriteBatch`, so a crash never leaves a state that is ahead of or behind its
 //!   `last_applied`;
+//! - a built or installed snapshot is a synced write, so before a log purge (which follows a
+//!   snapshot) every state write it covers is durable, and `last_applied` never falls below
+//!   the purge point;
 //! - installing a snapshot replaces the whole `sm` family in one synced `WriteBatch`;
 //! - any I/O error inside apply is returned to openraft as a `StorageError`, which stops the
 //!   node rather than letting replicas diverge (logged at ERROR; `/health` then answers 503);
@@ -32,7 +43,8 @@ use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
@@ -72,6 +84,9 @@ fn synced() -> WriteOptions {
 /// Errors: RocksDB open errors (permissions, corruption, a lock held by another process).
 pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     let mut opts = Options::default();
+    // Recover the WAL to its last consistent point: what survives a crash is a prefix of the
+    // writes, in order (the durability argument in the module docs relies on it).
+    opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     let cfs = [CF_LOGS, CF_META, CF_SM]
@@ -88,16 +103,96 @@ fn idx_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
+/// Counters of the log flusher, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct FlushStats {
+    /// Appends handed to the flusher (openraft `append` calls).
+    pub appends: AtomicU64,
+    /// WAL fsyncs the flusher ran; `appends / fsyncs` is how many appends shared one.
+    pub fsyncs: AtomicU64,
+}
+
+/// The log flusher: one thread that makes appended entries durable and reports them to
+/// openraft through [`LogFlushed`] (openraft's storage contract: `append` may return before
+/// the entries are on disk, as long as the callback fires only after they are).
+///
+/// Every callback queued while an fsync runs is answered by the next one, so concurrent
+/// appends share one fsync. Callbacks fire in append order. One fsync of the RocksDB WAL
+/// makes every earlier write of this database durable, in write order (the WAL is one
+/// sequential file), so an entry is never reported flushed before an earlier one.
+struct Flusher {
+    tx: std::sync::Mutex<mpsc::Sender<LogFlushed<TypeConfig>>>,
+    /// Test hook: held by a test, it stops the flusher between taking the first waiting
+    /// callback and collecting the rest.
+    #[cfg(test)]
+    gate: Arc<std::sync::Mutex<()>>,
+}
+
+impl Flusher {
+    fn start(db: &Arc<DB>, stats: Arc<FlushStats>) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+        #[cfg(test)]
+        let gate = Arc::new(std::sync::Mutex::new(()));
+        #[cfg(test)]
+        let thread_gate = gate.clone();
+        // A weak handle: the thread must not keep the database open after the node dropped
+        // its stores (a restart in the same process reopens it).
+        let db = Arc::downgrade(db);
+        std::thread::Builder::new()
+            .name("raft-log-flush".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    #[cfg(test)]
+                    let _gate = thread_gate.lock();
+                    let mut waiting = vec![first];
+                    waiting.extend(rx.try_iter());
+                    let res = match db.upgrade() {
+                        Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
+                        None => Err("the database was closed before the log was flushed".into()),
+                    };
+                    stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = &res {
+                        tracing::error!(error = %e, entries = waiting.len(), "raft log fsync failed; this node stops");
+                    }
+                    for cb in waiting {
+                        cb.log_io_completed(res.clone().map_err(std::io::Error::other));
+                    }
+                }
+            })?;
+        Ok(Self {
+            tx: std::sync::Mutex::new(tx),
+            #[cfg(test)]
+            gate,
+        })
+    }
+}
+
 /// The Raft log store (openraft `RaftLogStorage`), cheap to clone.
+///
+/// Appends are written without waiting for the disk and made durable by the flusher
+/// thread, which tells openraft through [`LogFlushed`]; votes, truncations and purges are
+/// synced writes (which also make every earlier append durable).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    flusher: Arc<Flusher>,
+    stats: Arc<FlushStats>,
 }
 
 impl LogStore {
-    /// Log store over an open database.
-    pub fn new(db: Arc<DB>) -> Self {
-        Self { db }
+    /// Log store over an open database; starts its flusher thread (`raft-log-flush`), which
+    /// ends when the last clone of this store is dropped.
+    ///
+    /// Errors: the OS refuses to start the thread.
+    pub fn new(db: Arc<DB>) -> std::io::Result<Self> {
+        let stats = Arc::new(FlushStats::default());
+        let flusher = Arc::new(Flusher::start(&db, stats.clone())?);
+        Ok(Self { db, flusher, stats })
+    }
+
+    /// The flusher's counters (appends, fsyncs).
+    pub fn flush_stats(&self) -> Arc<FlushStats> {
+        self.stats.clone()
     }
 
     fn get_meta<T: for<'de> Deserialize<'de>>(&self, key: &str) -> StorageResult<Option<T>> {
@@ -193,8 +288,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta("vote")
     }
 
+    /// Not synced (DESIGN.md "Durability and fsyncs"): a lost `committed` only means openraft
+    /// re-applies less at restart and learns the commit index from the leader again; it
+    /// reaches the disk with the next fsync of the WAL, after every entry it covers.
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
-        self.put_meta("committed", &committed, ErrorSubject::Store)
+        let b = serde_json::to_vec(&committed)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        self.db
+            .put_cf(cf(&self.db, CF_META), "committed", b)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
@@ -215,19 +317,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
             batch.put_cf(logs, idx_key(ent.log_id.index), b);
         }
-        // Synced: the entries are on disk before openraft learns they are flushed.
-        let res = self.db.write_opt(batch, &synced());
-        match res {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                callback.log_io_completed(Err(std::io::Error::other(msg)));
-                Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e))
-            }
+        // Written to the WAL without waiting for the disk (readable at once); the flusher
+        // fsyncs and only then tells openraft the entries are flushed.
+        if let Err(e) = self.db.write(batch) {
+            let msg = e.to_string();
+            callback.log_io_completed(Err(std::io::Error::other(msg)));
+            return Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
         }
+        self.stats.appends.fetch_add(1, Ordering::Relaxed);
+        let queued = self
+            .flusher
+            .tx
+            .lock()
+            .map_err(|_| "flusher lock poisoned".to_string())
+            .and_then(|tx| {
+                tx.send(callback)
+                    .map_err(|_| "the log flusher thread has stopped".to_string())
+            });
+        queued.map_err(|e| {
+            io_err(
+                ErrorSubject::Logs,
+                ErrorVerb::Write,
+                std::io::Error::other(e),
+            )
+        })
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
@@ -456,8 +569,13 @@ fn publish(from: &SmSnapshotData, to: &mut SmSnapshotData, dirty: &Dirty, member
 }
 
 impl StateMachineStore {
-    /// One synced write of the state machine's batch.
-    fn write_synced(&self, batch: WriteBatch) -> StorageResult<()> {
+    /// One atomic write of the state machine's batch, not synced (DESIGN.md "Durability and
+    /// fsyncs"): the entries it applies are already durable in the log, apply is a
+    /// deterministic function of them, and the write reaches the disk with the next fsync of
+    /// the WAL, before any later write (point-in-time WAL recovery keeps a prefix of the
+    /// writes). A crash that loses it leaves `last_applied` behind, and openraft re-applies
+    /// the committed entries from the log at restart.
+    fn write_state(&self, batch: WriteBatch) -> StorageResult<()> {
         #[cfg(test)]
         if self
             .fail_next_write
@@ -470,7 +588,7 @@ impl StateMachineStore {
             ));
         }
         self.db
-            .write_opt(batch, &synced())
+            .write(batch)
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
     }
 
@@ -650,14 +768,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             };
             responses.push(resp);
         }
-        // 2. Write: one synced batch, with no reader lock held.
+        // 2. Write: one atomic batch, with no reader lock held.
         self.write_dirty(&w, &dirty, &mut batch)?;
         let sm = cf(&self.db, CF_SM);
         batch.put_cf(sm, "last_applied", json(&w.last_applied)?);
         if membership_changed {
             batch.put_cf(sm, "membership", json(&w.membership)?);
         }
-        if let Err(e) = self.write_synced(batch) {
+        if let Err(e) = self.write_state(batch) {
             self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
             tracing::error!(
                 error = %e,
@@ -747,6 +865,58 @@ mod tests {
             outcome: "completed".into(),
             at_ms,
         }
+    }
+
+    fn blank(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    // The gate is a std mutex on purpose: it stops the flusher's OS thread, not a task.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_queued_during_an_fsync_share_the_next_one() {
+        use openraft::storage::RaftLogStorageExt;
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::new(open_db(dir.path()).unwrap()).unwrap();
+        let stats = log.flush_stats();
+
+        // Hold the flusher: the first append's callback is taken, the fsync waits.
+        let gate = log.flusher.gate.clone();
+        let held = gate.lock().unwrap();
+        let mut tasks = Vec::new();
+        let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+        for i in 1..=10u64 {
+            let mut log = log.clone();
+            let done = done.clone();
+            tasks.push(tokio::spawn(async move {
+                log.blocking_append([blank(i)]).await.unwrap();
+                done.lock().unwrap().push(i);
+            }));
+            // Each append is written before the next starts, as openraft issues them.
+            while stats.appends.load(Ordering::SeqCst) < i {
+                tokio::task::yield_now().await;
+            }
+        }
+        // Written but not reported flushed: readable, and no callback has fired.
+        let mut reader = log.clone();
+        assert_eq!(reader.try_get_log_entries(1..=10).await.unwrap().len(), 10);
+        assert!(done.lock().unwrap().is_empty());
+        assert_eq!(stats.fsyncs.load(Ordering::SeqCst), 0);
+
+        drop(held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(stats.appends.load(Ordering::SeqCst), 10);
+        assert_eq!(
+            stats.fsyncs.load(Ordering::SeqCst),
+            1,
+            "the ten appends queued during one fsync share the next"
+        );
+        assert_eq!(done.lock().unwrap().len(), 10);
     }
 
     #[tokio::test]

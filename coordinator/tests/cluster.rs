@@ -429,3 +429,167 @@ fn openapi_document_describes_every_operator_and_agent_route() {
         "/health",
     ]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_moves_to_the_leader_named_in_a_followers_answer() {
+    // Issue 15 item 5: every answer names the leader, so the agent's next request skips the
+    // forwarding hop.
+    let Granted {
+        _tmp,
+        _beacon,
+        cluster,
+        api,
+        token,
+    } = granted().await;
+    let leader_id = api.wait_leader(&cluster.urls).await["leader_id"]
+        .as_u64()
+        .unwrap();
+    let leader_url = cluster.urls[leader_id as usize - 1].clone();
+    // The followers first, so the agent starts at one.
+    let mut urls: Vec<String> = cluster
+        .urls
+        .iter()
+        .filter(|u| **u != leader_url)
+        .cloned()
+        .collect();
+    urls.push(leader_url);
+    let client = failover_protocol::CoordinatorClient::new(
+        urls.clone(),
+        Some(AGENT_A.to_string()),
+        reqwest::Client::builder(),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert_eq!(client.preferred_index(), 0);
+
+    let view = client.authority(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(view.token, token);
+    assert_eq!(
+        client.preferred_index(),
+        2,
+        "the follower's answer named the leader's URL; the next call starts there"
+    );
+
+    let req = failover_protocol::RecordBatchRequest {
+        agent: "agent-a".into(),
+        token,
+        items: vec![att(2, 3, 2)],
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    assert_eq!(
+        client.post_records(&req, deadline).await,
+        failover_protocol::BatchOutcome::Verdicts(vec![Verdict::Valid])
+    );
+    assert_eq!(client.preferred_index(), 2, "the leader answered itself");
+
+    // The leader URL fails: the client moves on and does not go back to it on a hint
+    // until the cooldown has passed.
+    let leader_idx = leader_id as usize - 1;
+    let mut cluster = cluster;
+    cluster.kill(leader_idx);
+    let started = Instant::now();
+    loop {
+        match client.authority(Duration::from_secs(2)).await {
+            Ok(_) => break,
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                tracing::debug!(error = %e, "no answer yet; a new leader is being elected");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no authority answer 30 s after the leader was killed: {e}"),
+        }
+    }
+    assert_ne!(
+        client.preferred_index(),
+        2,
+        "a failed leader is not preferred"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_of_authority_answers_when_the_holder_is_fenced_and_waits_otherwise() {
+    // Issue 15 item 6: a change reaches the agent about one round trip after it applied.
+    let Granted {
+        _tmp,
+        _beacon,
+        cluster,
+        api,
+        token,
+    } = granted().await;
+    let url = cluster.urls[0].clone();
+
+    // No change: held for the wait, then the same view, saying how long it waited.
+    let started = Instant::now();
+    let (s, v) = api
+        .get(
+            &url,
+            &format!("/v1/authority?wait_ms=400&token={token}&holding=true"),
+            AGENT_A,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(v["holder"], "agent-a");
+    assert!(v["waited_ms"].as_u64().unwrap() >= 400, "{v}");
+
+    // Already different from what the caller saw: answered at once.
+    let (s, v) = api
+        .get(
+            &url,
+            &format!("/v1/authority?wait_ms=20000&token={token}&holding=false"),
+            AGENT_A,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["waited_ms"].as_u64().unwrap() < 1000, "{v}");
+
+    // Held, then woken by the fence of a handover request.
+    let poll = {
+        let api = Api::new(Duration::from_secs(30));
+        let url = url.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = api
+                .get(
+                    &url,
+                    &format!("/v1/authority?wait_ms=20000&token={token}&holding=true"),
+                    AGENT_A,
+                )
+                .await;
+            (answer, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, h) = api.handover(&cluster.urls[1], "agent-b", "drill").await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    let ((s, v), elapsed) = poll.await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["holder"].is_null(), "agent-a is fenced: {v}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "answered {elapsed:?} after it was sent, not at the end of its 20 s wait"
+    );
+
+    // Malformed or misplaced long polls are refused with a reason.
+    for (path, token) in [
+        ("/v1/authority?wait_ms=100", AGENT_A),
+        ("/v1/authority?wait_ms=100&token=1&holding=maybe", AGENT_A),
+        (
+            "/v1/authority?wait_ms=100&token=1&holding=true&extra=1",
+            AGENT_A,
+        ),
+        ("/v1/authority?wait_ms=100&token=1&holding=true", ALICE),
+    ] {
+        let (s, v) = api.get(&url, path, token).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {v}");
+        assert_eq!(v["code"], "bad_request", "{path}: {v}");
+    }
+    // u64::MAX as a wait is capped, not an overflow: answered at once because it differs.
+    let (s, v) = api
+        .get(
+            &url,
+            &format!("/v1/authority?wait_ms={}&token=0&holding=true", u64::MAX),
+            AGENT_A,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}

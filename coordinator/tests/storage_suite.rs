@@ -14,7 +14,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RocksBui
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open_db(dir.path()).expect("open rocksdb");
         let sm = StateMachineStore::load(db.clone())?;
-        Ok((dir, LogStore::new(db), sm))
+        Ok((dir, LogStore::new(db).expect("start the log flusher"), sm))
     }
 }
 

@@ -339,6 +339,15 @@ async fn sign_request(
         }
     };
 
+    // Start the signature now, on the pool, while the record commits; it is released below
+    // only on a committed Valid/SameData verdict, and dropped unreleased on every early
+    // return (I4: computing early is allowed, releasing early is not).
+    let pending = agent.sign_pool.submit(
+        sk.secret(),
+        task.signing_root,
+        agent.metrics.signatures_discarded.clone(),
+    );
+
     if let Some(message) = task.slashable {
         let item = match message {
             SlashableMessage::Block { slot } => RecordItem::Block {
@@ -401,13 +410,12 @@ async fn sign_request(
         }
     }
 
-    let root = task.signing_root;
-    let sig = tokio::task::spawn_blocking(move || eth::sign(&sk, &root))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "signing task failed");
-            ApiError::Internal
-        })?;
+    let sig = pending.release().await.map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        ApiError::Internal
+    })?;
+    // The key's in-use guard is held until the signature exists (keymanager DELETE waits).
+    drop(sk);
     agent.metrics.signatures.inc();
     Ok(sig)
 }

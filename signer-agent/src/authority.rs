@@ -183,8 +183,24 @@ impl Authority {
         }
         self.metrics.set_signing_state(state.label());
         self.metrics.authority_token.set(token as i64);
+        // Two polls run at once (the lease poll and the long poll): an answer dated earlier
+        // than one already seen for the same state must not shorten its lease.
+        inner.observed_at = match inner.observed_at {
+            Some(prev) if inner.state == state => Some(prev.max(at)),
+            _ => Some(at),
+        };
         inner.state = state;
-        inner.observed_at = Some(at);
+    }
+
+    /// What this agent last saw, for a long poll: the largest token and whether it was the
+    /// holder then (`None` before any observation). Ignores the age of the observation.
+    pub fn last_seen(&self) -> Option<(u64, bool)> {
+        let inner = self.inner.lock().expect("authority lock");
+        match &inner.state {
+            SigningState::Unknown => None,
+            SigningState::Enabled { .. } => Some((inner.max_token, true)),
+            SigningState::Fenced { .. } => Some((inner.max_token, false)),
+        }
     }
 
     /// Refreshes the metric when the state expired to `Unknown` without a new observation.
@@ -202,6 +218,7 @@ mod tests {
             holder: holder.map(str::to_string),
             token,
             applied_index: token,
+            waited_ms: 0,
         }
     }
 
@@ -241,6 +258,7 @@ mod tests {
                 holder: None,
                 token: 7,
                 applied_index: 20,
+                waited_ms: 0,
             },
             Instant::now(),
         );
@@ -249,6 +267,7 @@ mod tests {
                 holder: Some("a".into()),
                 token: 7,
                 applied_index: 15,
+                waited_ms: 0,
             },
             Instant::now(),
         );
@@ -277,6 +296,19 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(a.current(), SigningState::Unknown);
         assert!(a.coordinator_reachable(), "the coordinator did answer");
+    }
+
+    #[tokio::test]
+    async fn an_earlier_dated_answer_for_the_same_state_does_not_shorten_the_lease() {
+        let a = Authority::new("a".into(), Duration::from_millis(300), Metrics::new());
+        let early = Instant::now();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        a.observe_view(&view(Some("a"), 7), Instant::now());
+        // A slower poll sent before the first answers the same state afterwards.
+        a.observe_view(&view(Some("a"), 7), early);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(a.current(), SigningState::Enabled { token: 7 });
+        assert_eq!(a.last_seen(), Some((7, true)));
     }
 
     #[tokio::test]

@@ -50,6 +50,14 @@ pub struct SigningKey {
     _in_use: OwnedRwLockReadGuard<()>,
 }
 
+impl SigningKey {
+    /// A shared handle on the secret key, for the signing pool ([`crate::sign_pool`]). Keep
+    /// this `SigningKey` (its in-use guard) alive until the signature has been computed.
+    pub fn secret(&self) -> Arc<SecretKey> {
+        self.sk.clone()
+    }
+}
+
 impl Deref for SigningKey {
     type Target = SecretKey;
 

@@ -10,11 +10,13 @@
 //! 3. for `ATTESTATION`, `BLOCK` and `BLOCK_V2`, hand the record to the group-commit
 //!    [`batcher`], which sends it with the agent's fencing token in one
 //!    `POST /v1/agent/records` shared with concurrent requests;
-//! 4. sign (on a blocking thread, blst) only on a committed `Valid` or `SameData` verdict.
+//! 4. compute the signature on the [`sign_pool`] (one thread per core, FIFO) while the record
+//!    commits, and release it only on a committed `Valid` or `SameData` verdict; on any other
+//!    outcome it is dropped unreleased.
 //!
 //! Invariants:
 //! - **I4**: no signature of a slashable type leaves the agent before its record committed and
-//!   was accepted;
+//!   was accepted (it may be *computed* earlier; it is *released* only then);
 //! - **I7**: no verdict by `record_deadline_ms`, a transport error, or any unknown outcome
 //!   gives 503 and no signature;
 //! - only `Enabled` signs, for every type; `Fenced` answers 403 naming the holder, `Unknown`
@@ -39,6 +41,7 @@ pub mod config;
 pub mod keymanager;
 pub mod keys;
 pub mod metrics;
+pub mod sign_pool;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,6 +83,10 @@ pub struct Agent {
     /// Orders registrations, so the last one sent carries the latest key set.
     register_lock: tokio::sync::Mutex<()>,
     batcher: Batcher,
+    /// The signing threads, one per core ([`sign_pool`]).
+    pub sign_pool: sign_pool::SignPool,
+    /// Wakes the authority poll at once (a long poll saw a change).
+    poll_now: Arc<tokio::sync::Notify>,
     poll_failures: AtomicU64,
     /// Why the last authority poll failed (`None` once one succeeded): what a refused sign
     /// request reports, e.g. a coordinator certificate from another CA.
@@ -131,6 +138,8 @@ impl Agent {
             },
             metrics.clone(),
         );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let sign_pool = sign_pool::SignPool::new(cores).context("start the signing threads")?;
         let authority = Authority::new(
             config.agent_id.clone(),
             Duration::from_millis(config.authority_max_age_ms),
@@ -147,6 +156,8 @@ impl Agent {
             tls,
             register_lock: tokio::sync::Mutex::new(()),
             batcher,
+            sign_pool,
+            poll_now: Arc::new(tokio::sync::Notify::new()),
             poll_failures: AtomicU64::new(0),
             last_poll_error: std::sync::Mutex::new(None),
         }))
@@ -211,11 +222,26 @@ impl Agent {
         let poll = {
             let weak = Arc::downgrade(self);
             let every = Duration::from_millis(self.config.authority_poll_ms);
-            every_tick(weak, every, |agent| async move {
-                agent.poll_authority().await;
-                agent.authority.refresh_metric();
+            let poll_now = self.poll_now.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                loop {
+                    // Waits without holding the agent, so dropping it ends the task.
+                    let woken = tokio::select! {
+                        _ = tick.tick() => false,
+                        _ = poll_now.notified() => true,
+                    };
+                    let Some(agent) = weak.upgrade() else { return };
+                    if woken {
+                        tick.reset();
+                    }
+                    agent.poll_authority().await;
+                    agent.authority.refresh_metric();
+                }
             })
         };
+        let watch = authority_watch_task(Arc::downgrade(self));
         let heartbeat = {
             let weak = Arc::downgrade(self);
             let every = Duration::from_millis(self.config.heartbeat_ms);
@@ -231,7 +257,7 @@ impl Agent {
         };
         let register = registration_task(Arc::downgrade(self));
         Background {
-            handles: vec![poll, heartbeat, register],
+            handles: vec![poll, watch, heartbeat, register],
         }
     }
 
@@ -272,6 +298,63 @@ fn registration_task(weak: Weak<Agent>) -> JoinHandle<()> {
             }
             drop(agent);
             tokio::time::sleep(backoff).await;
+        }
+    })
+}
+
+/// How long one long poll of `GET /v1/authority` may wait at the coordinator.
+const AUTHORITY_WATCH_WAIT: Duration = Duration::from_secs(20);
+
+/// The long poll (issue 15 item 6): asks the coordinators to answer as soon as the authority
+/// differs from what this agent last saw, observes the answer (dated at its request time plus
+/// the coordinator's `waited_ms`, module `authority`), and on a change wakes the lease poll
+/// too, so a fresh view follows at once. A grant therefore reaches the agent about one round
+/// trip after it is applied, not at the next 500 ms poll. The lease poll keeps running: the
+/// long poll only makes changes arrive sooner. Backs off for one poll interval after a
+/// failed call.
+fn authority_watch_task(weak: Weak<Agent>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Some(agent) = weak.upgrade() else { return };
+            let Some((token, holding)) = agent.authority.last_seen() else {
+                // Nothing seen yet: the lease poll learns the first view.
+                let every = Duration::from_millis(agent.config.authority_poll_ms);
+                drop(agent);
+                tokio::time::sleep(every).await;
+                continue;
+            };
+            let timeout = Duration::from_millis(agent.config.authority_max_age_ms);
+            let requested_at = tokio::time::Instant::now();
+            match agent
+                .client
+                .authority_watch(token, holding, AUTHORITY_WATCH_WAIT, timeout)
+                .await
+            {
+                Ok(view) => {
+                    let changed = view.token != token
+                        || (view.holder.as_deref() == Some(agent.config.agent_id.as_str()))
+                            != holding;
+                    let read_at = requested_at + Duration::from_millis(view.waited_ms);
+                    agent
+                        .authority
+                        .observe_view(&view, read_at.min(tokio::time::Instant::now()));
+                    if changed {
+                        agent.poll_now.notify_one();
+                    } else if requested_at.elapsed() < AUTHORITY_WATCH_WAIT / 2 {
+                        // Answered early without a change: a coordinator that does not hold
+                        // long polls (or shortened the wait). Do not ask again at once.
+                        let every = Duration::from_millis(agent.config.authority_poll_ms);
+                        drop(agent);
+                        tokio::time::sleep(every).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "authority long poll failed");
+                    let every = Duration::from_millis(agent.config.authority_poll_ms);
+                    drop(agent);
+                    tokio::time::sleep(every).await;
+                }
+            }
         }
     })
 }

@@ -9,6 +9,8 @@
 //!   names a valid Web3Signer type;
 //! - `signer_agent_sign_duration_seconds{type}`: sign request latency (seconds);
 //! - `signer_agent_signatures_total`: signatures produced;
+//! - `signer_agent_signatures_discarded_total`: signatures computed while the record was
+//!   committing, then dropped unreleased because the verdict refused them;
 //! - `signer_agent_record_batch_size`: records per batch sent to the coordinators;
 //! - `signer_agent_record_batch_duration_seconds`: time from sending a batch to its answer;
 //! - `signer_agent_record_batches_total{result}`: batches by result (`ok`, `not_holder`,
@@ -41,6 +43,9 @@ pub struct Metrics {
     pub sign_duration: HistogramVec,
     /// Signatures produced.
     pub signatures: IntCounter,
+    /// Signatures queued or computed while the record was committing, then dropped because
+    /// the verdict did not allow them (never released; DESIGN.md I4).
+    pub signatures_discarded: IntCounter,
     /// Records per batch.
     pub batch_size: Histogram,
     /// Batch round-trip time (seconds).
@@ -89,6 +94,12 @@ impl Metrics {
         let signatures = IntCounter::new(
             "signer_agent_signatures_total",
             "BLS signatures produced and returned.",
+        )
+        .expect("metric");
+        let signatures_discarded = IntCounter::new(
+            "signer_agent_signatures_discarded_total",
+            "Signatures queued or computed while their record was committing, dropped \
+             unreleased because the verdict was not valid or same_data, or no verdict came.",
         )
         .expect("metric");
         let batch_size = Histogram::with_opts(
@@ -157,6 +168,7 @@ impl Metrics {
             Box::new(tls_not_after.clone()),
             Box::new(sign_duration.clone()),
             Box::new(signatures.clone()),
+            Box::new(signatures_discarded.clone()),
             Box::new(batch_size.clone()),
             Box::new(batch_duration.clone()),
             Box::new(batches.clone()),
@@ -188,6 +200,7 @@ impl Metrics {
             sign_requests,
             sign_duration,
             signatures,
+            signatures_discarded,
             batch_size,
             batch_duration,
             batches,
@@ -225,6 +238,7 @@ impl Metrics {
             "signer_agent_sign_requests_total",
             "signer_agent_sign_duration_seconds",
             "signer_agent_signatures_total",
+            "signer_agent_signatures_discarded_total",
             "signer_agent_record_batch_size",
             "signer_agent_record_batch_duration_seconds",
             "signer_agent_record_batches_total",

@@ -165,6 +165,7 @@ async fn fake_coordinator(delay: Duration) -> (String, Arc<FakeState>) {
             holder: Some(AGENT.into()),
             token: 7,
             applied_index: 7,
+            waited_ms: 0,
         })
     }
     let records = move |State(s): State<Arc<FakeState>>, Json(req): Json<RecordBatchRequest>| async move {

@@ -178,6 +178,7 @@ impl Fake {
                 holder: Some(AGENT.into()),
                 token: GRANT_TOKEN,
                 applied_index: GRANT_TOKEN,
+                waited_ms: 0,
             }),
             batches: Mutex::new(Vec::new()),
             registrations: Mutex::new(Vec::new()),
@@ -410,6 +411,8 @@ async fn answers_412_naming_the_reason_when_slashing_protection_refuses() {
     assert!(err.message.contains("double_vote"), "{}", err.message);
     assert_eq!(err.refusal, Some(refusal));
     assert_eq!(agent.metrics.signatures.get(), 0);
+    // The signature was started while the record committed, and dropped unreleased.
+    assert_eq!(agent.metrics.signatures_discarded.get(), 1);
 }
 
 #[tokio::test]
@@ -428,6 +431,7 @@ async fn answers_403_naming_the_holder_when_the_coordinator_says_not_holder() {
     assert_eq!(err.holder.as_deref(), Some("agent-b"));
     assert!(err.message.contains("agent-b"), "{}", err.message);
     assert_eq!(agent.metrics.signatures.get(), 0);
+    assert_eq!(agent.metrics.signatures_discarded.get(), 1);
 
     // The agent is now fenced: the next request is refused without asking the coordinator,
     // non-slashable types included.
@@ -458,6 +462,7 @@ async fn answers_503_and_signs_nothing_when_the_coordinator_hangs_past_the_deadl
     assert!(!String::from_utf8_lossy(&bytes).contains("signature"));
     assert_eq!(agent.metrics.signatures.get(), 0);
     assert_eq!(fake.batches().len(), 1, "the record was sent");
+    assert_eq!(agent.metrics.signatures_discarded.get(), 1);
 }
 
 #[tokio::test]
@@ -763,6 +768,7 @@ async fn a_fenced_agent_refuses_exits_and_registrations_with_403_naming_the_hold
         holder: Some("agent-b".into()),
         token: 11,
         applied_index: 11,
+        waited_ms: 0,
     };
     let mut cfg = example_network(config(vec![fake.url.clone()]));
     cfg.allow_voluntary_exit = true;
@@ -878,6 +884,7 @@ async fn a_fenced_agent_answers_403_naming_the_holder_without_recording() {
         holder: Some("agent-b".into()),
         token: 11,
         applied_index: 11,
+        waited_ms: 0,
     };
     let agent = agent(config(vec![fake.url.clone()])).await;
     let (status, bytes) = sign_json(&agent, &example("ATTESTATION")).await;

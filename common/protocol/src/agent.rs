@@ -228,6 +228,12 @@ pub struct AuthorityView {
     pub token: u64,
     /// Log index this view was read at (the node's last applied index).
     pub applied_index: u64,
+    /// How long the answering node held a long poll (`?wait_ms=…`) before it began the
+    /// linearizable read of this view (ms; 0 for an immediate answer, or when the view came
+    /// from the leader through a forwarding follower). The view is at least this much newer
+    /// than the request.
+    #[serde(default)]
+    pub waited_ms: u64,
 }
 
 /// `POST /v1/agent/register`: an agent announces its region and the keys it holds.

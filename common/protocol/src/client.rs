@@ -19,9 +19,15 @@
 //!   URLs still untried: a coordinator cut off behind a partition
 //!   (the connection opens, nothing answers) must not blind the agent while others answer;
 //! - the URL that last answered is tried first next time, and a URL that failed an idempotent
-//!   call is tried last next time.
+//!   call is tried last next time;
+//! - except that every answer names the Raft leader ([`crate::LEADER_HEADER`], and the node
+//!   that answered, [`crate::NODE_HEADER`]): when one of the configured URLs is known to be
+//!   the leader (it answered with that node id, or the answer's [`crate::LEADER_URL_HEADER`]
+//!   is that URL), the next call starts there, so writes skip the forwarding hop. A URL that
+//!   failed within the last [`LEADER_HINT_COOLDOWN`] is not taken from a hint: a leader the
+//!   agent cannot reach is asked last, as before, until it answers again.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::agent::{
@@ -95,6 +101,9 @@ pub enum Retry {
     Idempotent,
 }
 
+/// How long a URL that failed a call is not chosen because an answer named it the leader.
+pub const LEADER_HINT_COOLDOWN: Duration = Duration::from_secs(5);
+
 /// Client for the coordinator agent API with URL failover on connection errors.
 #[derive(Debug)]
 pub struct CoordinatorClient {
@@ -102,6 +111,11 @@ pub struct CoordinatorClient {
     token: Option<String>,
     http: reqwest::Client,
     preferred: AtomicUsize,
+    /// The node id each URL answered with (`0`: not known yet).
+    node_ids: Vec<AtomicU64>,
+    /// When each URL last failed a call, in ms since `created` plus one (`0`: never).
+    failed_at: Vec<AtomicU64>,
+    created: std::time::Instant,
 }
 
 impl CoordinatorClient {
@@ -123,6 +137,7 @@ impl CoordinatorClient {
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
+        let n = urls.len();
         Ok(Self {
             urls: urls
                 .into_iter()
@@ -131,7 +146,71 @@ impl CoordinatorClient {
             token,
             http,
             preferred: AtomicUsize::new(0),
+            node_ids: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            failed_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            created: std::time::Instant::now(),
         })
+    }
+
+    /// The index of the URL the next call starts with (0-based, in configured order): the
+    /// leader's when known and not recently failed, else the last one that answered.
+    pub fn preferred_index(&self) -> usize {
+        self.preferred.load(Ordering::Relaxed) % self.urls.len()
+    }
+
+    fn since_created_ms(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn note_failure(&self, i: usize) {
+        self.failed_at[i].store(self.since_created_ms().saturating_add(1), Ordering::Relaxed);
+    }
+
+    fn recently_failed(&self, i: usize) -> bool {
+        match self.failed_at[i].load(Ordering::Relaxed) {
+            0 => false,
+            at => {
+                let cooldown = u64::try_from(LEADER_HINT_COOLDOWN.as_millis()).unwrap_or(0);
+                self.since_created_ms() < at.saturating_add(cooldown)
+            }
+        }
+    }
+
+    /// Learns from an answer of URL `i`: which node it is, and which URL (if any) is the
+    /// leader. Returns the URL index to prefer next: the leader's when one is known and did
+    /// not fail recently, else `i`.
+    fn learn(&self, i: usize, headers: &reqwest::header::HeaderMap) -> usize {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|id| *id > 0)
+        };
+        let answered_by = number(crate::NODE_HEADER);
+        if let Some(id) = answered_by {
+            self.node_ids[i].store(id, Ordering::Relaxed);
+        }
+        self.failed_at[i].store(0, Ordering::Relaxed);
+        let Some(leader) = number(crate::LEADER_HEADER) else {
+            return i;
+        };
+        if answered_by == Some(leader) {
+            return i;
+        }
+        let by_id = self
+            .node_ids
+            .iter()
+            .position(|n| n.load(Ordering::Relaxed) == leader);
+        let by_url = || {
+            let url = headers.get(crate::LEADER_URL_HEADER)?.to_str().ok()?;
+            let url = url.trim_end_matches('/');
+            self.urls.iter().position(|u| u == url)
+        };
+        match by_id.or_else(by_url) {
+            Some(j) if !self.recently_failed(j) => j,
+            _ => i,
+        }
     }
 
     /// `POST /v1/agent/records`, answered by `deadline`.
@@ -179,6 +258,34 @@ impl CoordinatorClient {
             None,
             Instant::now() + timeout,
             Retry::Idempotent,
+        )
+        .await
+    }
+
+    /// `GET /v1/authority?wait_ms=…&token=…&holding=…`: a long poll that the coordinator
+    /// answers as soon as the authority differs from what the agent last saw (`token`, and
+    /// whether it was the `holding` agent), or after `wait` (capped by the coordinator at
+    /// 25 s). `timeout` is added to `wait` for the answer to arrive. Asks the next coordinator
+    /// only when none could be connected to or one answered 503.
+    ///
+    /// Errors: [`CallError`] of the last coordinator tried.
+    pub async fn authority_watch(
+        &self,
+        token: u64,
+        holding: bool,
+        wait: Duration,
+        timeout: Duration,
+    ) -> Result<AuthorityView, CallError> {
+        let path = format!(
+            "/v1/authority?wait_ms={}&token={token}&holding={holding}",
+            wait.as_millis()
+        );
+        self.call::<(), AuthorityView>(
+            Method::GET,
+            &path,
+            None,
+            Instant::now() + wait + timeout,
+            Retry::OnUnavailable,
         )
         .await
     }
@@ -259,11 +366,16 @@ impl CoordinatorClient {
             if let Some(b) = body {
                 rb = rb.json(b);
             }
+            let mut next_preferred = i;
             let answer = match rb.send().await {
-                Ok(resp) => read_answer(resp).await,
+                Ok(resp) => {
+                    next_preferred = self.learn(i, resp.headers());
+                    read_answer(resp).await
+                }
                 // The connection was never established: the request cannot have arrived, so
                 // another node may be asked.
                 Err(e) if e.is_connect() => {
+                    self.note_failure(i);
                     let why = describe(&e);
                     tracing::debug!(url = %self.urls[i], error = %why, "coordinator connect failed");
                     last_error = CallError::Unreachable(format!("{}: {why}", self.urls[i]));
@@ -284,11 +396,14 @@ impl CoordinatorClient {
             );
             if !try_next {
                 if answer.is_ok() || answer.as_ref().is_err_and(CallError::reached_coordinator) {
-                    self.preferred.store(i, Ordering::Relaxed);
+                    self.preferred.store(next_preferred, Ordering::Relaxed);
+                } else {
+                    self.note_failure(i);
                 }
                 return answer;
             }
             tracing::debug!(url = %self.urls[i], path, "coordinator gave no answer; asking the next one");
+            self.note_failure(i);
             // Start after this URL next time (unless a later one answers).
             self.preferred.store((i + 1) % n, Ordering::Relaxed);
             last_error = answer.err().expect("try_next implies an error");

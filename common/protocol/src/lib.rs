@@ -22,6 +22,17 @@ pub mod operator;
 
 pub use agent::*;
 pub use client::{describe, node_status, BatchOutcome, CallError, CoordinatorClient, Retry};
+
+/// Response header on every coordinator API answer: the id of the node that answered
+/// (decimal Raft node id, ≥ 1).
+pub const NODE_HEADER: &str = "x-failover-node";
+/// Response header: the Raft leader's node id as the answering node sees it (absent while it
+/// knows no leader). Clients use it to send the next request to the leader directly instead
+/// of through a forwarding follower.
+pub const LEADER_HEADER: &str = "x-failover-leader";
+/// Response header: the leader's API base URL from the answering node's `[[peers]]` (absent
+/// when the leader is the answering node, or is not in its config).
+pub const LEADER_URL_HEADER: &str = "x-failover-leader-url";
 pub use error::{ApiErrorBody, ErrorCode};
 pub use operator::*;
 /// HTTP method of a [`CoordinatorClient::call`] (re-exported from `reqwest`).

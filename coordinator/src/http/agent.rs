@@ -5,10 +5,11 @@
 //! batch is answered only with committed verdicts, one per item, or not at all (503, fail
 //! closed); a far-future item is refused at the edge and never proposed.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
@@ -17,20 +18,63 @@ use failover_protocol::{
     RegisterAgentRequest, Verdict,
 };
 
+use serde::Deserialize;
+
 use crate::state::Response;
 
 use super::{linearizable_read, parse, rejected_to_error, ApiError, ApiResult, AppState, Caller};
+
+/// Longest wait of one `GET /v1/authority?wait_ms=…` (ms), whatever the query asks.
+pub const MAX_AUTHORITY_WAIT_MS: u64 = 25_000;
+
+/// Query of `GET /v1/authority`: empty for an immediate answer, or all three fields for a
+/// long poll by an agent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthorityQuery {
+    /// Hold the request up to this long (ms; capped at [`MAX_AUTHORITY_WAIT_MS`] and below the
+    /// server's request timeout) while the authority is as the caller last saw it.
+    wait_ms: Option<u64>,
+    /// The fencing token the caller last saw.
+    token: Option<u64>,
+    /// Whether the caller last saw itself as the holder.
+    holding: Option<bool>,
+}
 
 /// `GET /v1/authority`: the holder and fencing token, read linearizably (the leader confirms
 /// its leadership with a quorum; a follower forwards once to the leader; 503 without a
 /// reachable leader). Agents measure their short lease for non-slashable types from the moment
 /// they sent this request, so a view must never be older than the request: a follower cut off
 /// from the leader must not answer from its stale state (DESIGN.md, "short lease").
+///
+/// Long poll (issue 15 item 6): `?wait_ms=W&token=T&holding=B`, from an agent only. While this
+/// node's applied authority still has token `T` and the caller's holding is `B`, the request
+/// waits (at most `W` ms, capped); on a change, or at the end of the wait, the view is read
+/// linearizably as above. The answer's `waited_ms` says how long it waited before that read
+/// began, so the agent can date the view at its request time plus `waited_ms`.
+///
+/// Errors: 400 for a malformed or partial query, or a long poll by an operator; 503 as above.
 pub(super) async fn authority(
     State(s): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    query: Result<Query<AuthorityQuery>, QueryRejection>,
 ) -> ApiResult<HttpResponse> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let waited_ms = match (q.wait_ms, q.token, q.holding) {
+        (None, None, None) => 0,
+        (Some(wait_ms), Some(token), Some(holding)) => {
+            let agent = caller.agent().map_err(|_| {
+                ApiError::bad_request("wait_ms is for agents: an operator reads /v1/authority")
+            })?;
+            wait_for_authority_change(&s, &agent, token, holding, wait_ms).await
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "a long poll needs wait_ms, token and holding together",
+            ))
+        }
+    };
     linearizable_read(
         &s,
         &caller,
@@ -43,11 +87,51 @@ pub(super) async fn authority(
                 holder: st.data.authority.holder.clone(),
                 token: st.data.authority.token,
                 applied_index: st.last_applied.map_or(0, |l| l.index),
+                waited_ms,
             })
             .into_response()
         },
     )
     .await
+}
+
+/// Waits until this node's applied authority differs from what `agent` last saw (`token`,
+/// and whether it held authority), or `wait_ms` passes (capped at [`MAX_AUTHORITY_WAIT_MS`]
+/// and at the request timeout less the write timeout, so the read after it still fits).
+/// Returns how long it waited (ms). Woken by every change of openraft's metrics, which
+/// include the last applied index.
+async fn wait_for_authority_change(
+    s: &AppState,
+    agent: &str,
+    token: u64,
+    holding: bool,
+    wait_ms: u64,
+) -> u64 {
+    let limits = &s.node.config.limits;
+    let cap = limits
+        .request_timeout_ms
+        .saturating_sub(s.node.config.raft.write_timeout_ms)
+        .saturating_sub(500)
+        .min(MAX_AUTHORITY_WAIT_MS);
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(cap));
+    let mut metrics = s.node.raft.metrics();
+    loop {
+        let changed = {
+            let st = s.node.state.read().expect("state lock");
+            let a = &st.data.authority;
+            a.token != token || (a.holder.as_deref() == Some(agent)) != holding
+        };
+        if changed {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, metrics.changed()).await {
+            Ok(Ok(())) => continue,
+            // The wait is over, or the node is shutting down.
+            _ => break,
+        }
+    }
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 pub(super) async fn register_agent(
