@@ -28,8 +28,9 @@ struct Cli {
     /// Signatures per thread in the raw blst measurement.
     #[arg(long, default_value_t = 4_000)]
     raw_signatures: u64,
-    /// Requests sent one at a time after the rounds (single-request latency).
-    #[arg(long, default_value_t = 200)]
+    /// Requests sent one at a time after the rounds (single-request latency on an idle
+    /// cluster).
+    #[arg(long, default_value_t = 1_000)]
     sequential: u64,
     /// Plain HTTP on every link instead of TLS.
     #[arg(long, conflicts_with = "compare_plaintext")]

@@ -45,6 +45,88 @@ pub struct BenchOptions {
     pub plaintext: bool,
 }
 
+/// Mean time per request of each phase of the sign path during the sequential (idle) phase,
+/// from the histograms the agent and the coordinators export (`_sum` / `_count` deltas over
+/// the phase), in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PhaseBreakdown {
+    /// Requests the agent answered in the phase (`signer_agent_sign_duration_seconds_count`).
+    pub requests: f64,
+    /// The agent's own time, arrival to answer (`signer_agent_sign_duration_seconds`).
+    pub agent: f64,
+    /// The agent's record batch round trip to a committed answer
+    /// (`signer_agent_record_batch_duration_seconds`).
+    pub batch_round_trip: f64,
+    /// Record batches per request in the phase.
+    pub batches_per_request: f64,
+    /// A coordinator's time from receiving a batch to its committed answer, Raft append,
+    /// replication, commit and apply (`failover_record_batch_seconds`, every coordinator; a
+    /// forwarded batch counts at the follower and at the leader).
+    pub coordinator: f64,
+    /// Batches the coordinators handled per agent batch (2 when every batch is forwarded).
+    pub coordinator_batches_per_batch: f64,
+}
+
+/// `(sum, count)` of the Prometheus histogram `name` in `text`, over every label set.
+pub fn histogram_sum_count(text: &str, name: &str) -> (f64, f64) {
+    let value_of = |suffix: &str| -> f64 {
+        let series = format!("{name}{suffix}");
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(series.as_str())
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    (value_of("_sum"), value_of("_count"))
+}
+
+/// The Prometheus text of the agent and of every coordinator, concatenated (a scrape that
+/// fails adds nothing; the breakdown then shows fewer requests).
+async fn scrape(http: &reqwest::Client, lab: &Lab) -> (String, String) {
+    async fn get(http: &reqwest::Client, base: &str) -> String {
+        let url = format!("{}/metrics", base.trim_end_matches('/'));
+        match http.get(url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+    let agent = get(http, &lab.manifest.agents[0].url).await;
+    let mut coordinators = String::new();
+    for c in &lab.manifest.coordinators {
+        coordinators.push_str(&get(http, &c.url).await);
+        coordinators.push('\n');
+    }
+    (agent, coordinators)
+}
+
+impl PhaseBreakdown {
+    fn between(before: &(String, String), after: &(String, String)) -> Self {
+        let delta = |b: &str, a: &str, name: &str| {
+            let (s0, c0) = histogram_sum_count(b, name);
+            let (s1, c1) = histogram_sum_count(a, name);
+            (s1 - s0, c1 - c0)
+        };
+        let per = |(sum, count): (f64, f64)| if count > 0.0 { sum / count } else { 0.0 };
+        let sign = delta(&before.0, &after.0, "signer_agent_sign_duration_seconds");
+        let batch = delta(
+            &before.0,
+            &after.0,
+            "signer_agent_record_batch_duration_seconds",
+        );
+        let coord = delta(&before.1, &after.1, "failover_record_batch_seconds");
+        Self {
+            requests: sign.1,
+            agent: per(sign),
+            batch_round_trip: per(batch),
+            batches_per_request: if sign.1 > 0.0 { batch.1 / sign.1 } else { 0.0 },
+            coordinator: per(coord),
+            coordinator_batches_per_batch: if batch.1 > 0.0 { coord.1 / batch.1 } else { 0.0 },
+        }
+    }
+}
+
 impl Default for BenchOptions {
     fn default() -> Self {
         Self {
@@ -52,7 +134,7 @@ impl Default for BenchOptions {
             validators: 1_000,
             rounds: 5,
             raw_signatures: 4_000,
-            sequential: 200,
+            sequential: 1_000,
             plaintext: false,
         }
     }
@@ -148,6 +230,8 @@ pub struct BenchReport {
     pub raw: RawSigning,
     /// Latencies of the requests sent one at a time after the rounds, sorted.
     pub sequential: Vec<Duration>,
+    /// Where the time of a sequential request goes.
+    pub phases: PhaseBreakdown,
     /// Whether every link was TLS.
     pub tls: bool,
     /// `/proc/loadavg` (1, 5, 15 min) when the bench started and before the raw measurement:
@@ -280,6 +364,7 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
     // (so every one is recorded, none is a re-sign).
     let mut sequential = Vec::with_capacity(opts.sequential as usize);
     let first_epoch = opts.rounds + 2;
+    let metrics_before = scrape(&http, lab).await;
     for i in 0..opts.sequential {
         let v = &lab.manifest.validators[(i % opts.validators.max(1)) as usize];
         let target_epoch = first_epoch + i / opts.validators.max(1);
@@ -295,6 +380,7 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
         all_records.push(rec);
     }
     sequential.sort();
+    let phases = PhaseBreakdown::between(&metrics_before, &scrape(&http, lab).await);
     progress(&format!(
         "{} of {} sequential requests signed",
         sequential.len(),
@@ -321,6 +407,7 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
         raw,
         load: (String::new(), load_raw),
         sequential,
+        phases,
         tls: !opts.plaintext,
     })
 }
@@ -440,10 +527,49 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "\nsequential: {} requests one at a time: p50 {:.2} ms, p99 {:.2} ms",
+            "\nsequential: {} requests one at a time: p50 {:.2} ms, p99 {:.2} ms \
+             (raw blst sign on 1 thread: {:.2} ms)",
             self.sequential.len(),
             ms(percentile(&self.sequential, 0.5)),
-            ms(percentile(&self.sequential, 0.99))
+            ms(percentile(&self.sequential, 0.99)),
+            1e3 / self.raw.single.max(1e-9)
+        )?;
+        let p = &self.phases;
+        let mean = if self.sequential.is_empty() {
+            0.0
+        } else {
+            self.sequential.iter().map(|d| d.as_secs_f64()).sum::<f64>()
+                / self.sequential.len() as f64
+        };
+        writeln!(
+            f,
+            "\nwhere a sequential request's time goes (means over {:.0} requests, from the \
+             agent's and coordinators' histograms):",
+            p.requests
+        )?;
+        let rows = [
+            ("client round trip (bench)", mean),
+            ("  in the agent (parse, root, record, sign)", p.agent),
+            ("    record batch round trip", p.batch_round_trip),
+            ("      in the coordinator (Raft append, commit, apply)", p.coordinator),
+            (
+                "      network + HTTP to the coordinator",
+                (p.batch_round_trip - p.coordinator).max(0.0),
+            ),
+            (
+                "    agent outside the batch (parse, root, sign wait)",
+                (p.agent - p.batch_round_trip * p.batches_per_request).max(0.0),
+            ),
+            ("  HTTP + TLS client <-> agent", (mean - p.agent).max(0.0)),
+        ];
+        for (name, secs) in rows {
+            writeln!(f, "  {name:<56} {:>7.3} ms", secs * 1e3)?;
+        }
+        writeln!(
+            f,
+            "  ({:.2} record batches per request; {:.2} coordinator batch answers per agent \
+             batch: 1 = sent to the leader, 2 = forwarded by a follower)",
+            p.batches_per_request, p.coordinator_batches_per_batch
         )?;
         writeln!(
             f,
@@ -468,6 +594,13 @@ impl std::fmt::Display for BenchReport {
             e2e / self.raw.single,
             e2e / self.raw.all,
             self.raw.threads
+        )?;
+        writeln!(
+            f,
+            "targets (issue 15): burst end-to-end / raw on all threads {:.2} (target >= 0.90), \
+             sequential p50 {:.2} ms (target <= 2 ms)",
+            e2e / self.raw.all,
+            ms(percentile(&self.sequential, 0.5))
         )?;
         writeln!(
             f,
@@ -520,4 +653,32 @@ pub fn tls_ratios(tls: &BenchReport, plain: &BenchReport) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_sum_and_count_add_up_every_label_set_and_nothing_else() {
+        let text = "\
+# TYPE signer_agent_sign_duration_seconds histogram
+signer_agent_sign_duration_seconds_bucket{type=\"ATTESTATION\",le=\"0.005\"} 3
+signer_agent_sign_duration_seconds_sum{type=\"ATTESTATION\"} 0.012
+signer_agent_sign_duration_seconds_count{type=\"ATTESTATION\"} 4
+signer_agent_sign_duration_seconds_sum{type=\"BLOCK_V2\"} 0.008
+signer_agent_sign_duration_seconds_count{type=\"BLOCK_V2\"} 1
+signer_agent_sign_duration_seconds_total_sum 99
+failover_record_batch_seconds_sum 0.5
+failover_record_batch_seconds_count 10
+";
+        let (sum, count) = histogram_sum_count(text, "signer_agent_sign_duration_seconds");
+        assert!((sum - 0.020).abs() < 1e-12, "{sum}");
+        assert_eq!(count, 5.0);
+        assert_eq!(
+            histogram_sum_count(text, "failover_record_batch_seconds"),
+            (0.5, 10.0)
+        );
+        assert_eq!(histogram_sum_count(text, "absent"), (0.0, 0.0));
+    }
 }
