@@ -41,6 +41,12 @@
 //!   first seen later, so nothing an agent of the old cluster may have signed after the backup
 //!   can be double-voted or surrounded (proof in the `backup` module docs).
 //!
+//! - **Cost.** The surround check is O(log n) in the records of the validator: a derived
+//!   index (two staircases over targets, `SurroundIndex`) says whether a surround exists, and
+//!   only when one does is the history scanned, to name the same record a full scan names.
+//!   The index is rebuilt from the records after imports, pruning and deserialization, and is
+//!   no part of the stored form or of equality.
+//!
 //! Invariant (DESIGN.md I3): after any sequence of `check_and_insert_*` and `prune_below`
 //! calls, no two records that were accepted (`Valid`) are slashable with each other. A zero
 //! signing root never counts as "the same message" (EIP-3076).
@@ -85,7 +91,11 @@ impl AttestationRecord {
 }
 
 /// Everything recorded for one validator above its low watermarks.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Serialized as its records and watermarks only; the surround index is derived from them
+/// (rebuilt on deserialization) and takes no part in equality.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "StoredHistory")]
 pub struct ValidatorHistory {
     /// Signed blocks: slot → signing root (`None` when imported without one).
     blocks: BTreeMap<Slot, Option<Root>>,
@@ -97,6 +107,151 @@ pub struct ValidatorHistory {
     low_source_epoch: Option<Epoch>,
     /// Target low watermark: no attestation with a target ≤ this may be signed.
     low_target_epoch: Option<Epoch>,
+    /// Derived from `attestations`: answers "is there a surround?" in O(log n).
+    #[serde(skip)]
+    index: SurroundIndex,
+}
+
+/// The serialized form of [`ValidatorHistory`] (the wire and disk format of the state).
+#[derive(Deserialize)]
+struct StoredHistory {
+    blocks: BTreeMap<Slot, Option<Root>>,
+    attestations: BTreeMap<Epoch, AttestationRecord>,
+    low_slot: Option<Slot>,
+    low_source_epoch: Option<Epoch>,
+    low_target_epoch: Option<Epoch>,
+}
+
+impl From<StoredHistory> for ValidatorHistory {
+    fn from(s: StoredHistory) -> Self {
+        let index = SurroundIndex::build(&s.attestations);
+        Self {
+            blocks: s.blocks,
+            attestations: s.attestations,
+            low_slot: s.low_slot,
+            low_source_epoch: s.low_source_epoch,
+            low_target_epoch: s.low_target_epoch,
+            index,
+        }
+    }
+}
+
+impl PartialEq for ValidatorHistory {
+    fn eq(&self, other: &Self) -> bool {
+        self.blocks == other.blocks
+            && self.attestations == other.attestations
+            && self.low_slot == other.low_slot
+            && self.low_source_epoch == other.low_source_epoch
+            && self.low_target_epoch == other.low_target_epoch
+    }
+}
+
+impl Eq for ValidatorHistory {}
+
+/// Two staircases over the recorded attestations that tell in O(log n) whether a new
+/// attestation `(s, t)` surrounds or is surrounded by any of them (issue 15 item 4):
+/// - `suffix_min`: target → source for every record whose source is smaller than the source
+///   of every record with a larger target. Its values grow with the key, and the first entry
+///   above `t` holds the smallest source of all targets above `t`: the new attestation is
+///   surrounded iff that is `< s`.
+/// - `prefix_max`: target → largest source ([`AttestationRecord::max_source`]) for every
+///   record whose largest source is larger than that of every record with a smaller target.
+///   The last entry below `t` holds the largest source of all targets below `t`: the new
+///   attestation surrounds one iff that is `> s`.
+///
+/// Both are a function of the records alone (the canonical staircases): the incremental
+/// insert of [`SurroundIndex::insert`] yields the same maps as [`SurroundIndex::build`], and
+/// everything else (imports, pruning, floors) rebuilds them. The index only says whether a
+/// conflict exists; which record is named in the refusal is found by the same scan as without
+/// it, so verdicts and refusals do not depend on the index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct SurroundIndex {
+    suffix_min: BTreeMap<Epoch, Epoch>,
+    prefix_max: BTreeMap<Epoch, Epoch>,
+}
+
+impl SurroundIndex {
+    /// The staircases of `attestations`, in O(n).
+    fn build(attestations: &BTreeMap<Epoch, AttestationRecord>) -> Self {
+        let mut suffix_min = BTreeMap::new();
+        let mut min_above: Option<Epoch> = None;
+        for (&t, a) in attestations.iter().rev() {
+            if min_above.is_none_or(|m| a.source_epoch < m) {
+                suffix_min.insert(t, a.source_epoch);
+                min_above = Some(a.source_epoch);
+            }
+        }
+        let mut prefix_max = BTreeMap::new();
+        let mut max_below: Option<Epoch> = None;
+        for (&t, a) in attestations {
+            if max_below.is_none_or(|m| a.max_source() > m) {
+                prefix_max.insert(t, a.max_source());
+                max_below = Some(a.max_source());
+            }
+        }
+        Self {
+            suffix_min,
+            prefix_max,
+        }
+    }
+
+    /// Adds a record at a target that had none, in O(log n) amortised.
+    fn insert(&mut self, target: Epoch, source: Epoch, max_source: Epoch) {
+        let above = (Bound::Excluded(target), Bound::Unbounded);
+        if self
+            .suffix_min
+            .range(above)
+            .next()
+            .is_none_or(|(_, &m)| source < m)
+        {
+            // Entries below with a source ≥ this one are no longer below every later source;
+            // values grow with the key, so they are the ones just below `target`.
+            let stale: Vec<Epoch> = self
+                .suffix_min
+                .range(..target)
+                .rev()
+                .take_while(|(_, &m)| m >= source)
+                .map(|(&t, _)| t)
+                .collect();
+            for t in stale {
+                self.suffix_min.remove(&t);
+            }
+            self.suffix_min.insert(target, source);
+        }
+        if self
+            .prefix_max
+            .range(..target)
+            .next_back()
+            .is_none_or(|(_, &m)| max_source > m)
+        {
+            let stale: Vec<Epoch> = self
+                .prefix_max
+                .range(above)
+                .take_while(|(_, &m)| m <= max_source)
+                .map(|(&t, _)| t)
+                .collect();
+            for t in stale {
+                self.prefix_max.remove(&t);
+            }
+            self.prefix_max.insert(target, max_source);
+        }
+    }
+
+    /// True when some record has a target above `target` and a source below `source`.
+    fn surrounded(&self, source: Epoch, target: Epoch) -> bool {
+        self.suffix_min
+            .range((Bound::Excluded(target), Bound::Unbounded))
+            .next()
+            .is_some_and(|(_, &m)| m < source)
+    }
+
+    /// True when some record has a target below `target` and a largest source above `source`.
+    fn surrounding(&self, source: Epoch, target: Epoch) -> bool {
+        self.prefix_max
+            .range(..target)
+            .next_back()
+            .is_some_and(|(_, &m)| m > source)
+    }
 }
 
 /// Same message: both signing roots known and equal. An unknown root (imported without
@@ -110,6 +265,48 @@ fn max_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
         (Some(x), Some(y)) => Some(x.max(y)),
         (x, None) => x,
         (None, y) => y,
+    }
+}
+
+/// The three low watermarks of a history, as the storage layer stores them apart from the
+/// records (slots and epochs; `None` until pruning, an import or a floor sets them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermarks {
+    /// Block low watermark (slots).
+    pub low_slot: Option<Slot>,
+    /// Source low watermark (epochs).
+    pub low_source_epoch: Option<Epoch>,
+    /// Target low watermark (epochs).
+    pub low_target_epoch: Option<Epoch>,
+}
+
+impl ValidatorHistory {
+    /// The low watermarks.
+    pub fn watermarks(&self) -> Watermarks {
+        Watermarks {
+            low_slot: self.low_slot,
+            low_source_epoch: self.low_source_epoch,
+            low_target_epoch: self.low_target_epoch,
+        }
+    }
+
+    /// Reassembles a history that was stored record by record (the storage layer's per-record
+    /// keys): exactly the history whose [`ValidatorHistory::blocks`],
+    /// [`ValidatorHistory::attestations`] and [`ValidatorHistory::watermarks`] these were. Like
+    /// deserialization, it takes stored data as it is; it is not a way to record anything.
+    pub fn from_stored(
+        blocks: BTreeMap<Slot, Option<Root>>,
+        attestations: BTreeMap<Epoch, AttestationRecord>,
+        w: Watermarks,
+    ) -> Self {
+        StoredHistory {
+            blocks,
+            attestations,
+            low_slot: w.low_slot,
+            low_source_epoch: w.low_source_epoch,
+            low_target_epoch: w.low_target_epoch,
+        }
+        .into()
     }
 }
 
@@ -258,6 +455,14 @@ impl ValidatorHistory {
         // A recorded attestation with a larger target and smaller source surrounds the new
         // one; one with a smaller target and larger source is surrounded by it.
         // `(target, ∞)` without `target + 1`: a target of `u64::MAX` must not overflow.
+        // The index says in O(log n) whether a surround exists; the scans below run only then,
+        // to name the same record as always.
+        debug_assert_eq!(self.index, SurroundIndex::build(&self.attestations));
+        if !self.index.surrounded(source_epoch, target_epoch)
+            && !self.index.surrounding(source_epoch, target_epoch)
+        {
+            return Ok(None);
+        }
         let above = (Bound::Excluded(target_epoch), Bound::Unbounded);
         for (&prev_target, prev) in self.attestations.range(above) {
             if prev.source_epoch < source_epoch {
@@ -314,6 +519,8 @@ impl ValidatorHistory {
                         max_source_epoch: None,
                     },
                 );
+                // Valid means no record at this target: the incremental insert applies.
+                self.index.insert(target_epoch, source_epoch, source_epoch);
                 Verdict::Valid
             }
             Ok(v) => v,
@@ -332,6 +539,9 @@ impl ValidatorHistory {
         let dropped_blocks = std::mem::replace(&mut self.blocks, kept_blocks);
         let kept_atts = self.attestations.split_off(&min_target_epoch);
         let dropped_atts = std::mem::replace(&mut self.attestations, kept_atts);
+        if !dropped_atts.is_empty() {
+            self.index = SurroundIndex::build(&self.attestations);
+        }
         if let Some(&max_slot) = dropped_blocks.keys().next_back() {
             self.low_slot = max_opt(self.low_slot, Some(max_slot));
         }
@@ -590,6 +800,42 @@ mod tests {
         );
     }
 
+    /// The naive surround test the index replaces: every record, both directions.
+    fn naive_surround(h: &ValidatorHistory, source: u64, target: u64) -> bool {
+        h.attestations().iter().any(|(&t, a)| {
+            (t.0 > target && a.source_epoch.0 < source)
+                || (t.0 < target && a.max_source().0 > source)
+        })
+    }
+
+    proptest::proptest! {
+        /// The surround index equals the one built from scratch after every kind of change,
+        /// and answers exactly what scanning every record answers.
+        #[test]
+        fn the_surround_index_matches_a_rebuild_and_the_naive_scan(
+            ops in proptest::collection::vec((0u8..4, 0u64..40, 0u64..40, 0u8..3), 1..80)
+        ) {
+            let mut h = ValidatorHistory::default();
+            for (op, a, b, r) in ops {
+                match op {
+                    0 => { h.check_and_insert_attestation(a.min(b), a.max(b), root(r + 1)); }
+                    1 => { h.import_attestation(a, b, (r > 0).then(|| root(r))); }
+                    2 => { h.prune_below(Slot(0), Epoch(a / 4)); }
+                    _ => h.raise_floor(RestoreFloor::at_epoch(a / 8, 32)),
+                }
+                proptest::prop_assert_eq!(&h.index, &SurroundIndex::build(&h.attestations));
+                for (s, t) in [(a.min(b), a.max(b)), (b, a), (a, a)] {
+                    let (s, t) = (Epoch(s), Epoch(t));
+                    proptest::prop_assert_eq!(
+                        h.index.surrounded(s, t) || h.index.surrounding(s, t),
+                        naive_surround(&h, s.0, t.0),
+                        "source {} target {}", s.0, t.0
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn max_epoch_covers_blocks_and_attestations() {
         let mut h = ValidatorHistory::default();
@@ -678,6 +924,7 @@ impl ValidatorHistory {
                 signing_root: None,
                 max_source_epoch: (hi != lo).then_some(hi),
             };
+            self.index = SurroundIndex::build(&self.attestations);
             return Merge::Slashable;
         }
         let slashable = self
@@ -691,6 +938,7 @@ impl ValidatorHistory {
                 max_source_epoch: None,
             },
         );
+        self.index.insert(target_epoch, source_epoch, source_epoch);
         if slashable {
             Merge::Slashable
         } else {

@@ -228,8 +228,9 @@ pub struct Authority {
 pub struct AgentInfo {
     /// Region label.
     pub region: String,
-    /// Keys it announced.
-    pub pubkeys: Vec<Pubkey>,
+    /// Keys it announced (a set: [`AgentInfo::holds`] is O(log n) per record; serialized as
+    /// a sorted JSON array).
+    pub pubkeys: BTreeSet<Pubkey>,
     /// Log index of its latest registration.
     pub registered_at: u64,
     /// Largest block slot it recorded (slots).
@@ -321,8 +322,12 @@ pub struct Dirty {
     pub validators: BTreeSet<Pubkey>,
     /// Handovers that changed.
     pub handovers: BTreeSet<u64>,
-    /// Agents that changed.
+    /// Agents whose registration (region, keys) changed.
     pub agents: BTreeSet<AgentId>,
+    /// Agents whose counters alone changed (`max_block_slot`, `max_target_epoch`,
+    /// `records_accepted`): stored apart from the key list, so a record batch does not rewrite
+    /// it (issue 15 item 4).
+    pub agent_counters: BTreeSet<AgentId>,
     /// Audit entries appended (indexes into `audit`).
     pub audit_from: Option<usize>,
     /// The restore record changed (only when a snapshot is installed or a store seeded).
@@ -536,7 +541,7 @@ impl StateData {
             } => {
                 let info = self.agents.entry(agent.clone()).or_default();
                 info.region = region.clone();
-                info.pubkeys = pubkeys.clone();
+                info.pubkeys = pubkeys.iter().copied().collect();
                 info.registered_at = index;
                 dirty.agents.insert(agent.clone());
                 Response::Ok
@@ -775,7 +780,7 @@ impl StateData {
             }
             verdicts.push(verdict);
         }
-        dirty.agents.insert(agent.clone());
+        dirty.agent_counters.insert(agent.clone());
         Response::Records { verdicts }
     }
 

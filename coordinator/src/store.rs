@@ -4,8 +4,16 @@
 //! - `logs`: key = log index (8 bytes big-endian), value = JSON `Entry`;
 //! - `meta`: the vote, the committed log id and the last purged log id;
 //! - `sm`: the state machine, one key per item (`authority`, `finality`, `restore`,
-//!   `policy`, `pending_policy`, `v/<pubkey>`, `h/<id>`, `a/<agent>`, `audit/<seq>`) plus
-//!   `last_applied`, `membership` and the latest built snapshot.
+//!   `policy`, `pending_policy`, `h/<id>`, `a/<agent>`, `ac/<agent>`, `audit/<seq>`) plus
+//!   `last_applied`, `membership` and the latest built snapshot. Slashing history is stored
+//!   one key per record (issue 15 item 4), so a batch writes what it changed, not whole
+//!   histories: `r/<pubkey>/b/<slot>` (signing root), `r/<pubkey>/a/<target>` (attestation
+//!   record), `r/<pubkey>/w` (watermarks; present for every stored validator); numbers are
+//!   20-digit zero-padded decimals, so key order is numeric order. An agent's counters live
+//!   in `ac/<agent>`, apart from its key list in `a/<agent>`, which a record batch does not
+//!   rewrite. Stores written before this layout hold a validator's whole history in
+//!   `v/<pubkey>`: it is read as before and replaced by per-record keys at the validator's
+//!   next change.
 //!
 //! A restored node's store is seeded with [`seed_snapshot`] (`coordinator restore`): exactly
 //! the state a node has after installing a snapshot, so openraft starts with its log beginning
@@ -39,6 +47,7 @@
 // here return the same type so `?` works without conversions.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::RangeBounds;
@@ -56,8 +65,10 @@ use rocksdb::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Command, Dirty, Response, StateData};
+use crate::slashing::{AttestationRecord, Epoch, Slot, ValidatorHistory, Watermarks};
+use crate::state::{AgentInfo, Command, Dirty, Response, StateData};
 use crate::{NodeId, TypeConfig};
+use failover_common::types::{Pubkey, Root};
 
 const CF_LOGS: &str = "logs";
 const CF_META: &str = "meta";
@@ -397,6 +408,9 @@ pub struct StateMachineStore {
     state: SharedState,
     working: Arc<std::sync::Mutex<SmSnapshotData>>,
     snapshot_seq: Arc<std::sync::atomic::AtomicU64>,
+    /// Validators still stored in the old whole-history layout (`v/<pubkey>`): their next
+    /// write replaces that key by per-record keys.
+    legacy: Arc<std::sync::Mutex<std::collections::BTreeSet<Pubkey>>>,
     /// Set by a failed state-machine write: `working` is then ahead of the disk, so every
     /// later apply fails too (fail-stop) until the process restarts and reloads from disk.
     failed: Arc<std::sync::atomic::AtomicBool>,
@@ -413,12 +427,140 @@ fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e)
 }
 
+/// An agent's counters, stored apart from its registration (`ac/<agent>`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct AgentCounters {
+    max_block_slot: Option<u64>,
+    max_target_epoch: Option<u64>,
+    records_accepted: u64,
+}
+
+impl AgentCounters {
+    fn of(a: &AgentInfo) -> Self {
+        Self {
+            max_block_slot: a.max_block_slot,
+            max_target_epoch: a.max_target_epoch,
+            records_accepted: a.records_accepted,
+        }
+    }
+
+    fn copy_into(self, a: &mut AgentInfo) {
+        a.max_block_slot = self.max_block_slot;
+        a.max_target_epoch = self.max_target_epoch;
+        a.records_accepted = self.records_accepted;
+    }
+}
+
+fn block_key(pk: &Pubkey, slot: Slot) -> String {
+    format!("r/{pk}/b/{:020}", slot.0)
+}
+
+fn attestation_key(pk: &Pubkey, target: Epoch) -> String {
+    format!("r/{pk}/a/{:020}", target.0)
+}
+
+fn watermark_key(pk: &Pubkey) -> String {
+    format!("r/{pk}/w")
+}
+
+/// Adds to `batch` what turns the stored records of `pk` from `old` into `new`: puts for
+/// new or changed records, deletes for dropped ones, the watermarks when they changed (or the
+/// validator is new to the store); every key of `pk` deleted when `new` is `None`. The
+/// comparison runs in memory; only changes reach RocksDB.
+fn write_history(
+    batch: &mut WriteBatch,
+    sm: &rocksdb::ColumnFamily,
+    pk: &Pubkey,
+    old: Option<&ValidatorHistory>,
+    new: Option<&ValidatorHistory>,
+) -> StorageResult<()> {
+    let Some(new) = new else {
+        // `'0'` follows `'/'`: the range covers exactly the keys under `r/<pk>/`.
+        batch.delete_range_cf(sm, format!("r/{pk}/"), format!("r/{pk}0"));
+        return Ok(());
+    };
+    let empty = ValidatorHistory::default();
+    let known = old.unwrap_or(&empty);
+    for (slot, root) in new.blocks() {
+        if known.blocks().get(slot) != Some(root) {
+            batch.put_cf(sm, block_key(pk, *slot), json(root)?);
+        }
+    }
+    for slot in known.blocks().keys() {
+        if !new.blocks().contains_key(slot) {
+            batch.delete_cf(sm, block_key(pk, *slot));
+        }
+    }
+    for (target, rec) in new.attestations() {
+        if known.attestations().get(target) != Some(rec) {
+            batch.put_cf(sm, attestation_key(pk, *target), json(rec)?);
+        }
+    }
+    for target in known.attestations().keys() {
+        if !new.attestations().contains_key(target) {
+            batch.delete_cf(sm, attestation_key(pk, *target));
+        }
+    }
+    if old.is_none() || known.watermarks() != new.watermarks() {
+        batch.put_cf(sm, watermark_key(pk), json(&new.watermarks())?);
+    }
+    Ok(())
+}
+
+/// A validator's per-record keys, gathered while loading.
+#[derive(Default)]
+struct StoredRecords {
+    blocks: BTreeMap<Slot, Option<Root>>,
+    attestations: BTreeMap<Epoch, AttestationRecord>,
+    watermarks: Watermarks,
+}
+
+/// Reads one `r/<pubkey>/…` key into `into` (`rest` is the key without `r/`).
+fn read_record_key(
+    rest: &str,
+    value: &[u8],
+    into: &mut BTreeMap<Pubkey, StoredRecords>,
+) -> StorageResult<()> {
+    let bad = || {
+        sm_read_err(std::io::Error::other(format!(
+            "malformed state key r/{rest}"
+        )))
+    };
+    let (pk, tail) = rest.split_once('/').ok_or_else(bad)?;
+    let pk: Pubkey = pk.parse().map_err(|_| bad())?;
+    let entry = into.entry(pk).or_default();
+    match tail.split_once('/') {
+        None if tail == "w" => {
+            entry.watermarks = serde_json::from_slice(value).map_err(sm_read_err)?;
+        }
+        Some(("b", n)) => {
+            let slot: u64 = n.parse().map_err(|_| bad())?;
+            entry.blocks.insert(
+                Slot(slot),
+                serde_json::from_slice(value).map_err(sm_read_err)?,
+            );
+        }
+        Some(("a", n)) => {
+            let target: u64 = n.parse().map_err(|_| bad())?;
+            entry.attestations.insert(
+                Epoch(target),
+                serde_json::from_slice(value).map_err(sm_read_err)?,
+            );
+        }
+        _ => return Err(bad()),
+    }
+    Ok(())
+}
+
 impl StateMachineStore {
     /// Loads the state machine from the database (empty on a fresh database).
     ///
     /// Errors: RocksDB read errors or undecodable stored values (corruption).
     pub fn load(db: Arc<DB>) -> StorageResult<Self> {
         let mut s = SmSnapshotData::default();
+        let mut records: BTreeMap<Pubkey, StoredRecords> = BTreeMap::new();
+        let mut counters: Vec<(String, AgentCounters)> = Vec::new();
+        let mut legacy = std::collections::BTreeSet::new();
         let sm = cf(&db, CF_SM);
         for r in db.iterator_cf(sm, IteratorMode::Start) {
             let (k, v) = r.map_err(sm_read_err)?;
@@ -439,11 +581,20 @@ impl StateMachineStore {
                 }
                 "snapshot" => {}
                 _ => {
-                    if let Some(rest) = key.strip_prefix("v/") {
+                    if let Some(rest) = key.strip_prefix("r/") {
+                        read_record_key(rest, &v, &mut records)?;
+                    } else if let Some(rest) = key.strip_prefix("v/") {
+                        // The layout before per-record keys: one key per whole history.
                         let pk = rest.parse().map_err(sm_read_err)?;
                         s.data
                             .validators
                             .insert(pk, serde_json::from_slice(&v).map_err(sm_read_err)?);
+                        legacy.insert(pk);
+                    } else if let Some(rest) = key.strip_prefix("ac/") {
+                        counters.push((
+                            rest.to_string(),
+                            serde_json::from_slice(&v).map_err(sm_read_err)?,
+                        ));
                     } else if let Some(rest) = key.strip_prefix("h/") {
                         let id: u64 = rest.parse().map_err(sm_read_err)?;
                         s.data
@@ -463,8 +614,18 @@ impl StateMachineStore {
                 }
             }
         }
+        for (pk, r) in records {
+            s.data.validators.insert(
+                pk,
+                ValidatorHistory::from_stored(r.blocks, r.attestations, r.watermarks),
+            );
+        }
+        for (agent, c) in counters {
+            c.copy_into(s.data.agents.entry(agent).or_default());
+        }
         Ok(Self {
             db,
+            legacy: Arc::new(std::sync::Mutex::new(legacy)),
             working: Arc::new(std::sync::Mutex::new(s.clone())),
             state: Arc::new(RwLock::new(s)),
             snapshot_seq: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -479,9 +640,14 @@ impl StateMachineStore {
         self.state.clone()
     }
 
+    /// Adds to `batch` the writes of what `dirty` names, from the new state `s`; `old` is the
+    /// state before the change (the published read view), against which validator histories
+    /// are compared record by record, or `None` when the family was emptied first (every
+    /// record is then written).
     fn write_dirty(
         &self,
         s: &SmSnapshotData,
+        old: Option<&SmSnapshotData>,
         dirty: &Dirty,
         batch: &mut WriteBatch,
     ) -> StorageResult<()> {
@@ -502,18 +668,27 @@ impl StateMachineStore {
             batch.put_cf(sm, "policy", json(&s.data.policy)?);
             batch.put_cf(sm, "pending_policy", json(&s.data.pending_policy)?);
         }
+        let mut legacy = self.legacy.lock().expect("legacy set lock");
         for pk in &dirty.validators {
-            let key = format!("v/{pk}");
-            match s.data.validators.get(pk) {
-                Some(h) => batch.put_cf(sm, key, json(h)?),
-                None => batch.delete_cf(sm, key),
-            }
+            let before = if legacy.remove(pk) {
+                // Replace the whole-history key by per-record keys, all of them.
+                batch.delete_cf(sm, format!("v/{pk}"));
+                None
+            } else {
+                old.and_then(|o| o.data.validators.get(pk))
+            };
+            write_history(batch, sm, pk, before, s.data.validators.get(pk))?;
         }
+        drop(legacy);
         for id in &dirty.handovers {
             batch.put_cf(sm, format!("h/{id}"), json(&s.data.handovers[id])?);
         }
         for a in &dirty.agents {
             batch.put_cf(sm, format!("a/{a}"), json(&s.data.agents[a])?);
+        }
+        for a in dirty.agent_counters.union(&dirty.agents) {
+            let c = AgentCounters::of(&s.data.agents[a]);
+            batch.put_cf(sm, format!("ac/{a}"), json(&c)?);
         }
         if let Some(from) = dirty.audit_from {
             for (i, e) in s.data.audit.iter().enumerate().skip(from) {
@@ -558,6 +733,12 @@ fn publish(from: &SmSnapshotData, to: &mut SmSnapshotData, dirty: &Dirty, member
     for a in &dirty.agents {
         if let Some(info) = from.data.agents.get(a) {
             to.data.agents.insert(a.clone(), info.clone());
+        }
+    }
+    for a in dirty.agent_counters.difference(&dirty.agents) {
+        if let Some(info) = from.data.agents.get(a) {
+            // Counters only: the key list is not copied again.
+            AgentCounters::of(info).copy_into(to.data.agents.entry(a.clone()).or_default());
         }
     }
     if dirty.audit_from.is_some() {
@@ -613,11 +794,13 @@ impl StateMachineStore {
             validators: new.data.validators.keys().copied().collect(),
             handovers: new.data.handovers.keys().copied().collect(),
             agents: new.data.agents.keys().cloned().collect(),
+            agent_counters: Default::default(),
             audit_from: Some(0),
             restore: true,
             policy: true,
         };
-        self.write_dirty(new, &all, &mut batch)?;
+        self.legacy.lock().expect("legacy set lock").clear();
+        self.write_dirty(new, None, &all, &mut batch)?;
         batch.put_cf(sm, "last_applied", json(&new.last_applied)?);
         batch.put_cf(sm, "membership", json(&new.membership)?);
         let stored = StoredSnapshot {
@@ -769,7 +952,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             responses.push(resp);
         }
         // 2. Write: one atomic batch, with no reader lock held.
-        self.write_dirty(&w, &dirty, &mut batch)?;
+        {
+            // The read view still holds the state before this apply (it is published below).
+            let before = self.state.read().expect("state lock");
+            self.write_dirty(&w, Some(&before), &dirty, &mut batch)?;
+        }
         let sm = cf(&self.db, CF_SM);
         batch.put_cf(sm, "last_applied", json(&w.last_applied)?);
         if membership_changed {
@@ -872,6 +1059,96 @@ mod tests {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Blank,
         }
+    }
+
+    fn history(targets: std::ops::RangeInclusive<u64>) -> ValidatorHistory {
+        let mut h = ValidatorHistory::default();
+        for t in targets {
+            h.check_and_insert_attestation(t - 1, t, Root([t as u8; 32]));
+        }
+        h.check_and_insert_block(Slot(64), Root([1; 32]));
+        h
+    }
+
+    #[test]
+    fn a_change_writes_only_the_records_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(dir.path()).unwrap();
+        let sm = cf(&db, CF_SM);
+        let pk = Pubkey([3; 48]);
+        let old = history(1..=100);
+
+        let mut new = old.clone();
+        new.check_and_insert_attestation(100, 101, Root([7; 32]));
+        let mut batch = WriteBatch::default();
+        write_history(&mut batch, sm, &pk, Some(&old), Some(&new)).unwrap();
+        assert_eq!(batch.len(), 1, "one new attestation, one put");
+
+        let mut pruned = new.clone();
+        pruned.prune_below(Slot(0), Epoch(51));
+        let mut batch = WriteBatch::default();
+        write_history(&mut batch, sm, &pk, Some(&new), Some(&pruned)).unwrap();
+        assert_eq!(batch.len(), 50 + 1, "50 deletes and the new watermarks");
+
+        let mut batch = WriteBatch::default();
+        write_history(&mut batch, sm, &pk, None, Some(&pruned)).unwrap();
+        assert_eq!(
+            batch.len(),
+            51 + 1 + 1,
+            "a new validator: every record and its watermarks"
+        );
+    }
+
+    #[test]
+    fn an_old_whole_history_key_loads_and_is_replaced_by_record_keys_at_its_next_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let pk = Pubkey([5; 48]);
+        let old = history(1..=10);
+        {
+            let db = open_db(dir.path()).unwrap();
+            db.put_cf(cf(&db, CF_SM), format!("v/{pk}"), json(&old).unwrap())
+                .unwrap();
+        }
+        let db = open_db(dir.path()).unwrap();
+        let store = StateMachineStore::load(db.clone()).unwrap();
+        let before = store.shared().read().unwrap().clone();
+        assert_eq!(before.data.validators[&pk], old);
+
+        let mut after = before.clone();
+        let h = after.data.validators.get_mut(&pk).unwrap();
+        assert!(h
+            .check_and_insert_attestation(10, 11, Root([9; 32]))
+            .allows_signing());
+        let mut dirty = Dirty::default();
+        dirty.validators.insert(pk);
+        let mut batch = WriteBatch::default();
+        store
+            .write_dirty(&after, Some(&before), &dirty, &mut batch)
+            .unwrap();
+        db.write(batch).unwrap();
+        drop(store);
+
+        let sm = cf(&db, CF_SM);
+        assert!(db.get_cf(sm, format!("v/{pk}")).unwrap().is_none());
+        let record_keys = db
+            .prefix_iterator_cf(sm, format!("r/{pk}/"))
+            .filter(|r| {
+                r.as_ref()
+                    .unwrap()
+                    .0
+                    .starts_with(format!("r/{pk}/").as_bytes())
+            })
+            .count();
+        assert_eq!(
+            record_keys,
+            11 + 1 + 1,
+            "every record, the block and the watermarks"
+        );
+        let reloaded = StateMachineStore::load(db.clone()).unwrap();
+        assert_eq!(
+            reloaded.shared().read().unwrap().data.validators[&pk],
+            after.data.validators[&pk]
+        );
     }
 
     // The gate is a std mutex on purpose: it stops the flusher's OS thread, not a task.

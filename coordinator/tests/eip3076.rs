@@ -120,7 +120,7 @@ fn run_case(case: &TestCase) -> (Vec<String>, usize) {
             // The holder records only for keys it registered.
             let holder = state.agents.entry("agent".into()).or_default();
             if !holder.holds(item.pubkey()) {
-                holder.pubkeys.push(*item.pubkey());
+                holder.pubkeys.insert(*item.pubkey());
             }
             let cmd = Command::RecordBatch {
                 agent: "agent".into(),

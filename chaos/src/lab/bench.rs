@@ -122,7 +122,11 @@ impl PhaseBreakdown {
             batch_round_trip: per(batch),
             batches_per_request: if sign.1 > 0.0 { batch.1 / sign.1 } else { 0.0 },
             coordinator: per(coord),
-            coordinator_batches_per_batch: if batch.1 > 0.0 { coord.1 / batch.1 } else { 0.0 },
+            coordinator_batches_per_batch: if batch.1 > 0.0 {
+                coord.1 / batch.1
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -551,7 +555,10 @@ impl std::fmt::Display for BenchReport {
             ("client round trip (bench)", mean),
             ("  in the agent (parse, root, record, sign)", p.agent),
             ("    record batch round trip", p.batch_round_trip),
-            ("      in the coordinator (Raft append, commit, apply)", p.coordinator),
+            (
+                "      in the coordinator (Raft append, commit, apply)",
+                p.coordinator,
+            ),
             (
                 "      network + HTTP to the coordinator",
                 (p.batch_round_trip - p.coordinator).max(0.0),
