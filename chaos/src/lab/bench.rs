@@ -67,6 +67,52 @@ pub struct PhaseBreakdown {
     pub coordinator_batches_per_batch: f64,
 }
 
+/// CPU time (user + system, seconds) of a process from `/proc/<pid>/stat`; `None` when it
+/// cannot be read (not Linux, or the process is gone).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: fields count from after it.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name and state.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf reads a constant of the running system; no memory is touched.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| (utime + stime) / ticks as f64)
+}
+
+/// Where the machine's CPU went during the timed burst rounds: CPU seconds per process of
+/// the lab (and of the bench itself, which plays the validator client), next to the wall
+/// time and the core count.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CpuBreakdown {
+    /// `(process, CPU seconds)` over the timed rounds.
+    pub processes: Vec<(String, f64)>,
+    /// Wall time of the timed rounds (seconds).
+    pub wall: f64,
+}
+
+fn cpu_snapshot(lab: &Lab) -> Vec<(String, Option<f64>)> {
+    let mut out = vec![(
+        "failover-bench (validator client)".to_string(),
+        cpu_seconds(std::process::id()),
+    )];
+    for a in &lab.manifest.agents {
+        out.push((format!("signer-agent {}", a.id), cpu_seconds(a.pid)));
+    }
+    for c in &lab.manifest.coordinators {
+        out.push((
+            format!("coordinator {} ({})", c.id, c.region),
+            cpu_seconds(c.pid),
+        ));
+    }
+    for b in &lab.manifest.beacon_nodes {
+        out.push((format!("beacon-sim {}", b.region), cpu_seconds(b.pid)));
+    }
+    out
+}
+
 /// `(sum, count)` of the Prometheus histogram `name` in `text`, over every label set.
 pub fn histogram_sum_count(text: &str, name: &str) -> (f64, f64) {
     let value_of = |suffix: &str| -> f64 {
@@ -236,6 +282,8 @@ pub struct BenchReport {
     pub sequential: Vec<Duration>,
     /// Where the time of a sequential request goes.
     pub phases: PhaseBreakdown,
+    /// Where the CPU went during the timed burst rounds.
+    pub cpu: CpuBreakdown,
     /// Whether every link was TLS.
     pub tls: bool,
     /// `/proc/loadavg` (1, 5, 15 min) when the bench started and before the raw measurement:
@@ -304,6 +352,9 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
     let mut rounds = Vec::new();
     let mut all_records: Vec<DutyRecord> = Vec::new();
     let clock = lab.clock();
+    // CPU seconds per process, summed over the timed rounds only (not the waits between).
+    let mut cpu_used: Vec<(String, f64)> = Vec::new();
+    let mut timed_wall = Duration::ZERO;
     for r in 0..=opts.rounds {
         let target_epoch = r + 1;
         until_recordable(&clock, spe, target_epoch).await;
@@ -317,6 +368,7 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
             })
             .collect();
         let mut set = JoinSet::new();
+        let cpu_before = cpu_snapshot(lab);
         let t = Instant::now();
         for d in duties {
             let (http, agent) = (http.clone(), agent.clone());
@@ -327,6 +379,19 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
             records.push(rec.context("a bench request task failed")?);
         }
         let wall = t.elapsed();
+        if r > 0 {
+            timed_wall += wall;
+            let used = cpu_before
+                .into_iter()
+                .zip(cpu_snapshot(lab))
+                .filter_map(|((name, b), (_, a))| Some((name, a? - b?)));
+            for (name, secs) in used {
+                match cpu_used.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, total)) => *total += secs,
+                    None => cpu_used.push((name, secs)),
+                }
+            }
+        }
         let mut latencies: Vec<Duration> = records
             .iter()
             .map(|r| Duration::from_micros(r.received_us.saturating_sub(r.sent_us)))
@@ -364,6 +429,10 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
         rounds.push(stats);
         all_records.extend(records);
     }
+    let cpu = CpuBreakdown {
+        processes: cpu_used,
+        wall: timed_wall.as_secs_f64(),
+    };
     // Single-request latency: one request at a time, each a new target epoch after the rounds
     // (so every one is recorded, none is a re-sign).
     let mut sequential = Vec::with_capacity(opts.sequential as usize);
@@ -412,6 +481,7 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
         load: (String::new(), load_raw),
         sequential,
         phases,
+        cpu,
         tls: !opts.plaintext,
     })
 }
@@ -602,6 +672,36 @@ impl std::fmt::Display for BenchReport {
             e2e / self.raw.all,
             self.raw.threads
         )?;
+        let signed: usize = self.rounds.iter().skip(1).map(|r| r.signed).sum();
+        let cores = self.raw.threads as f64;
+        let available = self.cpu.wall * cores;
+        writeln!(
+            f,
+            "\nwhere the CPU went during the timed bursts ({:.3} s wall x {} cores = {:.3} CPU-s):",
+            self.cpu.wall, self.raw.threads, available
+        )?;
+        let mut total = 0.0;
+        for (name, secs) in &self.cpu.processes {
+            total += secs;
+            writeln!(
+                f,
+                "  {name:<40} {secs:>7.3} CPU-s {:>5.1} %",
+                100.0 * secs / available.max(1e-9)
+            )?;
+        }
+        let signing = signed as f64 / self.raw.single.max(1e-9);
+        writeln!(
+            f,
+            "  {:<40} {total:>7.3} CPU-s {:>5.1} %",
+            "all of the above",
+            100.0 * total / available.max(1e-9)
+        )?;
+        writeln!(
+            f,
+            "  of which BLS signing ({signed} x {:.3} ms, raw 1-thread cost)   {signing:>7.3} CPU-s {:>5.1} %",
+            1e3 / self.raw.single.max(1e-9),
+            100.0 * signing / available.max(1e-9)
+        )?;
         writeln!(
             f,
             "targets (issue 15): burst end-to-end / raw on all threads {:.2} (target >= 0.90), \
@@ -665,6 +765,13 @@ pub fn tls_ratios(tls: &BenchReport, plain: &BenchReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_seconds_reads_this_process_and_nothing_for_a_missing_one() {
+        let own = cpu_seconds(std::process::id()).expect("own /proc stat");
+        assert!(own >= 0.0 && own.is_finite(), "{own}");
+        assert_eq!(cpu_seconds(u32::MAX), None);
+    }
 
     #[test]
     fn histogram_sum_and_count_add_up_every_label_set_and_nothing_else() {
