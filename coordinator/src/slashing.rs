@@ -347,10 +347,12 @@ impl ValidatorHistory {
         self.low_slot.or_else(|| self.blocks.keys().next().copied())
     }
 
-    /// Source lower bound (epochs): the watermark once set, else the oldest recorded source.
+    /// Source lower bound (epochs): the watermark once set, else the smallest recorded source
+    /// (read from the surround index in O(log n): its first staircase entry holds the
+    /// smallest source of all records).
     pub fn source_lower_bound(&self) -> Option<Epoch> {
         self.low_source_epoch
-            .or_else(|| self.attestations.values().map(|a| a.source_epoch).min())
+            .or_else(|| self.index.suffix_min.values().next().copied())
     }
 
     /// Target lower bound (epochs): the watermark once set, else the oldest recorded target.
@@ -824,6 +826,11 @@ mod tests {
                     _ => h.raise_floor(RestoreFloor::at_epoch(a / 8, 32)),
                 }
                 proptest::prop_assert_eq!(&h.index, &SurroundIndex::build(&h.attestations));
+                proptest::prop_assert_eq!(
+                    h.source_lower_bound(),
+                    h.low_source_epoch
+                        .or_else(|| h.attestations.values().map(|a| a.source_epoch).min())
+                );
                 for (s, t) in [(a.min(b), a.max(b)), (b, a), (a, a)] {
                     let (s, t) = (Epoch(s), Epoch(t));
                     proptest::prop_assert_eq!(
