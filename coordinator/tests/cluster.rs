@@ -516,45 +516,30 @@ async fn a_long_poll_of_authority_answers_when_the_holder_is_fenced_and_waits_ot
         token,
     } = granted().await;
     let url = cluster.urls[0].clone();
+    let poll_path = |wait_ms: u64, holding: bool| {
+        format!("/v1/authority?wait_ms={wait_ms}&token={token}&holding={holding}")
+    };
 
     // No change: held for the wait, then the same view, saying how long it waited.
     let started = Instant::now();
-    let (s, v) = api
-        .get(
-            &url,
-            &format!("/v1/authority?wait_ms=400&token={token}&holding=true"),
-            AGENT_A,
-        )
-        .await;
+    let (s, v) = api.get(&url, &poll_path(400, true), AGENT_A).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(started.elapsed() >= Duration::from_millis(400));
     assert_eq!(v["holder"], "agent-a");
     assert!(v["waited_ms"].as_u64().unwrap() >= 400, "{v}");
 
     // Already different from what the caller saw: answered at once.
-    let (s, v) = api
-        .get(
-            &url,
-            &format!("/v1/authority?wait_ms=20000&token={token}&holding=false"),
-            AGENT_A,
-        )
-        .await;
+    let (s, v) = api.get(&url, &poll_path(20_000, false), AGENT_A).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(v["waited_ms"].as_u64().unwrap() < 1000, "{v}");
 
     // Held, then woken by the fence of a handover request.
     let poll = {
         let api = Api::new(Duration::from_secs(30));
-        let url = url.clone();
+        let (url, path) = (url.clone(), poll_path(20_000, true));
         tokio::spawn(async move {
             let started = Instant::now();
-            let answer = api
-                .get(
-                    &url,
-                    &format!("/v1/authority?wait_ms=20000&token={token}&holding=true"),
-                    AGENT_A,
-                )
-                .await;
+            let answer = api.get(&url, &path, AGENT_A).await;
             (answer, started.elapsed())
         })
     };
