@@ -114,7 +114,7 @@ fn idx_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-/// Counters of the log flusher, for metrics and tests.
+/// Counters of the log flusher (read by tests; not exported as Prometheus metrics).
 #[derive(Debug, Default)]
 pub struct FlushStats {
     /// Appends handed to the flusher (openraft `append` calls).
@@ -481,28 +481,39 @@ fn write_history(
     };
     let empty = ValidatorHistory::default();
     let known = old.unwrap_or(&empty);
-    for (slot, root) in new.blocks() {
-        if known.blocks().get(slot) != Some(root) {
-            batch.put_cf(sm, block_key(pk, *slot), json(root)?);
-        }
-    }
-    for slot in known.blocks().keys() {
-        if !new.blocks().contains_key(slot) {
-            batch.delete_cf(sm, block_key(pk, *slot));
-        }
-    }
-    for (target, rec) in new.attestations() {
-        if known.attestations().get(target) != Some(rec) {
-            batch.put_cf(sm, attestation_key(pk, *target), json(rec)?);
-        }
-    }
-    for target in known.attestations().keys() {
-        if !new.attestations().contains_key(target) {
-            batch.delete_cf(sm, attestation_key(pk, *target));
-        }
-    }
+    write_map_diff(batch, sm, known.blocks(), new.blocks(), |slot| {
+        block_key(pk, *slot)
+    })?;
+    write_map_diff(
+        batch,
+        sm,
+        known.attestations(),
+        new.attestations(),
+        |target| attestation_key(pk, *target),
+    )?;
     if old.is_none() || known.watermarks() != new.watermarks() {
         batch.put_cf(sm, watermark_key(pk), json(&new.watermarks())?);
+    }
+    Ok(())
+}
+
+/// Adds to `batch` a put (value as JSON) for every entry of `new` that `old` lacks or holds
+/// differently, and a delete for every key of `old` that `new` lacks; `key` names the
+/// RocksDB key of a map key.
+fn write_map_diff<K: Ord, V: PartialEq + Serialize>(
+    batch: &mut WriteBatch,
+    sm: &rocksdb::ColumnFamily,
+    old: &BTreeMap<K, V>,
+    new: &BTreeMap<K, V>,
+    key: impl Fn(&K) -> String,
+) -> StorageResult<()> {
+    for (k, v) in new {
+        if old.get(k) != Some(v) {
+            batch.put_cf(sm, key(k), json(v)?);
+        }
+    }
+    for k in old.keys().filter(|k| !new.contains_key(k)) {
+        batch.delete_cf(sm, key(k));
     }
     Ok(())
 }

@@ -334,10 +334,8 @@ fn authority_watch_task(weak: Weak<Agent>) -> JoinHandle<()> {
                     let changed = view.token != token
                         || (view.holder.as_deref() == Some(agent.config.agent_id.as_str()))
                             != holding;
-                    let read_at = requested_at + Duration::from_millis(view.waited_ms);
-                    agent
-                        .authority
-                        .observe_view(&view, read_at.min(tokio::time::Instant::now()));
+                    let read_at = long_poll_read_time(requested_at, view.waited_ms);
+                    agent.authority.observe_view(&view, read_at);
                     if changed {
                         agent.poll_now.notify_one();
                     } else if requested_at.elapsed() < AUTHORITY_WATCH_WAIT / 2 {
@@ -357,6 +355,19 @@ fn authority_watch_task(weak: Weak<Agent>) -> JoinHandle<()> {
             }
         }
     })
+}
+
+/// When the view of a long poll sent at `requested_at` was read at the earliest: `waited_ms`
+/// after the request (the coordinator held it that long before its linearizable read), or
+/// `requested_at` itself when `waited_ms` is more than has passed since (an answer that cannot
+/// be right is dated as a plain poll would be, never later; no overflow whatever its value).
+fn long_poll_read_time(requested_at: tokio::time::Instant, waited_ms: u64) -> tokio::time::Instant {
+    let waited = Duration::from_millis(waited_ms);
+    if waited <= requested_at.elapsed() {
+        requested_at + waited
+    } else {
+        requested_at
+    }
 }
 
 fn every_tick<F, Fut>(weak: Weak<Agent>, every: Duration, f: F) -> JoinHandle<()>
@@ -560,4 +571,23 @@ pub async fn run(
     server.await.context("API server task")?;
     tracing::info!(agent = %agent.config.agent_id, "shut down");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_long_poll_view_is_dated_at_most_its_wait_after_the_request() {
+        let sent = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(long_poll_read_time(sent, 0), sent);
+        assert_eq!(
+            long_poll_read_time(sent, 20),
+            sent + Duration::from_millis(20)
+        );
+        // More than has passed since the request cannot be right: dated at the request.
+        assert_eq!(long_poll_read_time(sent, 60_000), sent);
+        assert_eq!(long_poll_read_time(sent, u64::MAX), sent);
+    }
 }
