@@ -4,7 +4,9 @@
 //! Invariants:
 //! - a [`Pubkey`] is always 48 bytes and a [`Root`] always 32 bytes; parsing rejects any other
 //!   length, a missing `0x` prefix, or non-hex characters;
-//! - `Display` and serde produce lowercase `0x`-hex, so two equal values always print the same.
+//! - `Display` and serde produce lowercase `0x`-hex, so two equal values always print the same;
+//!   a binary serde format (`is_human_readable() == false`, the coordinators' CBOR) gets the
+//!   raw bytes instead, and reads back exactly that many.
 
 use std::fmt;
 use std::str::FromStr;
@@ -55,6 +57,42 @@ pub fn encode_hex(bytes: &[u8]) -> String {
     format!("0x{}", hex::encode(bytes))
 }
 
+/// Reads a fixed-size value of `N` bytes from what a format holds: a `0x`-hex string (JSON),
+/// or a byte string or byte sequence of exactly `N` bytes (a binary format such as the
+/// coordinators' CBOR). All three are accepted whatever the format says of itself, because
+/// serde's buffered content (internally tagged enums) reports itself as human-readable even
+/// when it was read from a binary format.
+struct FixedBytesVisitor<const N: usize>;
+
+impl<'de, const N: usize> serde::de::Visitor<'de> for FixedBytesVisitor<N> {
+    type Value = [u8; N];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a 0x-prefixed hex string of {N} bytes, or {N} raw bytes")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        decode_fixed::<N>(v).map_err(E::custom)
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+        v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = [0u8; N];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = seq
+                .next_element()?
+                .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+        }
+        if seq.next_element::<u8>()?.is_some() {
+            return Err(serde::de::Error::invalid_length(N + 1, &self));
+        }
+        Ok(out)
+    }
+}
+
 macro_rules! fixed_bytes {
     ($(#[$doc:meta])* $name:ident, $len:expr) => {
         $(#[$doc])*
@@ -91,16 +129,27 @@ macro_rules! fixed_bytes {
             }
         }
 
+        /// `0x`-prefixed lowercase hex in a human-readable format (JSON); the raw bytes in a
+        /// binary one (the coordinators' CBOR, `coordinator::codec`).
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    s.serialize_bytes(&self.0)
+                }
             }
         }
 
+        /// `0x`-prefixed hex, or exactly [`Self::LEN`] raw bytes (`FixedBytesVisitor`).
+        /// Any other length is an error.
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
+                if d.is_human_readable() {
+                    d.deserialize_str(FixedBytesVisitor::<$len>).map(Self)
+                } else {
+                    d.deserialize_bytes(FixedBytesVisitor::<$len>).map(Self)
+                }
             }
         }
     };
@@ -135,9 +184,14 @@ fixed_bytes!(
 pub mod quoted_u64 {
     use serde::{de, Deserialize, Deserializer, Serializer};
 
-    /// Serializes as a decimal string.
+    /// Serializes as a decimal string; as an integer in a binary format
+    /// (`is_human_readable() == false`).
     pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(v)
+        if s.is_human_readable() {
+            s.collect_str(v)
+        } else {
+            s.serialize_u64(*v)
+        }
     }
 
     /// Deserializes from a decimal string (or a non-negative JSON integer).

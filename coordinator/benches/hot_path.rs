@@ -6,7 +6,10 @@
 //!   and computing its signing root, next to one BLS signature (the cost it must stay small
 //!   against);
 //! - **apply**: one `RecordBatch` of 1,000 attestations applied to a state of 1,000
-//!   validators with 100 records each, next to 1,000 BLS signatures.
+//!   validators with 100 records each, next to 1,000 BLS signatures;
+//! - **log entry encoding**: the same batch encoded and decoded in the versioned binary
+//!   envelope of `coordinator::codec`, next to JSON (the encoding it replaced); the sizes in
+//!   bytes of both are printed first.
 //!
 //! Run with `cargo bench -p coordinator --bench hot_path`. Needs the conformance vectors
 //! (`FAILOVER_VECTORS`, default `../shared/vectors`) for the request example.
@@ -140,5 +143,52 @@ fn apply(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, slashing_check, signing_root, apply);
+/// A record batch of 1,000 attestations, as a leader appends it.
+fn record_batch() -> Command {
+    Command::RecordBatch {
+        agent: "agent-eu".into(),
+        token: 7,
+        items: (0..1_000u32)
+            .map(|i| {
+                let mut pk = [0x80u8; 48];
+                pk[..4].copy_from_slice(&i.to_le_bytes());
+                RecordItem::Attestation {
+                    pubkey: Pubkey(pk),
+                    source_epoch: 300_000,
+                    target_epoch: 300_001,
+                    signing_root: Root([(i % 251) as u8; 32]),
+                }
+            })
+            .collect(),
+    }
+}
+
+fn encoding(c: &mut Criterion) {
+    let batch = record_batch();
+    let json = serde_json::to_vec(&batch).expect("encodes");
+    let binary = coordinator::codec::encode(&batch).expect("encodes");
+    println!(
+        "record batch of 1,000 attestations: {} bytes as JSON, {} bytes in the binary envelope \
+         ({:.2} of JSON)",
+        json.len(),
+        binary.len(),
+        binary.len() as f64 / json.len() as f64
+    );
+    let mut g = c.benchmark_group("log entry of 1,000 attestations");
+    g.bench_function("encode, binary envelope", |b| {
+        b.iter(|| coordinator::codec::encode(&batch).expect("encodes"))
+    });
+    g.bench_function("baseline: encode, JSON", |b| {
+        b.iter(|| serde_json::to_vec(&batch).expect("encodes"))
+    });
+    g.bench_function("decode, binary envelope", |b| {
+        b.iter(|| coordinator::codec::decode::<Command>(&binary).expect("decodes"))
+    });
+    g.bench_function("baseline: decode, JSON", |b| {
+        b.iter(|| serde_json::from_slice::<Command>(&json).expect("decodes"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, slashing_check, signing_root, apply, encoding);
 criterion_main!(benches);

@@ -96,7 +96,7 @@ pub struct RaftCfg {
     /// unknown and the caller answers 503.
     pub write_timeout_ms: u64,
     /// Largest AppendEntries body sent to a peer when it holds more than one entry (bytes of
-    /// JSON); openraft then sends fewer entries per request. Must stay below every peer's
+    /// the encoded body, `codec`); openraft then sends fewer entries per request. Must stay below every peer's
     /// `limits.max_import_bytes`, the body limit of `/raft/append`.
     pub max_append_bytes: usize,
 }

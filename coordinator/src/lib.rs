@@ -29,6 +29,7 @@ use std::io::Cursor;
 pub mod access;
 pub mod backup;
 pub mod chain_clock;
+pub mod codec;
 pub mod config;
 pub mod guard;
 pub mod http;

@@ -1,8 +1,10 @@
-//! Raft RPC between coordinators over HTTP (JSON bodies), authenticated with the cluster
-//! token.
+//! Raft RPC between coordinators over HTTP, authenticated with the cluster token in plaintext
+//! or the node's certificate over TLS.
 //!
 //! Paths on every coordinator: `POST /raft/append`, `POST /raft/vote`, `POST /raft/snapshot`.
-//! The body is the openraft request; the answer is `Result<response, RaftError>` as JSON.
+//! The body is the openraft request and the answer is `Result<response, RaftError>`, both in
+//! the versioned binary envelope of [`crate::codec`] (`Content-Type`
+//! [`crate::codec::MEDIA_TYPE`]); a peer also accepts JSON and answers it in JSON.
 //! A connection failure is reported to openraft as `Unreachable` (it backs off); any other
 //! transport failure as a `NetworkError`. Every call is bounded by openraft's per-RPC
 //! deadline (`RPCOption::hard_ttl`).
@@ -34,7 +36,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{NodeId, TypeConfig};
+use crate::{codec, NodeId, TypeConfig};
 
 /// Header naming the node id a Raft RPC is meant for.
 pub const TARGET_HEADER: &str = "x-failover-target";
@@ -53,8 +55,8 @@ impl Network {
     /// (over TLS, `None`: the client's certificate authenticates this node, and every answer
     /// must come from the certificate of the node dialled), and dialling each peer at its URL
     /// in `peer_urls` (this node's config), or else at its membership address.
-    /// AppendEntries bodies are kept under `max_append_bytes` (bytes of JSON) whenever they
-    /// hold more than one entry ([`PeerClient`]).
+    /// AppendEntries bodies are kept under `max_append_bytes` (bytes of the encoded body)
+    /// whenever they hold more than one entry ([`PeerClient`]).
     pub fn new(
         client: reqwest::Client,
         cluster_token: Option<String>,
@@ -73,7 +75,7 @@ impl Network {
 /// RPC client for one peer.
 ///
 /// AppendEntries is bounded in bytes as openraft's contract intends: a request of more than
-/// one entry whose JSON exceeds `max_append_bytes` is not sent; openraft gets
+/// one entry whose encoded body exceeds `max_append_bytes` is not sent; openraft gets
 /// [`RPCError::PayloadTooLarge`] with a hint of how many entries fit and retries at once with
 /// fewer. A peer that still answers 413 (a smaller body limit) is treated the same way, halving
 /// the entries, so an oversized request is never resent unchanged.
@@ -125,7 +127,7 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let body = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let res = self.send(path, body, option).await?;
         self.finish(res).await
     }
@@ -145,7 +147,7 @@ impl PeerClient {
             .client
             .post(format!("{}/raft/{path}", self.url))
             .header(TARGET_HEADER, self.target.to_string())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, codec::MEDIA_TYPE)
             .timeout(ttl)
             .body(body);
         if let Some(t) = &self.cluster_token {
@@ -174,7 +176,7 @@ impl PeerClient {
     }
 
     /// Reads the peer's answer: a non-2xx status is a network error, the body is
-    /// `Result<response, error>` as JSON.
+    /// `Result<response, error>` in the envelope of [`codec`] (or JSON, from an older peer).
     async fn finish<Resp, E>(
         &self,
         res: reqwest::Response,
@@ -190,10 +192,12 @@ impl PeerClient {
                 std::io::Error::other(format!("peer {} answered {status}: {text}", self.target));
             return Err(RPCError::Network(NetworkError::new(&e)));
         }
-        let body: Result<Resp, E> = res
-            .json()
+        let bytes = res
+            .bytes()
             .await
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let body: Result<Resp, E> =
+            codec::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         body.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -205,8 +209,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let entries = rpc.entries.len() as u64;
-        let body =
-            serde_json::to_vec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let body = codec::encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         if entries > 1 && body.len() > self.max_append_bytes {
             let hint = entries_that_fit(entries, body.len(), self.max_append_bytes);
             tracing::debug!(

@@ -495,7 +495,8 @@ impl Node {
     /// `path`, sent once with `credential` (a header name and value: the caller's
     /// `Authorization` or the cluster token in plaintext, [`crate::access::ON_BEHALF_HEADER`]
     /// over TLS, where this node's certificate authenticates it), the one-hop header
-    /// [`FORWARDED_HEADER`] and, when given, a JSON `body`; bounded by `timeout` when given.
+    /// [`FORWARDED_HEADER`] and, when given, a `body` (JSON, or a [`crate::codec`] envelope,
+    /// labelled by its first byte); bounded by `timeout` when given.
     /// The leader's answer comes back as it was (status, media type, body). Used for writes
     /// forwarded by [`Node::write`] and for API requests a follower passes on to the leader.
     ///
@@ -525,8 +526,10 @@ impl Node {
             req = req.timeout(t);
         }
         if let Some(b) = body {
+            let media_type = crate::codec::Format::of(&b)
+                .map_or("application/json", crate::codec::Format::media_type);
             req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::CONTENT_TYPE, media_type)
                 .body(b);
         }
         let res = match req.send().await {
@@ -557,7 +560,7 @@ impl Node {
     /// cluster token in plaintext, this node's certificate over TLS) and decodes its committed
     /// answer.
     async fn forward(&self, leader_url: &str, cmd: &Command) -> Result<WriteOutcome, ForwardError> {
-        let body = serde_json::to_vec(cmd).map_err(|e| {
+        let body = crate::codec::encode(cmd).map_err(|e| {
             ForwardError::Definite(WriteError::Unavailable {
                 message: format!("cannot encode the command: {e}"),
                 leader_hint: None,
@@ -590,7 +593,7 @@ impl Node {
             }
         };
         if (200..300).contains(&answer.status) {
-            return serde_json::from_slice::<WriteOutcome>(&answer.body).map_err(|e| {
+            return crate::codec::decode::<WriteOutcome>(&answer.body).map_err(|e| {
                 ForwardError::Definite(WriteError::Unavailable {
                     message: format!("leader answer unreadable: {e}"),
                     leader_hint: Some(leader_url.to_string()),

@@ -1,11 +1,13 @@
 //! RocksDB storage under openraft: the Raft log store and the state-machine store.
 //!
 //! One RocksDB database per node, with three column families:
-//! - `logs`: key = log index (8 bytes big-endian), value = JSON `Entry`;
+//! - `logs`: key = log index (8 bytes big-endian), value = the `Entry` in the versioned binary
+//!   envelope of [`crate::codec`] (entries written before it are JSON and still read);
 //! - `meta`: the vote, the committed log id and the last purged log id;
 //! - `sm`: the state machine, one key per item (`authority`, `finality`, `restore`,
 //!   `policy`, `pending_policy`, `h/<id>`, `a/<agent>`, `ac/<agent>`, `audit/<seq>`) plus
-//!   `last_applied`, `membership` and the latest built snapshot. Slashing history is stored
+//!   `last_applied`, `membership` and the latest built snapshot (a [`crate::codec`]
+//!   envelope; the other `sm` and `meta` values are JSON). Slashing history is stored
 //!   one key per record (issue 15 item 4), so a batch writes what it changed, not whole
 //!   histories: `r/<pubkey>/b/<slot>` (signing root), `r/<pubkey>/a/<target>` (attestation
 //!   record), `r/<pubkey>/w` (watermarks; present for every stored validator); numbers are
@@ -67,7 +69,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::slashing::{AttestationRecord, Epoch, Slot, ValidatorHistory, Watermarks};
 use crate::state::{AgentInfo, Command, Dirty, Response, StateData};
-use crate::{NodeId, TypeConfig};
+use crate::{codec, NodeId, TypeConfig};
 use failover_common::types::{Pubkey, Root};
 
 const CF_LOGS: &str = "logs";
@@ -236,7 +238,7 @@ impl LogStore {
             None => Ok(None),
             Some(r) => {
                 let (_, v) = r.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-                let ent: Entry<TypeConfig> = serde_json::from_slice(&v)
+                let ent: Entry<TypeConfig> = codec::decode(&v)
                     .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
                 Ok(Some(ent.log_id))
             }
@@ -267,8 +269,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 break;
             }
             out.push(
-                serde_json::from_slice(&v)
-                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?,
+                codec::decode(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?,
             );
         }
         Ok(out)
@@ -324,8 +325,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         let logs = cf(&self.db, CF_LOGS);
         for ent in entries {
-            let b = serde_json::to_vec(&ent)
-                .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            let b =
+                codec::encode(&ent).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
             batch.put_cf(logs, idx_key(ent.log_id.index), b);
         }
         // Written to the WAL without waiting for the disk (readable at once); the flusher
@@ -389,6 +390,8 @@ pub struct SmSnapshotData {
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    /// One byte string in CBOR (a JSON array of numbers in snapshots stored before it).
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
 }
 
@@ -421,6 +424,11 @@ pub struct StateMachineStore {
 
 fn json<T: Serialize>(v: &T) -> StorageResult<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
+}
+
+/// A log entry's or snapshot's bytes: the versioned binary envelope ([`codec`]).
+fn binary<T: Serialize>(v: &T) -> StorageResult<Vec<u8>> {
+    codec::encode(v).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -818,7 +826,7 @@ impl StateMachineStore {
             meta: meta.clone(),
             data: bytes,
         };
-        batch.put_cf(sm, "snapshot", json(&stored)?);
+        batch.put_cf(sm, "snapshot", binary(&stored)?);
         Ok(batch)
     }
 }
@@ -852,7 +860,7 @@ pub fn seed_snapshot(
         last_membership: state.membership.clone(),
         snapshot_id: format!("restore-{}", last.index),
     };
-    let bytes = serde_json::to_vec(state)?;
+    let bytes = codec::encode(state)?;
     let mut batch = sm.replace_all(&meta, state, bytes)?;
     let m = cf(&db, CF_META);
     batch.put_cf(m, "vote", serde_json::to_vec(&vote)?);
@@ -881,7 +889,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let (bytes, last_applied, membership) = {
             let s = self.state.read().expect("state lock");
-            (json(&*s)?, s.last_applied, s.membership.clone())
+            (binary(&*s)?, s.last_applied, s.membership.clone())
         };
         let seq = self
             .snapshot_seq
@@ -900,7 +908,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             data: bytes.clone(),
         };
         self.db
-            .put_cf_opt(cf(&self.db, CF_SM), "snapshot", json(&stored)?, &synced())
+            .put_cf_opt(cf(&self.db, CF_SM), "snapshot", binary(&stored)?, &synced())
             .map_err(|e| {
                 io_err(
                     ErrorSubject::Snapshot(Some(meta.signature())),
@@ -1003,7 +1011,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StorageResult<()> {
         let bytes = snapshot.into_inner();
-        let mut new: SmSnapshotData = serde_json::from_slice(&bytes).map_err(|e| {
+        let mut new: SmSnapshotData = codec::decode(&bytes).map_err(|e| {
             io_err(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Read,
@@ -1033,7 +1041,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         match v {
             None => Ok(None),
             Some(b) => {
-                let s: StoredSnapshot = serde_json::from_slice(&b).map_err(sm_read_err)?;
+                let s: StoredSnapshot = codec::decode(&b).map_err(sm_read_err)?;
                 Ok(Some(Snapshot {
                     meta: s.meta,
                     snapshot: Box::new(Cursor::new(s.data)),
@@ -1079,6 +1087,124 @@ mod tests {
         }
         h.check_and_insert_block(Slot(64), Root([1; 32]));
         h
+    }
+
+    fn record_batch(n: u8) -> Command {
+        Command::RecordBatch {
+            agent: "agent-eu".into(),
+            token: 7,
+            items: (0..n)
+                .map(|i| failover_protocol::RecordItem::Attestation {
+                    pubkey: Pubkey([i; 48]),
+                    source_epoch: 1_000_000,
+                    target_epoch: 1_000_001,
+                    signing_root: Root([i.wrapping_mul(3); 32]),
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn log_entries_are_the_binary_envelope_and_json_entries_still_read() {
+        use openraft::storage::RaftLogStorageExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(dir.path()).unwrap();
+        // Entry 1 as a store written before the envelope holds it.
+        let legacy = entry(1, record_batch(100));
+        db.put_cf(
+            cf(&db, CF_LOGS),
+            idx_key(1),
+            serde_json::to_vec(&legacy).unwrap(),
+        )
+        .unwrap();
+        let mut log = LogStore::new(db.clone()).unwrap();
+        let fresh = entry(2, record_batch(100));
+        log.blocking_append([fresh.clone()]).await.unwrap();
+
+        let raw = db.get_cf(cf(&db, CF_LOGS), idx_key(2)).unwrap().unwrap();
+        assert_eq!(&raw[..2], &[codec::MAGIC, codec::VERSION]);
+        let json_len = serde_json::to_vec(&fresh).unwrap().len();
+        // 100 attestations: 48 + 32 bytes of key material each, raw instead of hex, and
+        // integers instead of text (measured: 15,908 bytes against 26,440 of JSON).
+        assert!(
+            raw.len() * 3 < json_len * 2,
+            "{} bytes binary vs {json_len} bytes JSON",
+            raw.len()
+        );
+        let read = log.try_get_log_entries(1..=2).await.unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(
+            serde_json::to_value(&read[0]).unwrap(),
+            serde_json::to_value(&legacy).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_value(&read[1]).unwrap(),
+            serde_json::to_value(&fresh).unwrap()
+        );
+        assert_eq!(
+            log.get_log_state().await.unwrap().last_log_id,
+            Some(fresh.log_id)
+        );
+
+        // A corrupt entry is a read error that names the encoding, not a panic.
+        db.put_cf(cf(&db, CF_LOGS), idx_key(3), [codec::MAGIC, 9, 0])
+            .unwrap();
+        let e = log.try_get_log_entries(3..=3).await.unwrap_err();
+        assert!(e.to_string().contains("version 9"), "{e}");
+    }
+
+    fn same_state(a: &StateMachineStore, b: &StateMachineStore) {
+        let (a, b) = (a.shared(), b.shared());
+        let (a, b) = (a.read().unwrap(), b.read().unwrap());
+        assert_eq!(a.data, b.data);
+        assert_eq!(a.last_applied, b.last_applied);
+        assert_eq!(a.membership, b.membership);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_round_trips_through_the_envelope_and_a_json_one_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(dir.path()).unwrap();
+        let mut sm = StateMachineStore::load(db.clone()).unwrap();
+        sm.apply([entry(1, audit(1)), entry(2, audit(2))])
+            .await
+            .unwrap();
+        let built = sm.build_snapshot().await.unwrap();
+        let bytes = built.snapshot.into_inner();
+        assert_eq!(&bytes[..2], &[codec::MAGIC, codec::VERSION]);
+
+        // Installed on another node, it gives the same state.
+        let other_dir = tempfile::tempdir().unwrap();
+        let mut other = StateMachineStore::load(open_db(other_dir.path()).unwrap()).unwrap();
+        other
+            .install_snapshot(&built.meta, Box::new(Cursor::new(bytes.clone())))
+            .await
+            .unwrap();
+        same_state(&other, &sm);
+        let current = other.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.snapshot.into_inner(), bytes);
+
+        // A snapshot stored as JSON before the envelope still reads, and installs.
+        let state_json = serde_json::to_vec(&*sm.shared().read().unwrap()).unwrap();
+        let legacy = StoredSnapshot {
+            meta: built.meta.clone(),
+            data: state_json.clone(),
+        };
+        db.put_cf(
+            cf(&db, CF_SM),
+            "snapshot",
+            serde_json::to_vec(&legacy).unwrap(),
+        )
+        .unwrap();
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, built.meta);
+        let third_dir = tempfile::tempdir().unwrap();
+        let mut third = StateMachineStore::load(open_db(third_dir.path()).unwrap()).unwrap();
+        third
+            .install_snapshot(&current.meta, current.snapshot)
+            .await
+            .unwrap();
+        same_state(&third, &sm);
     }
 
     #[test]
