@@ -366,7 +366,14 @@ async fn sign_request(
             },
         };
         let deadline = started + agent.config.record_deadline();
-        match agent.batcher.record(item, token, deadline).await {
+        let recorded_from = Instant::now();
+        let outcome = agent.batcher.record(item, token, deadline).await;
+        if let RecordOutcome::Verdict(_) = &outcome {
+            // Any committed verdict passed the coordinator's holder-and-token check after this
+            // record was queued: the same evidence as an authority view read then.
+            agent.authority.confirm_by_verdict(token, recorded_from);
+        }
+        match outcome {
             RecordOutcome::Verdict(Verdict::Valid | Verdict::SameData) => {}
             RecordOutcome::Verdict(Verdict::Refused(Refusal::FutureEpoch {
                 epoch,

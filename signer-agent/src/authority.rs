@@ -132,6 +132,24 @@ impl Authority {
         self.observe(state, view.token, Some(view.applied_index), requested_at);
     }
 
+    /// Extends the lease of an `Enabled { token }` state with a committed record verdict for
+    /// a record queued at `queued_at` with `token`. The coordinator applies a record batch only
+    /// while this agent holds authority with exactly that token (`RecordBatch` apply answers
+    /// `not_holder` otherwise), so a verdict proves what a view read at `queued_at` would:
+    /// authority held at some instant after it. Continuous signing traffic then keeps the
+    /// lease alive through a failed authority poll (a leader election, say).
+    ///
+    /// Changes nothing else: a verdict never turns `Fenced` into `Enabled` (an old batch
+    /// answered after a fence must not re-enable the agent), and a verdict for another token
+    /// is ignored.
+    pub fn confirm_by_verdict(&self, token: u64, queued_at: Instant) {
+        let mut inner = self.inner.lock().expect("authority lock");
+        inner.last_contact = Some(Instant::now());
+        if inner.state == (SigningState::Enabled { token }) && inner.max_token == token {
+            inner.observed_at = inner.observed_at.map(|prev| prev.max(queued_at));
+        }
+    }
+
     /// Applies a `not_holder` answer to a record batch sent with `sent_token`; the answer is
     /// the leader's committed state, dated at its arrival.
     ///
@@ -296,6 +314,38 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(a.current(), SigningState::Unknown);
         assert!(a.coordinator_reachable(), "the coordinator did answer");
+    }
+
+    #[tokio::test]
+    async fn a_committed_verdict_extends_an_enabled_lease_and_nothing_else() {
+        let a = Authority::new("a".into(), Duration::from_millis(1000), Metrics::new());
+        // Before any view: a verdict does not enable.
+        a.confirm_by_verdict(7, Instant::now());
+        assert_eq!(a.current(), SigningState::Unknown);
+
+        a.observe_view(&view(Some("a"), 7), Instant::now());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        // A record queued now, committed a little later: the lease counts from its queueing.
+        let queued = Instant::now();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        a.confirm_by_verdict(7, queued);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            a.current(),
+            SigningState::Enabled { token: 7 },
+            "1.3 s after the view, 0.7 s after the record was queued"
+        );
+        // A verdict for an older or newer token changes nothing.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(a.current(), SigningState::Unknown);
+        a.confirm_by_verdict(6, Instant::now());
+        a.confirm_by_verdict(8, Instant::now());
+        assert_eq!(a.current(), SigningState::Unknown);
+
+        // Fenced: an old batch answered after the fence does not re-enable.
+        a.observe_view(&view(None, 7), Instant::now());
+        a.confirm_by_verdict(7, Instant::now());
+        assert_eq!(a.current(), SigningState::Fenced { holder: None });
     }
 
     #[tokio::test]

@@ -43,6 +43,14 @@ pub struct BenchOptions {
     pub sequential: u64,
     /// Plain HTTP on every link instead of TLS.
     pub plaintext: bool,
+    /// WAN round trips between regions through the lab's per-link proxies
+    /// ([`super::netns::WAN_RTT_MS`]), with the Raft timing the lab uses for them.
+    pub wan: bool,
+    /// Planned handovers, then leader kills, timed after the throughput figures
+    /// ([`super::failover_times`]); 0 skips both.
+    pub failover_runs: u64,
+    /// Raft election timeout range (ms) instead of the lab's; `None` keeps it.
+    pub raft_election_ms: Option<(u64, u64)>,
 }
 
 /// Mean time per request of each phase of the sign path during the sequential (idle) phase,
@@ -186,6 +194,9 @@ impl Default for BenchOptions {
             raw_signatures: 4_000,
             sequential: 1_000,
             plaintext: false,
+            wan: false,
+            failover_runs: 20,
+            raft_election_ms: None,
         }
     }
 }
@@ -286,6 +297,12 @@ pub struct BenchReport {
     pub cpu: CpuBreakdown,
     /// Whether every link was TLS.
     pub tls: bool,
+    /// Whether the regions were WAN round trips apart.
+    pub wan: bool,
+    /// Raft heartbeat and election timeout range of the coordinators (ms).
+    pub raft_timing: (u64, u64, u64),
+    /// Approval → first signature and leader kill → first signature, when measured.
+    pub failover: Option<super::failover_times::FailoverTimes>,
     /// `/proc/loadavg` (1, 5, 15 min) when the bench started and before the raw measurement:
     /// the machine is shared, so the numbers are only as good as it was idle.
     pub load: (String, String),
@@ -299,29 +316,91 @@ pub fn load_average() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Starts the bench lab, runs the rounds and the raw measurement, stops the lab.
+/// Starts the bench lab, runs the rounds, the sequential requests and the raw measurement,
+/// then the failover runs ([`BenchOptions::failover_runs`]), and stops the lab.
 ///
-/// Errors: the lab did not start or the grant failed; failures of single requests are counted
-/// in the report instead.
+/// The lab has `agent-eu` (active; every request of the rounds goes to it) and `agent-us`
+/// (standby, idle until the failover runs hand authority to it).
+///
+/// Errors: the lab did not start or the grant failed, or the cluster could not be restored
+/// after a leader kill; failures of single requests and single failover runs are counted in
+/// the report instead.
 pub async fn run(opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchReport> {
     let mut cfg = LabConfig::three_regions(opts.dir.clone());
     cfg.validators = opts.validators;
     cfg.kdf = KdfChoice::Pbkdf2Cheap;
     cfg.tls = !opts.plaintext;
     cfg.beacon_regions = vec!["eu".into()];
-    cfg.agents = vec![AgentSpec {
-        id: "agent-eu".into(),
-        region: "eu".into(),
-        role: Role::Active,
-    }];
+    cfg.agents = vec![
+        AgentSpec {
+            id: "agent-eu".into(),
+            region: "eu".into(),
+            role: Role::Active,
+        },
+        AgentSpec {
+            id: "agent-us".into(),
+            region: "us".into(),
+            role: Role::Standby,
+        },
+    ];
+    cfg.wan = opts.wan;
+    if opts.wan {
+        // As `failover-lab --wan`: heartbeats and RPC deadlines above the 200 ms round trip.
+        cfg.raft_heartbeat_ms = 500;
+        cfg.raft_election_ms = (3_000, 6_000);
+    }
+    if let Some(range) = opts.raft_election_ms {
+        cfg.raft_election_ms = range;
+    }
+    let election = cfg.raft_election_ms;
+    let heartbeat = cfg.raft_heartbeat_ms;
     let load_before = load_average();
-    let lab = Lab::start(cfg, progress).await?;
-    let result = measure(&lab, opts, progress).await.map(|mut r| {
-        r.load.0 = load_before;
-        r
-    });
+    let mut lab = Lab::start(cfg, progress).await?;
+    let result = async {
+        let mut report = measure(&lab, opts, progress).await?;
+        report.load.0 = load_before;
+        report.raft_timing = (heartbeat, election.0, election.1);
+        if opts.failover_runs > 0 {
+            progress(&format!(
+                "failover runs: {} handovers, then {} leader kills",
+                opts.failover_runs, opts.failover_runs
+            ));
+            let http = lab
+                .client_tls()
+                .builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .context("build the failover probe's HTTP client")?;
+            let fork_info = report_fork_info(&lab).await?;
+            report.failover = Some(
+                super::failover_times::measure(
+                    &mut lab,
+                    &http,
+                    fork_info,
+                    opts.failover_runs,
+                    progress,
+                )
+                .await?,
+            );
+        }
+        Ok(report)
+    }
+    .await;
     lab.stop().await;
     result
+}
+
+/// The chain's fork info as the lab's beacon simulator serves it.
+async fn report_fork_info(lab: &Lab) -> Result<failover_common::eth::ForkInfo> {
+    let sim = DutySim::connect(
+        &lab.manifest.beacon_nodes[0].url,
+        Vec::new(),
+        lab.manifest.validators.clone(),
+        lab.clock(),
+        lab.client_tls(),
+    )
+    .await?;
+    Ok(sim.fork_info())
 }
 
 async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchReport> {
@@ -483,6 +562,9 @@ async fn measure(lab: &Lab, opts: &BenchOptions, progress: &dyn Fn(&str)) -> Res
         phases,
         cpu,
         tls: !opts.plaintext,
+        wan: opts.wan,
+        raft_timing: (0, 0, 0),
+        failover: None,
     })
 }
 
@@ -518,9 +600,15 @@ impl BenchReport {
         lat
     }
 
-    /// True when the timed rounds produced signatures and every signature verified.
+    /// True when the timed rounds produced signatures, every signature verified, and every
+    /// failover run completed.
     pub fn healthy(&self) -> bool {
-        self.verified.1 == 0 && self.rounds.iter().skip(1).any(|r| r.signed > 0)
+        self.verified.1 == 0
+            && self.rounds.iter().skip(1).any(|r| r.signed > 0)
+            && self
+                .failover
+                .as_ref()
+                .is_none_or(|f| f.failed_runs.is_empty())
     }
 }
 
@@ -528,7 +616,8 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "failover-bench: 1 signer agent, 3 coordinators (Raft, fsynced RocksDB), {} validators",
+            "failover-bench: 1 signer agent (and 1 idle standby), 3 coordinators (Raft, fsynced \
+             RocksDB), {} validators",
             self.validators
         )?;
         writeln!(f, "keystores: {}", self.kdf)?;
@@ -541,6 +630,18 @@ impl std::fmt::Display for BenchReport {
                 "plain HTTP"
             }
         )?;
+        writeln!(
+            f,
+            "raft: {} ms heartbeats, elections {}-{} ms",
+            self.raft_timing.0, self.raft_timing.1, self.raft_timing.2
+        )?;
+        if self.wan {
+            writeln!(
+                f,
+                "regions: WAN round trips through per-link proxies (eu-us 80 ms, us-ap 150 ms, \
+                 eu-ap 200 ms)"
+            )?;
+        }
         writeln!(
             f,
             "each round: {} concurrent ATTESTATION requests, one per validator, new target epoch\n",
@@ -709,6 +810,18 @@ impl std::fmt::Display for BenchReport {
             e2e / self.raw.all,
             ms(percentile(&self.sequential, 0.5))
         )?;
+        if let Some(fo) = &self.failover {
+            write!(f, "{fo}")?;
+            let (_, min, max) = self.raft_timing;
+            writeln!(
+                f,
+                "  after a leader kill, openraft 0.9 starts an election only after its leader \
+                 lease (= the election maximum, {max} ms) plus a random election timeout \
+                 ({min}-{max} ms): {}-{} ms without a leader before any vote",
+                max + min,
+                2 * max
+            )?;
+        }
         writeln!(
             f,
             "load average (1/5/15 min): {} at start, {} before the raw measurement",

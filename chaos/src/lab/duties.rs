@@ -485,6 +485,12 @@ impl RunningDuties {
         *self.fork_info.lock().expect("fork info lock")
     }
 
+    /// Takes every record so far, in arrival order, and keeps none (for long runs that
+    /// consume the records as they go).
+    pub fn drain(&self) -> Vec<DutyRecord> {
+        std::mem::take(&mut *self.records.lock().expect("duty records lock"))
+    }
+
     /// Stops sending, waits for the requests in flight, and returns every record ordered by
     /// send time.
     ///

@@ -36,6 +36,7 @@ pub mod bench;
 pub mod config;
 pub mod ctl;
 pub mod duties;
+pub mod failover_times;
 pub mod keys;
 pub mod manifest;
 pub mod netns;
@@ -45,6 +46,7 @@ pub mod probes;
 pub mod procs;
 pub mod prometheus;
 pub mod scenario;
+pub mod steady;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
