@@ -273,8 +273,10 @@ pub async fn measure(
             .await
             .context("the holder does not sign before the kill")?;
         let outcome: Result<Duration> = async {
+            // The node that says it is leader, not a follower's possibly stale word.
+            let leader = self_declared_leader(lab).await?;
             let t0 = Instant::now();
-            lab.perform("kill-coordinator:leader").await?;
+            lab.perform(&format!("kill-coordinator:{leader}")).await?;
             let (at, signed) = until_signed(http, &agent, &mut fresh, &fork_info).await?;
             after_resume(http, &agent, &mut fresh, &fork_info, &signed, &mut times).await?;
             Ok(at - t0)
@@ -302,13 +304,32 @@ pub async fn measure(
     Ok(times)
 }
 
+/// The id of the coordinator that reports itself as leader.
+///
+/// Errors: none does within 30 s.
+async fn self_declared_leader(lab: &Lab) -> Result<u64> {
+    let leader = std::sync::Mutex::new(None::<u64>);
+    lab.wait_status("a node that says it leads", Duration::from_secs(30), |s| {
+        if s.leader_id == Some(s.node_id) {
+            *leader.lock().expect("lock") = Some(s.node_id);
+            true
+        } else {
+            false
+        }
+    })
+    .await?;
+    let id = leader.lock().expect("lock").context("no leader")?;
+    Ok(id)
+}
+
 /// Restarts every stopped coordinator and waits until each has applied what the leader had
 /// applied when it came back, so the next kill leaves a working majority.
 async fn restore_cluster(lab: &mut Lab) -> Result<()> {
     lab.perform("start-coordinator:down").await?;
+    let leader = self_declared_leader(lab).await?;
     let target = std::sync::Mutex::new(None::<u64>);
-    lab.wait_status("a leader", Duration::from_secs(30), |s| {
-        if s.leader_id == Some(s.node_id) {
+    lab.wait_status("the leader's applied index", Duration::from_secs(30), |s| {
+        if s.node_id == leader {
             *target.lock().expect("lock") = s.applied_index;
             true
         } else {
