@@ -9,7 +9,8 @@
 //!   protection (names the reason); 503 no committed verdict in time, authority unknown, or
 //!   keys still loading. Error bodies are always JSON ([`ErrorBody`]);
 //! - `GET /api/v1/eth2/publicKeys`: `["0x…"]`;
-//! - `GET /upcheck`: `OK` (text);
+//! - `GET /upcheck`: `OK` (text), or `{"status":"OK"}` to a client that accepts only JSON
+//!   (Lodestar);
 //! - `GET /healthcheck`: `{status, checks:[{id,status}], outcome}`, 503 unless every key is
 //!   loaded and a coordinator answered recently;
 //! - `GET /metrics`: Prometheus text;
@@ -431,7 +432,38 @@ async fn public_keys(State(agent): State<Arc<Agent>>) -> Json<Vec<Pubkey>> {
     Json(agent.keys.pubkeys())
 }
 
-async fn upcheck() -> impl IntoResponse {
+/// Whether the client of `GET /upcheck` accepts only JSON: some media range of its `Accept`
+/// headers is `application/json` and none admits `text/plain` (`text/plain`, `text/*`,
+/// `*/*`; case-insensitive, parameters ignored). Lodestar's external-signer client (1.5 to
+/// 1.22 at least) sends `Accept: application/json` and reads `{"status":"OK"}`; Web3Signer
+/// answers the text `OK`, which every other client reads.
+pub fn upcheck_wants_json(headers: &HeaderMap) -> bool {
+    let ranges: Vec<String> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|range| {
+            range
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    ranges.iter().any(|m| m == "application/json")
+        && !ranges
+            .iter()
+            .any(|m| m == "text/plain" || m == "text/*" || m == "*/*")
+}
+
+/// `GET /upcheck`: `{"status":"OK"}` (`application/json`) to a client that accepts only JSON
+/// ([`upcheck_wants_json`]), the text `OK` (`text/plain`) otherwise, as Web3Signer does.
+async fn upcheck(headers: HeaderMap) -> Response {
+    if upcheck_wants_json(&headers) {
+        return Json(serde_json::json!({ "status": "OK" })).into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -439,6 +471,7 @@ async fn upcheck() -> impl IntoResponse {
         )],
         "OK",
     )
+        .into_response()
 }
 
 /// One entry of the Web3Signer `HealthCheck.checks` list.

@@ -954,6 +954,30 @@ async fn health_public_keys_upcheck_and_metrics_answer() {
         (status, bytes.as_slice()),
         (StatusCode::OK, b"OK".as_slice())
     );
+    // Lodestar's external-signer client accepts only JSON and reads `status`; a client that
+    // also accepts text (or anything) gets Web3Signer's text.
+    for (accept, want) in [
+        ("application/json", &br#"{"status":"OK"}"#[..]),
+        ("Application/JSON; q=1", &br#"{"status":"OK"}"#[..]),
+        ("application/json, text/plain", b"OK"),
+        ("application/json, */*;q=0.8", b"OK"),
+        ("text/plain", b"OK"),
+        ("*/*", b"OK"),
+    ] {
+        let (status, bytes) = send(
+            &agent,
+            Request::get("/upcheck")
+                .header("accept", accept)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, bytes.as_slice()),
+            (StatusCode::OK, want),
+            "Accept: {accept}"
+        );
+    }
 
     let (status, bytes) = send(
         &agent,
