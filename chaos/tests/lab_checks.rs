@@ -259,17 +259,68 @@ fn summary_of(records: Vec<DutyRecord>) -> chaos::lab::Summary {
 }
 
 fn summary_with(records: Vec<DutyRecord>, report: checker::CheckReport) -> chaos::lab::Summary {
+    summary_input(records, report, None, true)
+}
+
+fn summary_input(
+    records: Vec<DutyRecord>,
+    report: checker::CheckReport,
+    handover: Option<failover_protocol::Handover>,
+    duties_sent: bool,
+) -> chaos::lab::Summary {
     chaos::lab::Summary::build(chaos::lab::summary::SummaryInput {
         validators: 1,
         kdf: "test".into(),
         agents: vec![("agent-eu".into(), "active".into())],
         records,
         probes: vec![],
-        handover: None,
-        final_holder: Some("agent-eu".into()),
+        final_holder: handover
+            .as_ref()
+            .map_or(Some("agent-eu".into()), |h| Some(h.to.clone())),
+        handover,
         run_errors: vec![],
         report,
+        duties_sent,
     })
+}
+
+/// A handover to `agent-us` that completed.
+fn completed_handover() -> failover_protocol::Handover {
+    use failover_protocol::{Handover, HandoverState};
+    Handover {
+        id: 7,
+        from: Some("agent-eu".into()),
+        to: "agent-us".into(),
+        requested_by: "alice".into(),
+        reason: "lab".into(),
+        state: HandoverState::Completed,
+        fenced_at: 7,
+        required_epoch: 0,
+        finality_evidence: None,
+        approvals: vec![],
+        granted_token: Some(8),
+        break_glass: false,
+        timeline: vec![],
+    }
+}
+
+#[test]
+fn without_duties_the_check_that_needs_them_is_skipped_and_says_so() {
+    let report = checker::check(&History::default());
+    let summary = summary_input(vec![], report.clone(), Some(completed_handover()), false);
+    let text = summary.to_string();
+    assert!(summary.passed(), "{text}");
+    assert!(
+        text.contains("[skip] agent-us signs after the handover: no duties were sent"),
+        "{text}"
+    );
+    assert!(text.contains("RESULT PASS"), "{text}");
+    // With duties sent and none signed by the new holder, the same run fails.
+    let summary = summary_input(vec![], report, Some(completed_handover()), true);
+    assert!(!summary.passed(), "{summary}");
+    assert!(summary
+        .to_string()
+        .contains("[FAIL] agent-us signs after the handover: 0 signatures"));
 }
 
 #[test]

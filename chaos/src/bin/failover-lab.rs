@@ -232,6 +232,7 @@ async fn run(args: RunArgs) -> Result<bool> {
         "drill finished in {:.1} s",
         t0.elapsed().as_secs_f64()
     ));
+    follow_holder(&mut lab, &progress).await;
 
     if args.keep_running {
         let dir = lab.manifest.dir.display().to_string();
@@ -248,6 +249,7 @@ async fn run(args: RunArgs) -> Result<bool> {
                         progress(&format!("process exited: {g}"));
                     }
                     reported = gone.len();
+                    follow_holder(&mut lab, &progress).await;
                 }
             }
         }
@@ -255,6 +257,22 @@ async fn run(args: RunArgs) -> Result<bool> {
     progress("stopping the lab");
     lab.stop().await;
     Ok(passed)
+}
+
+/// Keeps `lab.json`'s agent roles on the current authority holder: `active` is the agent that
+/// holds authority now. A coordinator that does not answer leaves the file as it is.
+async fn follow_holder(lab: &mut Lab, progress: &dyn Fn(&str)) {
+    let Ok(holder) = lab.current_holder().await else {
+        return;
+    };
+    match lab.record_holder(holder.as_deref()) {
+        Ok(true) => progress(&format!(
+            "lab.json: authority holder now {}",
+            holder.as_deref().unwrap_or("nobody")
+        )),
+        Ok(false) => {}
+        Err(e) => progress(&format!("cannot update lab.json: {e:#}")),
+    }
 }
 
 /// A flag that turns true on the first SIGTERM or SIGINT (kept for the whole run, so no signal

@@ -550,6 +550,7 @@ fn judge(s: &Scenario, dir: &Path, run: &Recorded) -> Result<Judged> {
         final_holder: final_holder.clone(),
         run_errors: run_errors.clone(),
         report: report.clone(),
+        duties_sent: true,
     });
     replace_honest_check(&mut summary, records, windows);
     let mut failures: Vec<String> = summary

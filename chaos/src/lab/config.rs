@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 use super::keys::KdfChoice;
 
 /// Role of a signer agent at the start of the lab.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Receives the initial grant of signing authority.
+    /// Receives the initial grant of signing authority (in `lab.json`: holds it now).
     Active,
     /// Holds the same keys but no authority.
+    #[default]
     Standby,
 }
 

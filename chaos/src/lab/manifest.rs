@@ -46,8 +46,15 @@ pub struct AgentInfo {
     pub url: String,
     /// OS process id.
     pub pid: u32,
-    /// Role at start.
+    /// Whether this agent holds signing authority now (`active`) or not (`standby`), as the
+    /// lab last saw it: after its own grant and handovers, and every second while
+    /// `failover-lab --keep-running` runs ([`mark_holder`]). `failoverctl status` is the
+    /// authority; this is for tools that follow `lab.json`.
     pub role: Role,
+    /// The role the agent started with (`active`: it received the initial grant). Absent in
+    /// a `lab.json` written before it existed, where `role` was the initial role.
+    #[serde(default)]
+    pub initial_role: Role,
     /// Config file.
     pub config: PathBuf,
     /// Log file (stdout and stderr).
@@ -125,11 +132,11 @@ pub struct RegionInfo {
 }
 
 impl Manifest {
-    /// `(agent id, role)` of every agent, as the summary lists them.
+    /// `(agent id, initial role)` of every agent, as the summary lists them.
     pub fn agent_roles(&self) -> Vec<(String, String)> {
         self.agents
             .iter()
-            .map(|a| (a.id.clone(), a.role.as_str().to_string()))
+            .map(|a| (a.id.clone(), a.initial_role.as_str().to_string()))
             .collect()
     }
 
@@ -186,4 +193,69 @@ pub fn lab_genesis_validators_root() -> Root {
 /// A random 32-byte token as 64 hex digits.
 pub fn random_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// Marks `holder` as the one `active` agent of `agents` and every other one `standby` (all of
+/// them when nobody holds authority). Returns true when a role changed.
+pub fn mark_holder(agents: &mut [AgentInfo], holder: Option<&str>) -> bool {
+    let mut changed = false;
+    for a in agents {
+        let role = if Some(a.id.as_str()) == holder {
+            Role::Active
+        } else {
+            Role::Standby
+        };
+        changed |= a.role != role;
+        a.role = role;
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, role: Role) -> AgentInfo {
+        AgentInfo {
+            id: id.into(),
+            region: "eu".into(),
+            url: "https://127.0.0.1:1".into(),
+            pid: 1,
+            role,
+            initial_role: role,
+            config: PathBuf::from("c.toml"),
+            log: PathBuf::from("a.log"),
+        }
+    }
+
+    #[test]
+    fn the_role_follows_the_holder_and_the_initial_role_stays() {
+        let mut agents = vec![
+            agent("agent-eu", Role::Active),
+            agent("agent-us", Role::Standby),
+        ];
+        assert!(!mark_holder(&mut agents, Some("agent-eu")));
+        assert!(mark_holder(&mut agents, Some("agent-us")));
+        assert_eq!(
+            agents
+                .iter()
+                .map(|a| (a.role, a.initial_role))
+                .collect::<Vec<_>>(),
+            vec![(Role::Standby, Role::Active), (Role::Active, Role::Standby)]
+        );
+        let json = serde_json::to_value(&agents[1]).unwrap();
+        assert_eq!(json["role"], "active");
+        assert_eq!(json["initial_role"], "standby");
+        // Nobody holds authority (a handover in progress): nobody is active.
+        assert!(mark_holder(&mut agents, None));
+        assert!(agents.iter().all(|a| a.role == Role::Standby));
+    }
+
+    #[test]
+    fn an_older_lab_json_without_initial_role_still_reads() {
+        let mut json = serde_json::to_value(agent("agent-eu", Role::Active)).unwrap();
+        json.as_object_mut().unwrap().remove("initial_role");
+        let a: AgentInfo = serde_json::from_value(json).unwrap();
+        assert_eq!((a.role, a.initial_role), (Role::Active, Role::Standby));
+    }
 }

@@ -279,9 +279,20 @@ pub fn signal(pid: u32, sig: libc::c_int) -> bool {
     unsafe { libc::kill(pid, sig) == 0 }
 }
 
-/// True when a process with this id exists (signal 0 probe).
+/// True when a process with this id exists and has not stopped: the signal 0 probe answers,
+/// and `/proc/<pid>/stat` does not show it as a zombie (`Z`, exited but not yet reaped by its
+/// parent) or dead (`X`). A zombie answers signal 0 but runs nothing: `failover-lab down`
+/// would otherwise wait its whole timeout for a lab that another program started and has not
+/// reaped yet. Where `/proc` cannot be read, the probe alone decides.
 pub fn alive(pid: u32) -> bool {
-    signal(pid, 0)
+    signal(pid, 0) && !matches!(process_state(pid), Some('Z' | 'X'))
+}
+
+/// The state letter of `pid` from `/proc/<pid>/stat` (`R`, `S`, `Z`, …), or `None`.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain anything: the state follows the last ')'.
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 /// True when process `pid` runs an executable whose file name is `name` (so a recycled pid
@@ -298,4 +309,30 @@ pub fn runs_executable(pid: u32, name: &str) -> bool {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zombie_is_not_alive_and_a_running_process_is() {
+        assert!(alive(std::process::id()));
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        // Not reaped: once it exits it stays a zombie until `wait`.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while process_state(pid) != Some('Z') {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "`true` did not exit within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(signal(pid, 0), "a zombie still answers signal 0");
+        assert!(!alive(pid), "but it has stopped");
+        child.wait().expect("reap");
+    }
 }

@@ -266,6 +266,7 @@ pub async fn run(
         final_holder,
         run_errors,
         report: report.clone(),
+        duties_sent: opts.duties,
     });
     summary.checks.extend(write_checker_reports(
         &lab.manifest.dir,

@@ -138,6 +138,9 @@ pub struct SummaryInput {
     pub run_errors: Vec<String>,
     /// The independent checker's verdicts over the same run ([`crate::checker::check`]).
     pub report: CheckReport,
+    /// Whether duties were sent at all (`failover-lab --no-duties` sends none): the checks
+    /// that need them are skipped, and say so, instead of failing.
+    pub duties_sent: bool,
 }
 
 /// The end-of-run summary: counts, the handover timeline and the checks.
@@ -146,12 +149,15 @@ pub struct Summary {
     input: SummaryInput,
     /// Every check, in display order.
     pub checks: Vec<Check>,
+    /// Checks that did not apply to this run, `(name, why)`; they neither pass nor fail.
+    pub skipped: Vec<(String, String)>,
 }
 
 impl Summary {
     /// Runs the checks over `input`.
     pub fn build(input: SummaryInput) -> Self {
         let mut checks = Vec::new();
+        let mut skipped = Vec::new();
         for e in &input.run_errors {
             checks.push(Check {
                 name: "the scenario ran to the end".into(),
@@ -199,16 +205,21 @@ impl Summary {
                     input.final_holder.as_deref().unwrap_or("none")
                 ),
             });
-            let new_sigs = input
-                .records
-                .iter()
-                .filter(|r| r.agent == h.to && r.status == 200 && r.probe.is_none())
-                .count();
-            checks.push(Check {
-                name: format!("{} signs after the handover", h.to),
-                ok: new_sigs > 0,
-                detail: format!("{new_sigs} signatures"),
-            });
+            let name = format!("{} signs after the handover", h.to);
+            if input.duties_sent {
+                let new_sigs = input
+                    .records
+                    .iter()
+                    .filter(|r| r.agent == h.to && r.status == 200 && r.probe.is_none())
+                    .count();
+                checks.push(Check {
+                    name,
+                    ok: new_sigs > 0,
+                    detail: format!("{new_sigs} signatures"),
+                });
+            } else {
+                skipped.push((name, "no duties were sent (--no-duties)".into()));
+            }
         }
         if !input.probes.is_empty() {
             let wrong: Vec<String> = input
@@ -239,7 +250,11 @@ impl Summary {
                 },
             });
         }
-        Self { input, checks }
+        Self {
+            input,
+            checks,
+            skipped,
+        }
     }
 
     /// True when every check passed.
@@ -471,6 +486,9 @@ impl fmt::Display for Summary {
                 c.name,
                 c.detail
             )?;
+        }
+        for (name, why) in &self.skipped {
+            writeln!(f, "  [skip] {name}: {why}")?;
         }
         writeln!(
             f,
