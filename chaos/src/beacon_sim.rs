@@ -7,6 +7,15 @@
 //! `/eth/v1/config/spec`. Errors carry the spec's `{code, message}` body (400 for a malformed
 //! id, 404 for an unknown state or block or route).
 //!
+//! Liveness comes from what validator clients publish, as on a real node: `POST
+//! /eth/v2/beacon/pool/attestations` (Electra `SingleAttestation`s, which name their
+//! `attester_index`) and `POST /eth/v1/beacon/blocks` / `POST /eth/v2/beacon/blocks` (a
+//! `SignedBeaconBlock`; the `message`'s `slot` and `proposer_index` are read) mark the
+//! validator live in the epoch of the message's slot, and `POST
+//! /eth/v1/validator/liveness/{epoch}` answers from that record for the last
+//! [`LIVENESS_EPOCHS`] epochs up to the current one (an epoch outside that window is a 400,
+//! never "not live").
+//!
 //! Chaos controls live under `/sim/`, apart from the Beacon API: `POST /sim/finality
 //! {"stalled": bool}`, `POST /sim/syncing {"syncing": bool}`, `POST /sim/optimistic
 //! {"optimistic": bool}` and `GET /sim/state` (a [`SimStateView`]).
@@ -45,7 +54,9 @@
 //!
 //! Not simulated (documented so nobody relies on it): lookup of states and blocks by root is
 //! limited to the head, finalized and justified ones (others are 404); header signatures are the
-//! BLS point at infinity, not real signatures; there are no reorgs or missed slots.
+//! BLS point at infinity, not real signatures; there are no reorgs or missed slots; the
+//! signatures of published attestations and blocks are not verified (the node has no
+//! validator registry), so liveness records whoever publishes in a validator's name.
 
 #![warn(missing_docs)]
 
@@ -73,6 +84,9 @@ pub const DEFAULT_GENESIS_VALIDATORS_ROOT: &str =
     "0xcc87973c220c17def00807a26feb4fc1254f443a4640e3749ebe92056f77c97b";
 
 pub use failover_common::eth::FAR_FUTURE_EPOCH;
+
+/// Epochs of liveness a node remembers: the current one and the `LIVENESS_EPOCHS - 1` before.
+pub const LIVENESS_EPOCHS: u64 = 64;
 
 /// Proposer indices cycle over this many validators (`proposer_index = slot mod N`).
 pub const SIM_VALIDATOR_COUNT: u64 = 64;
@@ -296,6 +310,8 @@ struct Inner {
     slot_ms: u64,
     clock: Arc<dyn Clock>,
     control: Mutex<Control>,
+    /// Validators seen live, by epoch (the last [`LIVENESS_EPOCHS`] epochs).
+    live: Mutex<std::collections::BTreeMap<u64, std::collections::BTreeSet<u64>>>,
 }
 
 /// Shared state of one simulated node: configuration, clock and chaos switches.
@@ -345,6 +361,7 @@ impl SimState {
                 slot_ms,
                 clock,
                 control: Mutex::new(Control::default()),
+                live: Mutex::new(std::collections::BTreeMap::new()),
             }),
         })
     }
@@ -565,6 +582,51 @@ impl SimState {
         (c.optimistic && !finalized, finalized)
     }
 
+    /// Records that `validator` published a message of `slot` (slots); forgets epochs older
+    /// than [`LIVENESS_EPOCHS`] before the current one. A message more than one epoch ahead
+    /// of the wall clock is not recorded (no node accepts it).
+    ///
+    /// Errors: the slot's epoch is more than one epoch in the future.
+    pub fn record_live(&self, validator: u64, slot: u64) -> Result<(), String> {
+        let epoch = self.epoch_of(slot);
+        let current = self.epoch_of(self.wall_slot());
+        if epoch > current.saturating_add(1) {
+            return Err(format!(
+                "slot {slot} (epoch {epoch}) is in the future: the current epoch is {current}"
+            ));
+        }
+        let mut live = self.inner.live.lock().expect("liveness lock");
+        live.entry(epoch).or_default().insert(validator);
+        let oldest = current.saturating_sub(LIVENESS_EPOCHS - 1);
+        live.retain(|e, _| *e >= oldest);
+        Ok(())
+    }
+
+    /// Whether each of `validators` was seen live in `epoch`.
+    ///
+    /// Errors: `epoch` is after the current epoch, or older than the [`LIVENESS_EPOCHS`] this
+    /// node remembers: it cannot say, which is not "not live".
+    pub fn liveness(&self, epoch: u64, validators: &[u64]) -> Result<Vec<bool>, String> {
+        let current = self.epoch_of(self.wall_slot());
+        if epoch > current {
+            return Err(format!(
+                "epoch {epoch} is after the current epoch {current}"
+            ));
+        }
+        if epoch < current.saturating_sub(LIVENESS_EPOCHS - 1) {
+            return Err(format!(
+                "epoch {epoch} is older than the {LIVENESS_EPOCHS} epochs this node remembers \
+                 (current epoch {current})"
+            ));
+        }
+        let live = self.inner.live.lock().expect("liveness lock");
+        let seen = live.get(&epoch);
+        Ok(validators
+            .iter()
+            .map(|v| seen.is_some_and(|s| s.contains(v)))
+            .collect())
+    }
+
     /// The chain spec map (`GET /eth/v1/config/spec`).
     pub fn spec(&self) -> SpecConstants {
         let cfg = &self.inner.config;
@@ -657,6 +719,13 @@ pub fn router(state: SimState) -> Router {
         .route("/eth/v1/node/version", get(version))
         .route("/eth/v1/node/health", get(health))
         .route("/eth/v1/config/spec", get(spec))
+        .route(
+            "/eth/v2/beacon/pool/attestations",
+            post(publish_attestations),
+        )
+        .route("/eth/v1/beacon/blocks", post(publish_block))
+        .route("/eth/v2/beacon/blocks", post(publish_block))
+        .route("/eth/v1/validator/liveness/{epoch}", post(liveness))
         .route("/sim/state", get(sim_state))
         .route("/sim/finality", post(sim_finality))
         .route("/sim/syncing", post(sim_syncing))
@@ -812,6 +881,106 @@ async fn spec(State(s): State<SimState>) -> Json<DataResponse<SpecConstants>> {
     Json(DataResponse { data: s.spec() })
 }
 
+/// A uint64 as the Beacon API writes it: a quoted decimal.
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct Quoted(#[serde(with = "failover_common::types::quoted_u64")] u64);
+
+/// The part of an Electra `SingleAttestation` the node reads.
+#[derive(Debug, Deserialize)]
+struct PublishedAttestation {
+    attester_index: Quoted,
+    data: failover_common::eth::AttestationData,
+    #[allow(dead_code)]
+    signature: Signature,
+}
+
+/// The part of a `SignedBeaconBlock` the node reads.
+#[derive(Debug, Deserialize)]
+struct PublishedBlock {
+    message: PublishedBlockMessage,
+    #[allow(dead_code)]
+    signature: Signature,
+}
+
+#[derive(Debug, Deserialize)]
+struct PublishedBlockMessage {
+    slot: Quoted,
+    proposer_index: Quoted,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid request body: {e}")))
+}
+
+/// `POST /eth/v2/beacon/pool/attestations`: marks each attester live in its attestation's
+/// epoch. 400 names the first attestation that is malformed or from the future; nothing of
+/// that body is recorded then.
+async fn publish_attestations(
+    State(s): State<SimState>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let atts: Vec<PublishedAttestation> = parse_json(&body)?;
+    let current = s.epoch_of(s.wall_slot());
+    if let Some((i, a)) = atts
+        .iter()
+        .enumerate()
+        .find(|(_, a)| s.epoch_of(a.data.slot) > current.saturating_add(1))
+    {
+        return Err(bad_request(format!(
+            "attestation {i}: slot {} is in the future (current epoch {current})",
+            a.data.slot
+        )));
+    }
+    for a in &atts {
+        s.record_live(a.attester_index.0, a.data.slot)
+            .map_err(bad_request)?;
+    }
+    Ok(StatusCode::OK)
+}
+
+/// `POST /eth/v1/beacon/blocks` and `/eth/v2/beacon/blocks`: marks the proposer live in the
+/// block's epoch.
+async fn publish_block(
+    State(s): State<SimState>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let b: PublishedBlock = parse_json(&body)?;
+    s.record_live(b.message.proposer_index.0, b.message.slot.0)
+        .map_err(bad_request)?;
+    Ok(StatusCode::OK)
+}
+
+/// One entry of the `POST /eth/v1/validator/liveness/{epoch}` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Liveness {
+    /// Validator index (quoted decimal).
+    #[serde(with = "failover_common::types::quoted_u64")]
+    pub index: u64,
+    /// Whether a message of the validator's was seen in the epoch.
+    pub is_live: bool,
+}
+
+/// `POST /eth/v1/validator/liveness/{epoch}` with a body of quoted validator indices.
+async fn liveness(
+    State(s): State<SimState>,
+    Path(epoch): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<DataResponse<Vec<Liveness>>>, ApiError> {
+    let epoch: u64 = epoch
+        .parse()
+        .map_err(|_| bad_request(format!("invalid epoch {epoch:?}")))?;
+    let indices: Vec<Quoted> = parse_json(&body)?;
+    let indices: Vec<u64> = indices.into_iter().map(|q| q.0).collect();
+    let live = s.liveness(epoch, &indices).map_err(bad_request)?;
+    Ok(Json(DataResponse {
+        data: indices
+            .into_iter()
+            .zip(live)
+            .map(|(index, is_live)| Liveness { index, is_live })
+            .collect(),
+    }))
+}
+
 async fn sim_state(State(s): State<SimState>) -> Json<SimStateView> {
     Json(s.view())
 }
@@ -922,6 +1091,104 @@ mod tests {
 
     async fn head_finality(s: &SimState) -> FinalityCheckpointsResponse {
         get_json(s, "/eth/v1/beacon/states/head/finality_checkpoints").await
+    }
+
+    fn attestation(attester: u64, slot: u64) -> serde_json::Value {
+        let root = format!("0x{}", "ab".repeat(32));
+        let epoch = slot / 8;
+        serde_json::json!({
+            "committee_index": "0",
+            "attester_index": attester.to_string(),
+            "data": {
+                "slot": slot.to_string(),
+                "index": "0",
+                "beacon_block_root": root,
+                "source": {"epoch": epoch.saturating_sub(1).to_string(), "root": root},
+                "target": {"epoch": epoch.to_string(), "root": root},
+            },
+            "signature": format!("0x{}", "11".repeat(96)),
+        })
+    }
+
+    async fn live(s: &SimState, epoch: u64, indices: &[u64]) -> (StatusCode, Vec<(u64, bool)>) {
+        let body =
+            serde_json::to_string(&indices.iter().map(|i| i.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let (status, bytes) = call(
+            s,
+            "POST",
+            &format!("/eth/v1/validator/liveness/{epoch}"),
+            Some(&body),
+        )
+        .await;
+        if status != StatusCode::OK {
+            return (status, vec![]);
+        }
+        let r: DataResponse<Vec<Liveness>> = serde_json::from_slice(&bytes).unwrap();
+        (
+            status,
+            r.data.into_iter().map(|l| (l.index, l.is_live)).collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn liveness_is_what_validators_published_in_that_epoch() {
+        let (s, clock) = lab();
+        clock.advance(epochs(2) + Duration::from_millis(600));
+        // Validator 5 attests at slot 17 (epoch 2); validator 9 proposes slot 16.
+        let body = serde_json::to_string(&vec![attestation(5, 17)]).unwrap();
+        let (status, _) = call(&s, "POST", "/eth/v2/beacon/pool/attestations", Some(&body)).await;
+        assert_eq!(status, StatusCode::OK);
+        let block = serde_json::json!({
+            "message": {"slot": "16", "proposer_index": "9", "parent_root": "0x00", "body": {}},
+            "signature": format!("0x{}", "22".repeat(96)),
+        });
+        let (status, _) = call(
+            &s,
+            "POST",
+            "/eth/v2/beacon/blocks",
+            Some(&block.to_string()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+
+        assert_eq!(
+            live(&s, 2, &[5, 6, 9]).await,
+            (StatusCode::OK, vec![(5, true), (6, false), (9, true)])
+        );
+        assert_eq!(live(&s, 1, &[5]).await, (StatusCode::OK, vec![(5, false)]));
+        // The node cannot say about the future, nor about what it forgot.
+        assert_eq!(live(&s, 3, &[5]).await.0, StatusCode::BAD_REQUEST);
+        clock.advance(epochs(LIVENESS_EPOCHS));
+        assert_eq!(live(&s, 2, &[5]).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(live(&s, u64::MAX, &[5]).await.0, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn malformed_or_future_publications_are_refused_and_record_nothing() {
+        let (s, clock) = lab();
+        clock.advance(epochs(1));
+        for body in [
+            "not json".to_string(),
+            "[{}]".to_string(),
+            serde_json::to_string(&vec![attestation(5, 8), attestation(6, 8 * 40)]).unwrap(),
+        ] {
+            let (status, _) =
+                call(&s, "POST", "/eth/v2/beacon/pool/attestations", Some(&body)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        }
+        assert_eq!(
+            live(&s, 1, &[5, 6]).await,
+            (StatusCode::OK, vec![(5, false), (6, false)])
+        );
+        let (status, _) = call(&s, "POST", "/eth/v1/validator/liveness/x", Some("[]")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = call(&s, "POST", "/eth/v1/validator/liveness/1", Some("[\"-1\"]")).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "indices are uint64 decimals"
+        );
     }
 
     #[test]

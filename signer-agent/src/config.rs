@@ -171,6 +171,19 @@ pub struct Config {
     /// nothing is recorded or signed: recorded, it would block that validator until the chain
     /// got there (epochs). Default 2.
     pub max_future_epochs: u64,
+    /// Base URL of a beacon node of the chain (standard Beacon API). When set, the agent reads
+    /// its `GET /eth/v1/config/spec` and `GET /eth/v1/beacon/genesis` at start-up and refuses
+    /// to start when the fork versions, `DENEB_FORK_EPOCH`, `SLOTS_PER_EPOCH`, the slot length,
+    /// the genesis time or the genesis validators root differ from this configuration, naming
+    /// each field (`failover_common::beacon::network_check`). Unset: no check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beacon_node: Option<String>,
+    /// CA certificate (PEM) of an `https://` `beacon_node`; unset: the public roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beacon_ca_file: Option<PathBuf>,
+    /// How long start-up waits for `beacon_node` to answer before it gives up (ms). Default
+    /// 60000.
+    pub beacon_check_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -204,6 +217,9 @@ impl Default for Config {
             genesis_time: None,
             slot_duration_ms: None,
             max_future_epochs: 2,
+            beacon_node: None,
+            beacon_ca_file: None,
+            beacon_check_timeout_ms: 60_000,
         }
     }
 }
@@ -288,6 +304,12 @@ pub struct Overrides {
     /// Epochs a slashable message may lie ahead of the chain.
     #[arg(long, env = "SIGNER_AGENT_MAX_FUTURE_EPOCHS")]
     pub max_future_epochs: Option<u64>,
+    /// Beacon node whose chain configuration is checked at start-up.
+    #[arg(long, env = "SIGNER_AGENT_BEACON_NODE")]
+    pub beacon_node: Option<String>,
+    /// CA certificate (PEM) of an https beacon node.
+    #[arg(long, env = "SIGNER_AGENT_BEACON_CA_FILE")]
+    pub beacon_ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -339,6 +361,12 @@ impl Config {
             self.genesis_validators_root = o.genesis_validators_root;
         }
         set(&mut self.network, &o.network);
+        if o.beacon_node.is_some() {
+            self.beacon_node = o.beacon_node.clone();
+        }
+        if o.beacon_ca_file.is_some() {
+            self.beacon_ca_file = o.beacon_ca_file.clone();
+        }
         if o.genesis_fork_version.is_some() {
             self.genesis_fork_version = o.genesis_fork_version;
         }

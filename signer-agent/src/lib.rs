@@ -468,6 +468,72 @@ pub const LISTENER_LIMITS: failover_common::serve::ListenerLimits =
         max_connections: 1024,
     };
 
+/// Checks that `config.beacon_node`, when set, serves the chain this agent is configured for
+/// (`failover_common::beacon::network_check::compare`: fork versions, `DENEB_FORK_EPOCH`,
+/// `SLOTS_PER_EPOCH`, slot length, genesis time, genesis validators root). A node that does
+/// not answer is asked again every 2 s for `beacon_check_timeout_ms`.
+///
+/// Errors: a field differs (every differing field is named, with both values), or the node
+/// did not answer in time, or its CA file does not load. The agent then does not start, so it
+/// never signs with the constants of another chain.
+pub async fn check_chain_with_beacon_node(config: &Config) -> anyhow::Result<()> {
+    use failover_common::beacon::network_check::{compare, ExpectedChain};
+    use failover_common::beacon::BeaconClient;
+    let Some(url) = &config.beacon_node else {
+        return Ok(());
+    };
+    let expected = ExpectedChain {
+        spec: config
+            .chain_spec()
+            .context("resolve the network constants")?,
+        genesis_validators_root: config.gvr(),
+        timing: config.timing(),
+    };
+    let per_call = Duration::from_secs(5);
+    let client = match &config.beacon_ca_file {
+        Some(ca) => BeaconClient::with_ca_file(vec![url.clone()], per_call, config.gvr(), ca)
+            .with_context(|| format!("load beacon_ca_file {}", ca.display()))?,
+        None => BeaconClient::new(vec![url.clone()], per_call, config.gvr()),
+    };
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(config.beacon_check_timeout_ms);
+    loop {
+        let answer = async {
+            let spec = client.spec(url).await?;
+            let genesis = client.genesis(url).await?;
+            Ok::<_, failover_common::beacon::BeaconError>((spec, genesis))
+        }
+        .await;
+        match answer {
+            Ok((spec, genesis)) => {
+                let found = compare(&expected, &spec, &genesis);
+                if found.is_empty() {
+                    tracing::info!(beacon_node = %url, network = expected.spec.name, "the beacon node serves the configured chain");
+                    return Ok(());
+                }
+                let lines: Vec<String> = found.iter().map(ToString::to_string).collect();
+                anyhow::bail!(
+                    "the beacon node at {url} serves another chain than this agent is configured \
+                     for (network = {}); refusing to start, so nothing is signed over the wrong \
+                     domain:\n  {}",
+                    expected.spec.name,
+                    lines.join("\n  ")
+                );
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(beacon_node = %url, error = %e, "cannot read the chain configuration yet; retrying in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => anyhow::bail!(
+                "the beacon node at {url} did not give its chain configuration within {} ms \
+                 (beacon_check_timeout_ms): {e}; the agent does not start unchecked while \
+                 beacon_node is set",
+                config.beacon_check_timeout_ms
+            ),
+        }
+    }
+}
+
 /// Runs an agent until `shutdown` completes: reads the token and the TLS material, parses the
 /// keystores, binds the listener, serves (TLS with the client allowlist, or plain HTTP when
 /// configured so), decrypts the keys in parallel, then prints `READY https://<addr>` (or
@@ -482,6 +548,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    check_chain_with_beacon_node(&config).await?;
     let token = config
         .coordinator_token_file
         .as_deref()

@@ -99,6 +99,17 @@ pub struct Lab {
     regions: Option<netns::Regions>,
     /// How WAN latency between regions is applied (`--wan`), if it is.
     latency_by: Option<netns::LatencyBy>,
+    /// The chain's fork constants as the lab's first beacon simulator serves them
+    /// (`GET /eth/v1/config/spec`), read once it is up; the agents sign with them.
+    chain: Option<LabChain>,
+}
+
+/// The fork constants of the lab's chain that a signer agent needs (`network = "custom"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LabChain {
+    genesis_fork_version: failover_common::types::Version,
+    capella_fork_version: failover_common::types::Version,
+    deneb_fork_epoch: u64,
 }
 
 impl Lab {
@@ -268,6 +279,7 @@ impl Lab {
             client_tls,
             regions,
             latency_by,
+            chain: None,
         };
         lab.start_beacons(&logs).await?;
         progress(&format!(
@@ -343,7 +355,47 @@ impl Lab {
                 log: p.log.clone(),
             });
         }
+        if let Some(b) = self.manifest.beacon_nodes.first() {
+            self.chain = Some(self.read_chain(&b.url).await?);
+        }
         Ok(())
+    }
+
+    /// The fork constants the beacon simulator at `url` serves.
+    ///
+    /// Errors: it does not answer, or a constant is missing or malformed.
+    async fn read_chain(&self, url: &str) -> Result<LabChain> {
+        let spec_url = format!(
+            "{}{}",
+            url.trim_end_matches('/'),
+            failover_common::beacon::PATH_SPEC
+        );
+        let spec: failover_common::beacon::SpecResponse = self
+            .http
+            .get(&spec_url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("GET {spec_url}"))?
+            .json()
+            .await
+            .with_context(|| format!("parse {spec_url}"))?;
+        let d = &spec.data;
+        Ok(LabChain {
+            genesis_fork_version: d.get_version("GENESIS_FORK_VERSION")?,
+            capella_fork_version: d.get_version("CAPELLA_FORK_VERSION")?,
+            deneb_fork_epoch: d.get_u64("DENEB_FORK_EPOCH")?,
+        })
+    }
+
+    /// The beacon simulator an agent in `region` checks its chain against: its region's, or
+    /// the first.
+    fn beacon_for(&self, region: &str) -> Option<&BeaconInfo> {
+        self.manifest
+            .beacon_nodes
+            .iter()
+            .find(|b| b.region == region)
+            .or(self.manifest.beacon_nodes.first())
     }
 
     async fn start_coordinators(&mut self, logs: &Path, secrets: &Path) -> Result<()> {
@@ -583,6 +635,7 @@ impl Lab {
                 url,
                 pid: p.pid(),
                 role: spec.role,
+                initial_role: spec.role,
                 config,
                 log: p.log.clone(),
             });
@@ -660,6 +713,23 @@ impl Lab {
             max_batch: 4096,
             slots_per_epoch: self.config.slots_per_epoch,
             ..signer_agent::Config::default()
+        };
+        // The lab's own chain, not mainnet's: its fork versions and Deneb epoch sign exits and
+        // registrations, its genesis time and slot length bound far-future messages, and the
+        // agent checks them against its region's beacon simulator at start-up.
+        let cfg = match self.chain {
+            Some(chain) => signer_agent::Config {
+                network: signer_agent::config::NetworkSetting::Custom,
+                genesis_fork_version: Some(chain.genesis_fork_version),
+                capella_fork_version: Some(chain.capella_fork_version),
+                deneb_fork_epoch: Some(chain.deneb_fork_epoch),
+                genesis_time: Some(self.manifest.genesis_time),
+                slot_duration_ms: Some((self.config.seconds_per_slot * 1000.0).round() as u64),
+                beacon_node: self.beacon_for(&spec.region).map(|b| b.url.clone()),
+                beacon_ca_file: self.manifest.tls.as_ref().map(|t| t.ca_file.clone()),
+                ..cfg
+            },
+            None => cfg,
         };
         cfg.validate()
             .context("the lab built an invalid signer-agent config")?;
@@ -945,6 +1015,7 @@ impl Lab {
             url: url.clone(),
             pid: self.procs.last().map_or(0, |p| p.pid()),
             role: spec.role,
+            initial_role: spec.role,
             config: cfg_path,
             log,
         };
@@ -1003,12 +1074,38 @@ impl Lab {
         self.manifest.agents.iter().find(|a| a.id == id)
     }
 
+    /// The authority holder named by the first coordinator that answers `GET /v1/status`.
+    ///
+    /// Errors: no coordinator answered.
+    pub async fn current_holder(&self) -> Result<Option<String>> {
+        let mut last = None;
+        for c in &self.manifest.coordinators {
+            match self.status_of(&c.url).await {
+                Ok(s) => return Ok(s.holder),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("the lab has no coordinator")))
+    }
+
+    /// Records `holder` as the one `active` agent in `lab.json` ([`manifest::mark_holder`])
+    /// and rewrites the file when a role changed. Returns whether one did.
+    ///
+    /// Errors: `lab.json` cannot be written.
+    pub fn record_holder(&mut self, holder: Option<&str>) -> Result<bool> {
+        let changed = manifest::mark_holder(&mut self.manifest.agents, holder);
+        if changed {
+            self.write_manifest()?;
+        }
+        Ok(changed)
+    }
+
     /// The agent that starts as active.
     pub fn active_agent(&self) -> &AgentInfo {
         self.manifest
             .agents
             .iter()
-            .find(|a| a.role == Role::Active)
+            .find(|a| a.initial_role == Role::Active)
             .expect("validated: exactly one active agent")
     }
 
@@ -1017,7 +1114,7 @@ impl Lab {
         self.manifest
             .agents
             .iter()
-            .find(|a| a.role == Role::Standby)
+            .find(|a| a.initial_role == Role::Standby)
             .map(|a| a.id.clone())
     }
 

@@ -28,6 +28,7 @@
 mod agreement;
 mod client;
 mod ids;
+pub mod network_check;
 mod types;
 
 pub use agreement::*;
