@@ -1165,6 +1165,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn what_the_duty_simulator_publishes_makes_its_validators_live() {
+        use crate::lab::duties::{attestation_duty, block_duty, publication};
+        let (s, clock) = lab();
+        clock.advance(epochs(3));
+        let fork_info = failover_common::eth::ForkInfo {
+            fork: failover_common::eth::Fork {
+                previous_version: Version([0, 0, 0, 0]),
+                current_version: Version([4, 0, 0, 0]),
+                epoch: 0,
+            },
+            genesis_validators_root: s.config().genesis_validators_root,
+        };
+        let v = |index| crate::lab::Validator {
+            index,
+            pubkey: failover_common::interop::pubkey(index),
+        };
+        let sig = Signature([0x33; 96]);
+        for duty in [
+            attestation_duty(&v(3), 3 * 8 + 3, &fork_info, 8),
+            block_duty(&v(7), 3 * 8 + 1, &fork_info, 8),
+        ] {
+            let (path, body) = publication(&duty, &sig);
+            let (status, answer) = call(&s, "POST", path, Some(&body.to_string())).await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        assert_eq!(
+            live(&s, 3, &[3, 7, 4]).await,
+            (StatusCode::OK, vec![(3, true), (7, true), (4, false)])
+        );
+    }
+
+    #[tokio::test]
     async fn malformed_or_future_publications_are_refused_and_record_nothing() {
         let (s, clock) = lab();
         clock.advance(epochs(1));

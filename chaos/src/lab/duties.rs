@@ -342,6 +342,8 @@ pub struct DutySim {
     validators: Vec<Validator>,
     fork_info: Arc<Mutex<ForkInfo>>,
     clock: SlotClock,
+    /// Beacon nodes every signed message is published to ([`DutySim::publishing_to`]).
+    publish_to: Vec<String>,
 }
 
 impl DutySim {
@@ -385,7 +387,34 @@ impl DutySim {
                 genesis_validators_root: genesis.data.genesis_validators_root,
             })),
             clock,
+            publish_to: Vec::new(),
         })
+    }
+
+    /// Publishes every signed message to the beacon nodes at `urls`, as a validator client
+    /// publishes what it signed (and as gossip would carry it to every node): an attestation
+    /// as an Electra `SingleAttestation` (`POST /eth/v2/beacon/pool/attestations`), a block
+    /// as `{message, signature}` with the signed header's fields (`POST
+    /// /eth/v2/beacon/blocks`). The beacon simulators derive validator liveness from them. A
+    /// failed publication is logged and changes no record.
+    pub fn publishing_to(mut self, urls: Vec<String>) -> Self {
+        self.publish_to = urls;
+        self
+    }
+
+    /// Publishes the signed `duty` (`signature`) to every node of [`DutySim::publishing_to`].
+    async fn publish(&self, duty: &Duty, signature: &failover_common::types::Signature) {
+        let (path, body) = publication(duty, signature);
+        for base in &self.publish_to {
+            let url = format!("{}{path}", base.trim_end_matches('/'));
+            match self.http.post(&url).json(&body).send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    tracing::warn!(%url, status = %r.status(), "publishing a signed message was refused")
+                }
+                Err(e) => tracing::warn!(%url, error = %e, "publishing a signed message failed"),
+            }
+        }
     }
 
     /// The `fork_info` sent with requests now (refreshed at every epoch start).
@@ -431,6 +460,9 @@ impl DutySim {
                     let (me, duty, records) = (me.clone(), duty.clone(), records.clone());
                     in_flight.spawn(async move {
                         let rec = send_duty(&me.http, &agent, &duty).await;
+                        if let (200, Some(sig)) = (rec.status, rec.signature.as_ref()) {
+                            me.publish(&duty, sig).await;
+                        }
                         records.lock().expect("duty records lock").push(rec);
                     });
                 }
@@ -439,6 +471,33 @@ impl DutySim {
             slot += 1;
         }
         while in_flight.join_next().await.is_some() {}
+    }
+}
+
+/// How a validator client publishes the signed `duty`: the Beacon API path and JSON body (an
+/// Electra `SingleAttestation` list, or a block as `{message, signature}` carrying the signed
+/// header's fields, which is what the beacon simulator reads of a `SignedBeaconBlock`).
+pub fn publication(
+    duty: &Duty,
+    signature: &failover_common::types::Signature,
+) -> (&'static str, serde_json::Value) {
+    match duty.kind {
+        DutyKind::Attestation => (
+            "/eth/v2/beacon/pool/attestations",
+            json!([{
+                "committee_index": "0",
+                "attester_index": duty.validator.index.to_string(),
+                "data": duty.body["attestation"],
+                "signature": signature,
+            }]),
+        ),
+        DutyKind::Block => (
+            "/eth/v2/beacon/blocks",
+            json!({
+                "message": duty.body["beacon_block"]["block_header"],
+                "signature": signature,
+            }),
+        ),
     }
 }
 

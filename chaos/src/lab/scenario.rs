@@ -103,7 +103,14 @@ pub async fn run(
             lab.client_tls(),
         )
         .await
-        .context("connect the duty simulator")?;
+        .context("connect the duty simulator")?
+        .publishing_to(
+            lab.manifest
+                .beacon_nodes
+                .iter()
+                .map(|b| b.url.clone())
+                .collect(),
+        );
         progress(&format!(
             "duty simulator started at slot {} (epoch {}), signing through {} agents",
             clock.now_slot() + 1,
