@@ -166,10 +166,11 @@ impl Node {
             election_timeout_max: r.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every),
             max_in_snapshot_log_to_keep: r.keep_logs,
-            // A chunk travels as a JSON array of numbers (up to 4 bytes per byte) in one
-            // `/raft/snapshot` body, which the HTTP server caps at 2 MB: openraft's 3 MiB
-            // default made every snapshot above ~0.5 MB fail to install (a lagging follower,
-            // or a node joining a restored cluster, never caught up).
+            // A chunk travels as an array of numbers (openraft's `Vec<u8>`: up to 2 bytes per
+            // byte in the binary envelope of `codec`, 4 in JSON) in one `/raft/snapshot` body,
+            // which the HTTP server caps at 2 MB: openraft's 3 MiB default made every snapshot
+            // above ~0.5 MB fail to install (a lagging follower, or a node joining a restored
+            // cluster, never caught up).
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             ..Default::default()
         }

@@ -63,6 +63,10 @@ struct Cli {
     /// Slot length in seconds for the steady state (8-slot epochs).
     #[arg(long, default_value_t = 1.0)]
     seconds_per_slot: f64,
+    /// Raft log entries between snapshots in the steady state (default: the coordinator's,
+    /// 20000); the log is purged only up to a snapshot.
+    #[arg(long)]
+    snapshot_every: Option<u64>,
 }
 
 /// `MIN,MAX` with `0 < MIN <= MAX`.
@@ -90,6 +94,7 @@ fn steady_state(cli: &Cli) -> ExitCode {
         seconds_per_slot: cli.seconds_per_slot,
         slots_per_epoch: 8,
         plaintext: cli.plaintext,
+        snapshot_every: cli.snapshot_every,
     };
     let progress = |line: &str| eprintln!("[bench] {line}");
     let result = tokio::runtime::Runtime::new()

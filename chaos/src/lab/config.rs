@@ -94,6 +94,10 @@ pub struct LabConfig {
     pub raft_heartbeat_ms: u64,
     /// Raft election timeout range (ms), about 10 × the heartbeat.
     pub raft_election_ms: (u64, u64),
+    /// Log entries between snapshots (`raft.snapshot_every`; the log is purged up to a
+    /// snapshot, keeping a quarter of this, at most the default `keep_logs`). `None`: the
+    /// coordinator's default.
+    pub raft_snapshot_every: Option<u64>,
 }
 
 impl LabConfig {
@@ -136,6 +140,7 @@ impl LabConfig {
             faketime_node: None,
             raft_heartbeat_ms: 100,
             raft_election_ms: (1_000, 2_000),
+            raft_snapshot_every: None,
         }
     }
 

@@ -344,6 +344,8 @@ pub struct DutySim {
     clock: SlotClock,
     /// Beacon nodes every signed message is published to ([`DutySim::publishing_to`]).
     publish_to: Vec<String>,
+    /// Requests in flight at most ([`DutySim::with_max_in_flight`]); `None`: no limit.
+    in_flight_limit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl DutySim {
@@ -388,7 +390,16 @@ impl DutySim {
             })),
             clock,
             publish_to: Vec::new(),
+            in_flight_limit: None,
         })
+    }
+
+    /// Keeps at most `n` sign requests in flight, as a validator client's HTTP connection
+    /// pool does; the others wait in the simulator (their latency counts from their send).
+    /// Without it every duty of a slot is sent at once, each on a connection of its own.
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.in_flight_limit = Some(Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        self
     }
 
     /// Publishes every signed message to the beacon nodes at `urls`, as a validator client
@@ -459,6 +470,16 @@ impl DutySim {
                 for agent in me.agents.clone() {
                     let (me, duty, records) = (me.clone(), duty.clone(), records.clone());
                     in_flight.spawn(async move {
+                        let _permit = match &me.in_flight_limit {
+                            Some(limit) => Some(
+                                limit
+                                    .clone()
+                                    .acquire_owned()
+                                    .await
+                                    .expect("the limit is never closed"),
+                            ),
+                            None => None,
+                        };
                         let rec = send_duty(&me.http, &agent, &duty).await;
                         if let (200, Some(sig)) = (rec.status, rec.signature.as_ref()) {
                             me.publish(&duty, sig).await;

@@ -304,21 +304,34 @@ pub async fn measure(
     Ok(times)
 }
 
-/// The id of the coordinator that reports itself as leader.
+/// The id of the Raft leader as the cluster sees it: a node that names itself leader and that
+/// another node names as leader in the same term. A node's own word alone is not enough: a
+/// coordinator restarted with a committed vote for itself can briefly report itself leader of
+/// a term that has since moved on (the bench once "killed the leader" that way and saw the
+/// next signature 6 ms later).
 ///
-/// Errors: none does within 30 s.
+/// Errors: no such node within 30 s.
 async fn self_declared_leader(lab: &Lab) -> Result<u64> {
-    let leader = std::sync::Mutex::new(None::<u64>);
-    lab.wait_status("a node that says it leads", Duration::from_secs(30), |s| {
-        if s.leader_id == Some(s.node_id) {
-            *leader.lock().expect("lock") = Some(s.node_id);
-            true
-        } else {
-            false
-        }
+    let seen = std::sync::Mutex::new(std::collections::BTreeMap::<u64, (Option<u64>, u64)>::new());
+    let agreed = std::sync::Mutex::new(None::<u64>);
+    lab.wait_status("a leader two nodes agree on", Duration::from_secs(30), |s| {
+        let mut seen = seen.lock().expect("lock");
+        seen.insert(s.node_id, (s.leader_id, s.term));
+        let leader = seen
+            .iter()
+            .filter(|(id, (leader, _))| *leader == Some(**id))
+            .filter(|(id, (_, term))| {
+                seen.iter().any(|(other, (l, t))| {
+                    other != *id && *l == Some(**id) && t == term
+                })
+            })
+            .max_by_key(|(_, (_, term))| *term)
+            .map(|(id, _)| *id);
+        *agreed.lock().expect("lock") = leader;
+        leader.is_some()
     })
     .await?;
-    let id = leader.lock().expect("lock").context("no leader")?;
+    let id = agreed.lock().expect("lock").context("no leader")?;
     Ok(id)
 }
 

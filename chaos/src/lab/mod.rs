@@ -510,11 +510,17 @@ impl Lab {
                         .saturating_sub(1)
                         .clamp(2, 3),
                 },
-                raft: RaftCfg {
-                    heartbeat_ms: self.config.raft_heartbeat_ms,
-                    election_min_ms: self.config.raft_election_ms.0,
-                    election_max_ms: self.config.raft_election_ms.1,
-                    ..RaftCfg::default()
+                raft: {
+                    let d = RaftCfg::default();
+                    let snapshot_every = self.config.raft_snapshot_every.unwrap_or(d.snapshot_every);
+                    RaftCfg {
+                        heartbeat_ms: self.config.raft_heartbeat_ms,
+                        election_min_ms: self.config.raft_election_ms.0,
+                        election_max_ms: self.config.raft_election_ms.1,
+                        snapshot_every,
+                        keep_logs: d.keep_logs.min(snapshot_every / 4).max(1),
+                        ..d
+                    }
                 },
                 max_batch: 4096,
                 limits: Default::default(),

@@ -7,7 +7,8 @@
 //! them, and with it pruning) and one agent holding every validator. The duty simulator
 //! ([`super::duties::DutySim`]) sends each slot's duties as a validator client would: the
 //! proposal of the slot and the attestations of the validators whose index falls in it
-//! (`index % SLOTS_PER_EPOCH`). At every epoch boundary the bench takes the answers of the
+//! (`index % SLOTS_PER_EPOCH`), at most [`MAX_IN_FLIGHT`] at a time, as a validator client's
+//! connection pool would. At every epoch boundary the bench takes the answers of the
 //! epoch that ended and samples, per process, resident memory (`VmRSS` in
 //! `/proc/<pid>/status`) and each coordinator's data directory size on disk (bytes, RocksDB
 //! with its WAL).
@@ -30,6 +31,9 @@ use super::duties::{AgentEndpoint, DutySim};
 use super::summary::reason_label;
 use super::{AgentSpec, KdfChoice, Lab, LabConfig, Role};
 
+/// Sign requests the steady state keeps in flight at most (a validator client's pool).
+pub const MAX_IN_FLIGHT: usize = 512;
+
 /// Signatures verified with blst per epoch row.
 pub const VERIFY_PER_EPOCH: usize = 50;
 
@@ -48,6 +52,9 @@ pub struct SteadyOptions {
     pub slots_per_epoch: u64,
     /// Plain HTTP instead of TLS.
     pub plaintext: bool,
+    /// Raft log entries between snapshots (the log is purged only up to a snapshot);
+    /// `None`: the coordinator's default (20,000).
+    pub snapshot_every: Option<u64>,
 }
 
 /// One epoch of the steady state.
@@ -127,6 +134,7 @@ pub async fn run(opts: &SteadyOptions, progress: &dyn Fn(&str)) -> Result<Steady
     cfg.tls = !opts.plaintext;
     cfg.seconds_per_slot = opts.seconds_per_slot;
     cfg.slots_per_epoch = opts.slots_per_epoch;
+    cfg.raft_snapshot_every = opts.snapshot_every;
     cfg.agents = vec![AgentSpec {
         id: "agent-eu".into(),
         region: "eu".into(),
@@ -164,7 +172,11 @@ async fn measure(
         clock,
         lab.client_tls(),
     )
-    .await?;
+    .await?
+    // A validator client's connection pool: the agent serves at most 1,024 connections
+    // (`signer_agent::LISTENER_LIMITS`), and 10,000 validators put 1,250 attestations in one
+    // slot; sent all at once, the ones over the cap are closed unanswered.
+    .with_max_in_flight(MAX_IN_FLIGHT);
     let running = sim.start();
     // Settle: the first epoch (connections, the first finality) is not measured.
     let mut epoch = clock.now_slot() / spe + 2;
@@ -303,12 +315,18 @@ impl std::fmt::Display for SteadyReport {
             f,
             "failover-bench steady state: {} validators attesting once per epoch plus one \
              proposal per slot, {} epochs of {} slots x {} s, 3 coordinators, 1 agent, \
-             {}",
+             {}, at most {MAX_IN_FLIGHT} requests in flight",
             o.validators,
             o.epochs,
             o.slots_per_epoch,
             o.seconds_per_slot,
             if o.plaintext { "plain HTTP" } else { "TLS" }
+        )?;
+        writeln!(
+            f,
+            "raft: a snapshot every {} log entries (the log is purged up to a snapshot)",
+            o.snapshot_every
+                .map_or_else(|| "20000 (default)".to_string(), |n| n.to_string())
         )?;
         writeln!(
             f,
