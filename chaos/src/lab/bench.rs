@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 use super::duties::{attestation_duty, send_duty, AgentEndpoint, DutyRecord, DutySim};
 use super::summary::reason_label;
-use super::{AgentSpec, KdfChoice, Lab, LabConfig, Role};
+use super::{KdfChoice, Lab, LabConfig};
 
 /// Bench parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -330,19 +330,8 @@ pub async fn run(opts: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRe
     cfg.validators = opts.validators;
     cfg.kdf = KdfChoice::Pbkdf2Cheap;
     cfg.tls = !opts.plaintext;
+    // The three-region lab's agents: agent-eu active, agent-us standby.
     cfg.beacon_regions = vec!["eu".into()];
-    cfg.agents = vec![
-        AgentSpec {
-            id: "agent-eu".into(),
-            region: "eu".into(),
-            role: Role::Active,
-        },
-        AgentSpec {
-            id: "agent-us".into(),
-            region: "us".into(),
-            role: Role::Standby,
-        },
-    ];
     cfg.wan = opts.wan;
     if opts.wan {
         // As `failover-lab --wan`: heartbeats and RPC deadlines above the 200 ms round trip.

@@ -314,22 +314,25 @@ pub async fn measure(
 async fn self_declared_leader(lab: &Lab) -> Result<u64> {
     let seen = std::sync::Mutex::new(std::collections::BTreeMap::<u64, (Option<u64>, u64)>::new());
     let agreed = std::sync::Mutex::new(None::<u64>);
-    lab.wait_status("a leader two nodes agree on", Duration::from_secs(30), |s| {
-        let mut seen = seen.lock().expect("lock");
-        seen.insert(s.node_id, (s.leader_id, s.term));
-        let leader = seen
-            .iter()
-            .filter(|(id, (leader, _))| *leader == Some(**id))
-            .filter(|(id, (_, term))| {
-                seen.iter().any(|(other, (l, t))| {
-                    other != *id && *l == Some(**id) && t == term
+    lab.wait_status(
+        "a leader two nodes agree on",
+        Duration::from_secs(30),
+        |s| {
+            let mut seen = seen.lock().expect("lock");
+            seen.insert(s.node_id, (s.leader_id, s.term));
+            let leader = seen
+                .iter()
+                .filter(|(id, (leader, _))| *leader == Some(**id))
+                .filter(|(id, (_, term))| {
+                    seen.iter()
+                        .any(|(other, (l, t))| other != *id && *l == Some(**id) && t == term)
                 })
-            })
-            .max_by_key(|(_, (_, term))| *term)
-            .map(|(id, _)| *id);
-        *agreed.lock().expect("lock") = leader;
-        leader.is_some()
-    })
+                .max_by_key(|(_, (_, term))| *term)
+                .map(|(id, _)| *id);
+            *agreed.lock().expect("lock") = leader;
+            leader.is_some()
+        },
+    )
     .await?;
     let id = agreed.lock().expect("lock").context("no leader")?;
     Ok(id)

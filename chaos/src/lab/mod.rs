@@ -512,7 +512,8 @@ impl Lab {
                 },
                 raft: {
                     let d = RaftCfg::default();
-                    let snapshot_every = self.config.raft_snapshot_every.unwrap_or(d.snapshot_every);
+                    let snapshot_every =
+                        self.config.raft_snapshot_every.unwrap_or(d.snapshot_every);
                     RaftCfg {
                         heartbeat_ms: self.config.raft_heartbeat_ms,
                         election_min_ms: self.config.raft_election_ms.0,

@@ -100,34 +100,28 @@ pub fn compare(expected: &ExpectedChain, spec: &SpecConstants, genesis: &Genesis
             }),
         };
     let s = &expected.spec;
-    check(
-        "GENESIS_FORK_VERSION",
-        s.genesis_fork_version.to_string(),
-        spec.get_version("GENESIS_FORK_VERSION")
+    let version = |key: &str| {
+        spec.get_version(key)
             .map(|v| v.to_string())
-            .map_err(|e| e.to_string()),
-    );
-    check(
-        "CAPELLA_FORK_VERSION",
-        s.capella_fork_version.to_string(),
-        spec.get_version("CAPELLA_FORK_VERSION")
+            .map_err(|e| e.to_string())
+    };
+    let number = |key: &str| {
+        spec.get_u64(key)
             .map(|v| v.to_string())
-            .map_err(|e| e.to_string()),
-    );
-    check(
-        "DENEB_FORK_EPOCH",
-        s.deneb_fork_epoch.to_string(),
-        spec.get_u64("DENEB_FORK_EPOCH")
-            .map(|v| v.to_string())
-            .map_err(|e| e.to_string()),
-    );
-    check(
-        "SLOTS_PER_EPOCH",
-        s.slots_per_epoch.to_string(),
-        spec.get_u64("SLOTS_PER_EPOCH")
-            .map(|v| v.to_string())
-            .map_err(|e| e.to_string()),
-    );
+            .map_err(|e| e.to_string())
+    };
+    for (field, configured) in [
+        ("GENESIS_FORK_VERSION", s.genesis_fork_version),
+        ("CAPELLA_FORK_VERSION", s.capella_fork_version),
+    ] {
+        check(field, configured.to_string(), version(field));
+    }
+    for (field, configured) in [
+        ("DENEB_FORK_EPOCH", s.deneb_fork_epoch),
+        ("SLOTS_PER_EPOCH", s.slots_per_epoch),
+    ] {
+        check(field, configured.to_string(), number(field));
+    }
     check(
         "genesis_validators_root",
         expected.genesis_validators_root.to_string(),
