@@ -137,6 +137,12 @@ pub struct Config {
     /// Most record batches in flight to the coordinators at once; further records queue and
     /// are grouped into the next batch. Default 4.
     pub max_in_flight_batches: usize,
+    /// Connections the Web3Signer/keymanager API serves at once; further ones are closed as
+    /// they are accepted, unanswered (logged at DEBUG). A validator
+    /// client that sends a slot's attestations all at once opens one connection per request:
+    /// 10,000 validators put about 1,250 attestations in one slot (32-slot epochs ≈ 313).
+    /// Keep it below the process's open-file limit (`ulimit -n`). Default 1024.
+    pub max_connections: usize,
     /// Whether `VOLUNTARY_EXIT` requests may be signed at all. An exit is irreversible, so it
     /// is off unless an operator turns it on; while off, an exit request is answered 403
     /// `voluntary_exit_disabled` and nothing is signed. Default false.
@@ -208,6 +214,7 @@ impl Default for Config {
             record_deadline_ms: 3000,
             max_batch: 1024,
             max_in_flight_batches: 4,
+            max_connections: 1024,
             allow_voluntary_exit: false,
             slots_per_epoch: 32,
             authority_poll_ms: 500,
@@ -277,6 +284,9 @@ pub struct Overrides {
     /// Most record batches in flight.
     #[arg(long, env = "SIGNER_AGENT_MAX_IN_FLIGHT_BATCHES")]
     pub max_in_flight_batches: Option<usize>,
+    /// Connections the API serves at once.
+    #[arg(long, env = "SIGNER_AGENT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Allow signing VOLUNTARY_EXIT (true or false).
     #[arg(long, env = "SIGNER_AGENT_ALLOW_VOLUNTARY_EXIT")]
     pub allow_voluntary_exit: Option<bool>,
@@ -381,6 +391,7 @@ impl Config {
         set(&mut self.record_deadline_ms, &o.record_deadline_ms);
         set(&mut self.max_batch, &o.max_batch);
         set(&mut self.max_in_flight_batches, &o.max_in_flight_batches);
+        set(&mut self.max_connections, &o.max_connections);
         set(&mut self.allow_voluntary_exit, &o.allow_voluntary_exit);
         set(&mut self.slots_per_epoch, &o.slots_per_epoch);
         set(&mut self.authority_poll_ms, &o.authority_poll_ms);
@@ -484,6 +495,7 @@ impl Config {
             self.max_in_flight_batches > 0,
             "max_in_flight_batches must be > 0",
         );
+        require(self.max_connections > 0, "max_connections must be > 0");
         require(self.authority_poll_ms > 0, "authority_poll_ms must be > 0");
         require(self.heartbeat_ms > 0, "heartbeat_ms must be > 0");
         require(

@@ -457,16 +457,26 @@ pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
         .to_string())
 }
 
-/// Limits of the agent's listener ([`failover_common::serve`]): request headers within 10 s
-/// (also the idle keep-alive limit), at most 1,024 connections, and 10 minutes per request:
-/// sign requests end within `record_deadline_ms` on their own, while a keymanager import of
-/// many scrypt keystores legitimately takes minutes.
+/// Default limits of the agent's listener ([`failover_common::serve`]): request headers
+/// within 10 s (also the idle keep-alive limit), at most 1,024 connections (`max_connections`
+/// replaces it, [`listener_limits`]), and 10 minutes per request: sign requests end within
+/// `record_deadline_ms` on their own, while a keymanager import of many scrypt keystores
+/// legitimately takes minutes.
 pub const LISTENER_LIMITS: failover_common::serve::ListenerLimits =
     failover_common::serve::ListenerLimits {
         header_read_timeout: std::time::Duration::from_secs(10),
         request_timeout: std::time::Duration::from_secs(600),
         max_connections: 1024,
     };
+
+/// The listener limits of an agent configured with `config`: [`LISTENER_LIMITS`] with its
+/// `max_connections`.
+pub fn listener_limits(config: &Config) -> failover_common::serve::ListenerLimits {
+    failover_common::serve::ListenerLimits {
+        max_connections: config.max_connections,
+        ..LISTENER_LIMITS
+    }
+}
 
 /// Checks that `config.beacon_node`, when set, serves the chain this agent is configured for
 /// (`failover_common::beacon::network_check::compare`: fork versions, `DENEB_FORK_EPOCH`,
@@ -589,6 +599,7 @@ pub async fn run(
         .with_context(|| format!("bind the API listener on {}", config.listen))?;
     let addr = listener.local_addr().context("read the bound address")?;
 
+    let limits = listener_limits(&config);
     let agent = Agent::new(config, token, tls.clone())?;
     tokio::spawn(reload_on_sighup(tls, allowlist));
     if let Some(km) = &agent.keymanager {
@@ -598,7 +609,7 @@ pub async fn run(
     let mut server = tokio::spawn(failover_common::serve::serve(
         listener,
         router(agent.clone()),
-        LISTENER_LIMITS,
+        limits,
         Arc::default(),
         api_tls.clone(),
         shutdown,

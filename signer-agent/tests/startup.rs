@@ -358,3 +358,23 @@ fn the_binary_prints_ready_after_loading_keys_and_exits_cleanly_on_sigterm() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn the_connection_cap_comes_from_the_config_and_zero_is_refused() {
+    let cfg = Config::from_toml(&config_with("")).unwrap();
+    assert_eq!(signer_agent::listener_limits(&cfg).max_connections, 1024);
+    let cfg = Config::from_toml(&config_with("max_connections = 4096\n")).unwrap();
+    cfg.validate().unwrap();
+    let limits = signer_agent::listener_limits(&cfg);
+    assert_eq!(limits.max_connections, 4096);
+    assert_eq!(
+        limits.request_timeout,
+        signer_agent::LISTENER_LIMITS.request_timeout
+    );
+    let cfg = Config::from_toml(&config_with("max_connections = 0\n")).unwrap();
+    let err = cfg.validate().unwrap_err();
+    assert!(
+        format!("{err:#}").contains("max_connections must be > 0"),
+        "{err:#}"
+    );
+}

@@ -174,7 +174,7 @@ async fn measure(
     )
     .await?
     // A validator client's connection pool: the agent serves at most 1,024 connections
-    // (`signer_agent::LISTENER_LIMITS`), and 10,000 validators put 1,250 attestations in one
+    // (`max_connections`, default 1,024), and 10,000 validators put 1,250 attestations in one
     // slot; sent all at once, the ones over the cap are closed unanswered.
     .with_max_in_flight(MAX_IN_FLIGHT);
     let running = sim.start();
