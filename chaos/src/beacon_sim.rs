@@ -14,7 +14,8 @@
 //! validator live in the epoch of the message's slot, and `POST
 //! /eth/v1/validator/liveness/{epoch}` answers from that record for the last
 //! [`LIVENESS_EPOCHS`] epochs up to the current one (an epoch outside that window is a 400,
-//! never "not live").
+//! never "not live"). `POST /eth/v1/beacon/states/{state_id}/validators` maps pubkeys to
+//! indices over a registry of interop validators ([`SimConfig::validators`]).
 //!
 //! Chaos controls live under `/sim/`, apart from the Beacon API: `POST /sim/finality
 //! {"stalled": bool}`, `POST /sim/syncing {"syncing": bool}`, `POST /sim/optimistic
@@ -218,6 +219,11 @@ pub struct SimConfig {
     pub current_fork_version: Version,
     /// Epoch of the fork to `current_fork_version` (epochs).
     pub fork_epoch: u64,
+    /// The validator registry: interop validators `0..validators` (their pubkeys from
+    /// `failover_common::interop`), all active since genesis, served by `POST
+    /// /eth/v1/beacon/states/{state_id}/validators`. 0: an empty registry.
+    #[serde(default)]
+    pub validators: u64,
 }
 
 impl SimConfig {
@@ -236,6 +242,7 @@ impl SimConfig {
             genesis_fork_version: Version([0, 0, 0, 0]),
             current_fork_version: Version([4, 0, 0, 0]),
             fork_epoch: 0,
+            validators: 0,
         }
     }
 
@@ -312,6 +319,8 @@ struct Inner {
     control: Mutex<Control>,
     /// Validators seen live, by epoch (the last [`LIVENESS_EPOCHS`] epochs).
     live: Mutex<std::collections::BTreeMap<u64, std::collections::BTreeSet<u64>>>,
+    /// Pubkey → index of the registry ([`SimConfig::validators`]).
+    registry: std::collections::HashMap<failover_common::types::Pubkey, u64>,
 }
 
 /// Shared state of one simulated node: configuration, clock and chaos switches.
@@ -355,6 +364,9 @@ impl SimState {
     pub fn new(config: SimConfig, clock: Arc<dyn Clock>) -> Result<Self, SimConfigError> {
         config.validate()?;
         let slot_ms = config.slot_millis()?;
+        let registry = (0..config.validators)
+            .map(|i| (failover_common::interop::pubkey(i), i))
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -362,6 +374,7 @@ impl SimState {
                 clock,
                 control: Mutex::new(Control::default()),
                 live: Mutex::new(std::collections::BTreeMap::new()),
+                registry,
             }),
         })
     }
@@ -726,6 +739,10 @@ pub fn router(state: SimState) -> Router {
         .route("/eth/v1/beacon/blocks", post(publish_block))
         .route("/eth/v2/beacon/blocks", post(publish_block))
         .route("/eth/v1/validator/liveness/{epoch}", post(liveness))
+        .route(
+            "/eth/v1/beacon/states/{state_id}/validators",
+            post(validators),
+        )
         .route("/sim/state", get(sim_state))
         .route("/sim/finality", post(sim_finality))
         .route("/sim/syncing", post(sim_syncing))
@@ -979,6 +996,77 @@ async fn liveness(
             .map(|(index, is_live)| Liveness { index, is_live })
             .collect(),
     }))
+}
+
+/// Body of `POST /eth/v1/beacon/states/{state_id}/validators`.
+#[derive(Debug, Deserialize)]
+struct ValidatorsQuery {
+    /// Pubkeys (`0x`…) or indices (decimal); absent: every validator.
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+}
+
+/// `POST /eth/v1/beacon/states/{state_id}/validators`: the registry entries named by `ids`
+/// (pubkeys or indices; unknown ones are left out, as the Beacon API says), every one active
+/// since genesis with 32 ETH. The state id must resolve like any other state query.
+async fn validators(
+    State(s): State<SimState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<StateResponse<Vec<serde_json::Value>>>, ApiError> {
+    let q: ValidatorsQuery = if body.is_empty() {
+        ValidatorsQuery { ids: None }
+    } else {
+        parse_json(&body)?
+    };
+    let count = s.config().validators;
+    let mut indices: Vec<u64> = match q.ids {
+        None => (0..count).collect(),
+        Some(ids) => {
+            let mut out = Vec::new();
+            for id in ids {
+                if id.starts_with("0x") {
+                    let pk: failover_common::types::Pubkey = id
+                        .parse()
+                        .map_err(|e| bad_request(format!("{id:?}: {e}")))?;
+                    out.extend(s.inner.registry.get(&pk).copied());
+                } else {
+                    let i: u64 = id
+                        .parse()
+                        .map_err(|_| bad_request(format!("invalid validator id {id:?}")))?;
+                    if i < count {
+                        out.push(i);
+                    }
+                }
+            }
+            out
+        }
+    };
+    indices.sort_unstable();
+    indices.dedup();
+    let far = FAR_FUTURE_EPOCH.to_string();
+    state_query(&s, &id, |_, _| {
+        indices
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "index": i.to_string(),
+                    "balance": "32000000000",
+                    "status": "active_ongoing",
+                    "validator": {
+                        "pubkey": failover_common::interop::pubkey(*i),
+                        "withdrawal_credentials": Root::ZERO,
+                        "effective_balance": "32000000000",
+                        "slashed": false,
+                        "activation_eligibility_epoch": "0",
+                        "activation_epoch": "0",
+                        "exit_epoch": far,
+                        "withdrawable_epoch": far,
+                    }
+                })
+            })
+            .collect()
+    })
 }
 
 async fn sim_state(State(s): State<SimState>) -> Json<SimStateView> {

@@ -56,6 +56,9 @@ struct Args {
     /// Epoch at which --current-fork-version takes effect.
     #[arg(long, default_value_t = 0)]
     fork_epoch: u64,
+    /// Validator registry: interop validators 0..N, all active since genesis.
+    #[arg(long, default_value_t = 0)]
+    validators: u64,
 }
 
 #[tokio::main]
@@ -84,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         genesis_fork_version: args.genesis_fork_version,
         current_fork_version: args.current_fork_version,
         fork_epoch: args.fork_epoch,
+        validators: args.validators,
     };
     let state = SimState::new(config.clone(), Arc::new(SystemClock)).context("configuration")?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -325,6 +325,8 @@ impl Lab {
                 c.finality_lag_epochs.to_string(),
                 "--fork-epoch".into(),
                 c.fork_epoch.to_string(),
+                "--validators".into(),
+                c.validators.to_string(),
             ];
             if let Some(p) = &self.pki {
                 let kind = failover_common::tls::issue::LeafKind::Server;

@@ -8,8 +8,8 @@ use crate::types::Root;
 use super::agreement::{BeaconObservation, CheckpointObs, ObservationStatus};
 use super::ids::StateId;
 use super::types::{
-    ErrorMessage, FinalityCheckpointsResponse, ForkResponse, Genesis, GenesisResponse,
-    SpecConstants, SpecResponse, SyncingResponse, SyncingStatus,
+    DataResponse, ErrorMessage, FinalityCheckpointsResponse, ForkResponse, Genesis,
+    GenesisResponse, SpecConstants, SpecResponse, SyncingResponse, SyncingStatus,
 };
 use super::{PATH_GENESIS, PATH_SPEC, PATH_SYNCING};
 
@@ -306,19 +306,116 @@ impl BeaconClient {
         Ok(r.data)
     }
 
+    /// `POST /eth/v1/validator/liveness/{epoch}` on the node at `url`: whether each of
+    /// `indices` (validator indices) was seen live in `epoch` (epochs), in the order asked.
+    ///
+    /// Errors: [`BeaconError`]; an answer that leaves out an index asked for, or names one
+    /// that was not, is [`BeaconError::Decode`] (it cannot count as "not live").
+    pub async fn liveness(
+        &self,
+        url: &str,
+        epoch: u64,
+        indices: &[u64],
+    ) -> Result<Vec<(u64, bool)>, BeaconError> {
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            #[serde(with = "crate::types::quoted_u64")]
+            index: u64,
+            is_live: bool,
+        }
+        let body: Vec<String> = indices.iter().map(u64::to_string).collect();
+        let r: DataResponse<Vec<Entry>> = self
+            .send_json(
+                reqwest::Method::POST,
+                url,
+                &format!("/eth/v1/validator/liveness/{epoch}"),
+                Some(serde_json::json!(body)),
+            )
+            .await?;
+        let answered: std::collections::BTreeMap<u64, bool> =
+            r.data.iter().map(|e| (e.index, e.is_live)).collect();
+        if answered.len() != r.data.len() || r.data.iter().any(|e| !indices.contains(&e.index)) {
+            return Err(BeaconError::Decode(
+                "liveness answer names a validator twice, or one that was not asked".into(),
+            ));
+        }
+        indices
+            .iter()
+            .map(|i| {
+                answered.get(i).map(|live| (*i, *live)).ok_or_else(|| {
+                    BeaconError::Decode(format!("liveness answer leaves out validator {i}"))
+                })
+            })
+            .collect()
+    }
+
+    /// `POST /eth/v1/beacon/states/head/validators` on the node at `url` with `pubkeys` as
+    /// `ids`: the validator index of each pubkey the chain knows. A pubkey missing from the
+    /// map is not a validator of this chain (yet).
+    ///
+    /// Errors: [`BeaconError`]; an answer naming a pubkey that was not asked is
+    /// [`BeaconError::Decode`].
+    pub async fn validator_indices(
+        &self,
+        url: &str,
+        pubkeys: &[crate::types::Pubkey],
+    ) -> Result<std::collections::BTreeMap<crate::types::Pubkey, u64>, BeaconError> {
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            #[serde(with = "crate::types::quoted_u64")]
+            index: u64,
+            validator: Inner,
+        }
+        #[derive(serde::Deserialize)]
+        struct Inner {
+            pubkey: crate::types::Pubkey,
+        }
+        let ids: Vec<String> = pubkeys.iter().map(ToString::to_string).collect();
+        let r: DataResponse<Vec<Entry>> = self
+            .send_json(
+                reqwest::Method::POST,
+                url,
+                "/eth/v1/beacon/states/head/validators",
+                Some(serde_json::json!({ "ids": ids })),
+            )
+            .await?;
+        let mut out = std::collections::BTreeMap::new();
+        for e in r.data {
+            if !pubkeys.contains(&e.validator.pubkey) {
+                return Err(BeaconError::Decode(format!(
+                    "validators answer names {} which was not asked",
+                    e.validator.pubkey
+                )));
+            }
+            out.insert(e.validator.pubkey, e.index);
+        }
+        Ok(out)
+    }
+
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         base: &str,
         path: &str,
     ) -> Result<T, BeaconError> {
+        self.send_json(reqwest::Method::GET, base, path, None).await
+    }
+
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        base: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, BeaconError> {
         let url = format!("{}{}", base.trim_end_matches('/'), path);
-        let resp = self
+        let mut req = self
             .http
-            .get(&url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
+            .request(method, &url)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| self.transport(e))?;
         if !status.is_success() {
