@@ -18,7 +18,8 @@ use failover_common::eth::{Fork, ForkInfo};
 use failover_common::interop;
 use failover_common::types::{Root, Signature, Version};
 use failover_protocol::{
-    Approval, AuditAction, AuditEntry, Handover, HandoverEvent, HandoverState, TimelineEvent,
+    Approval, AuditAction, AuditEntry, DoppelgangerFinding, Handover, HandoverEvent, HandoverState,
+    LivenessGate, TimelineEvent,
 };
 
 const SPE: u64 = 8;
@@ -121,6 +122,7 @@ fn handover(id: u64, from: Option<&str>, to: &str, requested_ms: u64, done_ms: u
             log_index: id + 1,
             at_ms: done_ms,
             break_glass: false,
+            acknowledged: vec![],
         }],
         granted_token: Some(id + 1),
         break_glass: false,
@@ -131,6 +133,7 @@ fn handover(id: u64, from: Option<&str>, to: &str, requested_ms: u64, done_ms: u
             ev(HandoverEvent::Approved, id + 1, done_ms),
             ev(HandoverEvent::Completed, id + 1, done_ms),
         ],
+        liveness: None,
     }
 }
 
@@ -342,6 +345,66 @@ fn a_handover_approved_before_finality_fails_the_order_check() {
         &checker::check(&h),
         "handover_order",
         "approved at index 11 before finality was confirmed at 12",
+    );
+}
+
+/// The clean history's second handover with a liveness gate that found `live` validators
+/// (none: the gate passed at index 10, before the approval at 11).
+fn gated(h: &mut History, live: &[u64]) {
+    let ho = &mut h.handovers[1];
+    ho.liveness = Some(LivenessGate {
+        first_epoch: 3,
+        epochs_required: 2,
+        clear_through: live.is_empty().then_some(4),
+        passed_at: live.is_empty().then_some(10),
+        findings: live
+            .iter()
+            .map(|i| DoppelgangerFinding {
+                pubkey: interop::pubkey(*i),
+                index: *i,
+                epoch: 3,
+                seen_by: vec!["http://beacon-eu".into()],
+                log_index: 10,
+            })
+            .collect(),
+    });
+    let at = ho.timeline[2].at_ms;
+    let event = if live.is_empty() {
+        HandoverEvent::LivenessConfirmed
+    } else {
+        HandoverEvent::DoppelgangerDetected
+    };
+    ho.timeline.insert(3, ev(event, 10, at));
+}
+
+#[test]
+fn a_gated_handover_that_passed_its_liveness_gate_passes() {
+    let mut h = clean_history();
+    gated(&mut h, &[]);
+    let report = checker::check(&h);
+    assert!(report.passed(), "{:#?}", report.summary_lines());
+}
+
+#[test]
+fn a_handover_completed_after_a_doppelganger_finding_without_break_glass_fails() {
+    let mut h = clean_history();
+    gated(&mut h, &[2]);
+    assert_only_failure(
+        &checker::check(&h),
+        "handover_order",
+        "completed without break-glass although 1 validator(s) were seen live",
+    );
+}
+
+#[test]
+fn a_gated_handover_approved_before_liveness_was_confirmed_fails() {
+    let mut h = clean_history();
+    gated(&mut h, &[]);
+    h.handovers[1].timeline[3].log_index = 12;
+    assert_only_failure(
+        &checker::check(&h),
+        "handover_order",
+        "approved at index 11 before liveness was confirmed at 12",
     );
 }
 

@@ -301,6 +301,7 @@ fn completed_handover() -> failover_protocol::Handover {
         granted_token: Some(8),
         break_glass: false,
         timeline: vec![],
+        liveness: None,
     }
 }
 

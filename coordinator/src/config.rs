@@ -125,7 +125,15 @@ pub struct HandoverCfg {
     pub two_person_rule: bool,
     /// Distinct break-glass approvals needed to skip the finality gate.
     pub break_glass_approvals: u32,
+    /// Complete epochs in which beacon nodes must report none of the target's validators
+    /// live before a grant (the liveness gate, DESIGN.md; default 2 as Lighthouse and Teku
+    /// wait at start-up). 1 to [`MAX_DOPPELGANGER_EPOCHS`].
+    pub doppelganger_epochs: u64,
 }
+
+/// Most epochs `handover.doppelganger_epochs` may ask for: beacon nodes remember liveness
+/// for a few epochs only, and a longer gate holds authority back for over 7 hours on mainnet.
+pub const MAX_DOPPELGANGER_EPOCHS: u64 = 64;
 
 impl Default for HandoverCfg {
     fn default() -> Self {
@@ -133,6 +141,7 @@ impl Default for HandoverCfg {
             approvals_required: 1,
             two_person_rule: true,
             break_glass_approvals: 3,
+            doppelganger_epochs: 2,
         }
     }
 }
@@ -451,6 +460,11 @@ impl Config {
         if h.approvals_required == 0 {
             errs.push("handover.approvals_required must be ≥ 1".into());
         }
+        if !(1..=MAX_DOPPELGANGER_EPOCHS).contains(&h.doppelganger_epochs) {
+            errs.push(format!(
+                "handover.doppelganger_epochs must be 1 to {MAX_DOPPELGANGER_EPOCHS}"
+            ));
+        }
         if h.break_glass_approvals < h.approvals_required {
             errs.push("handover.break_glass_approvals must be ≥ approvals_required".into());
         }
@@ -521,6 +535,7 @@ impl Config {
             two_person_rule: self.handover.two_person_rule,
             break_glass_approvals: self.handover.break_glass_approvals,
             slots_per_epoch: self.chain.slots_per_epoch,
+            doppelganger_epochs: Some(self.handover.doppelganger_epochs),
         }
     }
 

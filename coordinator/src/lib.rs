@@ -36,6 +36,7 @@ pub mod http;
 pub mod identity;
 pub mod interchange;
 pub mod join;
+pub mod liveness;
 pub mod membership;
 pub mod metrics;
 pub mod network;

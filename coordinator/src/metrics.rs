@@ -15,7 +15,10 @@
 //!   `failover_raft_leader_changes_total`, `failover_raft_snapshot_installs_total`;
 //! - authority: `failover_authority_holder{agent}`, `failover_authority_token`,
 //!   `failover_authority_fenced`, `failover_handovers{state}`,
-//!   `failover_handover_state_age_seconds{state}`, `failover_handover_approvals_pending`;
+//!   `failover_handover_state_age_seconds{state}`, `failover_handover_approvals_pending`,
+//!   `failover_doppelganger_validators` (validators named by handovers stopped in
+//!   `doppelganger_detected`), `failover_liveness_checks_total{result}` (leader: one per epoch
+//!   of the liveness gate it tried, `clear`, `live` or `unavailable`);
 //! - agents: `failover_agent_heartbeat_age_seconds{agent}`, `failover_agent_keys_loaded{agent}`;
 //! - finality (beacon series on the leader only, which polls): `failover_finalized_epoch`,
 //!   `failover_beacon_finalized_epoch{beacon}`, `failover_beacon_usable{beacon}`,
@@ -98,10 +101,15 @@ pub const BEACON_ERROR_KINDS: &[&str] = &[
 ];
 
 /// Open handover states, as `state` label values of the per-state age series.
-const OPEN_STATES: [HandoverState; 2] = [
+const OPEN_STATES: [HandoverState; 4] = [
     HandoverState::AwaitingFinality,
+    HandoverState::AwaitingLiveness,
     HandoverState::AwaitingApproval,
+    HandoverState::DoppelgangerDetected,
 ];
+
+/// Label values of `failover_liveness_checks_total{result}`.
+pub const LIVENESS_RESULTS: &[&str] = &["clear", "live", "unavailable"];
 
 /// The snake_case label of a handover state (its JSON form).
 fn state_label(st: HandoverState) -> String {
@@ -146,6 +154,9 @@ pub struct Metrics {
     handovers: IntGaugeVec,
     handover_state_age: GaugeVec,
     approvals_pending: IntGauge,
+    doppelganger_validators: IntGauge,
+    /// Leader only: epochs of a liveness gate it tried, by `result` ([`LIVENESS_RESULTS`]).
+    pub liveness_checks: IntCounterVec,
     finalized_epoch: IntGauge,
     beacon_finalized_epoch: IntGaugeVec,
     beacon_usable: IntGaugeVec,
@@ -304,6 +315,17 @@ impl Metrics {
                 "failover_handover_approvals_pending",
                 "Approvals still needed by handovers awaiting approval.",
             ),
+            doppelganger_validators: g(
+                "failover_doppelganger_validators",
+                "Validators seen live outside the cluster by handovers stopped in \
+                 doppelganger_detected (0 when none is).",
+            ),
+            liveness_checks: cv(
+                "failover_liveness_checks_total",
+                "Leader only: epochs of a handover's liveness gate checked, by result \
+                 (clear, live, unavailable).",
+                &["result"],
+            ),
             finalized_epoch: g(
                 "failover_finalized_epoch",
                 "Agreed finalized epoch in the replicated state.",
@@ -392,6 +414,9 @@ impl Metrics {
         metrics.names = names.into_inner();
         for e in UNAVAILABLE_ENDPOINTS {
             metrics.unavailable.with_label_values(&[e]);
+        }
+        for r in LIVENESS_RESULTS {
+            metrics.liveness_checks.with_label_values(&[r]);
         }
         for v in RECORD_VERDICTS {
             metrics.records.with_label_values(&[v]);
@@ -518,7 +543,9 @@ impl Metrics {
         self.finalized_epoch.set(s.finalized_epoch() as i64);
         for st in [
             HandoverState::AwaitingFinality,
+            HandoverState::AwaitingLiveness,
             HandoverState::AwaitingApproval,
+            HandoverState::DoppelgangerDetected,
             HandoverState::Completed,
             HandoverState::Aborted,
         ] {
@@ -534,10 +561,15 @@ impl Metrics {
     /// time `now` (ms; state changes carry the proposer's wall clock).
     fn refresh_open_handovers(&self, s: &StateData, now: u64) {
         for st in OPEN_STATES {
-            // The event that moved a handover into `st`.
-            let entered = match st {
-                HandoverState::AwaitingFinality => HandoverEvent::Fenced,
-                _ => HandoverEvent::FinalityConfirmed,
+            // The events that can move a handover into `st` (the latest one counts).
+            let entered: &[HandoverEvent] = match st {
+                HandoverState::AwaitingFinality => &[HandoverEvent::Fenced],
+                HandoverState::AwaitingLiveness => &[HandoverEvent::FinalityConfirmed],
+                HandoverState::DoppelgangerDetected => &[HandoverEvent::DoppelgangerDetected],
+                _ => &[
+                    HandoverEvent::FinalityConfirmed,
+                    HandoverEvent::LivenessConfirmed,
+                ],
             };
             let oldest_ms = s
                 .handovers
@@ -547,7 +579,7 @@ impl Metrics {
                     h.timeline
                         .iter()
                         .rev()
-                        .find(|e| e.event == entered)
+                        .find(|e| entered.contains(&e.event))
                         .or(h.timeline.first())
                         .map(|e| e.at_ms)
                 })
@@ -564,6 +596,14 @@ impl Metrics {
             .map(|h| u64::from(self.approvals_required).saturating_sub(h.approvals.len() as u64))
             .sum();
         self.approvals_pending.set(pending as i64);
+        let doppelgangers: usize = s
+            .handovers
+            .values()
+            .filter(|h| h.state == HandoverState::DoppelgangerDetected)
+            .filter_map(|h| h.liveness.as_ref())
+            .map(|g| g.findings.len())
+            .sum();
+        self.doppelganger_validators.set(doppelgangers as i64);
     }
 
     /// Records one poll of the beacon nodes (`slots_per_epoch` converts head slots to
@@ -738,6 +778,7 @@ mod tests {
                     log_index: id + 1,
                     at_ms: 0,
                     break_glass: false,
+                    acknowledged: vec![],
                 })
                 .collect(),
             granted_token: None,
@@ -750,6 +791,7 @@ mod tests {
                     at_ms: *at_ms,
                 })
                 .collect(),
+            liveness: None,
         }
     }
 

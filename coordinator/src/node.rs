@@ -741,6 +741,101 @@ impl Node {
             }
         }
     }
+
+    /// Runs the liveness gate's evidence collector forever (DESIGN.md "Liveness gate"): on
+    /// the leader, every `beacon.poll_interval_ms`, when an open handover's gate needs an
+    /// epoch that is complete by the chain clock, ask every beacon node
+    /// ([`crate::liveness::gather`]) and propose the answer. When fewer than the beacon quorum
+    /// answer, nothing is proposed (the gate stays shut), the log says why and
+    /// `failover_liveness_checks_total{result="unavailable"}` counts it.
+    pub async fn run_liveness_poller(self: Arc<Self>) {
+        if self.config.beacon.urls.is_empty() {
+            tracing::warn!(
+                "no beacon nodes configured: the liveness gate cannot pass, so every handover \
+                 needs break-glass approvals"
+            );
+            return;
+        }
+        let spe = self.config.chain.slots_per_epoch;
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(self.config.beacon.poll_interval_ms));
+        let mut last_warning: Option<String> = None;
+        loop {
+            tick.tick().await;
+            if !self.is_leader() {
+                continue;
+            }
+            let Some(current) = self.chain_clock.current_epoch(spe) else {
+                continue;
+            };
+            let task = {
+                let st = self.state.read().expect("state lock");
+                crate::liveness::next_task(&st.data, current)
+            };
+            let Some(task) = task else {
+                continue;
+            };
+            let cmd = match crate::liveness::gather(
+                &self.beacon,
+                self.config.beacon_quorum(),
+                &task,
+                self.id,
+                now_ms(),
+            )
+            .await
+            {
+                Ok(cmd) => cmd,
+                Err(why) => {
+                    self.metrics
+                        .liveness_checks
+                        .with_label_values(&["unavailable"])
+                        .inc();
+                    if last_warning.as_deref() != Some(why.as_str()) {
+                        tracing::warn!(handover = task.handover, "{why}; the gate stays shut");
+                        last_warning = Some(why);
+                    }
+                    continue;
+                }
+            };
+            last_warning = None;
+            let live = match &cmd {
+                Command::Liveness { live, .. } => live.len(),
+                _ => 0,
+            };
+            match self.write_local(cmd).await {
+                Ok(out) => {
+                    let result = if live == 0 { "clear" } else { "live" };
+                    self.metrics
+                        .liveness_checks
+                        .with_label_values(&[result])
+                        .inc();
+                    if live > 0 {
+                        tracing::error!(
+                            handover = task.handover,
+                            epoch = task.epoch,
+                            validators = live,
+                            "DOPPELGANGER: validators of {} seen live outside the cluster; the \
+                             handover is stopped (runbooks/doppelganger-detected.md)",
+                            task.to
+                        );
+                    } else if let Response::Rejected { message, .. } = out.response {
+                        tracing::debug!(
+                            handover = task.handover,
+                            "liveness evidence refused: {message}"
+                        );
+                    } else {
+                        tracing::info!(
+                            handover = task.handover,
+                            epoch = task.epoch,
+                            "liveness evidence committed: no validator of {} live",
+                            task.to
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not commit liveness evidence"),
+            }
+        }
+    }
 }
 
 /// Counts elections and leader changes ([`Metrics::observe_raft`]) on every change of

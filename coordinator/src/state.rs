@@ -24,6 +24,13 @@
 //!   finality evidence covers `required_epoch` (or the larger break-glass quorum approved), and
 //!   only with the required number of distinct approvals, not counting the requester's own
 //!   under the two-person rule.
+//! - **Liveness gate** (DESIGN.md "Liveness gate"). A handover requested with a
+//!   `doppelganger_epochs` policy carries a [`LivenessGate`]; it reaches `AwaitingApproval`
+//!   only after finality covers `required_epoch` *and* the leader's [`Command::Liveness`]
+//!   evidence found no validator of the target live in `epochs_required` consecutive complete
+//!   epochs from `first_epoch`, one epoch per entry, in order. Any validator reported live
+//!   stops it in `DoppelgangerDetected`, from which only an abort, or break-glass approvals
+//!   that each name every validator found, end it.
 //! - There is no automatic failover: only operator commands move authority.
 //! - **Restore.** A state restored from a backup (`backup` module) carries [`RestoreInfo`]:
 //!   every validator history created later starts at the restore floor, and
@@ -41,9 +48,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use failover_common::beacon::{BeaconObservation, CheckpointObs};
 use failover_common::types::{Pubkey, Root};
 use failover_protocol::{
-    AgentId, Approval, ApprovalPolicy, AuditAction, AuditEntry, FinalityRecord, Handover,
-    HandoverEvent, HandoverState, KeyPossession, PendingPolicy, RecordItem, Refusal, TimelineEvent,
-    Verdict,
+    AgentId, Approval, ApprovalPolicy, AuditAction, AuditEntry, DoppelgangerFinding,
+    FinalityRecord, Handover, HandoverEvent, HandoverState, KeyPossession, LivenessGate,
+    PendingPolicy, RecordItem, Refusal, TimelineEvent, Verdict, INCLUSION_EPOCHS,
+    MAX_ACKNOWLEDGED_VALIDATORS,
 };
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +70,11 @@ pub struct HandoverPolicy {
     pub break_glass_approvals: u32,
     /// Slots per epoch of the chain (consensus preset `SLOTS_PER_EPOCH`).
     pub slots_per_epoch: u64,
+    /// Complete epochs the liveness gate must find clear before a grant (configuration
+    /// `handover.doppelganger_epochs`, default 2). `None` only in commands written before the
+    /// gate existed: those handovers replay without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doppelganger_epochs: Option<u64>,
 }
 
 impl HandoverPolicy {
@@ -113,6 +126,10 @@ pub enum Command {
         at_ms: u64,
         /// Policy in force.
         policy: HandoverPolicy,
+        /// The chain's current epoch by the proposer's chain clock (epochs); the liveness
+        /// window starts after it. `None` when the proposer has no beacon node.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chain_epoch: Option<u64>,
     },
     /// An operator approves a handover.
     ApproveHandover {
@@ -126,6 +143,10 @@ pub enum Command {
         at_ms: u64,
         /// Policy in force.
         policy: HandoverPolicy,
+        /// Validators the operator acknowledges as seen live outside the cluster
+        /// ([`failover_protocol::ApproveBody::acknowledge_validators`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        acknowledged: Vec<Pubkey>,
     },
     /// An operator aborts a handover that has not completed.
     AbortHandover {
@@ -212,6 +233,41 @@ pub enum Command {
         /// Slots per epoch, to prune blocks below the finalized epoch's first slot.
         slots_per_epoch: u64,
     },
+    /// The leader's liveness evidence for one epoch of an open handover's liveness gate
+    /// (DESIGN.md "Liveness gate"): which validators of the target beacon nodes reported live
+    /// in `epoch` (`POST /eth/v1/validator/liveness/{epoch}`).
+    Liveness {
+        /// Handover id.
+        handover: u64,
+        /// The epoch checked (epochs); must be the gate's next epoch and complete.
+        epoch: u64,
+        /// The chain's current epoch by the leader's chain clock (epochs); `epoch` must be
+        /// below it.
+        current_epoch: u64,
+        /// Validators of the target seen live, with the nodes that saw them; empty when every
+        /// answering node reported every validator not live.
+        live: Vec<LiveSighting>,
+        /// Base URLs of the beacon nodes that answered for every validator (at least the
+        /// beacon quorum, or the leader proposes nothing).
+        answered: Vec<String>,
+        /// Validators of the target checked (those the beacon nodes know an index for).
+        checked: u64,
+        /// The proposing leader (audit).
+        node: u64,
+        /// Proposer's wall clock (ms).
+        at_ms: u64,
+    },
+}
+
+/// A validator a beacon node reported live ([`Command::Liveness`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSighting {
+    /// The validator's BLS pubkey.
+    pub pubkey: Pubkey,
+    /// Its validator index on the chain.
+    pub index: u64,
+    /// Base URLs of the beacon nodes that reported it live.
+    pub seen_by: Vec<String>,
 }
 
 /// Who may sign now.
@@ -501,6 +557,7 @@ impl StateData {
                 two_person_rule: p.two_person_rule,
                 break_glass_approvals: p.break_glass_approvals,
                 slots_per_epoch: carried.slots_per_epoch,
+                doppelganger_epochs: carried.doppelganger_epochs,
             },
             None => *carried,
         }
@@ -557,9 +614,17 @@ impl StateData {
                 operator,
                 at_ms,
                 policy,
+                chain_epoch,
             } => {
                 let policy = self.effective_policy(policy);
-                self.apply_request(index, to, reason, operator, *at_ms, &policy, dirty)
+                let req = Request {
+                    to,
+                    reason,
+                    operator,
+                    at_ms: *at_ms,
+                    chain_epoch: *chain_epoch,
+                };
+                self.apply_request(index, &req, &policy, dirty)
             }
             Command::ApproveHandover {
                 id,
@@ -567,9 +632,17 @@ impl StateData {
                 break_glass,
                 at_ms,
                 policy,
+                acknowledged,
             } => {
                 let policy = self.effective_policy(policy);
-                self.apply_approve(index, *id, operator, *break_glass, *at_ms, &policy, dirty)
+                let approval = Approval {
+                    operator: operator.clone(),
+                    log_index: index,
+                    at_ms: *at_ms,
+                    break_glass: *break_glass,
+                    acknowledged: acknowledged.clone(),
+                };
+                self.apply_approve(index, *id, approval, &policy, dirty)
             }
             Command::InitPolicy {
                 policy,
@@ -711,6 +784,27 @@ impl StateData {
                 *slots_per_epoch,
                 dirty,
             ),
+            Command::Liveness {
+                handover,
+                epoch,
+                current_epoch,
+                live,
+                answered,
+                checked,
+                node,
+                at_ms,
+            } => {
+                let ev = LivenessEvidence {
+                    epoch: *epoch,
+                    current_epoch: *current_epoch,
+                    live,
+                    answered,
+                    checked: *checked,
+                    node: *node,
+                    at_ms: *at_ms,
+                };
+                self.apply_liveness(index, *handover, &ev, dirty)
+            }
         }
     }
 
@@ -883,17 +977,20 @@ impl StateData {
         self.audit.push(entry);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn apply_request(
         &mut self,
         index: u64,
-        to: &AgentId,
-        reason: &str,
-        operator: &str,
-        at_ms: u64,
+        req: &Request<'_>,
         policy: &HandoverPolicy,
         dirty: &mut Dirty,
     ) -> Response {
+        let Request {
+            to,
+            reason,
+            operator,
+            at_ms,
+            chain_epoch,
+        } = *req;
         let refusal = if let Some(open) = self.open_handover() {
             Some(rejected(
                 Rejection::Conflict,
@@ -957,6 +1054,20 @@ impl StateData {
         // After a restore, agents of the old cluster may have signed up to the floor epoch
         // without this cluster knowing: the first handover waits for that to be final too.
         let required_epoch = required_epoch.max(self.restore_floor().map_or(0, |f| f.epoch.0));
+        // The liveness window (DESIGN.md "Liveness gate"): after the fenced holder's last
+        // message and the epochs it can still be included in, and after the request's epoch,
+        // whose liveness may be the old holder's, or (on a first grant) a signer that was
+        // stopped for this migration.
+        let liveness = policy.doppelganger_epochs.map(|n| LivenessGate {
+            first_epoch: required_epoch
+                .saturating_add(1)
+                .saturating_add(INCLUSION_EPOCHS)
+                .max(chain_epoch.map_or(0, |e| e.saturating_add(1))),
+            epochs_required: n.max(1),
+            clear_through: None,
+            passed_at: None,
+            findings: vec![],
+        });
         let mut h = Handover {
             id: index,
             from: from.clone(),
@@ -982,6 +1093,7 @@ impl StateData {
                     at_ms,
                 },
             ],
+            liveness,
         };
         self.check_finality_gate(&mut h, index, at_ms);
         self.handovers.insert(index, h.clone());
@@ -1006,7 +1118,9 @@ impl StateData {
         }
     }
 
-    /// Moves `h` to `AwaitingApproval` when the agreed finality covers its required epoch.
+    /// Moves `h` on from `AwaitingFinality` when the agreed finality covers its required
+    /// epoch: to `AwaitingApproval` when its liveness gate passed (or it has none), else to
+    /// `AwaitingLiveness`.
     fn check_finality_gate(&self, h: &mut Handover, index: u64, at_ms: u64) {
         if h.state != HandoverState::AwaitingFinality {
             return;
@@ -1022,7 +1136,11 @@ impl StateData {
                 |f| f.checkpoint,
             );
             h.finality_evidence = Some((cp, index));
-            h.state = HandoverState::AwaitingApproval;
+            h.state = if h.liveness.as_ref().is_none_or(LivenessGate::passed) {
+                HandoverState::AwaitingApproval
+            } else {
+                HandoverState::AwaitingLiveness
+            };
             h.timeline.push(TimelineEvent {
                 event: HandoverEvent::FinalityConfirmed,
                 log_index: index,
@@ -1031,23 +1149,35 @@ impl StateData {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn apply_approve(
         &mut self,
         index: u64,
         id: u64,
-        operator: &str,
-        break_glass: bool,
-        at_ms: u64,
+        approval: Approval,
         policy: &HandoverPolicy,
         dirty: &mut Dirty,
     ) -> Response {
-        let action = if break_glass {
+        let action = if approval.break_glass {
             AuditAction::HandoverApproveBreakGlass
         } else {
             AuditAction::HandoverApprove
         };
-        let outcome = self.try_approve(index, id, operator, break_glass, at_ms, policy, dirty);
+        let operator = approval.operator.clone();
+        let at_ms = approval.at_ms;
+        let detail = match (approval.break_glass, approval.acknowledged.len()) {
+            (false, 0) => String::new(),
+            (true, 0) => "BREAK-GLASS: finality gate override requested".into(),
+            (glass, n) => format!(
+                "{}acknowledges {n} validator(s) seen live outside the cluster: {}",
+                if glass {
+                    "BREAK-GLASS: finality and liveness gate override requested; "
+                } else {
+                    ""
+                },
+                name_some(approval.acknowledged.iter().map(ToString::to_string), 10)
+            ),
+        };
+        let outcome = self.try_approve(index, id, approval, policy, dirty);
         let (audit_outcome, response) = match outcome {
             Ok((completed, h)) => (
                 if completed { "completed" } else { "accepted" }.to_string(),
@@ -1068,31 +1198,36 @@ impl StateData {
             AuditEntry {
                 log_index: index,
                 at_ms,
-                operator: operator.to_string(),
+                operator,
                 action,
                 handover: Some(id),
-                detail: if break_glass {
-                    "BREAK-GLASS: finality gate override requested".into()
-                } else {
-                    String::new()
-                },
+                detail,
                 outcome: audit_outcome,
             },
         );
         response
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn try_approve(
         &mut self,
         index: u64,
         id: u64,
-        operator: &str,
-        break_glass: bool,
-        at_ms: u64,
+        approval: Approval,
         policy: &HandoverPolicy,
         dirty: &mut Dirty,
     ) -> Result<(bool, Handover), Response> {
+        let operator = approval.operator.as_str();
+        let break_glass = approval.break_glass;
+        let at_ms = approval.at_ms;
+        if approval.acknowledged.len() > MAX_ACKNOWLEDGED_VALIDATORS {
+            return Err(rejected(
+                Rejection::BadRequest,
+                format!(
+                    "an approval acknowledges {} validators; at most {MAX_ACKNOWLEDGED_VALIDATORS}",
+                    approval.acknowledged.len()
+                ),
+            ));
+        }
         let finalized = self.finalized_epoch();
         let Some(h) = self.handovers.get_mut(&id) else {
             return Err(rejected(Rejection::NotFound, format!("no handover {id}")));
@@ -1127,12 +1262,60 @@ impl StateData {
                 ),
             ));
         }
-        h.approvals.push(Approval {
-            operator: operator.to_string(),
-            log_index: index,
-            at_ms,
-            break_glass,
-        });
+        if let (HandoverState::AwaitingLiveness, false, Some(g)) =
+            (h.state, break_glass, h.liveness.as_ref())
+        {
+            return Err(rejected(
+                Rejection::Conflict,
+                format!(
+                    "handover {id} waits for the liveness gate: beacon nodes must report no \
+                     validator of {} live in epochs {} to {}; {} of {} found clear so far",
+                    h.to,
+                    g.first_epoch,
+                    g.first_epoch
+                        .saturating_add(g.epochs_required)
+                        .saturating_sub(1),
+                    g.clear_epochs(),
+                    g.epochs_required
+                ),
+            ));
+        }
+        if h.state == HandoverState::DoppelgangerDetected {
+            let findings = h.liveness.as_ref().map_or(&[][..], |g| &g.findings[..]);
+            let named = name_some(
+                findings
+                    .iter()
+                    .map(|f| format!("{} (index {}, epoch {})", f.pubkey, f.index, f.epoch)),
+                10,
+            );
+            if !break_glass {
+                return Err(rejected(
+                    Rejection::Conflict,
+                    format!(
+                        "handover {id} stopped: doppelganger detected, {} validator(s) of {} seen \
+                         live outside the cluster: {named}; abort it, or approve with break-glass \
+                         naming every one of them (runbooks/doppelganger-detected.md)",
+                        findings.len(),
+                        h.to
+                    ),
+                ));
+            }
+            let missing: Vec<String> = unacknowledged(findings, &approval.acknowledged)
+                .map(ToString::to_string)
+                .collect();
+            if !missing.is_empty() {
+                return Err(rejected(
+                    Rejection::Forbidden,
+                    format!(
+                        "a break-glass approval of handover {id} must name every validator seen \
+                         live outside the cluster; {} not named: {}",
+                        missing.len(),
+                        name_some(missing.into_iter(), 10)
+                    ),
+                ));
+            }
+        }
+        h.approvals.push(approval);
         h.timeline.push(TimelineEvent {
             event: if break_glass {
                 HandoverEvent::ApprovedBreakGlass
@@ -1144,7 +1327,14 @@ impl StateData {
         });
         let normal_ok = h.state == HandoverState::AwaitingApproval
             && h.approvals.len() as u32 >= policy.approvals_required;
-        let glass_count = h.approvals.iter().filter(|a| a.break_glass).count() as u32;
+        // A break-glass approval counts only if it names every validator seen live, including
+        // those found after it was given.
+        let findings = h.liveness.as_ref().map_or(&[][..], |g| &g.findings[..]);
+        let glass_count = h
+            .approvals
+            .iter()
+            .filter(|a| a.break_glass && unacknowledged(findings, &a.acknowledged).next().is_none())
+            .count() as u32;
         let glass_ok = glass_count >= policy.break_glass_approvals.max(policy.approvals_required);
         let completed = normal_ok || glass_ok;
         if completed {
@@ -1222,6 +1412,145 @@ impl StateData {
         response
     }
 
+    fn apply_liveness(
+        &mut self,
+        index: u64,
+        id: u64,
+        ev: &LivenessEvidence<'_>,
+        dirty: &mut Dirty,
+    ) -> Response {
+        let epoch = ev.epoch;
+        let Some(h) = self.handovers.get_mut(&id) else {
+            return rejected(Rejection::NotFound, format!("no handover {id}"));
+        };
+        if !matches!(
+            h.state,
+            HandoverState::AwaitingFinality | HandoverState::AwaitingLiveness
+        ) {
+            return rejected(
+                Rejection::Conflict,
+                format!(
+                    "handover {id} is {}; it needs no liveness evidence",
+                    h.state.as_str()
+                ),
+            );
+        }
+        let Some(gate) = h.liveness.as_mut() else {
+            return rejected(
+                Rejection::Conflict,
+                format!("handover {id} has no liveness gate"),
+            );
+        };
+        if gate.passed() {
+            return rejected(
+                Rejection::Conflict,
+                format!("handover {id}: liveness gate passed"),
+            );
+        }
+        if epoch != gate.next_epoch() {
+            return rejected(
+                Rejection::Conflict,
+                format!(
+                    "liveness evidence for epoch {epoch}, but handover {id} needs epoch {} next",
+                    gate.next_epoch()
+                ),
+            );
+        }
+        if epoch >= ev.current_epoch {
+            return rejected(
+                Rejection::BadRequest,
+                format!(
+                    "epoch {epoch} is not complete (current epoch {})",
+                    ev.current_epoch
+                ),
+            );
+        }
+        if ev.answered.is_empty() {
+            return rejected(Rejection::BadRequest, "no beacon node answered");
+        }
+        let Some(target) = self.agents.get(&h.to) else {
+            return rejected(
+                Rejection::NotFound,
+                format!("agent {} is not registered", h.to),
+            );
+        };
+        if let Some(x) = ev.live.iter().find(|l| !target.holds(&l.pubkey)) {
+            return rejected(
+                Rejection::BadRequest,
+                format!("{} is not a validator of {}", x.pubkey, h.to),
+            );
+        }
+        dirty.handovers.insert(id);
+        if ev.live.is_empty() {
+            gate.clear_through = Some(epoch);
+            if gate.clear_epochs() >= gate.epochs_required {
+                gate.passed_at = Some(index);
+                h.timeline.push(TimelineEvent {
+                    event: HandoverEvent::LivenessConfirmed,
+                    log_index: index,
+                    at_ms: ev.at_ms,
+                });
+                if h.state == HandoverState::AwaitingLiveness {
+                    h.state = HandoverState::AwaitingApproval;
+                }
+            }
+            return Response::Handover {
+                handover: Box::new(h.clone()),
+            };
+        }
+        let mut seen = BTreeSet::new();
+        gate.findings
+            .extend(ev.live.iter().filter(|l| seen.insert(l.pubkey)).map(|l| {
+                DoppelgangerFinding {
+                    pubkey: l.pubkey,
+                    index: l.index,
+                    epoch,
+                    seen_by: l.seen_by.clone(),
+                    log_index: index,
+                }
+            }));
+        h.state = HandoverState::DoppelgangerDetected;
+        h.timeline.push(TimelineEvent {
+            event: HandoverEvent::DoppelgangerDetected,
+            log_index: index,
+            at_ms: ev.at_ms,
+        });
+        let h = h.clone();
+        let named = name_some(
+            ev.live.iter().map(|l| {
+                format!(
+                    "{} (index {}, seen by {})",
+                    l.pubkey,
+                    l.index,
+                    l.seen_by.join(" ")
+                )
+            }),
+            10,
+        );
+        self.audit(
+            dirty,
+            AuditEntry {
+                log_index: index,
+                at_ms: ev.at_ms,
+                operator: format!("node:{}", ev.node),
+                action: AuditAction::HandoverDoppelgangerDetected,
+                handover: Some(id),
+                detail: format!(
+                    "{} of {} checked validator(s) of {} seen live in epoch {epoch}, where no agent \
+                     of the cluster signs: {named}; answered by {}",
+                    seen.len(),
+                    ev.checked,
+                    h.to,
+                    ev.answered.join(" ")
+                ),
+                outcome: "stopped: abort, or break-glass naming every validator".into(),
+            },
+        );
+        Response::Handover {
+            handover: Box::new(h),
+        }
+    }
+
     fn apply_finality(
         &mut self,
         index: u64,
@@ -1266,4 +1595,46 @@ impl StateData {
         }
         Response::Ok
     }
+}
+
+/// A handover request as [`StateData::apply_request`] reads it.
+struct Request<'a> {
+    to: &'a AgentId,
+    reason: &'a str,
+    operator: &'a str,
+    at_ms: u64,
+    chain_epoch: Option<u64>,
+}
+
+/// One epoch of liveness evidence as [`StateData::apply_liveness`] reads it.
+struct LivenessEvidence<'a> {
+    epoch: u64,
+    current_epoch: u64,
+    live: &'a [LiveSighting],
+    answered: &'a [String],
+    checked: u64,
+    node: u64,
+    at_ms: u64,
+}
+
+/// The first `max` of `items`, comma-separated, with "and N more" after them.
+fn name_some(items: impl Iterator<Item = String>, max: usize) -> String {
+    let all: Vec<String> = items.collect();
+    let mut out = all.iter().take(max).cloned().collect::<Vec<_>>().join(", ");
+    if all.len() > max {
+        out.push_str(&format!(" and {} more", all.len().saturating_sub(max)));
+    }
+    out
+}
+
+/// Validators of `findings` that `acknowledged` does not name.
+fn unacknowledged<'a>(
+    findings: &'a [DoppelgangerFinding],
+    acknowledged: &[Pubkey],
+) -> impl Iterator<Item = &'a Pubkey> + 'a {
+    let named: BTreeSet<Pubkey> = acknowledged.iter().copied().collect();
+    findings
+        .iter()
+        .map(|f| &f.pubkey)
+        .filter(move |pk| !named.contains(pk))
 }

@@ -22,7 +22,7 @@ mod support;
 use coordinator::interchange::{
     Interchange, Metadata, SignedAttestation, SignedBlock, ValidatorData,
 };
-use coordinator::state::{Command, HandoverPolicy, Response, StateData};
+use coordinator::state::{Command, HandoverPolicy, LiveSighting, Response, StateData};
 use coordinator::store::{open_db, StateMachineStore};
 use coordinator::TypeConfig;
 use failover_common::beacon::CheckpointObs;
@@ -67,12 +67,20 @@ fn root_of(r: u8) -> Root {
 }
 
 fn policy() -> impl Strategy<Value = HandoverPolicy> {
-    (small_u32(), any::<bool>(), small_u32(), num()).prop_map(|(a, t, b, spe)| HandoverPolicy {
-        approvals_required: a,
-        two_person_rule: t,
-        break_glass_approvals: b,
-        slots_per_epoch: spe,
-    })
+    (
+        small_u32(),
+        any::<bool>(),
+        small_u32(),
+        num(),
+        prop::option::of(num()),
+    )
+        .prop_map(|(a, t, b, spe, dg)| HandoverPolicy {
+            approvals_required: a,
+            two_person_rule: t,
+            break_glass_approvals: b,
+            slots_per_epoch: spe,
+            doppelganger_epochs: dg,
+        })
 }
 
 fn item() -> impl Strategy<Value = RecordItem> {
@@ -155,14 +163,16 @@ fn op() -> impl Strategy<Value = Op> {
         prop_oneof![Just("op1"), Just("op2")],
         num(),
         policy(),
+        prop::option::of(num()),
     )
-        .prop_map(|(to, reason, operator, at_ms, policy)| {
+        .prop_map(|(to, reason, operator, at_ms, policy, chain_epoch)| {
             Op::Cmd(Command::RequestHandover {
                 to,
                 reason: reason.into(),
                 operator: operator.into(),
                 at_ms,
                 policy,
+                chain_epoch,
             })
         });
     let approve = (
@@ -171,16 +181,53 @@ fn op() -> impl Strategy<Value = Op> {
         any::<bool>(),
         num(),
         policy(),
+        prop::collection::vec(0u8..3, 0..3),
     )
-        .prop_map(|(id, operator, break_glass, at_ms, policy)| {
+        .prop_map(|(id, operator, break_glass, at_ms, policy, ack)| {
             Op::Cmd(Command::ApproveHandover {
                 id,
                 operator: operator.into(),
                 break_glass,
                 at_ms,
                 policy,
+                acknowledged: ack.into_iter().map(pk).collect(),
             })
         });
+    // Liveness evidence for any handover and epoch, naming any validator (also ones the
+    // target does not hold), from no node or some.
+    let liveness = (
+        num(),
+        num(),
+        num(),
+        prop::collection::vec((0u8..3, num()), 0..3),
+        any::<bool>(),
+        num(),
+    )
+        .prop_map(
+            |(handover, epoch, current_epoch, live, answered, checked)| {
+                Op::Cmd(Command::Liveness {
+                    handover,
+                    epoch,
+                    current_epoch,
+                    live: live
+                        .into_iter()
+                        .map(|(v, index)| LiveSighting {
+                            pubkey: pk(v),
+                            index,
+                            seen_by: vec!["http://b1".into()],
+                        })
+                        .collect(),
+                    answered: if answered {
+                        vec!["http://b1".into()]
+                    } else {
+                        vec![]
+                    },
+                    checked,
+                    node: 1,
+                    at_ms: 0,
+                })
+            },
+        );
     let abort = (num(), num()).prop_map(|(id, at_ms)| {
         Op::Cmd(Command::AbortHandover {
             id,
@@ -232,6 +279,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => abort,
         2 => import,
         2 => finality,
+        3 => liveness,
         1 => audit,
         1 => Just(Op::Reopen),
     ]
@@ -416,6 +464,7 @@ fn the_poison_pill_import_of_u64_max_is_applied_without_a_panic() {
         two_person_rule: false,
         break_glass_approvals: 1,
         slots_per_epoch: 32,
+        doppelganger_epochs: None,
     };
     let ops = vec![
         Op::Cmd(Command::RegisterAgent {
@@ -429,6 +478,7 @@ fn the_poison_pill_import_of_u64_max_is_applied_without_a_panic() {
             operator: "op1".into(),
             at_ms: 0,
             policy,
+            chain_epoch: None,
         }),
         Op::Cmd(Command::ApproveHandover {
             id: 2,
@@ -436,6 +486,7 @@ fn the_poison_pill_import_of_u64_max_is_applied_without_a_panic() {
             break_glass: false,
             at_ms: 0,
             policy,
+            acknowledged: vec![],
         }),
         Op::Cmd(Command::ImportInterchange {
             interchange: poison,

@@ -42,6 +42,7 @@ impl Runner {
                 two_person_rule: false,
                 break_glass_approvals: 1,
                 slots_per_epoch: 32,
+                doppelganger_epochs: None,
             },
         }
     }
@@ -228,6 +229,7 @@ impl goldenscript::Runner for Runner {
                     operator,
                     at_ms,
                     policy: self.policy,
+                    chain_epoch: None,
                 })
             }
             "approve" => {
@@ -241,6 +243,7 @@ impl goldenscript::Runner for Runner {
                     break_glass,
                     at_ms,
                     policy: self.policy,
+                    acknowledged: vec![],
                 })
             }
             "abort" => {

@@ -12,6 +12,7 @@ const POLICY: HandoverPolicy = HandoverPolicy {
     two_person_rule: true,
     break_glass_approvals: 3,
     slots_per_epoch: 32,
+    doppelganger_epochs: None,
 };
 
 /// A state machine driven entry by entry, with log indexes as Raft would assign them.
@@ -46,6 +47,7 @@ impl Log {
             operator: by.into(),
             at_ms: self.index * 1000,
             policy: POLICY,
+            chain_epoch: None,
         })
     }
     fn approve(&mut self, id: u64, by: &str, break_glass: bool) -> Response {
@@ -55,6 +57,7 @@ impl Log {
             break_glass,
             at_ms: self.index * 1000,
             policy: POLICY,
+            acknowledged: vec![],
         })
     }
     fn finality(&mut self, epoch: u64) -> Response {
@@ -279,6 +282,7 @@ fn handover_to_an_unregistered_agent_or_without_reason_is_refused_and_audited() 
         operator: "alice".into(),
         at_ms: 0,
         policy: POLICY,
+        chain_epoch: None,
     });
     assert_eq!(rejected(r).0, Rejection::BadRequest);
     assert_eq!(l.state.audit.len(), 2);

@@ -168,6 +168,7 @@ const POLICY: HandoverPolicy = HandoverPolicy {
     two_person_rule: false,
     break_glass_approvals: 1,
     slots_per_epoch: SLOTS_PER_EPOCH,
+    doppelganger_epochs: None,
 };
 
 fn setup_commands() -> Vec<Command> {
@@ -183,6 +184,7 @@ fn setup_commands() -> Vec<Command> {
             operator: "op".into(),
             at_ms: 0,
             policy: POLICY,
+            chain_epoch: None,
         },
         Command::ApproveHandover {
             id: 2,
@@ -190,6 +192,7 @@ fn setup_commands() -> Vec<Command> {
             break_glass: false,
             at_ms: 0,
             policy: POLICY,
+            acknowledged: vec![],
         },
     ]
 }

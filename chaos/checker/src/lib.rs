@@ -32,7 +32,10 @@
 //! - `handover_order` (I5): each handover is `fenced ≤ finality_confirmed ≤ approved ≤
 //!   completed` in log index, its finality evidence covers `required_epoch` (unless break
 //!   glass), every approval is by an operator other than the requester, and (when an audit
-//!   record is given) every completion is in the audit record.
+//!   record is given) every completion is in the audit record. A handover with a liveness
+//!   gate completed without break-glass only after `liveness_confirmed` and with no
+//!   validator found live; one that found validators live completed only through break-glass
+//!   approvals naming every one of them.
 //!
 //! Liveness ([`Liveness`]) is reported, never judged: share of honest duties signed, windows
 //! of slots without any signature and their causes, handover downtime, recovery after faults.
@@ -679,6 +682,63 @@ fn check_authority(signed: &[Signed<'_>], intervals: &[AuthorityInterval]) -> Ch
     }
 }
 
+/// The liveness gate's part of `handover_order` for a handover completed at log index `done`
+/// with approvals at `approved`.
+fn check_liveness_gate(ho: &Handover, done: u64, approved: &[u64]) -> Vec<String> {
+    let id = ho.id;
+    let Some(gate) = &ho.liveness else {
+        return vec![];
+    };
+    let mut violations = Vec::new();
+    if !gate.findings.is_empty() {
+        if !ho.break_glass {
+            violations.push(format!(
+                "handover {id}: completed without break-glass although {} validator(s) were \
+                 seen live",
+                gate.findings.len()
+            ));
+        }
+        let naming_all = ho
+            .approvals
+            .iter()
+            .filter(|a| a.break_glass)
+            .filter(|a| {
+                gate.findings
+                    .iter()
+                    .all(|f| a.acknowledged.contains(&f.pubkey))
+            })
+            .count();
+        if naming_all == 0 {
+            violations.push(format!(
+                "handover {id}: completed although no break-glass approval names every \
+                 validator seen live"
+            ));
+        }
+        return violations;
+    }
+    if ho.break_glass {
+        return violations;
+    }
+    match event(ho, HandoverEvent::LivenessConfirmed).map(|e| e.log_index) {
+        None => violations.push(format!(
+            "handover {id}: completed without liveness confirmation (not break-glass)"
+        )),
+        Some(l) => {
+            if l > done {
+                violations.push(format!(
+                    "handover {id}: liveness confirmed at index {l} after completion at {done}"
+                ));
+            }
+            for a in approved.iter().filter(|a| **a < l) {
+                violations.push(format!(
+                    "handover {id}: approved at index {a} before liveness was confirmed at {l}"
+                ));
+            }
+        }
+    }
+    violations
+}
+
 fn check_handover_order(h: &History) -> CheckResult {
     let mut violations = Vec::new();
     for ho in &h.handovers {
@@ -749,6 +809,7 @@ fn check_handover_order(h: &History) -> CheckResult {
                 )),
             }
         }
+        violations.extend(check_liveness_gate(ho, done, &approved));
         if approved.is_empty() {
             violations.push(format!("handover {id}: completed without any approval"));
         }

@@ -511,6 +511,8 @@ impl Lab {
                     break_glass_approvals: (self.config.operators.len() as u32)
                         .saturating_sub(1)
                         .clamp(2, 3),
+                    // The production default: every lab handover passes the liveness gate.
+                    doppelganger_epochs: HandoverCfg::default().doppelganger_epochs,
                 },
                 raft: {
                     let d = RaftCfg::default();

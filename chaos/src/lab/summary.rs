@@ -391,6 +391,25 @@ impl fmt::Display for Summary {
                         );
                     }
                 }
+                if let (HandoverEvent::LivenessConfirmed, Some(g)) = (e.event, &h.liveness) {
+                    note = format!(
+                        "epochs {} to {}: no validator of {} live",
+                        g.first_epoch,
+                        g.first_epoch
+                            .saturating_add(g.epochs_required)
+                            .saturating_sub(1),
+                        h.to
+                    );
+                }
+                if let (HandoverEvent::DoppelgangerDetected, Some(g)) = (e.event, &h.liveness) {
+                    let here: Vec<String> = g
+                        .findings
+                        .iter()
+                        .filter(|f| f.log_index == e.log_index)
+                        .map(|f| format!("{} (epoch {})", f.index, f.epoch))
+                        .collect();
+                    note = format!("seen live outside the cluster: {}", here.join(", "));
+                }
                 if e.event == HandoverEvent::Approved {
                     if let Some(op) = approvers.get(&e.log_index) {
                         note = format!("by {op}");
@@ -449,7 +468,7 @@ impl fmt::Display for Summary {
                 if first > last + 1 {
                     writeln!(
                         f,
-                        "  signing gap: no signature for slots {}..={} ({} slots, the price of waiting for finality)",
+                        "  signing gap: no signature for slots {}..={} ({} slots, the price of waiting for finality and the liveness gate)",
                         last + 1,
                         first - 1,
                         first - last - 1

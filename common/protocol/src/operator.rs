@@ -49,7 +49,17 @@ pub struct ApproveBody {
     /// `break_glass_approvals` count and is flagged loudly in the audit record.
     #[serde(default)]
     pub break_glass: bool,
+    /// Validators (BLS pubkeys, 48 bytes each) the operator acknowledges as seen live outside
+    /// the cluster. A handover stopped in [`HandoverState::DoppelgangerDetected`] completes
+    /// only through break-glass approvals that name every validator of its
+    /// [`LivenessGate::findings`]; elsewhere the list is kept in the audit record and has no
+    /// other effect. At most [`MAX_ACKNOWLEDGED_VALIDATORS`] entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acknowledge_validators: Vec<Pubkey>,
 }
+
+/// Most validators one approval may acknowledge ([`ApproveBody::acknowledge_validators`]).
+pub const MAX_ACKNOWLEDGED_VALIDATORS: usize = 4096;
 
 /// `POST /v1/handovers/{id}/abort`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,8 +120,18 @@ pub struct PendingPolicy {
 pub enum HandoverState {
     /// Requested and fenced; waiting for finality to cover `required_epoch`.
     AwaitingFinality,
-    /// Finality covers `required_epoch`; waiting for operator approvals.
+    /// Finality covers `required_epoch`; waiting for the liveness gate ([`LivenessGate`]):
+    /// beacon nodes must report none of the target's validators live for
+    /// `epochs_required` complete epochs from `first_epoch` on.
+    AwaitingLiveness,
+    /// Finality covers `required_epoch` and the liveness gate passed (or the handover has
+    /// none); waiting for operator approvals.
     AwaitingApproval,
+    /// A beacon node saw a validator of the target live in an epoch no agent of the cluster
+    /// can have signed in: someone outside the cluster signs with that key. The handover is
+    /// stopped; it ends by an abort, or by break-glass approvals that name every validator of
+    /// [`LivenessGate::findings`] (runbooks/doppelganger-detected.md).
+    DoppelgangerDetected,
     /// The target holds authority.
     Completed,
     /// Aborted before completion; the old holder stays fenced.
@@ -121,8 +141,93 @@ pub enum HandoverState {
 impl HandoverState {
     /// True for states from which the handover can still complete or be aborted.
     pub fn is_open(self) -> bool {
-        matches!(self, Self::AwaitingFinality | Self::AwaitingApproval)
+        matches!(
+            self,
+            Self::AwaitingFinality
+                | Self::AwaitingLiveness
+                | Self::AwaitingApproval
+                | Self::DoppelgangerDetected
+        )
     }
+
+    /// The wire name (`awaiting_finality`, `doppelganger_detected`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AwaitingFinality => "awaiting_finality",
+            Self::AwaitingLiveness => "awaiting_liveness",
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::DoppelgangerDetected => "doppelganger_detected",
+            Self::Completed => "completed",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
+/// Epochs after a message's own epoch in which a beacon node may still see it: an attestation
+/// of epoch `E` can be included in blocks until the end of epoch `E + 1` (EIP-7045, Deneb),
+/// and a node that reports liveness from block contents may report it there. The liveness
+/// gate therefore never counts epochs up to `required_epoch + 1` as evidence either way.
+pub const INCLUSION_EPOCHS: u64 = 1;
+
+/// The doppelganger check of one handover (DESIGN.md "Liveness gate"): before the target is
+/// granted authority, beacon nodes (`POST /eth/v1/validator/liveness/{epoch}`, standard Beacon
+/// API) must report none of its validators live in `epochs_required` consecutive complete
+/// epochs starting at `first_epoch`. Evidence comes from the leader, one epoch per log entry,
+/// in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LivenessGate {
+    /// First epoch checked (epochs): after the fenced holder's last recorded message and the
+    /// epochs it can still be included in (`required_epoch + 1 + INCLUSION_EPOCHS`), and after
+    /// the epoch of the request.
+    pub first_epoch: u64,
+    /// Complete epochs that must be found clear (configuration `handover.doppelganger_epochs`,
+    /// default 2, as Lighthouse and Teku wait at start-up).
+    pub epochs_required: u64,
+    /// Last epoch found clear, if any (epochs); the next evidence must be for the epoch after
+    /// it (or `first_epoch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear_through: Option<u64>,
+    /// Log index at which the gate passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed_at: Option<u64>,
+    /// Validators seen live in the window; non-empty exactly when the handover is, or was,
+    /// [`HandoverState::DoppelgangerDetected`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<DoppelgangerFinding>,
+}
+
+impl LivenessGate {
+    /// The epoch the next evidence must be for (epochs); saturates at `u64::MAX`.
+    pub fn next_epoch(&self) -> u64 {
+        self.clear_through
+            .map_or(self.first_epoch, |e| e.saturating_add(1))
+    }
+
+    /// Epochs found clear so far.
+    pub fn clear_epochs(&self) -> u64 {
+        self.clear_through
+            .map_or(0, |e| e.saturating_sub(self.first_epoch).saturating_add(1))
+    }
+
+    /// True once `epochs_required` epochs were found clear and nobody was seen live.
+    pub fn passed(&self) -> bool {
+        self.passed_at.is_some()
+    }
+}
+
+/// One validator of a handover's target seen live by beacon nodes in the liveness window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoppelgangerFinding {
+    /// The validator's BLS pubkey.
+    pub pubkey: Pubkey,
+    /// Its validator index on the chain.
+    pub index: u64,
+    /// The epoch it was seen live in (epochs).
+    pub epoch: u64,
+    /// Base URLs of the beacon nodes that reported it live.
+    pub seen_by: Vec<String>,
+    /// Log index of the evidence entry.
+    pub log_index: u64,
 }
 
 /// One approval.
@@ -136,6 +241,10 @@ pub struct Approval {
     pub at_ms: u64,
     /// Whether it was a break-glass approval.
     pub break_glass: bool,
+    /// Validators the operator acknowledged as seen live outside the cluster
+    /// ([`ApproveBody::acknowledge_validators`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acknowledged: Vec<Pubkey>,
 }
 
 /// One step in a handover's timeline.
@@ -178,6 +287,9 @@ pub struct Handover {
     pub break_glass: bool,
     /// Timeline of the handover.
     pub timeline: Vec<TimelineEvent>,
+    /// The doppelganger check; `None` only in handovers requested before the gate existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<LivenessGate>,
 }
 
 /// One audit record: an operator action and its outcome.
@@ -227,6 +339,10 @@ pub enum HandoverEvent {
     Fenced,
     /// Finality reached the fenced holder's highest recorded epoch.
     FinalityConfirmed,
+    /// The liveness gate found no validator of the target live in its window.
+    LivenessConfirmed,
+    /// A validator of the target was seen live in the window: the handover stopped.
+    DoppelgangerDetected,
     /// An operator approved.
     Approved,
     /// An operator approved through the break-glass override.
@@ -248,6 +364,8 @@ impl HandoverEvent {
             Self::Requested => "requested",
             Self::Fenced => "fenced",
             Self::FinalityConfirmed => "finality_confirmed",
+            Self::LivenessConfirmed => "liveness_confirmed",
+            Self::DoppelgangerDetected => "doppelganger_detected",
             Self::Approved => "approved",
             Self::ApprovedBreakGlass => "approved_break_glass",
             Self::Completed => "completed",
@@ -278,6 +396,10 @@ pub enum AuditAction {
     /// `handover.abort`.
     #[serde(rename = "handover.abort")]
     HandoverAbort,
+    /// `handover.doppelganger_detected`: the liveness gate stopped a handover (operator
+    /// `node:<id>`, the leader that proposed the evidence).
+    #[serde(rename = "handover.doppelganger_detected")]
+    HandoverDoppelgangerDetected,
     /// `slashing.import`: an EIP-3076 interchange import (operator or agent).
     #[serde(rename = "slashing.import")]
     SlashingImport,
@@ -316,6 +438,7 @@ impl AuditAction {
             Self::HandoverApprove => "handover.approve",
             Self::HandoverApproveBreakGlass => "handover.approve.break_glass",
             Self::HandoverAbort => "handover.abort",
+            Self::HandoverDoppelgangerDetected => "handover.doppelganger_detected",
             Self::SlashingImport => "slashing.import",
             Self::ClusterAddLearner => "cluster.add_learner",
             Self::ClusterPromote => "cluster.promote",

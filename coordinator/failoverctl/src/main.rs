@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 use failover_protocol::{
     AbortBody, AddLearnerBody, ApprovalPolicy, ApproveBody, AuditEntry, CallError, ChangeOutcome,
-    ChangeVotersBody, CoordinatorClient, ErrorCode, Handover, HandoverRequestBody, MemberRole,
-    MembersView, Method, Retry, StatusView,
+    ChangeVotersBody, CoordinatorClient, ErrorCode, Handover, HandoverRequestBody, HandoverState,
+    MemberRole, MembersView, Method, Retry, StatusView,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -187,9 +187,16 @@ enum HandoverCmd {
     Approve {
         /// Handover id.
         id: u64,
-        /// Break-glass: approve without finality (needs more approvals; audited loudly).
+        /// Break-glass: approve without finality or liveness evidence (needs more approvals;
+        /// audited loudly).
         #[arg(long)]
         break_glass: bool,
+        /// A validator (0x-prefixed BLS pubkey) seen live outside the cluster that this
+        /// approval acknowledges; repeat it for each. A handover stopped in
+        /// `doppelganger_detected` completes only through break-glass approvals naming every
+        /// validator it found (runbooks/doppelganger-detected.md).
+        #[arg(long = "acknowledge-validator", value_name = "PUBKEY")]
+        acknowledge_validator: Vec<failover_common::types::Pubkey>,
     },
     /// Abort handover ID; the old holder stays fenced.
     Abort {
@@ -389,12 +396,12 @@ fn fmt_state(h: &Handover) -> String {
 
 fn print_handovers(hs: &[Handover]) {
     println!(
-        "{:<6} {:<12} {:<12} {:<18} {:>8} {:>9} {:<12} REASON",
+        "{:<6} {:<12} {:<12} {:<22} {:>8} {:>9} {:<12} REASON",
         "ID", "FROM", "TO", "STATE", "REQ_EP", "APPROVALS", "REQUESTED_BY"
     );
     for h in hs {
         println!(
-            "{:<6} {:<12} {:<12} {:<18} {:>8} {:>9} {:<12} {}",
+            "{:<6} {:<12} {:<12} {:<22} {:>8} {:>9} {:<12} {}",
             h.id,
             h.from.as_deref().unwrap_or("-"),
             h.to,
@@ -418,6 +425,32 @@ fn show(json: bool, h: &Handover) {
 
 fn print_handover(h: &Handover) {
     print_handovers(std::slice::from_ref(h));
+    if let Some(g) = &h.liveness {
+        let last = g
+            .first_epoch
+            .saturating_add(g.epochs_required)
+            .saturating_sub(1);
+        let verdict = if !g.findings.is_empty() {
+            format!("DOPPELGANGER: {} validator(s) seen live", g.findings.len())
+        } else if g.passed() {
+            "passed".to_string()
+        } else {
+            format!("{} of {} epochs clear", g.clear_epochs(), g.epochs_required)
+        };
+        println!(
+            "  liveness gate: epochs {} to {last}: {verdict}",
+            g.first_epoch
+        );
+        for f in &g.findings {
+            println!(
+                "    live: {} (index {}) in epoch {}, seen by {}",
+                f.pubkey,
+                f.index,
+                f.epoch,
+                f.seen_by.join(", ")
+            );
+        }
+    }
     for e in &h.timeline {
         println!(
             "  {:<22} log index {:<8} at {} ms",
@@ -733,8 +766,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     show(json, &h)
                 }
             }
-            HandoverCmd::Approve { id, break_glass } => {
-                let body = ApproveBody { break_glass };
+            HandoverCmd::Approve {
+                id,
+                break_glass,
+                acknowledge_validator,
+            } => {
+                let body = ApproveBody {
+                    break_glass,
+                    acknowledge_validators: acknowledge_validator,
+                };
                 let h: Handover = c.call(
                     Method::POST,
                     &format!("/v1/handovers/{id}/approve"),
@@ -786,6 +826,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
                                 print_handover(&h)
                             }
                             return Ok(());
+                        }
+                        Ok(h) if h.state == HandoverState::DoppelgangerDetected => {
+                            print_handover(&h);
+                            return Err(Failure::Refused(format!(
+                                "handover {id} stopped in doppelganger_detected before reaching \
+                                 {state}: validators of {} were seen live outside the cluster; \
+                                 see runbooks/doppelganger-detected.md",
+                                h.to
+                            )));
                         }
                         Ok(h) if !h.state.is_open() => {
                             return Err(Failure::Refused(format!(

@@ -574,6 +574,7 @@ async fn run(cfg: Config, config_path: PathBuf, overrides: Overrides) -> anyhow:
         None => None,
     };
     tokio::spawn(node.clone().run_finality_poller());
+    tokio::spawn(node.clone().run_liveness_poller());
     tokio::spawn(reload_on_sighup(node.clone(), config_path, overrides));
     tracing::info!(node = node.id, %url, "coordinator listening");
     println!("READY {url}");

@@ -122,12 +122,28 @@ pub(super) async fn request_handover(
     let operator = caller.operator()?;
     let req: HandoverRequestBody = parse(&body)?;
     tracing::info!(%operator, to = %req.to, "handover requested");
+    // The liveness window starts after the current epoch, so a coordinator with beacon nodes
+    // must know it: otherwise the window would start at the old holder's last message, which
+    // may be older than any beacon node remembers liveness for.
+    let chain_epoch = s
+        .node
+        .chain_clock
+        .current_epoch(s.node.config.chain.slots_per_epoch);
+    if chain_epoch.is_none() && !s.node.config.beacon.urls.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "this coordinator does not know the chain's current epoch yet (no beacon node has \
+             answered); the liveness gate's window starts there, so retry once a beacon node \
+             answers",
+        ));
+    }
     let cmd = crate::state::Command::RequestHandover {
         to: req.to,
         reason: req.reason,
         operator,
         at_ms: now_ms(),
         policy: s.node.config.policy(),
+        chain_epoch,
     };
     operator_write(&s, "request", cmd).await
 }
@@ -144,8 +160,23 @@ pub(super) async fn approve_handover(
     } else {
         parse(&body)?
     };
+    if req.acknowledge_validators.len() > failover_protocol::MAX_ACKNOWLEDGED_VALIDATORS {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "acknowledge_validators names {} validators; at most {}",
+                req.acknowledge_validators.len(),
+                failover_protocol::MAX_ACKNOWLEDGED_VALIDATORS
+            ),
+        ));
+    }
     if req.break_glass {
-        tracing::warn!(%operator, handover = id, "BREAK-GLASS approval submitted");
+        tracing::warn!(
+            %operator,
+            handover = id,
+            acknowledged = req.acknowledge_validators.len(),
+            "BREAK-GLASS approval submitted"
+        );
     }
     let cmd = crate::state::Command::ApproveHandover {
         id,
@@ -153,6 +184,7 @@ pub(super) async fn approve_handover(
         break_glass: req.break_glass,
         at_ms: now_ms(),
         policy: s.node.config.policy(),
+        acknowledged: req.acknowledge_validators,
     };
     operator_write(&s, "approve", cmd).await
 }
