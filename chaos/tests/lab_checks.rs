@@ -281,6 +281,7 @@ fn summary_input(
         run_errors: vec![],
         report,
         duties_sent,
+        expected_doppelganger: None,
     })
 }
 

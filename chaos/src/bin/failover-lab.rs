@@ -50,6 +50,21 @@ enum Cmd {
         #[arg(long, default_value = "./lab-data")]
         dir: PathBuf,
     },
+    /// Sign with some of a running lab's keys outside the cluster, as a validator client
+    /// started by hand on a standby box would: one attestation per epoch for each validator,
+    /// published to every beacon simulator. A handover requested meanwhile stops in
+    /// `doppelganger_detected` (runbooks/doppelganger-detected.md). Runs until Ctrl-C.
+    RogueSigner {
+        /// The lab directory.
+        #[arg(long, default_value = "./lab-data")]
+        dir: PathBuf,
+        /// Validator indices, e.g. `2,5` or `2-4`.
+        #[arg(long)]
+        validators: String,
+        /// Stop after this many epochs (default: until Ctrl-C or SIGTERM).
+        #[arg(long)]
+        epochs: Option<u64>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -138,6 +153,13 @@ fn main() -> ExitCode {
     };
     let result = match cli.cmd {
         Some(Cmd::Down { dir }) => rt.block_on(down(&dir)).map(|()| true),
+        Some(Cmd::RogueSigner {
+            dir,
+            validators,
+            epochs,
+        }) => rt
+            .block_on(rogue_signer(&dir, &validators, epochs))
+            .map(|()| true),
         None => rt.block_on(run(cli.run)),
     };
     match result {
@@ -310,6 +332,41 @@ async fn shutdown_signal() {
 
 /// `failover-lab down`: asks the lab process to stop its children, then makes sure none is
 /// left (processes are only signalled if they still run the binary the manifest names).
+/// `failover-lab rogue-signer`: see [`Cmd::RogueSigner`].
+async fn rogue_signer(dir: &Path, validators: &str, epochs: Option<u64>) -> Result<()> {
+    let m = Manifest::read(dir)?;
+    let indices = chaos::lab::rogue::parse_indices(validators)?;
+    let clock = chaos::lab::duties::SlotClock {
+        genesis_time: m.genesis_time,
+        seconds_per_slot: m.seconds_per_slot,
+        slots_per_epoch: m.slots_per_epoch,
+    };
+    let beacons: Vec<String> = m.beacon_nodes.iter().map(|b| b.url.clone()).collect();
+    let rogue =
+        chaos::lab::rogue::RogueSigner::connect(beacons.clone(), &indices, clock, m.client_tls()?)
+            .await?;
+    let running = rogue.start();
+    println!(
+        "rogue signer: signing for validator(s) {validators} outside the cluster, publishing to {}",
+        beacons.join(", ")
+    );
+    let mut stop = stop_requests();
+    match epochs {
+        Some(n) => {
+            tokio::select! {
+                _ = tokio::time::sleep(clock.epoch_duration() * n as u32) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        None => {
+            let _ = stop.changed().await;
+        }
+    }
+    let n = running.stop().await;
+    println!("rogue signer stopped: {n} publication(s) accepted");
+    Ok(())
+}
+
 async fn down(dir: &Path) -> Result<()> {
     let m = Manifest::read(dir)?;
     if alive(m.lab_pid) && runs_executable(m.lab_pid, "failover-lab") {

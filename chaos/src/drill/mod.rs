@@ -163,6 +163,12 @@ pub struct Criteria {
     pub max_unsigned_share: f64,
     /// The planned handover must reach `completed`.
     pub handover_must_complete: bool,
+    /// Validators (a list such as `2,5`) a signer outside the cluster signs for: the planned
+    /// handover must stop in `doppelganger_detected` naming exactly these, the
+    /// `failover_doppelganger_validators` alert series must count them on the leader, and the
+    /// drill then aborts it as `runbooks/doppelganger-detected.md` says. Needs
+    /// `handover_must_complete = false`.
+    pub expect_doppelganger: Option<String>,
 }
 
 impl Default for Criteria {
@@ -170,6 +176,7 @@ impl Default for Criteria {
         Self {
             max_unsigned_share: 1.0,
             handover_must_complete: true,
+            expect_doppelganger: None,
         }
     }
 }
@@ -255,6 +262,13 @@ pub enum FaultAction {
         /// One of [`attacks::ATTACKS`].
         attack: String,
     },
+    /// A signer outside the cluster ([`crate::lab::rogue`]) signs one attestation per epoch
+    /// for each of `validators` (`2,5`, `2-4`) and publishes it to every beacon simulator;
+    /// stopped at the end.
+    RogueSigner {
+        /// Validator indices.
+        validators: String,
+    },
 }
 
 impl FaultAction {
@@ -274,6 +288,9 @@ impl FaultAction {
             }
             FaultAction::Attack { attack } => format!("attack {attack}"),
             FaultAction::RotateCerts => "rotate every certificate".to_string(),
+            FaultAction::RogueSigner { validators } => {
+                format!("rogue signer for validators {validators}")
+            }
         }
     }
 }
@@ -289,12 +306,19 @@ pub enum Anchor {
     /// waited for it fails the run.
     Slot(u64),
     /// A phase of the planned handover: `requested`, `awaiting_approval`, `approved`,
-    /// `completed`.
+    /// `completed`, or (drills expecting a doppelganger) `doppelganger_detected`, `aborted`.
     Handover(String),
 }
 
 /// The handover phases an anchor may name.
-pub const HANDOVER_PHASES: &[&str] = &["requested", "awaiting_approval", "approved", "completed"];
+pub const HANDOVER_PHASES: &[&str] = &[
+    "requested",
+    "awaiting_approval",
+    "approved",
+    "completed",
+    "doppelganger_detected",
+    "aborted",
+];
 
 /// An anchor plus an offset: `start`, `slot 20`, `handover.requested+2s`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,6 +461,18 @@ impl Scenario {
                 "criteria.handover_must_complete needs a [handover]"
             );
         }
+        if let Some(list) = &self.criteria.expect_doppelganger {
+            let expected =
+                crate::lab::rogue::parse_indices(list).context("criteria.expect_doppelganger")?;
+            ensure!(
+                self.handover.is_some() && !self.criteria.handover_must_complete,
+                "criteria.expect_doppelganger needs a [handover] and handover_must_complete = false"
+            );
+            ensure!(
+                expected.iter().all(|i| *i < self.lab.validators),
+                "criteria.expect_doppelganger names a validator the lab does not have"
+            );
+        }
         for (i, f) in self.faults.iter().enumerate() {
             let ctx = || format!("faults[{i}] ({})", f.action.describe());
             let at = At::parse(&f.at).with_context(ctx)?;
@@ -495,6 +531,15 @@ impl Scenario {
                 ),
                 FaultAction::RotateCerts => {
                     ensure!(self.lab.tls, "{}: needs lab.tls = true", ctx())
+                }
+                FaultAction::RogueSigner { validators } => {
+                    let v = crate::lab::rogue::parse_indices(validators).with_context(ctx)?;
+                    ensure!(
+                        v.iter().all(|i| *i < self.lab.validators),
+                        "{}: the lab has {} validators",
+                        ctx(),
+                        self.lab.validators
+                    );
                 }
                 FaultAction::Attack { attack } => ensure!(
                     attacks::ATTACKS.contains(&attack.as_str()),

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use failover_protocol::StatusView;
 use failover_protocol::{AuditEntry, Handover, HandoverState};
 use rand::rngs::StdRng;
@@ -43,6 +43,7 @@ use tokio::sync::{watch, Mutex};
 use super::workload::{Workload, WorkloadConfig};
 use super::{parse_duration, Anchor, At, FaultAction, PlannedFault, Scenario, Schedule};
 use crate::checker::{self, AuthoritySample, FaultWindow, History, LeaderSample};
+use crate::lab::ctl::Failoverctl;
 use crate::lab::duties::{unix_micros, AgentEndpoint, DutyRecord, SlotClock};
 use crate::lab::summary::{Check, Summary, SummaryInput};
 use crate::lab::{KdfChoice, Lab, LabConfig, Operator};
@@ -391,7 +392,14 @@ async fn execute(shared: &Arc<Shared>, s: &Scenario, schedule: &Schedule) -> Opt
         .map(|f| tokio::spawn(fault(shared.clone(), f)))
         .collect();
     let handover_id = match &s.handover {
-        Some(h) => handover(shared, h).await,
+        Some(h) => {
+            let expect = s
+                .criteria
+                .expect_doppelganger
+                .as_deref()
+                .map(|l| crate::lab::rogue::parse_indices(l).expect("validated"));
+            handover(shared, h, expect).await
+        }
         None => None,
     };
     // The tail: keep duties going, then end the drill.
@@ -551,6 +559,12 @@ fn judge(s: &Scenario, dir: &Path, run: &Recorded) -> Result<Judged> {
         run_errors: run_errors.clone(),
         report: report.clone(),
         duties_sent: true,
+        expected_doppelganger: s
+            .criteria
+            .expect_doppelganger
+            .as_deref()
+            .map(crate::lab::rogue::parse_indices)
+            .transpose()?,
     });
     replace_honest_check(&mut summary, records, windows);
     let mut failures: Vec<String> = summary
@@ -797,7 +811,11 @@ async fn sample(
 }
 
 /// The planned handover active → standby, marking phases. Returns its id once requested.
-async fn handover(sh: &Arc<Shared>, h: &super::HandoverParams) -> Option<u64> {
+async fn handover(
+    sh: &Arc<Shared>,
+    h: &super::HandoverParams,
+    expect_doppelganger: Option<Vec<u64>>,
+) -> Option<u64> {
     let at = At::parse(&h.at).expect("validated");
     let wait = parse_duration(&h.wait).expect("validated");
     if let Err(e) = sh.wait_anchor(&at).await {
@@ -833,6 +851,13 @@ async fn handover(sh: &Arc<Shared>, h: &super::HandoverParams) -> Option<u64> {
     };
     sh.mark("handover.requested");
     let id = req.id;
+    if let Some(expected) = expect_doppelganger {
+        let ops = (ctl, alice, bob);
+        if let Err(e) = stopped_by_doppelganger(sh, &ops, id, &expected, wait).await {
+            sh.error(format!("handover {id}: {e:#}"));
+        }
+        return Some(id);
+    }
     for (state, phase) in [
         ("awaiting_approval", "handover.awaiting_approval"),
         ("completed", "handover.completed"),
@@ -871,6 +896,85 @@ async fn handover(sh: &Arc<Shared>, h: &super::HandoverParams) -> Option<u64> {
         sh.mark(phase);
     }
     Some(id)
+}
+
+/// What an operator does when the planned handover meets a signer outside the cluster
+/// (`runbooks/doppelganger-detected.md`): wait for `doppelganger_detected`, check that it
+/// names exactly `expected` (validator indices) and that the leader's alert series counts
+/// them, check that a plain approval is refused, then abort it.
+///
+/// Errors: the first of these that does not hold.
+async fn stopped_by_doppelganger(
+    sh: &Arc<Shared>,
+    (ctl, alice, bob): &(Failoverctl, Operator, Operator),
+    id: u64,
+    expected: &[u64],
+    wait: Duration,
+) -> Result<()> {
+    let h = ctl
+        .wait(alice, id, "doppelganger_detected", wait)
+        .await
+        .context("wait for doppelganger_detected")?;
+    sh.mark("handover.doppelganger_detected");
+    let mut named: Vec<u64> = h
+        .liveness
+        .iter()
+        .flat_map(|g| g.findings.iter().map(|f| f.index))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    ensure!(
+        named == expected,
+        "stopped naming validators {named:?}, the rogue signer signed for {expected:?}"
+    );
+    sh.say(&format!(
+        "handover {id} stopped: doppelganger detected for validators {named:?}"
+    ));
+    // The alert's series on the leader (refreshed at each scrape).
+    let leader = sh.leader().await?;
+    let (url, http) = {
+        let lab = sh.lab.lock().await;
+        let url = lab
+            .manifest
+            .coordinators
+            .iter()
+            .find(|c| c.id == leader)
+            .map(|c| c.url.clone())
+            .context("the leader is not in the manifest")?;
+        (url, lab.client_tls().builder().build()?)
+    };
+    let text = http
+        .get(format!("{}/metrics", url.trim_end_matches('/')))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix("failover_doppelganger_validators "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    ensure!(
+        value == Some(expected.len() as f64),
+        "the leader's failover_doppelganger_validators is {value:?}, not {} (the \
+         DoppelgangerDetected alert would not fire)",
+        expected.len()
+    );
+    sh.say(&format!(
+        "alert series on node {leader}: failover_doppelganger_validators {}",
+        expected.len()
+    ));
+    ensure!(
+        ctl.approve(bob, id).await.is_err(),
+        "a plain approval of a handover stopped by a doppelganger was accepted"
+    );
+    ctl.abort(bob, id, "drill: signer outside the cluster, see runbook")
+        .await
+        .context("abort")?;
+    ctl.wait(alice, id, "aborted", wait)
+        .await
+        .context("wait for aborted")?;
+    sh.mark("handover.aborted");
+    Ok(())
 }
 
 /// Runs one fault step: waits for its anchor, applies it, holds, reverts, records the window.
@@ -1020,6 +1124,16 @@ async fn apply_inner(
             let n = sh.lab.lock().await.rotate_certificates().await?;
             Ok(format!("rotated the certificates of {n} processes"))
         }
+        FaultAction::RogueSigner { validators } => {
+            sh.lab
+                .lock()
+                .await
+                .perform(&format!("start-rogue-signer:{validators}"))
+                .await?;
+            Ok(format!(
+                "rogue signer for validators {validators}, outside the cluster"
+            ))
+        }
         FaultAction::Attack { attack } => {
             let holder = sh.holder().await;
             let manifest = sh.lab.lock().await.manifest.clone();
@@ -1087,6 +1201,9 @@ async fn revert(sh: &Arc<Shared>, f: &PlannedFault, name: &str, links: &[String]
             if f.duration.is_some() {
                 sh.lab.lock().await.set_clock_offset(*node, 0)?;
             }
+        }
+        FaultAction::RogueSigner { .. } => {
+            sh.lab.lock().await.perform("stop-rogue-signer").await?;
         }
         FaultAction::Attack { .. } | FaultAction::RotateCerts => {}
     }

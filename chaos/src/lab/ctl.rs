@@ -214,6 +214,18 @@ impl Failoverctl {
         .await
     }
 
+    /// `failoverctl handover abort ID --reason REASON` as `op`.
+    ///
+    /// Errors: as [`Failoverctl::run`] (for example the handover already ended).
+    pub async fn abort(&self, op: &Operator, id: u64, reason: &str) -> Result<Handover> {
+        self.run(
+            op,
+            &["handover", "abort", &id.to_string(), "--reason", reason],
+            Duration::from_secs(30),
+        )
+        .await
+    }
+
     /// `failoverctl handover show ID` as `op`.
     ///
     /// Errors: as [`Failoverctl::run`].

@@ -522,6 +522,18 @@ pub fn publication(
     }
 }
 
+/// The `fork_info` of the beacon node at `base` now: its head fork and genesis validators
+/// root (`GET /eth/v1/beacon/states/head/fork`, `GET /eth/v1/beacon/genesis`).
+///
+/// Errors: the node does not answer, or answers something malformed.
+pub(super) async fn read_fork_info(http: &reqwest::Client, base: &str) -> Result<ForkInfo> {
+    let genesis: GenesisResponse = get_json(http, &format!("{base}/eth/v1/beacon/genesis")).await?;
+    Ok(ForkInfo {
+        fork: fetch_fork(http, base).await?,
+        genesis_validators_root: genesis.data.genesis_validators_root,
+    })
+}
+
 /// `GET /eth/v1/beacon/states/head/fork` of the beacon node at `base`.
 async fn fetch_fork(http: &reqwest::Client, base: &str) -> Result<Fork> {
     let fork: ForkResponse =

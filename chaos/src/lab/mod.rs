@@ -45,6 +45,7 @@ pub mod pki;
 pub mod probes;
 pub mod procs;
 pub mod prometheus;
+pub mod rogue;
 pub mod scenario;
 pub mod steady;
 pub mod summary;
@@ -102,6 +103,9 @@ pub struct Lab {
     /// The chain's fork constants as the lab's first beacon simulator serves them
     /// (`GET /eth/v1/config/spec`), read once it is up; the agents sign with them.
     chain: Option<LabChain>,
+    /// A signer outside the cluster, started by the `start-rogue-signer` action
+    /// ([`rogue::RogueSigner`]).
+    rogue: Option<rogue::RunningRogue>,
 }
 
 /// The fork constants of the lab's chain that a signer agent needs (`network = "custom"`).
@@ -280,6 +284,7 @@ impl Lab {
             regions,
             latency_by,
             chain: None,
+            rogue: None,
         };
         lab.start_beacons(&logs).await?;
         progress(&format!(

@@ -37,7 +37,11 @@
 //! - `start-restored`: starts the coordinator of `DIR/restore/coordinator.toml`;
 //! - `absent:WHAT`: the lab has no WHAT (an old Web3Signer, say); nothing to do;
 //! - `sign-now:AGENT`: AGENT signs one honest attestation per validator at the current slot
-//!   (each must answer 200), so its last recorded epoch is the current one.
+//!   (each must answer 200), so its last recorded epoch is the current one;
+//! - `start-rogue-signer:LIST` / `stop-rogue-signer`: a signer outside the cluster signs and
+//!   publishes, to every beacon simulator, one attestation per epoch for each validator of
+//!   LIST (`2,5`, `2-4`), as a validator client someone started by hand with the same keys
+//!   would ([`super::rogue`]); stopping it is what the operator does to that box.
 
 use std::time::Duration;
 
@@ -150,6 +154,32 @@ impl Lab {
             ("stall-finality", None) => self.set_finality_stalled(true).await,
             ("resume-finality", None) => self.set_finality_stalled(false).await,
             ("sign-now", Some(agent)) => self.sign_now(agent).await,
+            ("start-rogue-signer", Some(list)) => {
+                ensure!(self.rogue.is_none(), "a rogue signer is already running");
+                let indices = super::rogue::parse_indices(list)?;
+                let beacons = self
+                    .manifest
+                    .beacon_nodes
+                    .iter()
+                    .map(|b| b.url.clone())
+                    .collect();
+                let rogue = super::rogue::RogueSigner::connect(
+                    beacons,
+                    &indices,
+                    self.clock(),
+                    self.client_tls(),
+                )
+                .await?;
+                self.rogue = Some(rogue.start());
+                Ok(())
+            }
+            ("stop-rogue-signer", None) => {
+                if let Some(r) = self.rogue.take() {
+                    let n = r.stop().await;
+                    tracing::info!(publications = n, "rogue signer stopped");
+                }
+                Ok(())
+            }
             ("absent", Some(_)) => Ok(()),
             ("remove-operator", Some(name)) => {
                 for c in &self.manifest.coordinators {

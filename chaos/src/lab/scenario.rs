@@ -274,6 +274,7 @@ pub async fn run(
         run_errors,
         report: report.clone(),
         duties_sent: opts.duties,
+        expected_doppelganger: None,
     });
     summary.checks.extend(write_checker_reports(
         &lab.manifest.dir,

@@ -141,6 +141,10 @@ pub struct SummaryInput {
     /// Whether duties were sent at all (`failover-lab --no-duties` sends none): the checks
     /// that need them are skipped, and say so, instead of failing.
     pub duties_sent: bool,
+    /// The handover was meant to be stopped by the liveness gate naming these validator
+    /// indices (the `rogue-signer` drill), then aborted: that is its check instead of
+    /// "completed".
+    pub expected_doppelganger: Option<Vec<u64>>,
 }
 
 /// The end-of-run summary: counts, the handover timeline and the checks.
@@ -193,7 +197,31 @@ impl Summary {
                 )
             },
         });
-        if let Some(h) = &input.handover {
+        if let (Some(h), Some(expected)) = (&input.handover, &input.expected_doppelganger) {
+            let mut named: Vec<u64> = h
+                .liveness
+                .iter()
+                .flat_map(|g| g.findings.iter().map(|f| f.index))
+                .collect();
+            named.sort_unstable();
+            named.dedup();
+            let stopped = h
+                .timeline
+                .iter()
+                .any(|e| e.event == HandoverEvent::DoppelgangerDetected);
+            checks.push(Check {
+                name: format!(
+                    "handover {} stopped by the liveness gate, then aborted",
+                    h.id
+                ),
+                ok: stopped && h.state == HandoverState::Aborted && &named == expected,
+                detail: format!(
+                    "state {}, validators named {named:?} (expected {expected:?}), holder now {}",
+                    state_name(h.state),
+                    input.final_holder.as_deref().unwrap_or("none")
+                ),
+            });
+        } else if let Some(h) = &input.handover {
             let completed = h.state == HandoverState::Completed;
             let holder_ok = input.final_holder.as_deref() == Some(h.to.as_str());
             checks.push(Check {
