@@ -36,6 +36,8 @@ const ORDER: &[&str] = &[
     "failover-follower-behind.md",
     "failover-authority-holder-silent.md",
     "failover-handover-awaiting-approval.md",
+    // Starts a signer outside the cluster; the runbook stops it (heal stops it too).
+    "doppelganger-detected.md",
     "failover-handover-awaiting-finality.md",
     "failover-finality-stalled.md",
     "failover-finality-evidence-behind.md",
@@ -223,6 +225,7 @@ fn extra_env(lab: &Lab, name: &str) -> Vec<(String, String)> {
 /// Brings back every coordinator and agent a runbook's setup took away, and waits for a leader.
 async fn heal(lab: &mut Lab) -> Result<()> {
     lab.perform("resume-finality").await?;
+    lab.perform("stop-rogue-signer").await?;
     lab.perform("start-coordinator:down").await?;
     for a in lab.manifest.agents.clone() {
         if let Some(p) = lab.proc_mut(&a.id) {
@@ -271,7 +274,8 @@ async fn check_after(lab: &Lab, name: &str) -> Result<()> {
         "planned-handover.md"
         | "region-loss.md"
         | "break-glass.md"
-        | "failover-handover-awaiting-approval.md" => {
+        | "failover-handover-awaiting-approval.md"
+        | "doppelganger-detected.md" => {
             lab.wait_status("agent-us to hold authority", Duration::from_secs(20), |s| {
                 s.holder.as_deref() == Some("agent-us")
             })
