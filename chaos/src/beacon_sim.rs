@@ -19,7 +19,8 @@
 //!
 //! Chaos controls live under `/sim/`, apart from the Beacon API: `POST /sim/finality
 //! {"stalled": bool}`, `POST /sim/syncing {"syncing": bool}`, `POST /sim/optimistic
-//! {"optimistic": bool}` and `GET /sim/state` (a [`SimStateView`]).
+//! {"optimistic": bool}`, `POST /sim/liveness {"available": bool}` and `GET /sim/state` (a
+//! [`SimStateView`]).
 //!
 //! # Chain model
 //!
@@ -42,6 +43,9 @@
 //!   that stale state. Turning it off catches up at once.
 //! - **Optimistic** (`/sim/optimistic`) sets `is_optimistic` and `execution_optimistic` on
 //!   non-finalized answers.
+//! - **Liveness unavailable** (`/sim/liveness`) makes `POST /eth/v1/validator/liveness/{epoch}`
+//!   answer 503, as a node that does not track liveness (or cannot now) does; what is
+//!   published is still recorded.
 //! - Forks: two versions only. Before `fork_epoch` the state's fork is
 //!   `{genesis, genesis, 0}`, from it `{genesis, current, fork_epoch}`. The spec lists the named
 //!   forks ALTAIR…FULU with the mainnet numbering convention `version[0] = genesis[0] + n`; those
@@ -310,6 +314,7 @@ struct Control {
     stalls: Vec<Stall>,
     syncing_since: Option<u64>,
     optimistic: bool,
+    liveness_unavailable: bool,
 }
 
 struct Inner {
@@ -351,6 +356,9 @@ pub struct SimStateView {
     pub optimistic: bool,
     /// Whether finality is stalled now.
     pub finality_stalled: bool,
+    /// Whether the liveness endpoint answers (false: 503, `/sim/liveness`).
+    #[serde(default = "yes")]
+    pub liveness_available: bool,
     /// Stall history (wall-clock slots).
     pub stalls: Vec<Stall>,
     /// Checkpoints of the head state.
@@ -445,6 +453,11 @@ impl SimState {
     /// Sets whether the node is optimistic.
     pub fn set_optimistic(&self, optimistic: bool) {
         self.control().optimistic = optimistic;
+    }
+
+    /// Makes the liveness endpoint answer 503 (`available = false`) or answer again.
+    pub fn set_liveness_available(&self, available: bool) {
+        self.control().liveness_unavailable = !available;
     }
 
     /// Checkpoints of a healthy chain at `epoch`.
@@ -552,6 +565,7 @@ impl SimState {
             syncing: c.syncing_since.is_some(),
             optimistic: c.optimistic,
             finality_stalled: c.stalls.last().is_some_and(|s| s.until.is_none()),
+            liveness_available: !c.liveness_unavailable,
             stalls: c.stalls.clone(),
             checkpoints: self.checkpoints_at(&c, head),
         }
@@ -747,6 +761,7 @@ pub fn router(state: SimState) -> Router {
         .route("/sim/finality", post(sim_finality))
         .route("/sim/syncing", post(sim_syncing))
         .route("/sim/optimistic", post(sim_optimistic))
+        .route("/sim/liveness", post(sim_liveness))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "Route not found".into()) })
         .with_state(state)
 }
@@ -988,6 +1003,12 @@ async fn liveness(
         .map_err(|_| bad_request(format!("invalid epoch {epoch:?}")))?;
     let indices: Vec<Quoted> = parse_json(&body)?;
     let indices: Vec<u64> = indices.into_iter().map(|q| q.0).collect();
+    if s.control().liveness_unavailable {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "liveness tracking is unavailable on this node".into(),
+        ));
+    }
     let live = s.liveness(epoch, &indices).map_err(bad_request)?;
     Ok(Json(DataResponse {
         data: indices
@@ -1087,6 +1108,26 @@ pub struct FinalityControl {
 pub struct SyncingControl {
     /// True makes the node report `is_syncing` with a head stuck where it began.
     pub syncing: bool,
+}
+
+/// Body of `POST /sim/liveness`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LivenessControl {
+    /// False makes `POST /eth/v1/validator/liveness/{epoch}` answer 503.
+    pub available: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn sim_liveness(
+    State(s): State<SimState>,
+    Json(b): Json<LivenessControl>,
+) -> Json<SimStateView> {
+    s.set_liveness_available(b.available);
+    Json(s.view())
 }
 
 /// Body of `POST /sim/optimistic`.
@@ -1245,6 +1286,13 @@ mod tests {
             (StatusCode::OK, vec![(5, true), (6, false), (9, true)])
         );
         assert_eq!(live(&s, 1, &[5]).await, (StatusCode::OK, vec![(5, false)]));
+        // A node that cannot tell says so (503), never "not live".
+        call(&s, "POST", "/sim/liveness", Some(r#"{"available":false}"#)).await;
+        assert_eq!(live(&s, 2, &[5]).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        let view: SimStateView = get_json(&s, "/sim/state").await;
+        assert!(!view.liveness_available);
+        call(&s, "POST", "/sim/liveness", Some(r#"{"available":true}"#)).await;
+        assert_eq!(live(&s, 2, &[5]).await.0, StatusCode::OK);
         // The node cannot say about the future, nor about what it forgot.
         assert_eq!(live(&s, 3, &[5]).await.0, StatusCode::BAD_REQUEST);
         clock.advance(epochs(LIVENESS_EPOCHS));

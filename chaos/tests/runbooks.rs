@@ -38,6 +38,7 @@ const ORDER: &[&str] = &[
     "failover-handover-awaiting-approval.md",
     // Starts a signer outside the cluster; the runbook stops it (heal stops it too).
     "doppelganger-detected.md",
+    "failover-handover-awaiting-liveness.md",
     "failover-handover-awaiting-finality.md",
     "failover-finality-stalled.md",
     "failover-finality-evidence-behind.md",
@@ -226,6 +227,7 @@ fn extra_env(lab: &Lab, name: &str) -> Vec<(String, String)> {
 async fn heal(lab: &mut Lab) -> Result<()> {
     lab.perform("resume-finality").await?;
     lab.perform("stop-rogue-signer").await?;
+    lab.perform("resume-liveness").await?;
     lab.perform("start-coordinator:down").await?;
     for a in lab.manifest.agents.clone() {
         if let Some(p) = lab.proc_mut(&a.id) {
@@ -275,7 +277,8 @@ async fn check_after(lab: &Lab, name: &str) -> Result<()> {
         | "region-loss.md"
         | "break-glass.md"
         | "failover-handover-awaiting-approval.md"
-        | "doppelganger-detected.md" => {
+        | "doppelganger-detected.md"
+        | "failover-handover-awaiting-liveness.md" => {
             lab.wait_status("agent-us to hold authority", Duration::from_secs(20), |s| {
                 s.holder.as_deref() == Some("agent-us")
             })

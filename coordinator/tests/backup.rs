@@ -80,28 +80,6 @@ impl Api {
         assert_eq!(s, StatusCode::OK, "{h}");
         (h["id"].as_u64().unwrap(), h)
     }
-    /// Waits until handover `id` is in `state`.
-    async fn wait_state(&self, url: &str, id: u64, state: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (_, h) = self.get(url, &format!("/v1/handovers/{id}"), ALICE).await;
-            if h["state"] == state {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "handover {id} never became {state}: {h}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    /// bob approves; returns the granted token.
-    async fn approve(&self, url: &str, id: u64) -> u64 {
-        let (s, h) = self.approve_as(url, id, BOB).await;
-        assert_eq!(s, StatusCode::OK, "{h}");
-        assert_eq!(h["state"], "completed", "{h}");
-        h["granted_token"].as_u64().unwrap()
-    }
     /// GET `/v1/backup` on `url` with bearer `token`: the raw response.
     async fn backup(&self, url: &str, token: &str) -> reqwest::Response {
         self.http
@@ -161,7 +139,9 @@ struct Live {
 }
 
 async fn live_cluster(dir: &Path) -> Live {
-    let beacon = FakeBeacon::new(0, HEAD_SLOT);
+    // Six epochs before HEAD_SLOT: each of the two grants below moves the head 3 epochs on
+    // for its liveness gate, so the chain is at HEAD_SLOT when the backup is taken.
+    let beacon = FakeBeacon::new(0, HEAD_SLOT - 6 * 32);
     let beacon_url = beacon.serve().await;
     let api = Api::strict(Duration::from_secs(15));
 
@@ -216,7 +196,7 @@ async fn live_cluster(dir: &Path) -> Live {
         assert_eq!(st, StatusCode::OK, "{v}");
     }
     let (id1, _) = api.request(&follower, "agent-a").await;
-    let token_a = api.approve(&follower, id1).await;
+    let token_a = api.clear_and_approve(&follower, id1, &beacon, 3).await;
     let vs = api
         .verdicts(
             &follower,
@@ -230,8 +210,11 @@ async fn live_cluster(dir: &Path) -> Live {
     let (id2, h) = api.request(&follower, "agent-b").await;
     assert_eq!(h["required_epoch"], 3);
     beacon.finalize(3);
-    api.wait_state(&follower, id2, "awaiting_approval").await;
-    let token_b = api.approve(&follower, id2).await;
+    let token_b = api.clear_and_approve(&follower, id2, &beacon, 3).await;
+    assert_eq!(
+        beacon.head_slot.load(std::sync::atomic::Ordering::SeqCst),
+        HEAD_SLOT
+    );
     assert!(token_b > token_a);
     let (st, v) = api
         .records(
@@ -674,8 +657,9 @@ async fn a_restore_makes_a_fenced_floored_new_cluster_that_grows_by_membership()
     let (st, _) = api.approve_as(&url4, id4, BOB).await;
     assert_eq!(st, StatusCode::CONFLICT);
     beacon.finalize(32);
-    api.wait_state(&url4, id4, "awaiting_approval").await;
-    let token_new = api.approve(&url4, id4).await;
+    // Its liveness window starts after the old holder's floor epoch 32 + 1: epochs 34 and 35,
+    // complete once the head is at 36.
+    let token_new = api.clear_and_approve(&url4, id4, &beacon, 5).await;
     assert!(
         token_new > base && token_new > token_b,
         "tokens keep growing across the restore: {token_new}"
@@ -764,10 +748,10 @@ async fn a_restore_makes_a_fenced_floored_new_cluster_that_grows_by_membership()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The chain moves on to epoch 34 (records more than two epochs ahead are refused).
+    // The chain is at epoch 34 or later (records more than two epochs ahead are refused).
     beacon
         .head_slot
-        .store(34 * 32, std::sync::atomic::Ordering::SeqCst);
+        .fetch_max(34 * 32, std::sync::atomic::Ordering::SeqCst);
     while node5.chain_clock.current_epoch(32) < Some(34) {
         assert!(
             Instant::now() < deadline,

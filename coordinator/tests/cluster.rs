@@ -65,14 +65,18 @@ async fn a_handover_over_three_real_nodes_fences_waits_for_finality_and_grows_th
     let (s, h) = api.handover(&any, "agent-a", "initial grant").await;
     assert_eq!(s, StatusCode::OK, "{h}");
     let id1 = h["id"].as_u64().unwrap();
-    assert_eq!(h["state"], "awaiting_approval");
+    // The liveness gate: the two epochs after the request's must be complete and clear.
+    assert_eq!(h["state"], "awaiting_liveness");
+    let (s, v) = api.approve_as(&any, id1, BOB).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("liveness gate"),
+        "{v}"
+    );
     // Two-person rule: the requester cannot approve.
     let (s, v) = api.approve_as(&any, id1, ALICE).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    let (s, h) = api.approve_as(&any, id1, BOB).await;
-    assert_eq!(s, StatusCode::OK, "{h}");
-    assert_eq!(h["state"], "completed");
-    let token_a = h["granted_token"].as_u64().unwrap();
+    let token_a = api.clear_and_approve(&any, id1, &beacon, 3).await;
 
     // agent-a records; a double vote is refused.
     let (s, v) = api
@@ -121,6 +125,7 @@ async fn a_handover_over_three_real_nodes_fences_waits_for_finality_and_grows_th
     let (_, h) = api.get(&any, &format!("/v1/handovers/{id2}"), ALICE).await;
     assert_eq!(h["state"], "awaiting_finality", "{h}");
     beacon.finalize(3);
+    beacon.advance_epochs(3);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, h) = api.get(&any, &format!("/v1/handovers/{id2}"), ALICE).await;
@@ -138,18 +143,21 @@ async fn a_handover_over_three_real_nodes_fences_waits_for_finality_and_grows_th
         token_b > token_a,
         "tokens must grow: {token_b} <= {token_a}"
     );
-    let events: Vec<&str> = h["timeline"]
+    let mut events: Vec<&str> = h["timeline"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["event"].as_str().unwrap())
         .collect();
+    // The two gates are independent: finality and liveness may be confirmed in either order.
+    events[2..4].sort_unstable();
     assert_eq!(
         events,
         [
             "requested",
             "fenced",
             "finality_confirmed",
+            "liveness_confirmed",
             "approved",
             "completed"
         ]
@@ -227,9 +235,9 @@ async fn granted() -> Granted {
     let any = cluster.urls[2].clone();
     let (s, h) = api.handover(&any, "agent-a", "initial grant").await;
     assert_eq!(s, StatusCode::OK, "{h}");
-    let (s, h) = api.approve_as(&any, h["id"].as_u64().unwrap(), BOB).await;
-    assert_eq!(s, StatusCode::OK, "{h}");
-    let token = h["granted_token"].as_u64().unwrap();
+    let token = api
+        .clear_and_approve(&any, h["id"].as_u64().unwrap(), &beacon, 3)
+        .await;
     let (s, v) = api
         .records(&any, AGENT_A, "agent-a", token, vec![att(1, 2, 1)])
         .await;

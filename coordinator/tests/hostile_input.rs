@@ -45,17 +45,21 @@ async fn one_node(dir: &Path, beacon: Option<String>, extra: &str) -> (String, A
     (url, node)
 }
 
-/// Registers agent-a with validator 7 and grants it authority; returns the token.
-async fn grant_agent_a(api: &Api, url: &str) -> u64 {
+/// Registers agent-a with validator 7 and grants it authority; returns the token. With
+/// `beacon`, its head moves 3 epochs on for the liveness gate; without one, no liveness
+/// evidence can come and the grant is completed with break-glass.
+async fn grant_agent_a(api: &Api, url: &str, beacon: Option<&FakeBeacon>) -> u64 {
     let (s, v) = api
         .register(url, AGENT_A, "agent-a", &[Pubkey([7; 48])])
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    let Some(beacon) = beacon else {
+        return api.grant_without_beacon(url, "agent-a").await;
+    };
     let (s, h) = api.handover(url, "agent-a", "grant").await;
     assert_eq!(s, StatusCode::OK, "{h}");
-    let (s, h) = api.approve_as(url, h["id"].as_u64().unwrap(), BOB).await;
-    assert_eq!(s, StatusCode::OK, "{h}");
-    h["granted_token"].as_u64().unwrap()
+    api.clear_and_approve(url, h["id"].as_u64().unwrap(), beacon, 3)
+        .await
 }
 
 async fn wait_chain_clock(node: &Node) {
@@ -88,11 +92,13 @@ fn interchange(pubkey: Pubkey, source: u64, target: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_far_future_record_is_refused_alone_and_the_validator_keeps_signing() {
     let tmp = tempfile::tempdir().unwrap();
-    // head slot 1000 with 32-slot epochs: the chain is at epoch 31; the margin is 2.
-    let beacon = FakeBeacon::new(0, 1000).serve().await;
+    // After the grant moves it 3 epochs on, head slot 1000 with 32-slot epochs: the chain is
+    // at epoch 31; the margin is 2.
+    let fake = FakeBeacon::new(0, 1000 - 3 * 32);
+    let beacon = fake.serve().await;
     let (url, node) = one_node(tmp.path(), Some(beacon), "").await;
     let api = Api::strict(Duration::from_secs(10));
-    let token = grant_agent_a(&api, &url).await;
+    let token = grant_agent_a(&api, &url, Some(&fake)).await;
     wait_chain_clock(&node).await;
 
     let (s, v) = api
@@ -162,10 +168,11 @@ async fn a_far_future_record_is_refused_alone_and_the_validator_keeps_signing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_far_future_import_is_refused_with_a_report_unless_an_operator_overrides_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let beacon = FakeBeacon::new(0, 1000).serve().await;
+    let fake = FakeBeacon::new(0, 1000 - 3 * 32);
+    let beacon = fake.serve().await;
     let (url, node) = one_node(tmp.path(), Some(beacon), "").await;
     let api = Api::strict(Duration::from_secs(10));
-    grant_agent_a(&api, &url).await;
+    grant_agent_a(&api, &url, Some(&fake)).await;
     wait_chain_clock(&node).await;
     let v9 = Pubkey([9; 48]);
     let doc = interchange(v9, 5, 1_000_000);
@@ -213,7 +220,7 @@ async fn an_import_of_u64_max_epochs_keeps_the_cluster_up_and_signing() {
     let tmp = tempfile::tempdir().unwrap();
     let (url, _node) = one_node(tmp.path(), None, "").await;
     let api = Api::strict(Duration::from_secs(10));
-    let token = grant_agent_a(&api, &url).await;
+    let token = grant_agent_a(&api, &url, None).await;
     // No beacon node: no far-future bound, so the pill reaches apply.
     let pill = json!({
         "metadata": {"interchange_format_version": "5", "genesis_validators_root": GVR},
@@ -253,7 +260,7 @@ async fn the_holder_cannot_record_for_a_validator_it_did_not_register() {
     let tmp = tempfile::tempdir().unwrap();
     let (url, _node) = one_node(tmp.path(), None, "").await;
     let api = Api::strict(Duration::from_secs(10));
-    let token = grant_agent_a(&api, &url).await;
+    let token = grant_agent_a(&api, &url, None).await;
     let (s, v) = api
         .records(
             &url,
@@ -343,8 +350,19 @@ async fn a_node_configured_without_the_two_person_rule_cannot_loosen_the_cluster
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     let (s, v) = api.post(&loose, "/v1/policy/confirm", BOB, json!({})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = api.approve_as(&loose, id, ALICE).await;
+    // This cluster has no beacon node, so the liveness gate cannot pass: the requester's own
+    // break-glass approval, which the confirmed policy (no two-person rule, one break-glass
+    // approval) now allows, completes it.
+    let (s, v) = api
+        .post(
+            &loose,
+            &format!("/v1/handovers/{id}/approve"),
+            ALICE,
+            json!({"break_glass": true}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "now the policy allows it: {v}");
+    assert_eq!(v["state"], "completed", "{v}");
     let actions: Vec<(String, String)> = api
         .audit(&loose, "action", "operator")
         .await
@@ -655,7 +673,7 @@ async fn a_client_flood_on_the_api_listener_does_not_reach_raft_on_its_own_liste
 
     // The cluster still elects nothing new and commits: writes through a follower reach the
     // leader over the Raft listener.
-    let token = grant_agent_a(&api, &follower).await;
+    let token = grant_agent_a(&api, &follower, None).await;
     let (s, v) = api
         .records(
             &follower,

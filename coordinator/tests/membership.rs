@@ -14,7 +14,7 @@ use failover_protocol::{RecordItem, Verdict};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{
-    assert_openapi_paths, attestation, free_port, verdicts, Api, Cluster, AGENT_A, ALICE, BOB,
+    assert_openapi_paths, attestation, free_port, verdicts, Api, Cluster, AGENT_A, ALICE,
     CLUSTER_SECRET,
 };
 
@@ -132,12 +132,7 @@ async fn replace_a_node_add_learner_promote_remove_and_remove_the_leader() {
         .register(&urls[0], AGENT_A, "agent-a", &[Pubkey([7; 48])])
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, h) = api.handover(&urls[1], "agent-a", "initial grant").await;
-    assert_eq!(s, StatusCode::OK, "{h}");
-    let id = h["id"].as_u64().unwrap();
-    let (s, h) = api.approve_as(&urls[2], id, BOB).await;
-    assert_eq!(s, StatusCode::OK, "{h}");
-    let token = h["granted_token"].as_u64().unwrap();
+    let token = api.grant_without_beacon(&urls[1], "agent-a").await;
     assert_eq!(api.record(&urls[0], token, att(1, 2)).await, Verdict::Valid);
 
     // Node 4 starts with an empty store and bootstrap = false: it founds no cluster, elects

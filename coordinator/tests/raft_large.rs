@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use failover_common::types::{Pubkey, Root};
 use failover_protocol::{RecordItem, Verdict};
 use reqwest::StatusCode;
-use support::{verdicts, Api, Cluster, AGENT_A, ALICE, BOB};
+use support::{verdicts, Api, Cluster, AGENT_A, ALICE};
 
 fn pubkey(i: u32) -> Pubkey {
     let mut b = [0u8; 48];
@@ -53,11 +53,7 @@ async fn a_follower_stopped_during_20000_records_catches_up() {
     let keys: Vec<Pubkey> = (0..1024).map(pubkey).collect();
     let (s, v) = api.register(&lurl, AGENT_A, "agent-a", &keys).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, h) = api.handover(&lurl, "agent-a", "grant").await;
-    assert_eq!(s, StatusCode::OK, "{h}");
-    let (s, h) = api.approve_as(&lurl, h["id"].as_u64().unwrap(), BOB).await;
-    assert_eq!(s, StatusCode::OK, "{h}");
-    let token = h["granted_token"].as_u64().unwrap();
+    let token = api.grant_without_beacon(&lurl, "agent-a").await;
 
     signal(cluster.pid(follower), libc::SIGSTOP);
     for target in 1..=20u64 {

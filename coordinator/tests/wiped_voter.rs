@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use failover_common::types::Pubkey;
 use reqwest::StatusCode;
-use support::{attestation, verdicts, Api, Cluster, AGENT_A, ALICE, BOB};
+use support::{attestation, verdicts, Api, Cluster, AGENT_A, ALICE};
 
 async fn leader_among(api: &Api, urls: &[&String]) -> Option<u64> {
     for url in urls {
@@ -48,13 +48,7 @@ async fn a_wiped_voter_does_not_elect_a_leader_that_lost_a_committed_record() {
     let v7 = Pubkey([7; 48]);
     let (s, v) = api.register(&urls[0], AGENT_A, "agent-a", &[v7]).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, h) = api.handover(&urls[0], "agent-a", "grant").await;
-    assert_eq!(s, StatusCode::OK, "{h}");
-    let (s, h) = api
-        .approve_as(&urls[0], h["id"].as_u64().unwrap(), BOB)
-        .await;
-    assert_eq!(s, StatusCode::OK, "{h}");
-    let token = h["granted_token"].as_u64().unwrap();
+    let token = api.grant_without_beacon(&urls[0], "agent-a").await;
 
     // Node 3 misses the record.
     cluster.kill(2);

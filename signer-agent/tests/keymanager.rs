@@ -125,7 +125,9 @@ write_timeout_ms = 4000
     }
 
     /// Registers the agent and hands authority to it (alice requests, bob approves; a fresh
-    /// cluster needs no finality), then lets the agent observe it.
+    /// cluster needs no finality, and since this one has no beacon node for the liveness
+    /// gate, bob's approval is break-glass, which `break_glass_approvals = 1` lets one operator
+    /// give), then lets the agent observe it.
     async fn grant(&self, agent: &Arc<Agent>) {
         agent.register().await.unwrap();
         let (s, h) = self
@@ -139,7 +141,12 @@ write_timeout_ms = 4000
         assert_eq!(s, StatusCode::OK, "{h}");
         let path = format!("/v1/handovers/{}/approve", h["id"]);
         let (s, h) = self
-            .call(reqwest::Method::POST, &path, BOB, Some(json!({})))
+            .call(
+                reqwest::Method::POST,
+                &path,
+                BOB,
+                Some(json!({"break_glass": true})),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{h}");
         assert!(agent.poll_authority().await);

@@ -68,6 +68,9 @@ pub struct LabConfig {
     pub operators: Vec<String>,
     /// Agent record deadline (ms): past it an unanswered record is a 503.
     pub record_deadline_ms: u64,
+    /// The agents sign `VOLUNTARY_EXIT` (`allow_voluntary_exit`); off by default, as in
+    /// production.
+    pub allow_voluntary_exit: bool,
     /// Route every coordinator → coordinator link (each direction separately) and every
     /// agent → coordinator link through an in-process [`crate::netem`] proxy, so drills can
     /// partition regions, lose or delay traffic. Off: processes dial each other directly.
@@ -132,6 +135,7 @@ impl LabConfig {
             ],
             operators: vec!["alice".into(), "bob".into(), "carol".into()],
             record_deadline_ms: 2_000,
+            allow_voluntary_exit: false,
             netem: false,
             tls: true,
             netns: false,

@@ -726,6 +726,7 @@ impl Lab {
             keystores_dir: keystores.to_path_buf(),
             passwords_dir: passwords.to_path_buf(),
             record_deadline_ms: self.config.record_deadline_ms,
+            allow_voluntary_exit: self.config.allow_voluntary_exit,
             max_batch: 4096,
             slots_per_epoch: self.config.slots_per_epoch,
             ..signer_agent::Config::default()

@@ -20,6 +20,8 @@
 //! - `stop-coordinator:N`: SIGTERM and forget it (a decommissioned host);
 //! - `stall-finality` / `resume-finality`: every beacon simulator stops / resumes finalizing
 //!   (a chain that does not finalize);
+//! - `stall-liveness` / `resume-liveness`: every beacon simulator's liveness endpoint answers
+//!   503 / answers again (beacon nodes that cannot say who was live);
 //! - `write-interchange:FILE`: writes `DIR/FILE`, an EIP-3076 interchange (format 5) for the
 //!   lab's validators with one old block (slot 1) and one old attestation (0 → 1) each, as an
 //!   old signer's export would be;
@@ -153,6 +155,8 @@ impl Lab {
             }
             ("stall-finality", None) => self.set_finality_stalled(true).await,
             ("resume-finality", None) => self.set_finality_stalled(false).await,
+            ("stall-liveness", None) => self.set_liveness_available(false).await,
+            ("resume-liveness", None) => self.set_liveness_available(true).await,
             ("sign-now", Some(agent)) => self.sign_now(agent).await,
             ("start-rogue-signer", Some(list)) => {
                 ensure!(self.rogue.is_none(), "a rogue signer is already running");
@@ -275,6 +279,21 @@ impl Lab {
                 .http
                 .post(&url)
                 .json(&serde_json::json!({ "stalled": stalled }))
+                .send()
+                .await
+                .with_context(|| format!("POST {url}"))?;
+            ensure!(res.status().is_success(), "POST {url}: {}", res.status());
+        }
+        Ok(())
+    }
+
+    async fn set_liveness_available(&self, available: bool) -> Result<()> {
+        for b in &self.manifest.beacon_nodes {
+            let url = format!("{}/sim/liveness", b.url.trim_end_matches('/'));
+            let res = self
+                .http
+                .post(&url)
+                .json(&serde_json::json!({ "available": available }))
                 .send()
                 .await
                 .with_context(|| format!("POST {url}"))?;

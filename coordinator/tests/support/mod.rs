@@ -333,11 +333,14 @@ impl Drop for Cluster {
     }
 }
 
-/// Starts an in-process node from `cfg`, with its finality poller, serving the HTTP router on
+/// Starts an in-process node from `cfg`, with its chain clock, finality and liveness pollers,
+/// serving the HTTP router on
 /// `listener`.
 pub async fn serve(cfg: Config, listener: tokio::net::TcpListener) -> Arc<Node> {
     let node = Node::start(cfg).await.unwrap();
+    tokio::spawn(node.clone().run_chain_clock());
     tokio::spawn(node.clone().run_finality_poller());
+    tokio::spawn(node.clone().run_liveness_poller());
     let app = coordinator::http::router(node.clone());
     let (limits, stats) = (node.config.limits.listener(), node.listener_stats.clone());
     tokio::spawn(failover_common::serve::serve(
@@ -374,6 +377,12 @@ impl FakeBeacon {
         self.finalized.store(epoch, Ordering::SeqCst);
     }
 
+    /// Moves the head `n` epochs (of 32 slots) forward: the coordinators' chain clock follows
+    /// it, so the epochs of a liveness gate's window become complete.
+    pub fn advance_epochs(&self, n: u64) {
+        self.head_slot.fetch_add(n * 32, Ordering::SeqCst);
+    }
+
     /// Serves the beacon API on a loopback port; returns its base URL.
     pub async fn serve(&self) -> String {
         async fn genesis() -> Json<Value> {
@@ -395,7 +404,23 @@ impl FakeBeacon {
             Json(json!({"execution_optimistic": false, "finalized": false,
                 "data": {"previous_justified": cp, "current_justified": cp, "finalized": cp}}))
         }
+        // The liveness gate's queries: no test validator is on this chain (the registry answer
+        // is empty), so every epoch is clear.
+        async fn validators() -> Json<Value> {
+            Json(json!({"execution_optimistic": false, "finalized": false, "data": []}))
+        }
+        async fn liveness() -> Json<Value> {
+            Json(json!({"data": []}))
+        }
         let app = Router::new()
+            .route(
+                "/eth/v1/beacon/states/{state}/validators",
+                axum::routing::post(validators),
+            )
+            .route(
+                "/eth/v1/validator/liveness/{epoch}",
+                axum::routing::post(liveness),
+            )
             .route("/eth/v1/beacon/genesis", get(genesis))
             .route("/eth/v1/node/syncing", get(syncing))
             .route(
@@ -541,14 +566,89 @@ impl Api {
     }
 
     /// POST `/v1/handovers`: alice requests a handover to `to` for `reason`.
+    ///
+    /// A coordinator with beacon nodes refuses a request (503) until its chain clock knows the
+    /// current epoch, where the liveness window starts; that answer is retried for 10 s.
     pub async fn handover(&self, url: &str, to: &str, reason: &str) -> (StatusCode, Value) {
-        self.post(
-            url,
-            "/v1/handovers",
-            ALICE,
-            json!({"to": to, "reason": reason}),
-        )
-        .await
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (s, v) = self
+                .post(
+                    url,
+                    "/v1/handovers",
+                    ALICE,
+                    json!({"to": to, "reason": reason}),
+                )
+                .await;
+            let clock_unknown = s == StatusCode::SERVICE_UNAVAILABLE
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("current epoch"));
+            if !clock_unknown || std::time::Instant::now() > deadline {
+                return (s, v);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls handover `id` on `url` (as alice) until it is in `state` (20 s at most).
+    pub async fn wait_handover_state(&self, url: &str, id: u64, state: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, h) = self.get(url, &format!("/v1/handovers/{id}"), ALICE).await;
+            if h["state"] == state {
+                return h;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "handover {id} never became {state}: {h}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Lets handover `id`'s liveness gate pass by moving `beacon`'s head `epochs` epochs on
+    /// (3 when the request came at the head's epoch `R` and the old holder's last message is
+    /// older: the window is `R + 1` and `R + 2`, complete at `R + 3`), waits for
+    /// `awaiting_approval`, and has bob approve; returns the granted token.
+    pub async fn clear_and_approve(
+        &self,
+        url: &str,
+        id: u64,
+        beacon: &FakeBeacon,
+        epochs: u64,
+    ) -> u64 {
+        beacon.advance_epochs(epochs);
+        self.wait_handover_state(url, id, "awaiting_approval").await;
+        let (s, h) = self.approve_as(url, id, BOB).await;
+        assert_eq!(s, StatusCode::OK, "{h}");
+        assert_eq!(h["state"], "completed", "{h}");
+        h["granted_token"].as_u64().unwrap()
+    }
+
+    /// Grants `to` authority on a cluster without beacon nodes: alice requests, and since no
+    /// liveness evidence can ever come, bob, carol and dave complete it with break-glass (the
+    /// default three); returns the granted token.
+    pub async fn grant_without_beacon(&self, url: &str, to: &str) -> u64 {
+        let (s, h) = self.handover(url, to, "grant").await;
+        assert_eq!(s, StatusCode::OK, "{h}");
+        assert_eq!(h["state"], "awaiting_liveness", "{h}");
+        let id = h["id"].as_u64().unwrap();
+        let mut last = Value::Null;
+        for op in [BOB, CAROL, DAVE] {
+            let (s, h) = self
+                .post(
+                    url,
+                    &format!("/v1/handovers/{id}/approve"),
+                    op,
+                    json!({"break_glass": true}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{h}");
+            last = h;
+        }
+        assert_eq!(last["state"], "completed", "{last}");
+        last["granted_token"].as_u64().unwrap()
     }
 
     /// POST `/v1/handovers/{id}/approve` with bearer `token`.
