@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use failover_protocol::StatusView;
-use failover_protocol::{AuditEntry, Handover, HandoverState};
+use failover_protocol::{AuditEntry, Handover, HandoverState, LivenessGate};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -929,13 +929,11 @@ async fn stopped_by_doppelganger(
         .await
         .context("wait for doppelganger_detected")?;
     sh.mark("handover.doppelganger_detected");
-    let mut named: Vec<u64> = h
+    let named = h
         .liveness
-        .iter()
-        .flat_map(|g| g.findings.iter().map(|f| f.index))
-        .collect();
-    named.sort_unstable();
-    named.dedup();
+        .as_ref()
+        .map(LivenessGate::found_indices)
+        .unwrap_or_default();
     ensure!(
         named == expected,
         "stopped naming validators {named:?}, the rogue signer signed for {expected:?}"

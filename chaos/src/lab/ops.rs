@@ -273,27 +273,24 @@ impl Lab {
 
     /// `POST /sim/finality {"stalled": stalled}` to every beacon simulator.
     async fn set_finality_stalled(&self, stalled: bool) -> Result<()> {
-        for b in &self.manifest.beacon_nodes {
-            let url = format!("{}/sim/finality", b.url.trim_end_matches('/'));
-            let res = self
-                .http
-                .post(&url)
-                .json(&serde_json::json!({ "stalled": stalled }))
-                .send()
-                .await
-                .with_context(|| format!("POST {url}"))?;
-            ensure!(res.status().is_success(), "POST {url}: {}", res.status());
-        }
-        Ok(())
+        self.sim_control("finality", serde_json::json!({ "stalled": stalled }))
+            .await
     }
 
+    /// `POST /sim/liveness {"available": available}` to every beacon simulator.
     async fn set_liveness_available(&self, available: bool) -> Result<()> {
+        self.sim_control("liveness", serde_json::json!({ "available": available }))
+            .await
+    }
+
+    /// `POST /sim/{control}` with `body` to every beacon simulator.
+    async fn sim_control(&self, control: &str, body: serde_json::Value) -> Result<()> {
         for b in &self.manifest.beacon_nodes {
-            let url = format!("{}/sim/liveness", b.url.trim_end_matches('/'));
+            let url = format!("{}/sim/{control}", b.url.trim_end_matches('/'));
             let res = self
                 .http
                 .post(&url)
-                .json(&serde_json::json!({ "available": available }))
+                .json(&body)
                 .send()
                 .await
                 .with_context(|| format!("POST {url}"))?;

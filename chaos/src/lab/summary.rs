@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 
-use failover_protocol::{Handover, HandoverEvent, HandoverState};
+use failover_protocol::{Handover, HandoverEvent, HandoverState, LivenessGate};
 
 use super::duties::{DutyKind, DutyRecord};
 use crate::checker::{CheckReport, CheckResult};
@@ -198,13 +198,11 @@ impl Summary {
             },
         });
         if let (Some(h), Some(expected)) = (&input.handover, &input.expected_doppelganger) {
-            let mut named: Vec<u64> = h
+            let named = h
                 .liveness
-                .iter()
-                .flat_map(|g| g.findings.iter().map(|f| f.index))
-                .collect();
-            named.sort_unstable();
-            named.dedup();
+                .as_ref()
+                .map(LivenessGate::found_indices)
+                .unwrap_or_default();
             let stopped = h
                 .timeline
                 .iter()

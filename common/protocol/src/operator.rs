@@ -213,6 +213,14 @@ impl LivenessGate {
     pub fn passed(&self) -> bool {
         self.passed_at.is_some()
     }
+
+    /// The validator indices of [`LivenessGate::findings`], ascending, each once.
+    pub fn found_indices(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.findings.iter().map(|f| f.index).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
 }
 
 /// One validator of a handover's target seen live by beacon nodes in the liveness window.
