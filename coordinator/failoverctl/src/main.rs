@@ -20,6 +20,21 @@ use failover_protocol::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// `println!` for a command-line tool in a pipe: a closed stdout (`failoverctl audit | head`)
+/// ends the process quietly with status 0 instead of panicking; any other write error panics
+/// as `println!` does.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("failed printing to stdout: {e}");
+        }
+    }};
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Output {
     Table,
@@ -872,12 +887,11 @@ fn change_voters(
 }
 
 fn main() -> ExitCode {
-    // Behave like other command-line tools in a pipe (`failoverctl audit | head`): end quietly
-    // on a closed stdout instead of panicking in `println!`.
-    // SAFETY: called first in main, before any thread exists; SIG_DFL is a valid action.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SIGPIPE stays ignored (Rust's default). With its default action, a coordinator killed
+    // mid-request (its socket reset while the request is written) killed failoverctl by signal
+    // instead of letting it try the next coordinator: seen in the netns-wan-kill-leader drill.
+    // A closed stdout (`failoverctl audit | head`) ends the process quietly through `println!`
+    // below instead.
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

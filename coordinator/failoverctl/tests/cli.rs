@@ -205,3 +205,36 @@ fn a_plain_text_error_answer_is_shown_as_it_came() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_failoverctl_quietly() {
+    // 5,000 audit entries: far more table than a pipe buffers, so failoverctl is still
+    // writing when the reader (`failoverctl audit | head -1`) goes away.
+    let entries: Vec<String> = (0..5000)
+        .map(|i| {
+            format!(
+                r#"{{"log_index":{i},"at_ms":1,"operator":"alice","action":"handover.request","handover":null,"detail":"to agent-us: a reason long enough to fill a line of the table","outcome":"accepted"}}"#
+            )
+        })
+        .collect();
+    let body: &'static str = Box::leak(format!("[{}]", entries.join(",")).into_boxed_str());
+    let (url, _) = canned(200, body);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_failoverctl"))
+        .env_remove("FAILOVER_TOKEN_FILE")
+        .env_remove("FAILOVER_COORDINATOR")
+        .env("FAILOVER_TOKEN", "t")
+        .args(["--coordinator", &url, "--timeout", "5", "audit"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty());
+    // The reader is gone (stdout's read end dropped above).
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
