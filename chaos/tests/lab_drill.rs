@@ -83,18 +83,23 @@ async fn holder_and_spec(lab: &Lab) -> Result<(String, reqwest::Client, serde_js
         .context("nobody holds authority after the drill")?;
     let agent = lab.agent(&holder).context("the holder is a lab agent")?;
     let http = lab.client_tls().builder().build()?;
-    let beacon = lab.manifest.beacon_nodes[0].url.trim_end_matches('/');
-    let spec: serde_json::Value = http
-        .get(format!("{beacon}/eth/v1/config/spec"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let spec = beacon_get(lab, &http, "/eth/v1/config/spec").await?;
     Ok((agent.url.trim_end_matches('/').to_string(), http, spec))
 }
 
-/// Sends `body` to the holder for `index`'s key and verifies the signature with blst over
-/// `root`.
+/// `GET path` on the lab's first beacon simulator, as JSON.
+async fn beacon_get(lab: &Lab, http: &reqwest::Client, path: &str) -> Result<serde_json::Value> {
+    let beacon = lab.manifest.beacon_nodes[0].url.trim_end_matches('/');
+    Ok(http
+        .get(format!("{beacon}{path}"))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+/// Sends `body` to the holder for `index`'s key; returns a check of the signature (blst)
+/// over a signing root.
 async fn signature_verifies(
     http: &reqwest::Client,
     holder_url: &str,
@@ -176,18 +181,18 @@ async fn holder_signs_an_exit_over_the_lab_chains_domain(lab: &Lab) -> Result<()
         .as_str()
         .context("spec")?
         .parse()?;
-    let beacon = lab.manifest.beacon_nodes[0].url.trim_end_matches('/');
-    let fork: serde_json::Value = http
-        .get(format!("{beacon}/eth/v1/beacon/states/head/fork"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let fork = beacon_get(lab, &http, "/eth/v1/beacon/states/head/fork").await?;
     let current = hex4(fork["data"]["current_version"].as_str().context("fork")?)?;
     let clock = lab.clock();
     let epoch = clock.epoch_of(clock.now_slot());
-    ensure!(epoch >= deneb_epoch, "the lab chain is past Deneb");
-    ensure!(current != capella, "the lab's current fork is not Capella");
+    ensure!(
+        epoch >= deneb_epoch,
+        "the lab chain must be past Deneb (epoch {epoch}, DENEB_FORK_EPOCH {deneb_epoch})"
+    );
+    ensure!(
+        current != capella,
+        "the lab's current fork must not be Capella, or the negative check proves nothing"
+    );
     let gvr = lab.manifest.genesis_validators_root;
     let index = 3u64;
     let body = serde_json::json!({

@@ -802,37 +802,42 @@ impl Node {
                 Command::Liveness { live, .. } => live.len(),
                 _ => 0,
             };
-            match self.write_local(cmd).await {
-                Ok(out) => {
-                    let result = if live == 0 { "clear" } else { "live" };
-                    self.metrics
-                        .liveness_checks
-                        .with_label_values(&[result])
-                        .inc();
-                    if live > 0 {
-                        tracing::error!(
-                            handover = task.handover,
-                            epoch = task.epoch,
-                            validators = live,
-                            "DOPPELGANGER: validators of {} seen live outside the cluster; the \
-                             handover is stopped (runbooks/doppelganger-detected.md)",
-                            task.to
-                        );
-                    } else if let Response::Rejected { message, .. } = out.response {
-                        tracing::debug!(
-                            handover = task.handover,
-                            "liveness evidence refused: {message}"
-                        );
-                    } else {
-                        tracing::info!(
-                            handover = task.handover,
-                            epoch = task.epoch,
-                            "liveness evidence committed: no validator of {} live",
-                            task.to
-                        );
-                    }
+            let out = match self.write_local(cmd).await {
+                Ok(out) => out,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not commit liveness evidence");
+                    continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "could not commit liveness evidence"),
+            };
+            // Evidence the state machine refused (the gate moved on meanwhile) checked nothing.
+            if let Response::Rejected { message, .. } = out.response {
+                tracing::debug!(
+                    handover = task.handover,
+                    "liveness evidence refused: {message}"
+                );
+                continue;
+            }
+            let result = if live == 0 { "clear" } else { "live" };
+            self.metrics
+                .liveness_checks
+                .with_label_values(&[result])
+                .inc();
+            if live > 0 {
+                tracing::error!(
+                    handover = task.handover,
+                    epoch = task.epoch,
+                    validators = live,
+                    "DOPPELGANGER: validators of {} seen live outside the cluster; the handover \
+                     is stopped (runbooks/doppelganger-detected.md)",
+                    task.to
+                );
+            } else {
+                tracing::info!(
+                    handover = task.handover,
+                    epoch = task.epoch,
+                    "liveness evidence committed: no validator of {} live",
+                    task.to
+                );
             }
         }
     }

@@ -259,6 +259,15 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// True for the evidence the leader proposes from its own beacon nodes
+    /// ([`Command::Finality`], [`Command::Liveness`]): it opens a handover's gates, so it is
+    /// never accepted from another node (`/internal/v1/write`).
+    pub fn is_leader_evidence(&self) -> bool {
+        matches!(self, Command::Finality { .. } | Command::Liveness { .. })
+    }
+}
+
 /// A validator a beacon node reported live ([`Command::Liveness`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveSighting {

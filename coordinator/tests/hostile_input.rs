@@ -589,7 +589,7 @@ async fn a_learner_url_that_cannot_prove_the_cluster_token_receives_no_secret() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finality_evidence_is_never_accepted_from_another_node() {
+async fn finality_and_liveness_evidence_are_never_accepted_from_another_node() {
     let tmp = tempfile::tempdir().unwrap();
     let (url, node) = one_node(tmp.path(), None, "").await;
     let forged = json!({
@@ -605,6 +605,28 @@ async fn finality_evidence_is_never_accepted_from_another_node() {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(node.state.read().unwrap().data.finalized_epoch(), 0);
+
+    // Nor liveness evidence: forged, it would pass an open handover's liveness gate.
+    let (s, v) = api
+        .register(&url, AGENT_A, "agent-a", &[Pubkey([7; 48])])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, h) = api.handover(&url, "agent-a", "grant").await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    let id = h["id"].as_u64().unwrap();
+    for epoch in [2u64, 3] {
+        let forged = json!({
+            "cmd": "liveness", "handover": id, "epoch": epoch, "current_epoch": 100,
+            "live": [], "answered": ["http://forged"], "checked": 1, "node": 1, "at_ms": 0
+        });
+        let (s, v) = api
+            .post(&url, "/internal/v1/write", CLUSTER_SECRET, forged)
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    }
+    let h = &node.state.read().unwrap().data.handovers[&id];
+    assert_eq!(h.state, failover_protocol::HandoverState::AwaitingLiveness);
+    assert_eq!(h.liveness.as_ref().unwrap().clear_through, None);
 }
 
 // ---- item 8: Raft and internal RPC on their own listener -----------------------------------

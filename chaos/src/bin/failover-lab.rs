@@ -354,7 +354,12 @@ async fn rogue_signer(dir: &Path, validators: &str, epochs: Option<u64>) -> Resu
     match epochs {
         Some(n) => {
             tokio::select! {
-                _ = tokio::time::sleep(clock.epoch_duration() * n as u32) => {}
+                // Saturates: `--epochs 18446744073709551615` runs until Ctrl-C.
+                _ = tokio::time::sleep(
+                    clock
+                        .epoch_duration()
+                        .saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)),
+                ) => {}
                 _ = stop.changed() => {}
             }
         }

@@ -51,13 +51,13 @@ pub(super) async fn internal_write(
     s.cluster(&caller, &headers)?;
     let (cmd, format): (crate::state::Command, _) = decode(&body)?;
     // Only what a follower legitimately forwards: the commands its own agent and operator
-    // handlers propose. Finality evidence is proposed by the leader from its own beacon polls
-    // and never arrives from outside; accepting it here would let any holder of the cluster
-    // token open the finality gate of a handover.
-    if matches!(cmd, crate::state::Command::Finality { .. }) {
+    // handlers propose. Finality and liveness evidence is proposed by the leader from its own
+    // beacon polls and never arrives from outside; accepting it here would let any holder of
+    // the cluster token open the finality gate or the liveness gate of a handover.
+    if cmd.is_leader_evidence() {
         return Err(ApiError::forbidden(
-            "finality evidence is proposed only by the leader from its own beacon nodes; it is \
-             never forwarded",
+            "finality and liveness evidence is proposed only by the leader from its own beacon \
+             nodes; it is never forwarded",
         ));
     }
     answer(format, &s.node.write_local(cmd).await?)
